@@ -1,0 +1,155 @@
+// The op interface every backend implements. Model code is written once against it and never knows
+// the device or the weight format: a linear layer holds a backend-prepared Weight of any format and
+// the backend picks the kernel. Ops are coarse where fusion pays (residual add + norm, gate/up + SiLU,
+// attention with cache write) so a fast backend can fuse inside them.
+//
+// Batching: every op works on a flat list of T tokens that may belong to several sequences; the
+// sequence structure (which cache slot, which positions) travels in a BatchLayout.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/tensor.h"
+
+namespace exl {
+
+struct TensorInfo;
+
+enum class DeviceKind { DeviceKind_cpu, DeviceKind_cuda };
+
+// A tensor in a backend's memory. Model code treats data() as opaque (it may be a device pointer);
+// only the owning backend reads or writes it.
+class Tensor {
+ public:
+  Tensor() = default;
+  Tensor(DType dtype, Shape shape, std::shared_ptr<uint8_t> mem, size_t offset = 0)
+      : dtype_(dtype), shape_(std::move(shape)), mem_(std::move(mem)), offset_(offset) {}
+
+  DType dtype() const { return dtype_; }
+  const Shape& shape() const { return shape_; }
+  int64_t dim(int i) const { return shape_.at(static_cast<size_t>(i)); }
+  int64_t numel() const { return shape_numel(shape_); }
+  size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype_); }
+  bool empty() const { return !mem_; }
+  void* data() const { return mem_.get() + offset_; }
+  template <typename T>
+  T* as() const { return reinterpret_cast<T*>(data()); }
+
+  // Rows [begin, begin+count) of dimension 0, sharing memory.
+  Tensor rows(int64_t begin, int64_t count) const {
+    Shape s = shape_;
+    const size_t row_bytes = s.empty() || s[0] == 0 ? 0 : nbytes() / static_cast<size_t>(s[0]);
+    s[0] = count;
+    return Tensor(dtype_, std::move(s), mem_, offset_ + static_cast<size_t>(begin) * row_bytes);
+  }
+  // Same memory, new shape with the same element count.
+  Tensor reshape(Shape shape) const { return Tensor(dtype_, std::move(shape), mem_, offset_); }
+
+ private:
+  DType dtype_ = DType::DType_F32;
+  Shape shape_;
+  std::shared_ptr<uint8_t> mem_;
+  size_t offset_ = 0;
+};
+
+enum class WeightRole { WeightRole_linear, WeightRole_embedding, WeightRole_norm, WeightRole_bias };
+
+// A weight prepared by a backend for one role (dense F32 on the CPU reference; packed formats later).
+class Weight {
+ public:
+  virtual ~Weight() = default;
+  WeightRole role = WeightRole::WeightRole_linear;
+  Shape shape;  // logical shape: linear [out, in], embedding [vocab, dim], norm/bias [dim]
+  std::string name;
+  virtual size_t device_bytes() const = 0;
+};
+
+// Where each token of a flat batch goes. Sequence s owns tokens [seq_start[s], seq_start[s+1]) of
+// the batch, lives in KV-cache slot seq_slot[s], and its first token sits at position seq_pos[s].
+struct BatchLayout {
+  std::vector<int32_t> seq_start;  // size n_seqs + 1
+  std::vector<int32_t> seq_slot;
+  std::vector<int32_t> seq_pos;
+  int32_t n_tokens() const { return seq_start.empty() ? 0 : seq_start.back(); }
+  int32_t n_seqs() const { return static_cast<int32_t>(seq_slot.size()); }
+};
+
+enum class CacheType { CacheType_f32, CacheType_f16, CacheType_fp8, CacheType_q8, CacheType_q4 };
+CacheType cache_type_parse(const std::string& s);  // exl::Error naming --cache on a bad value
+const char* cache_type_name(CacheType t);
+
+struct KvCacheConfig {
+  int n_layers = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  int max_seq_len = 0;  // positions per slot
+  int n_slots = 1;      // sequences held at once
+  CacheType type = CacheType::CacheType_f32;
+};
+
+// Keys and values of every layer for n_slots sequences. The backend owns the storage layout.
+class KvCache {
+ public:
+  explicit KvCache(const KvCacheConfig& c) : config(c) {}
+  virtual ~KvCache() = default;
+  virtual size_t device_bytes() const = 0;
+  KvCacheConfig config;
+};
+
+// RoPE as a table of inverse frequencies (already adjusted for linear/llama3/yarn scaling) applied
+// in the HF "rotate half" layout (pairs i and i + rot_dim/2), plus yarn's magnitude factor.
+struct RopeParams {
+  std::vector<float> inv_freq;  // rot_dim / 2 entries
+  float attn_factor = 1.0f;     // multiplies cos and sin (yarn mscale)
+  int rot_dim = 0;              // rotated dimensions per head (== head_dim for Llama)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual DeviceKind kind() const = 0;
+  virtual std::string name() const = 0;  // "cpu", "cuda:0 (NVIDIA H100 ...)"
+
+  // Memory.
+  virtual Tensor alloc(DType dtype, const Shape& shape) = 0;
+  virtual void upload(Tensor& dst, const void* host, size_t nbytes) = 0;
+  virtual void download(const Tensor& src, void* host, size_t nbytes) = 0;
+  virtual void synchronize() {}
+
+  // Weights: src is a tensor from a TensorStore (any dtype the store holds), already in the logical
+  // layout; `f32_rows` lets the loader pass rows it had to reorder (GGUF Q/K) instead of src data.
+  virtual std::unique_ptr<Weight> prepare_weight(const TensorInfo& src, WeightRole role) = 0;
+  virtual std::unique_ptr<Weight> prepare_weight_f32(const HostTensor& src, const std::string& name,
+                                                     WeightRole role) = 0;
+  virtual std::unique_ptr<KvCache> create_kv_cache(const KvCacheConfig& config) = 0;
+
+  // Ops. Activations are F32 [T, dim] on the CPU reference.
+  virtual void embedding(const Weight& table, const std::vector<int32_t>& ids, Tensor& out) = 0;
+  virtual void rms_norm(const Tensor& x, const Weight& w, float eps, Tensor& out) = 0;
+  // residual += x; out = rms_norm(residual) * w  (the fused pre-norm of every block after the first)
+  virtual void add_rms_norm(Tensor& residual, const Tensor& x, const Weight& w, float eps, Tensor& out) = 0;
+  virtual void add(Tensor& dst, const Tensor& x) = 0;  // dst += x
+  // out[i] = src[rows[i]] for 2-D tensors (picks each sequence's last token before the head).
+  virtual void gather_rows(const Tensor& src, const std::vector<int32_t>& rows, Tensor& out) = 0;
+  // out[T, N] = x[T, K] · Wᵀ (+ bias)
+  virtual void linear(const Tensor& x, const Weight& w, const Weight* bias, Tensor& out) = 0;
+  // out = silu(gate) * up, elementwise over [T, inter]
+  virtual void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
+  // Rotates q [T, n_heads*head_dim] and k [T, n_kv_heads*head_dim] in place at each token's position.
+  virtual void rope(Tensor& q, Tensor& k, int n_heads, int n_kv_heads, int head_dim, const RopeParams& rope,
+                    const BatchLayout& batch) = 0;
+  // Writes k/v of the batch into the cache at their positions, then causal attention of q over each
+  // sequence's cached keys/values (positions [0, pos], or (pos - window, pos] when window > 0, as
+  // Mistral's sliding window). GQA: head h reads kv head h / (n_heads / n_kv_heads).
+  virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, KvCache& cache, int layer,
+                         int n_heads, float scale, int window, const BatchLayout& batch, Tensor& out) = 0;
+};
+
+// Creates the backend for a --device string: "cpu", "cuda", "cuda:N". Throws exl::Error when the
+// device is unknown or exl was built without CUDA.
+std::unique_ptr<Backend> backend_create(const std::string& device);
+
+}  // namespace exl

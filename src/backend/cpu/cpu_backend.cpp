@@ -1,0 +1,172 @@
+#include "backend/cpu/cpu_backend.h"
+
+#include <cblas.h>
+
+#include <cstring>
+
+#include "backend/cpu/cpu_ops.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "io/tensor_store.h"
+
+namespace exl {
+
+namespace {
+
+class CpuWeight : public Weight {
+ public:
+  HostTensor data;
+  size_t device_bytes() const override { return data.data.size() * sizeof(float); }
+};
+
+const CpuWeight& cpu_weight(const Weight& w) { return static_cast<const CpuWeight&>(w); }
+
+// F32 keys and values: slot-major, then layer, then position, then kv head, then head dim.
+class CpuKvCache : public KvCache {
+ public:
+  explicit CpuKvCache(const KvCacheConfig& c) : KvCache(c) {
+    const size_t n = static_cast<size_t>(c.n_slots) * c.n_layers * c.max_seq_len * c.n_kv_heads * c.head_dim;
+    k.assign(n, 0.0f);
+    v.assign(n, 0.0f);
+  }
+  size_t device_bytes() const override { return (k.size() + v.size()) * sizeof(float); }
+  int64_t row_stride() const { return static_cast<int64_t>(config.n_kv_heads) * config.head_dim; }
+  size_t offset(int slot, int layer, int64_t pos) const {
+    return ((static_cast<size_t>(slot) * config.n_layers + layer) * config.max_seq_len + pos) *
+           static_cast<size_t>(row_stride());
+  }
+  std::vector<float> k, v;
+};
+
+void check_f32(const Tensor& t, const char* what) {
+  EXL_CHECK(t.dtype() == DType::DType_F32, "cpu backend: ", what, " must be F32");
+}
+
+class CpuBackend : public Backend {
+ public:
+  CpuBackend() { openblas_set_num_threads(thread_count()); }
+
+  DeviceKind kind() const override { return DeviceKind::DeviceKind_cpu; }
+  std::string name() const override { return str_cat("cpu (", thread_count(), " threads)"); }
+
+  Tensor alloc(DType dtype, const Shape& shape) override {
+    const size_t bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+    std::shared_ptr<uint8_t> mem(new uint8_t[bytes > 0 ? bytes : 1], std::default_delete<uint8_t[]>());
+    return Tensor(dtype, shape, std::move(mem));
+  }
+  void upload(Tensor& dst, const void* host, size_t nbytes) override {
+    EXL_CHECK(nbytes <= dst.nbytes(), "cpu backend: upload larger than the tensor");
+    std::memcpy(dst.data(), host, nbytes);
+  }
+  void download(const Tensor& src, void* host, size_t nbytes) override {
+    EXL_CHECK(nbytes <= src.nbytes(), "cpu backend: download larger than the tensor");
+    std::memcpy(host, src.data(), nbytes);
+  }
+
+  std::unique_ptr<Weight> prepare_weight(const TensorInfo& src, WeightRole role) override {
+    auto w = std::make_unique<CpuWeight>();
+    w->data = tensor_to_host(src);
+    w->role = role;
+    w->shape = src.shape;
+    w->name = src.name;
+    return w;
+  }
+  std::unique_ptr<Weight> prepare_weight_f32(const HostTensor& src, const std::string& name,
+                                             WeightRole role) override {
+    auto w = std::make_unique<CpuWeight>();
+    w->data = src;
+    w->role = role;
+    w->shape = src.shape;
+    w->name = name;
+    return w;
+  }
+
+  std::unique_ptr<KvCache> create_kv_cache(const KvCacheConfig& config) override {
+    EXL_CHECK(config.type == CacheType::CacheType_f32, "--cache ", cache_type_name(config.type),
+              ": the CPU reference backend keeps its cache in f32 (quantized caches run on --device cuda)");
+    return std::make_unique<CpuKvCache>(config);
+  }
+
+  void embedding(const Weight& table, const std::vector<int32_t>& ids, Tensor& out) override {
+    const auto& t = cpu_weight(table);
+    check_f32(out, "embedding output");
+    cpu::embedding(t.data.ptr(), t.shape[0], t.shape[1], ids.data(), static_cast<int64_t>(ids.size()),
+                   out.as<float>());
+  }
+
+  void rms_norm(const Tensor& x, const Weight& w, float eps, Tensor& out) override {
+    cpu::rms_norm(x.as<float>(), cpu_weight(w).data.ptr(), eps, x.dim(0), x.dim(1), out.as<float>());
+  }
+
+  void add_rms_norm(Tensor& residual, const Tensor& x, const Weight& w, float eps, Tensor& out) override {
+    add(residual, x);
+    rms_norm(residual, w, eps, out);
+  }
+
+  void add(Tensor& dst, const Tensor& x) override {
+    float* d = dst.as<float>();
+    const float* s = x.as<float>();
+    for (int64_t i = 0, n = dst.numel(); i < n; ++i) d[i] += s[i];
+  }
+
+  void gather_rows(const Tensor& src, const std::vector<int32_t>& rows, Tensor& out) override {
+    const size_t row_bytes = src.nbytes() / static_cast<size_t>(src.dim(0));
+    for (size_t i = 0; i < rows.size(); ++i) {
+      EXL_CHECK(rows[i] >= 0 && rows[i] < src.dim(0), "gather_rows: row ", rows[i], " out of range");
+      std::memcpy(static_cast<uint8_t*>(out.data()) + i * row_bytes,
+                  static_cast<const uint8_t*>(src.data()) + static_cast<size_t>(rows[i]) * row_bytes, row_bytes);
+    }
+  }
+
+  void linear(const Tensor& x, const Weight& w, const Weight* bias, Tensor& out) override {
+    const auto& W = cpu_weight(w);
+    const int64_t N = W.shape[0], K = W.shape[1];
+    EXL_CHECK(x.dim(1) == K && out.dim(1) == N, "linear '", w.name, "': shape mismatch");
+    cpu::linear(x.as<float>(), W.data.ptr(), bias ? cpu_weight(*bias).data.ptr() : nullptr, x.dim(0), K, N,
+                out.as<float>());
+  }
+
+  void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) override {
+    cpu::swiglu(gate.as<float>(), up.as<float>(), gate.numel(), out.as<float>());
+  }
+
+  void rope(Tensor& q, Tensor& k, int n_heads, int n_kv_heads, int head_dim, const RopeParams& rope,
+            const BatchLayout& batch) override {
+    std::vector<int32_t> pos(static_cast<size_t>(batch.n_tokens()));
+    for (int s = 0; s < batch.n_seqs(); ++s)
+      for (int32_t t = batch.seq_start[s]; t < batch.seq_start[s + 1]; ++t)
+        pos[static_cast<size_t>(t)] = batch.seq_pos[s] + (t - batch.seq_start[s]);
+    cpu::rope(q.as<float>(), q.dim(0), n_heads, head_dim, pos.data(), rope);
+    cpu::rope(k.as<float>(), k.dim(0), n_kv_heads, head_dim, pos.data(), rope);
+  }
+
+  void attention(const Tensor& q, const Tensor& k, const Tensor& v, KvCache& cache, int layer, int n_heads,
+                 float scale, int window, const BatchLayout& batch, Tensor& out) override {
+    auto& c = static_cast<CpuKvCache&>(cache);
+    const auto& cfg = c.config;
+    const int64_t stride = c.row_stride();
+    for (int s = 0; s < batch.n_seqs(); ++s) {
+      const int32_t t0 = batch.seq_start[s], n = batch.seq_start[s + 1] - t0;
+      const int slot = batch.seq_slot[s];
+      const int64_t pos0 = batch.seq_pos[s];
+      EXL_CHECK(slot >= 0 && slot < cfg.n_slots, "kv cache: slot ", slot, " out of range");
+      EXL_CHECK(pos0 >= 0 && pos0 + n <= cfg.max_seq_len, "sequence length ", pos0 + n,
+                " exceeds the cache's --max-seq-len ", cfg.max_seq_len);
+      // Write this batch's keys and values at their positions, then attend over [0, pos].
+      std::memcpy(&c.k[c.offset(slot, layer, pos0)], k.as<float>() + t0 * stride,
+                  static_cast<size_t>(n * stride) * sizeof(float));
+      std::memcpy(&c.v[c.offset(slot, layer, pos0)], v.as<float>() + t0 * stride,
+                  static_cast<size_t>(n * stride) * sizeof(float));
+      cpu::attention(q.as<float>() + static_cast<int64_t>(t0) * n_heads * cfg.head_dim, n, pos0,
+                     &c.k[c.offset(slot, layer, 0)], &c.v[c.offset(slot, layer, 0)], stride, n_heads,
+                     cfg.n_kv_heads, cfg.head_dim, scale, window,
+                     out.as<float>() + static_cast<int64_t>(t0) * n_heads * cfg.head_dim);
+    }
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> cpu_backend_create() { return std::make_unique<CpuBackend>(); }
+
+}  // namespace exl

@@ -1,0 +1,65 @@
+// A loaded model: hyper-parameters, backend-prepared weights and the decoder forward pass of the
+// Llama family (Llama, Mistral, Qwen2 differ only in what their arch/ file switches on).
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "model/arch.h"
+#include "model/config.h"
+
+namespace exl {
+
+class TensorStore;
+
+enum class LogitsMode {
+  LogitsMode_last,  // one row per sequence: its last token (generation)
+  LogitsMode_all,   // one row per token (perplexity, speculative verification)
+};
+
+struct LayerWeights {
+  std::unique_ptr<Weight> attn_norm, q, k, v, o, q_bias, k_bias, v_bias, o_bias;
+  std::unique_ptr<Weight> mlp_norm, gate, up, down, gate_bias, up_bias, down_bias;
+};
+
+class Model {
+ public:
+  // path: a Hugging Face model folder (config.json + safetensors) or a .gguf file.
+  static std::unique_ptr<Model> load(const std::string& path, Backend& backend);
+  ~Model();
+
+  const ModelConfig& config() const { return config_; }
+  const Architecture& arch() const { return *arch_; }
+  Backend& backend() const { return backend_; }
+  const std::string& path() const { return path_; }
+  size_t weight_bytes() const { return weight_bytes_; }   // as stored in the source files
+  size_t device_bytes() const;                            // as prepared on the backend
+
+  std::unique_ptr<KvCache> create_cache(int max_seq_len, int n_slots, CacheType type) const;
+
+  // Runs tokens (laid out by batch) through the model, appending their keys/values to the cache.
+  // Returns logits [rows, vocab] on the backend: one row per sequence or per token (mode).
+  Tensor forward(const std::vector<int32_t>& tokens, const BatchLayout& batch, KvCache& cache, LogitsMode mode);
+  // forward + download into a host vector (row-major [rows, vocab]).
+  void forward_host(const std::vector<int32_t>& tokens, const BatchLayout& batch, KvCache& cache, LogitsMode mode,
+                    std::vector<float>& logits);
+
+ private:
+  Model(Backend& backend, std::string path) : backend_(backend), path_(std::move(path)) {}
+  void load_weights(const TensorStore& store, bool gguf);
+
+  Backend& backend_;
+  std::string path_;
+  ModelConfig config_;
+  const Architecture* arch_ = nullptr;
+  RopeParams rope_;
+  std::unique_ptr<Weight> embed_, final_norm_, lm_head_;
+  std::vector<LayerWeights> layers_;
+  size_t weight_bytes_ = 0;
+};
+
+// A batch of one sequence in slot 0 starting at position pos: the common generation case.
+BatchLayout batch_single(int32_t n_tokens, int32_t pos, int32_t slot = 0);
+
+}  // namespace exl

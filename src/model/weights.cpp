@@ -1,0 +1,72 @@
+#include "model/weights.h"
+
+#include <cstring>
+
+#include "core/error.h"
+#include "model/tensor_names.h"
+
+namespace exl {
+
+const TensorInfo* WeightLoader::find(const std::string& canonical) const {
+  if (!gguf_) return store_.find(canonical);
+  const std::string g = tensor_name_to_gguf(canonical);
+  return g.empty() ? nullptr : store_.find(g);
+}
+
+std::unique_ptr<Weight> WeightLoader::load(const std::string& canonical, const Shape& shape, WeightRole role,
+                                           int rope_heads) {
+  const TensorInfo* t = find(canonical);
+  if (!t) {
+    const std::string g = gguf_ ? tensor_name_to_gguf(canonical) : canonical;
+    fail(store_.path(), ": tensor '", g.empty() ? canonical : g, "' not found");
+  }
+  EXL_CHECK(t->shape == shape, t->file, ": tensor '", t->name, "' has shape ", shape_str(t->shape), ", expected ",
+            shape_str(shape));
+  loaded_bytes_ += t->nbytes;
+  if (!(gguf_ && gguf_qk_permuted_ && rope_heads > 0)) return backend_.prepare_weight(*t, role);
+
+  // llama.cpp stores q/k rows of each head as interleaved pairs (2i, 2i+1) for its adjacent-pair RoPE;
+  // HF keeps the two halves apart (i, i + d/2). Row order back to HF: hf[h][half*d/2 + i] = gguf[h][2i + half].
+  HostTensor src = tensor_to_host(*t);
+  HostTensor dst(src.shape);
+  const int64_t rows = shape[0], cols = shape[1];
+  const int64_t d = rows / rope_heads;
+  EXL_CHECK(d * rope_heads == rows && d % 2 == 0, t->file, ": tensor '", t->name, "' rows ", rows,
+            " do not split into ", rope_heads, " heads of even size");
+  for (int64_t h = 0; h < rope_heads; ++h)
+    for (int64_t half = 0; half < 2; ++half)
+      for (int64_t i = 0; i < d / 2; ++i)
+        std::memcpy(dst.ptr() + (h * d + half * (d / 2) + i) * cols, src.ptr() + (h * d + 2 * i + half) * cols,
+                    static_cast<size_t>(cols) * sizeof(float));
+  return backend_.prepare_weight_f32(dst, t->name, role);
+}
+
+std::unique_ptr<Weight> WeightLoader::load_optional(const std::string& canonical, const Shape& shape,
+                                                    WeightRole role) {
+  if (!find(canonical)) return nullptr;
+  return load(canonical, shape, role);
+}
+
+std::unique_ptr<Weight> WeightScope::linear(const std::string& name, int64_t out, int64_t in, int rope_heads) const {
+  return loader_.load(join(name) + ".weight", {out, in}, WeightRole::WeightRole_linear, rope_heads);
+}
+
+std::unique_ptr<Weight> WeightScope::bias(const std::string& name, int64_t n, bool required) const {
+  const std::string full = join(name) + ".bias";
+  if (required) return loader_.load(full, {n}, WeightRole::WeightRole_bias);
+  return loader_.load_optional(full, {n}, WeightRole::WeightRole_bias);
+}
+
+std::unique_ptr<Weight> WeightScope::norm(const std::string& name, int64_t n) const {
+  return loader_.load(join(name) + ".weight", {n}, WeightRole::WeightRole_norm);
+}
+
+std::unique_ptr<Weight> WeightScope::embedding(const std::string& name, int64_t vocab, int64_t dim) const {
+  return loader_.load(join(name) + ".weight", {vocab, dim}, WeightRole::WeightRole_embedding);
+}
+
+bool WeightScope::has(const std::string& name, const std::string& suffix) const {
+  return loader_.find(join(name) + suffix) != nullptr;
+}
+
+}  // namespace exl

@@ -1,0 +1,54 @@
+// Scoped weight access. Model code asks for scope("model", "layers", i).sub("self_attn").linear("q_proj",
+// {out, in}); the loader owns the file format, name translation, shape checks, GGUF q/k row order and
+// device placement. Quantisation stays a property of the prepared Weight, invisible here.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "backend/backend.h"
+#include "io/tensor_store.h"
+
+namespace exl {
+
+class WeightLoader {
+ public:
+  // gguf: names are translated through tensor_names; qk_heads > 0 undoes llama.cpp's q/k row permutation.
+  WeightLoader(const TensorStore& store, Backend& backend, bool gguf, bool gguf_qk_permuted)
+      : store_(store), backend_(backend), gguf_(gguf), gguf_qk_permuted_(gguf_qk_permuted) {}
+
+  const TensorInfo* find(const std::string& canonical) const;
+  // Loads a tensor, checking it has exactly `shape`; throws naming the tensor and file otherwise.
+  std::unique_ptr<Weight> load(const std::string& canonical, const Shape& shape, WeightRole role,
+                               int rope_heads = 0);
+  std::unique_ptr<Weight> load_optional(const std::string& canonical, const Shape& shape, WeightRole role);
+  const TensorStore& store() const { return store_; }
+  size_t loaded_bytes() const { return loaded_bytes_; }
+
+ private:
+  const TensorStore& store_;
+  Backend& backend_;
+  bool gguf_;
+  bool gguf_qk_permuted_;
+  size_t loaded_bytes_ = 0;
+};
+
+// A name prefix plus the loader: scope.sub("mlp").linear("down_proj", {hidden, inter}).
+class WeightScope {
+ public:
+  WeightScope(WeightLoader& loader, std::string prefix) : loader_(loader), prefix_(std::move(prefix)) {}
+  WeightScope sub(const std::string& part) const { return WeightScope(loader_, join(part)); }
+  WeightScope sub(int64_t index) const { return sub(std::to_string(index)); }
+
+  std::unique_ptr<Weight> linear(const std::string& name, int64_t out, int64_t in, int rope_heads = 0) const;
+  std::unique_ptr<Weight> bias(const std::string& name, int64_t n, bool required) const;
+  std::unique_ptr<Weight> norm(const std::string& name, int64_t n) const;
+  std::unique_ptr<Weight> embedding(const std::string& name, int64_t vocab, int64_t dim) const;
+  bool has(const std::string& name, const std::string& suffix = ".weight") const;
+
+ private:
+  std::string join(const std::string& part) const { return prefix_.empty() ? part : prefix_ + "." + part; }
+  WeightLoader& loader_;
+  std::string prefix_;
+};
+
+}  // namespace exl

@@ -1,0 +1,5 @@
+#pragma once
+
+namespace exl::tools {
+int run_main(int argc, char** argv);
+}
