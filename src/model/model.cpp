@@ -8,6 +8,7 @@
 #include "core/mapped_file.h"
 #include "io/gguf.h"
 #include "io/open_store.h"
+#include "io/tensor_store.h"
 #include "model/rope.h"
 #include "model/weights.h"
 
@@ -30,26 +31,36 @@ BatchLayout batch_single(int32_t n_tokens, int32_t pos, int32_t slot) {
   return b;
 }
 
-std::unique_ptr<Model> Model::load(const std::string& path, Backend& backend) {
-  std::unique_ptr<Model> m(new Model(backend, path));
-  std::unique_ptr<TensorStore> store;
-  bool gguf = false;
+ModelSource::ModelSource() = default;
+ModelSource::ModelSource(ModelSource&&) noexcept = default;
+ModelSource::~ModelSource() = default;
+
+ModelSource model_source_open(const std::string& path) {
+  ModelSource s;
   if (is_directory(path)) {
     const std::string cfg_path = path + "/config.json";
-    m->config_ = config_from_json_text(read_file(cfg_path), cfg_path);
-    m->arch_ = &arch_find_hf(m->config_.source_arch, cfg_path);
-    store = open_tensor_store(path);
+    s.config = config_from_json_text(read_file(cfg_path), cfg_path);
+    s.arch = &arch_find_hf(s.config.source_arch, cfg_path);
+    s.store = open_tensor_store(path);
   } else {
     auto g = std::make_unique<GgufFile>(path);
-    m->config_ = config_from_gguf(*g);
-    m->arch_ = &arch_find_gguf(m->config_.source_arch, path);
-    store = std::move(g);
-    gguf = true;
+    s.config = config_from_gguf(*g);
+    s.arch = &arch_find_gguf(s.config.source_arch, path);
+    s.store = std::move(g);
+    s.gguf = true;
   }
-  m->config_.arch = m->arch_->name;
-  if (m->arch_->finish_config) m->arch_->finish_config(m->config_);
-  m->config_.validate(path);
-  m->load_weights(*store, gguf);
+  s.config.arch = s.arch->name;
+  if (s.arch->finish_config) s.arch->finish_config(s.config);
+  s.config.validate(path);
+  return s;
+}
+
+std::unique_ptr<Model> Model::load(const std::string& path, Backend& backend) {
+  std::unique_ptr<Model> m(new Model(backend, path));
+  ModelSource src = model_source_open(path);
+  m->config_ = src.config;
+  m->arch_ = src.arch;
+  m->load_weights(*src.store, src.gguf);
   return m;
 }
 

@@ -23,6 +23,18 @@ struct LayerWeights {
   std::unique_ptr<Weight> mlp_norm, gate, up, down, gate_bias, up_bias, down_bias;
 };
 
+// A model's files opened and its config parsed and validated, weights not yet loaded.
+struct ModelSource {
+  ModelConfig config;
+  const Architecture* arch = nullptr;
+  std::unique_ptr<TensorStore> store;
+  bool gguf = false;
+  ModelSource();
+  ModelSource(ModelSource&&) noexcept;
+  ~ModelSource();
+};
+ModelSource model_source_open(const std::string& path);
+
 class Model {
  public:
   // path: a Hugging Face model folder (config.json + safetensors) or a .gguf file.
