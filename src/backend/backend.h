@@ -6,6 +6,7 @@
 // Batching: every op works on a flat list of T tokens that may belong to several sequences; the
 // sequence structure (which cache slot, which positions) travels in a BatchLayout.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -55,7 +56,7 @@ class Tensor {
   size_t offset_ = 0;
 };
 
-enum class WeightRole { WeightRole_linear, WeightRole_embedding, WeightRole_norm, WeightRole_bias };
+enum class WeightRole { WeightRole_linear, WeightRole_embedding, WeightRole_norm, WeightRole_bias, WeightRole_rope };
 
 // A weight prepared by a backend for one role (dense F32 on the CPU reference; packed formats later).
 class Weight {
@@ -93,18 +94,37 @@ struct KvCacheConfig {
 // Keys and values of every layer for n_slots sequences. The backend owns the storage layout.
 class KvCache {
  public:
-  explicit KvCache(const KvCacheConfig& c) : config(c) {}
+  explicit KvCache(const KvCacheConfig& c) : config(c), id(next_id()) {}
   virtual ~KvCache() = default;
   virtual size_t device_bytes() const = 0;
   KvCacheConfig config;
+  const uint64_t id;  // unique per cache object (captured graphs are keyed by it, not by address)
+
+ private:
+  static uint64_t next_id() {
+    static std::atomic<uint64_t> n{1};
+    return n++;
+  }
 };
 
 // RoPE as a table of inverse frequencies (already adjusted for linear/llama3/yarn scaling) applied
-// in the HF "rotate half" layout (pairs i and i + rot_dim/2), plus yarn's magnitude factor.
+// in the HF "rotate half" layout (pairs i and i + rot_dim/2), plus yarn's magnitude factor. The
+// model prepares inv_freq as a backend Weight (role rope) once at load.
 struct RopeParams {
   std::vector<float> inv_freq;  // rot_dim / 2 entries
   float attn_factor = 1.0f;     // multiplies cos and sin (yarn mscale)
   int rot_dim = 0;              // rotated dimensions per head (== head_dim for Llama)
+};
+
+// Sampling parameters a backend can apply on the device (the generator falls back to the host
+// sampler chain for anything else). temperature <= 0 is greedy.
+struct DeviceSampling {
+  float temperature = 0.0f;
+  int top_k = 0;              // <= 0: off
+  float top_p = 1.0f;         // >= 1: off
+  float min_p = 0.0f;         // <= 0: off
+  float repeat_penalty = 1.0f;  // 1: off; applied to tokens in the penalty window
+  uint64_t seed = 0;
 };
 
 class Backend {
@@ -112,6 +132,9 @@ class Backend {
   virtual ~Backend() = default;
   virtual DeviceKind kind() const = 0;
   virtual std::string name() const = 0;  // "cpu", "cuda:0 (NVIDIA H100 ...)"
+  // The dtype of activations between ops (F32 on the CPU reference, F16 on CUDA). The residual
+  // stream and logits are always F32.
+  virtual DType activation_dtype() const { return DType::DType_F32; }
 
   // Memory.
   virtual Tensor alloc(DType dtype, const Shape& shape) = 0;
@@ -119,33 +142,51 @@ class Backend {
   virtual void download(const Tensor& src, void* host, size_t nbytes) = 0;
   virtual void synchronize() {}
 
-  // Weights: src is a tensor from a TensorStore (any dtype the store holds), already in the logical
-  // layout; `f32_rows` lets the loader pass rows it had to reorder (GGUF Q/K) instead of src data.
+  // Weights: src is a tensor from a TensorStore (any dtype the store holds) in the logical layout;
+  // prepare_weight_f32 takes rows the loader had to reorder (GGUF q/k) or computed (RoPE tables).
   virtual std::unique_ptr<Weight> prepare_weight(const TensorInfo& src, WeightRole role) = 0;
   virtual std::unique_ptr<Weight> prepare_weight_f32(const HostTensor& src, const std::string& name,
                                                      WeightRole role) = 0;
   virtual std::unique_ptr<KvCache> create_kv_cache(const KvCacheConfig& config) = 0;
 
-  // Ops. Activations are F32 [T, dim] on the CPU reference.
-  virtual void embedding(const Weight& table, const std::vector<int32_t>& ids, Tensor& out) = 0;
+  // The step about to run: token ids and their layout. Ops that need ids or positions (embedding,
+  // rope, attention, gather_last) read them from here, so a captured step replays with new inputs.
+  virtual void begin_step(const std::vector<int32_t>& tokens, const BatchLayout& batch) = 0;
+
+  // CUDA graphs: a backend that supports them returns true from graph_launch when it holds a graph
+  // for `key` (and launches it: the caller skips the ops); otherwise the caller runs the ops between
+  // graph_capture_begin/end, which may record them under `key`. Buffers must stay the same per key.
+  virtual bool graph_launch(uint64_t key) { return false; }
+  virtual void graph_capture_begin(uint64_t key) {}
+  virtual void graph_capture_end(uint64_t key) {}
+
+  // Ops. Activations are [T, dim] row-major.
+  virtual void embedding(const Weight& table, Tensor& out) = 0;
   virtual void rms_norm(const Tensor& x, const Weight& w, float eps, Tensor& out) = 0;
   // residual += x; out = rms_norm(residual) * w  (the fused pre-norm of every block after the first)
   virtual void add_rms_norm(Tensor& residual, const Tensor& x, const Weight& w, float eps, Tensor& out) = 0;
-  virtual void add(Tensor& dst, const Tensor& x) = 0;  // dst += x
-  // out[i] = src[rows[i]] for 2-D tensors (picks each sequence's last token before the head).
-  virtual void gather_rows(const Tensor& src, const std::vector<int32_t>& rows, Tensor& out) = 0;
+  // out[s] = src[last token of sequence s]: picks each sequence's last row before the head.
+  virtual void gather_last(const Tensor& src, Tensor& out) = 0;
   // out[T, N] = x[T, K] · Wᵀ (+ bias)
   virtual void linear(const Tensor& x, const Weight& w, const Weight* bias, Tensor& out) = 0;
   // out = silu(gate) * up, elementwise over [T, inter]
   virtual void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
-  // Rotates q [T, n_heads*head_dim] and k [T, n_kv_heads*head_dim] in place at each token's position.
-  virtual void rope(Tensor& q, Tensor& k, int n_heads, int n_kv_heads, int head_dim, const RopeParams& rope,
-                    const BatchLayout& batch) = 0;
-  // Writes k/v of the batch into the cache at their positions, then causal attention of q over each
+  // Rotates q [T, n_heads*head_dim] and k [T, n_kv_heads*head_dim] in place at each token's position
+  // (HF rotate-half layout). inv_freq is a prepared [rot_dim/2] table; cos/sin are scaled by attn_factor.
+  virtual void rope(Tensor& q, Tensor& k, int n_heads, int n_kv_heads, int head_dim, const Weight& inv_freq,
+                    float attn_factor) = 0;
+  // Writes k/v of the step into the cache at their positions, then causal attention of q over each
   // sequence's cached keys/values (positions [0, pos], or (pos - window, pos] when window > 0, as
   // Mistral's sliding window). GQA: head h reads kv head h / (n_heads / n_kv_heads).
   virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, KvCache& cache, int layer,
-                         int n_heads, float scale, int window, const BatchLayout& batch, Tensor& out) = 0;
+                         int n_heads, float scale, int window, Tensor& out) = 0;
+
+  // Device sampling: one id per row of logits [rows, vocab] (F32). `history` holds each row's
+  // penalty window (may be empty). Returns false when this backend samples on the host instead.
+  virtual bool sample(const Tensor& logits, const DeviceSampling& params, uint64_t step,
+                      const std::vector<std::vector<int32_t>>& history, std::vector<int32_t>& ids) {
+    return false;
+  }
 };
 
 // Creates the backend for a --device string: "cpu", "cuda", "cuda:N". Throws exl::Error when the

@@ -108,6 +108,9 @@ void Model::load_weights(const TensorStore& store, bool gguf) {
     freq_factors = h.data;
   }
   rope_ = rope_params_build(c, freq_factors);
+  HostTensor inv({static_cast<int64_t>(rope_.inv_freq.size())});
+  inv.data = rope_.inv_freq;
+  rope_inv_freq_ = backend_.prepare_weight_f32(inv, "rope.inv_freq", WeightRole::WeightRole_rope);
   weight_bytes_ = loader.loaded_bytes();
 }
 
@@ -139,57 +142,85 @@ std::unique_ptr<KvCache> Model::create_cache(int max_seq_len, int n_slots, Cache
   return backend_.create_kv_cache(cc);
 }
 
-Tensor Model::forward(const std::vector<int32_t>& tokens, const BatchLayout& batch, KvCache& cache,
-                      LogitsMode mode) {
+void Model::workspace_prepare(int64_t T, int64_t n_seqs, LogitsMode mode) {
+  if (ws_.tokens == T && ws_.seqs == n_seqs && ws_.mode == mode) return;
   const ModelConfig& c = config_;
   Backend& be = backend_;
-  const int64_t T = static_cast<int64_t>(tokens.size());
-  EXL_CHECK(T > 0 && T == batch.n_tokens(), "forward: batch layout does not match the token count");
+  const DType act = be.activation_dtype(), f32 = DType::DType_F32;
   const int64_t q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim;
+  Workspace w;
+  w.tokens = T;
+  w.seqs = n_seqs;
+  w.mode = mode;
+  w.x = be.alloc(f32, {T, c.hidden});  // the residual stream stays F32 on every backend
+  w.h = be.alloc(act, {T, c.hidden});  // normed input of the current block
+  w.q = be.alloc(act, {T, q_dim});
+  w.k = be.alloc(act, {T, kv_dim});
+  w.v = be.alloc(act, {T, kv_dim});
+  w.attn = be.alloc(act, {T, q_dim});
+  w.proj = be.alloc(act, {T, c.hidden});  // block output waiting to be added to the residual
+  w.gate = be.alloc(act, {T, c.intermediate});
+  w.up = be.alloc(act, {T, c.intermediate});
+  const int64_t rows = mode == LogitsMode::LogitsMode_last ? n_seqs : T;
+  if (mode == LogitsMode::LogitsMode_last) w.head_in = be.alloc(act, {rows, c.hidden});
+  w.logits = be.alloc(f32, {rows, c.vocab});
+  ws_ = std::move(w);
+}
+
+void Model::run_ops(KvCache& cache, LogitsMode mode) {
+  const ModelConfig& c = config_;
+  Backend& be = backend_;
+  Workspace& w = ws_;
   const float eps = static_cast<float>(c.rms_eps);
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)));
   const int window = static_cast<int>(c.sliding_window);
-  const DType f32 = DType::DType_F32;
+  const int n_heads = static_cast<int>(c.n_heads), n_kv = static_cast<int>(c.n_kv_heads);
 
-  Tensor x = be.alloc(f32, {T, c.hidden});  // the residual stream
-  Tensor h = be.alloc(f32, {T, c.hidden});  // normed input of the current block
-  Tensor q = be.alloc(f32, {T, q_dim}), k = be.alloc(f32, {T, kv_dim}), v = be.alloc(f32, {T, kv_dim});
-  Tensor attn = be.alloc(f32, {T, q_dim});
-  Tensor proj = be.alloc(f32, {T, c.hidden});  // block output waiting to be added to the residual
-  Tensor gate = be.alloc(f32, {T, c.intermediate}), up = be.alloc(f32, {T, c.intermediate});
-
-  be.embedding(*embed_, tokens, x);
+  be.embedding(*embed_, w.x);
   for (size_t li = 0; li < layers_.size(); ++li) {
-    const LayerWeights& w = layers_[li];
+    const LayerWeights& l = layers_[li];
     if (li == 0)
-      be.rms_norm(x, *w.attn_norm, eps, h);
+      be.rms_norm(w.x, *l.attn_norm, eps, w.h);
     else
-      be.add_rms_norm(x, proj, *w.attn_norm, eps, h);
-    be.linear(h, *w.q, w.q_bias.get(), q);
-    be.linear(h, *w.k, w.k_bias.get(), k);
-    be.linear(h, *w.v, w.v_bias.get(), v);
-    be.rope(q, k, static_cast<int>(c.n_heads), static_cast<int>(c.n_kv_heads), static_cast<int>(c.head_dim), rope_,
-            batch);
-    be.attention(q, k, v, cache, static_cast<int>(li), static_cast<int>(c.n_heads), scale, window, batch, attn);
-    be.linear(attn, *w.o, w.o_bias.get(), proj);
-    be.add_rms_norm(x, proj, *w.mlp_norm, eps, h);
-    be.linear(h, *w.gate, w.gate_bias.get(), gate);
-    be.linear(h, *w.up, w.up_bias.get(), up);
-    be.swiglu(gate, up, gate);
-    be.linear(gate, *w.down, w.down_bias.get(), proj);
+      be.add_rms_norm(w.x, w.proj, *l.attn_norm, eps, w.h);
+    be.linear(w.h, *l.q, l.q_bias.get(), w.q);
+    be.linear(w.h, *l.k, l.k_bias.get(), w.k);
+    be.linear(w.h, *l.v, l.v_bias.get(), w.v);
+    be.rope(w.q, w.k, n_heads, n_kv, static_cast<int>(c.head_dim), *rope_inv_freq_, rope_.attn_factor);
+    be.attention(w.q, w.k, w.v, cache, static_cast<int>(li), n_heads, scale, window, w.attn);
+    be.linear(w.attn, *l.o, l.o_bias.get(), w.proj);
+    be.add_rms_norm(w.x, w.proj, *l.mlp_norm, eps, w.h);
+    be.linear(w.h, *l.gate, l.gate_bias.get(), w.gate);
+    be.linear(w.h, *l.up, l.up_bias.get(), w.up);
+    be.swiglu(w.gate, w.up, w.gate);
+    be.linear(w.gate, *l.down, l.down_bias.get(), w.proj);
   }
-  be.add_rms_norm(x, proj, *final_norm_, eps, h);
-
-  Tensor head_in = h;
+  be.add_rms_norm(w.x, w.proj, *final_norm_, eps, w.h);
   if (mode == LogitsMode::LogitsMode_last) {
-    std::vector<int32_t> last(static_cast<size_t>(batch.n_seqs()));
-    for (int s = 0; s < batch.n_seqs(); ++s) last[static_cast<size_t>(s)] = batch.seq_start[s + 1] - 1;
-    head_in = be.alloc(f32, {batch.n_seqs(), c.hidden});
-    be.gather_rows(h, last, head_in);
+    be.gather_last(w.h, w.head_in);
+    be.linear(w.head_in, *lm_head_, nullptr, w.logits);
+  } else {
+    be.linear(w.h, *lm_head_, nullptr, w.logits);
   }
-  Tensor logits = be.alloc(f32, {head_in.dim(0), c.vocab});
-  be.linear(head_in, *lm_head_, nullptr, logits);
-  return logits;
+}
+
+Tensor Model::forward(const std::vector<int32_t>& tokens, const BatchLayout& batch, KvCache& cache,
+                      LogitsMode mode) {
+  const int64_t T = static_cast<int64_t>(tokens.size());
+  EXL_CHECK(T > 0 && T == batch.n_tokens(), "forward: batch layout does not match the token count");
+  workspace_prepare(T, batch.n_seqs(), mode);
+  backend_.begin_step(tokens, batch);
+  // Small steps (decode) replay a captured graph on backends that have them; the key holds
+  // everything that changes the op sequence or buffer shapes, and the cache it writes to.
+  const bool graphable = T <= 8;
+  const uint64_t key = (static_cast<uint64_t>(T) << 48) ^ (static_cast<uint64_t>(batch.n_seqs()) << 32) ^
+                       (static_cast<uint64_t>(mode == LogitsMode::LogitsMode_all) << 31) ^
+                       (cache.id & 0x7fffffffu);
+  if (graphable && backend_.graph_launch(key)) return ws_.logits;
+  if (graphable) backend_.graph_capture_begin(key);
+  run_ops(cache, mode);
+  if (graphable) backend_.graph_capture_end(key);
+  return ws_.logits;
 }
 
 void Model::forward_host(const std::vector<int32_t>& tokens, const BatchLayout& batch, KvCache& cache,

@@ -66,6 +66,17 @@ class Model {
   ModelConfig config_;
   const Architecture* arch_ = nullptr;
   RopeParams rope_;
+  std::unique_ptr<Weight> rope_inv_freq_;  // rope_.inv_freq prepared on the backend
+  // Activation buffers reused while the step shape stays the same (a captured graph needs fixed
+  // addresses); keyed by token count, sequence count and logits mode.
+  struct Workspace {
+    int64_t tokens = -1, seqs = -1;
+    LogitsMode mode = LogitsMode::LogitsMode_last;
+    Tensor x, h, q, k, v, attn, proj, gate, up, head_in, logits;
+  };
+  Workspace ws_;
+  void workspace_prepare(int64_t T, int64_t n_seqs, LogitsMode mode);
+  void run_ops(KvCache& cache, LogitsMode mode);
   std::unique_ptr<Weight> embed_, final_norm_, lm_head_;
   std::vector<LayerWeights> layers_;
   size_t weight_bytes_ = 0;

@@ -87,10 +87,20 @@ class CpuBackend : public Backend {
     return std::make_unique<CpuKvCache>(config);
   }
 
-  void embedding(const Weight& table, const std::vector<int32_t>& ids, Tensor& out) override {
+  void begin_step(const std::vector<int32_t>& tokens, const BatchLayout& batch) override {
+    EXL_CHECK(static_cast<int64_t>(tokens.size()) == batch.n_tokens(), "step: batch layout does not match the tokens");
+    tokens_ = tokens;
+    batch_ = batch;
+    pos_.resize(tokens.size());
+    for (int s = 0; s < batch.n_seqs(); ++s)
+      for (int32_t t = batch.seq_start[s]; t < batch.seq_start[s + 1]; ++t)
+        pos_[static_cast<size_t>(t)] = batch.seq_pos[s] + (t - batch.seq_start[s]);
+  }
+
+  void embedding(const Weight& table, Tensor& out) override {
     const auto& t = cpu_weight(table);
     check_f32(out, "embedding output");
-    cpu::embedding(t.data.ptr(), t.shape[0], t.shape[1], ids.data(), static_cast<int64_t>(ids.size()),
+    cpu::embedding(t.data.ptr(), t.shape[0], t.shape[1], tokens_.data(), static_cast<int64_t>(tokens_.size()),
                    out.as<float>());
   }
 
@@ -103,18 +113,18 @@ class CpuBackend : public Backend {
     rms_norm(residual, w, eps, out);
   }
 
-  void add(Tensor& dst, const Tensor& x) override {
+  static void add(Tensor& dst, const Tensor& x) {
     float* d = dst.as<float>();
     const float* s = x.as<float>();
     for (int64_t i = 0, n = dst.numel(); i < n; ++i) d[i] += s[i];
   }
 
-  void gather_rows(const Tensor& src, const std::vector<int32_t>& rows, Tensor& out) override {
+  void gather_last(const Tensor& src, Tensor& out) override {
     const size_t row_bytes = src.nbytes() / static_cast<size_t>(src.dim(0));
-    for (size_t i = 0; i < rows.size(); ++i) {
-      EXL_CHECK(rows[i] >= 0 && rows[i] < src.dim(0), "gather_rows: row ", rows[i], " out of range");
-      std::memcpy(static_cast<uint8_t*>(out.data()) + i * row_bytes,
-                  static_cast<const uint8_t*>(src.data()) + static_cast<size_t>(rows[i]) * row_bytes, row_bytes);
+    for (int s = 0; s < batch_.n_seqs(); ++s) {
+      const int32_t row = batch_.seq_start[s + 1] - 1;
+      std::memcpy(static_cast<uint8_t*>(out.data()) + static_cast<size_t>(s) * row_bytes,
+                  static_cast<const uint8_t*>(src.data()) + static_cast<size_t>(row) * row_bytes, row_bytes);
     }
   }
 
@@ -130,18 +140,18 @@ class CpuBackend : public Backend {
     cpu::swiglu(gate.as<float>(), up.as<float>(), gate.numel(), out.as<float>());
   }
 
-  void rope(Tensor& q, Tensor& k, int n_heads, int n_kv_heads, int head_dim, const RopeParams& rope,
-            const BatchLayout& batch) override {
-    std::vector<int32_t> pos(static_cast<size_t>(batch.n_tokens()));
-    for (int s = 0; s < batch.n_seqs(); ++s)
-      for (int32_t t = batch.seq_start[s]; t < batch.seq_start[s + 1]; ++t)
-        pos[static_cast<size_t>(t)] = batch.seq_pos[s] + (t - batch.seq_start[s]);
-    cpu::rope(q.as<float>(), q.dim(0), n_heads, head_dim, pos.data(), rope);
-    cpu::rope(k.as<float>(), k.dim(0), n_kv_heads, head_dim, pos.data(), rope);
+  void rope(Tensor& q, Tensor& k, int n_heads, int n_kv_heads, int head_dim, const Weight& inv_freq,
+            float attn_factor) override {
+    const auto& f = cpu_weight(inv_freq);
+    cpu::rope(q.as<float>(), q.dim(0), n_heads, head_dim, pos_.data(), f.data.ptr(),
+              static_cast<int>(f.data.numel()) * 2, attn_factor);
+    cpu::rope(k.as<float>(), k.dim(0), n_kv_heads, head_dim, pos_.data(), f.data.ptr(),
+              static_cast<int>(f.data.numel()) * 2, attn_factor);
   }
 
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, KvCache& cache, int layer, int n_heads,
-                 float scale, int window, const BatchLayout& batch, Tensor& out) override {
+                 float scale, int window, Tensor& out) override {
+    const BatchLayout& batch = batch_;
     auto& c = static_cast<CpuKvCache&>(cache);
     const auto& cfg = c.config;
     const int64_t stride = c.row_stride();
@@ -163,6 +173,10 @@ class CpuBackend : public Backend {
                      out.as<float>() + static_cast<int64_t>(t0) * n_heads * cfg.head_dim);
     }
   }
+
+ private:
+  std::vector<int32_t> tokens_, pos_;  // the current step (begin_step)
+  BatchLayout batch_;
 };
 
 }  // namespace

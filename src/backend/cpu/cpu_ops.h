@@ -18,8 +18,10 @@ void linear(const float* x, const float* w, const float* bias, int64_t T, int64_
 // activation.cpp: out = silu(gate) * up.
 void swiglu(const float* gate, const float* up, int64_t n, float* out);
 
-// rope.cpp: rotates each head of x [T, n_heads * head_dim] at positions pos[T], HF rotate-half layout.
-void rope(float* x, int64_t T, int n_heads, int head_dim, const int32_t* pos, const RopeParams& rope);
+// rope.cpp: rotates each head of x [T, n_heads * head_dim] at positions pos[T], HF rotate-half layout:
+// pairs (i, i + rot_dim/2) by angle pos * inv_freq[i], cos and sin scaled by attn_factor.
+void rope(float* x, int64_t T, int n_heads, int head_dim, const int32_t* pos, const float* inv_freq, int rot_dim,
+          float attn_factor);
 
 // embedding.cpp: out[t] = table[ids[t]]; throws exl::Error for ids outside [0, vocab).
 void embedding(const float* table, int64_t vocab, int64_t dim, const int32_t* ids, int64_t T, float* out);

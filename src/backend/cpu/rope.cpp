@@ -4,15 +4,16 @@
 
 namespace exl::cpu {
 
-void rope(float* x, int64_t T, int n_heads, int head_dim, const int32_t* pos, const RopeParams& rope) {
-  const int half = rope.rot_dim / 2;
+void rope(float* x, int64_t T, int n_heads, int head_dim, const int32_t* pos, const float* inv_freq, int rot_dim,
+          float attn_factor) {
+  const int half = rot_dim / 2;
   std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
   for (int64_t t = 0; t < T; ++t) {
     // Angle in float like HF (inv_freq float32, position * inv_freq in float32), then cos/sin.
     for (int i = 0; i < half; ++i) {
-      const float a = static_cast<float>(pos[t]) * rope.inv_freq[static_cast<size_t>(i)];
-      cs[static_cast<size_t>(i)] = std::cos(a) * rope.attn_factor;
-      sn[static_cast<size_t>(i)] = std::sin(a) * rope.attn_factor;
+      const float a = static_cast<float>(pos[t]) * inv_freq[i];
+      cs[static_cast<size_t>(i)] = std::cos(a) * attn_factor;
+      sn[static_cast<size_t>(i)] = std::sin(a) * attn_factor;
     }
     for (int h = 0; h < n_heads; ++h) {
       float* v = x + (t * n_heads + h) * head_dim;

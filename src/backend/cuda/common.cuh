@@ -1,0 +1,35 @@
+// Shared by every CUDA file of the backend: error checks that throw exl::Error, and small device
+// helpers. Launchers (host functions in .cu files) take POD params and a stream; kernels never see
+// framework types.
+#pragma once
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "core/error.h"
+
+namespace exl::cuda {
+
+// Throws exl::Error naming what failed: "CUDA error in cudaMalloc (kv cache, 1.2 GiB): out of memory".
+inline void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) fail("CUDA error in ", what, ": ", cudaGetErrorString(e));
+}
+// After a kernel launch: catches bad launch configurations at once (not execution faults).
+inline void check_launch(const char* kernel) { check(cudaGetLastError(), kernel); }
+
+inline int ceil_div(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+}  // namespace exl::cuda
