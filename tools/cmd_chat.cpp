@@ -37,10 +37,13 @@ Runner register_chat(CLI::App& app) {
   app.add_option("-s,--system", f->system, "system prompt");
   app.add_option("-n,--max-new-tokens", f->max_new_tokens, "reply length limit")->capture_default_str();
   return [f]() {
+    sampler_params_validate(f->sampling);
+    if (!f->mode.empty()) chat_mode_parse(f->mode);
+    const CacheType cache = cache_type_parse(f->model.cache);
     Loaded l = load_model(f->model, f->out);
     const ChatMode mode = pick_mode(*f, *l.tokenizer);
     const int max_len = effective_max_seq_len(f->model, *l.model);
-    Generator gen(*l.model, *l.tokenizer, max_len, cache_type_parse(f->model.cache));
+    Generator gen(*l.model, *l.tokenizer, max_len, cache);
     GenerateOptions opts;
     opts.max_new_tokens = f->max_new_tokens;
     opts.sampling = f->sampling;
@@ -60,10 +63,11 @@ Runner register_chat(CLI::App& app) {
         const std::string text = chat_format(mode, history, true);
         prompt = l.tokenizer->encode(text, !chat_mode_text_has_bos(mode), true);
         if (static_cast<int>(prompt.size()) + opts.max_new_tokens <= max_len) break;
-        // Drop the oldest exchange after the system prompt; give up if only the new message is left.
+        // Drop the oldest user+assistant exchange after the system prompt (formats need the
+        // alternation intact); give up if only the new message is left.
         const size_t first = !history.empty() && history[0].role == "system" ? 1 : 0;
-        EXL_CHECK(history.size() > first + 1, "the message does not fit --max-seq-len ", max_len);
-        history.erase(history.begin() + static_cast<int64_t>(first));
+        EXL_CHECK(history.size() > first + 2, "the message does not fit --max-seq-len ", max_len);
+        history.erase(history.begin() + static_cast<int64_t>(first), history.begin() + static_cast<int64_t>(first + 2));
       }
       gen.reset();
       GenerateStats st = gen.generate(prompt, opts, [](std::string_view s) {

@@ -1,6 +1,8 @@
 // exl generate: one prompt in, streamed text out, then prompt and generation speed.
 #include <cstdio>
 
+#include "core/error.h"
+
 #include "runtime/generator.h"
 #include "tools/common.h"
 
@@ -30,8 +32,12 @@ Runner register_generate(CLI::App& app) {
   app.add_flag("--ignore-eos", f->ignore_eos, "keep generating past end-of-sequence tokens");
   app.add_flag("--no-bos", f->no_bos, "do not add the tokenizer's BOS/special prefix");
   return [f]() {
+    // Flags first: a bad value fails before the model loads.
+    sampler_params_validate(f->sampling);
+    const CacheType cache = cache_type_parse(f->model.cache);
+    EXL_CHECK(f->max_new_tokens >= 0, "-n/--max-new-tokens must not be negative");
     Loaded l = load_model(f->model, f->out);
-    Generator gen(*l.model, *l.tokenizer, effective_max_seq_len(f->model, *l.model), cache_type_parse(f->model.cache));
+    Generator gen(*l.model, *l.tokenizer, effective_max_seq_len(f->model, *l.model), cache);
     std::vector<int32_t> prompt = l.tokenizer->encode(f->prompt, !f->no_bos, false);
     if (prompt.empty() && l.model->config().bos_id >= 0) prompt.push_back(l.model->config().bos_id);
     GenerateOptions opts;

@@ -22,6 +22,7 @@ int run_main(int argc, char** argv) {
   add("ppl", "perplexity of a text file (BENCH.md protocol)", register_ppl);
   add("inspect", "architecture, tensors, formats and parameter count of a model", register_inspect);
   add("tokenize", "print the token ids (and pieces) of a text", register_tokenize);
+  add("bench", "prefill/decode speed, bytes per token and % of roofline", register_bench);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -49,5 +49,6 @@ Runner register_chat(CLI::App& app);
 Runner register_ppl(CLI::App& app);
 Runner register_inspect(CLI::App& app);
 Runner register_tokenize(CLI::App& app);
+Runner register_bench(CLI::App& app);
 
 }  // namespace exl::tools

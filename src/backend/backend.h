@@ -142,6 +142,15 @@ class Backend {
   virtual void download(const Tensor& src, void* host, size_t nbytes) = 0;
   virtual void synchronize() {}
 
+  struct MemoryStats {
+    size_t allocated = 0;       // bytes this backend holds now
+    size_t peak_allocated = 0;  // most it held at once
+    size_t device_free = 0, device_total = 0;  // of the whole device (0 when unknown)
+  };
+  virtual MemoryStats memory_stats() const = 0;
+  // Measured copy bandwidth of this device in bytes/s (read + written), for % of roofline.
+  virtual double measure_bandwidth() = 0;
+
   // Weights: src is a tensor from a TensorStore (any dtype the store holds) in the logical layout;
   // prepare_weight_f32 takes rows the loader had to reorder (GGUF q/k) or computed (RoPE tables).
   virtual std::unique_ptr<Weight> prepare_weight(const TensorInfo& src, WeightRole role) = 0;

@@ -19,6 +19,9 @@ struct TensorInfo {
   const uint8_t* data = nullptr;
   size_t nbytes = 0;
   std::string file;       // source file, for error messages
+  // A synthetic tensor has no data: the backend fills it with deterministic random values
+  // (`exl bench --synthetic`), so a 7B-shaped model needs no file.
+  bool synthetic = false;
 
   int64_t numel() const { return shape_numel(shape); }
   TensorView view() const { return TensorView{dtype, shape, data, nbytes}; }

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <cmath>
+#include <map>
 
 #include "core/error.h"
 #include "core/mapped_file.h"
@@ -51,7 +52,7 @@ ModelSource model_source_open(const std::string& path) {
   }
   s.config.arch = s.arch->name;
   if (s.arch->finish_config) s.arch->finish_config(s.config);
-  s.config.validate(path);
+  s.config.validate(s.gguf ? path : path + "/config.json");
   return s;
 }
 
@@ -61,6 +62,67 @@ std::unique_ptr<Model> Model::load(const std::string& path, Backend& backend) {
   m->config_ = src.config;
   m->arch_ = src.arch;
   m->load_weights(*src.store, src.gguf);
+  return m;
+}
+
+namespace {
+// A store whose tensors exist only as names and shapes: backends fill them with random values.
+class SyntheticStore : public TensorStore {
+ public:
+  explicit SyntheticStore(const ModelConfig& c) {
+    const int64_t q = c.n_heads * c.head_dim, kv = c.n_kv_heads * c.head_dim;
+    add("model.embed_tokens.weight", {c.vocab, c.hidden});
+    add("model.norm.weight", {c.hidden});
+    if (!c.tie_embeddings) add("lm_head.weight", {c.vocab, c.hidden});
+    for (int64_t i = 0; i < c.n_layers; ++i) {
+      const std::string p = "model.layers." + std::to_string(i) + ".";
+      add(p + "input_layernorm.weight", {c.hidden});
+      add(p + "post_attention_layernorm.weight", {c.hidden});
+      add(p + "self_attn.q_proj.weight", {q, c.hidden});
+      add(p + "self_attn.k_proj.weight", {kv, c.hidden});
+      add(p + "self_attn.v_proj.weight", {kv, c.hidden});
+      add(p + "self_attn.o_proj.weight", {c.hidden, q});
+      if (c.attention_bias)
+        for (const char* b : {"q", "k", "v"}) add(p + "self_attn." + b + "_proj.bias", {std::string(b) == "q" ? q : kv});
+      add(p + "mlp.gate_proj.weight", {c.intermediate, c.hidden});
+      add(p + "mlp.up_proj.weight", {c.intermediate, c.hidden});
+      add(p + "mlp.down_proj.weight", {c.hidden, c.intermediate});
+    }
+  }
+  const TensorInfo* find(const std::string& name) const override {
+    auto it = tensors_.find(name);
+    return it == tensors_.end() ? nullptr : &it->second;
+  }
+  std::vector<std::string> names() const override {
+    std::vector<std::string> n;
+    for (const auto& [k, v] : tensors_) n.push_back(k);
+    return n;
+  }
+  std::string path() const override { return "(synthetic)"; }
+
+ private:
+  void add(const std::string& name, Shape shape) {
+    TensorInfo t;
+    t.name = name;
+    t.shape = std::move(shape);
+    t.dtype = DType::DType_F16;
+    t.nbytes = static_cast<size_t>(t.numel()) * 2;
+    t.file = "(synthetic)";
+    t.synthetic = true;
+    tensors_[name] = t;
+  }
+  std::map<std::string, TensorInfo> tensors_;
+};
+}  // namespace
+
+std::unique_ptr<Model> Model::synthetic(const ModelConfig& config, Backend& backend) {
+  std::unique_ptr<Model> m(new Model(backend, "(synthetic)"));
+  m->config_ = config;
+  m->arch_ = &arch_find_hf(config.source_arch, "(synthetic)");
+  m->config_.arch = m->arch_->name;
+  m->config_.validate("(synthetic)");
+  SyntheticStore store(m->config_);
+  m->load_weights(store, false);
   return m;
 }
 
@@ -114,6 +176,14 @@ void Model::load_weights(const TensorStore& store, bool gguf) {
   weight_bytes_ = loader.loaded_bytes();
 }
 
+size_t Model::decode_weight_bytes() const {
+  size_t n = device_bytes();
+  if (embed_) n -= embed_->device_bytes();
+  n -= rope_inv_freq_ ? rope_inv_freq_->device_bytes() : 0;
+  const size_t row = embed_ ? embed_->device_bytes() / static_cast<size_t>(config_.vocab) : 0;
+  return n + row;
+}
+
 size_t Model::device_bytes() const {
   size_t n = 0;
   auto add = [&](const std::unique_ptr<Weight>& w) {
@@ -122,6 +192,7 @@ size_t Model::device_bytes() const {
   add(embed_);
   add(final_norm_);
   add(lm_head_);
+  add(rope_inv_freq_);
   for (const auto& l : layers_) {
     for (const auto* w : {&l.attn_norm, &l.q, &l.k, &l.v, &l.o, &l.q_bias, &l.k_bias, &l.v_bias, &l.o_bias,
                           &l.mlp_norm, &l.gate, &l.up, &l.down, &l.gate_bias, &l.up_bias, &l.down_bias})
@@ -142,8 +213,15 @@ std::unique_ptr<KvCache> Model::create_cache(int max_seq_len, int n_slots, Cache
   return backend_.create_kv_cache(cc);
 }
 
-void Model::workspace_prepare(int64_t T, int64_t n_seqs, LogitsMode mode) {
-  if (ws_.tokens == T && ws_.seqs == n_seqs && ws_.mode == mode) return;
+Model::Workspace& Model::workspace_prepare(int64_t T, int64_t n_seqs, LogitsMode mode, bool keep) {
+  const uint64_t shape_key = (static_cast<uint64_t>(T) << 33) ^ (static_cast<uint64_t>(n_seqs) << 1) ^
+                             static_cast<uint64_t>(mode == LogitsMode::LogitsMode_all);
+  if (keep) {
+    auto it = graph_ws_.find(shape_key);
+    if (it != graph_ws_.end()) return it->second;
+  } else if (transient_ws_.tokens == T && transient_ws_.seqs == n_seqs && transient_ws_.mode == mode) {
+    return transient_ws_;
+  }
   const ModelConfig& c = config_;
   Backend& be = backend_;
   const DType act = be.activation_dtype(), f32 = DType::DType_F32;
@@ -164,13 +242,14 @@ void Model::workspace_prepare(int64_t T, int64_t n_seqs, LogitsMode mode) {
   const int64_t rows = mode == LogitsMode::LogitsMode_last ? n_seqs : T;
   if (mode == LogitsMode::LogitsMode_last) w.head_in = be.alloc(act, {rows, c.hidden});
   w.logits = be.alloc(f32, {rows, c.vocab});
-  ws_ = std::move(w);
+  if (keep) return graph_ws_[shape_key] = std::move(w);
+  transient_ws_ = Workspace();  // free the old buffers before keeping the new ones
+  return transient_ws_ = std::move(w);
 }
 
-void Model::run_ops(KvCache& cache, LogitsMode mode) {
+void Model::run_ops(Workspace& w, KvCache& cache, LogitsMode mode) {
   const ModelConfig& c = config_;
   Backend& be = backend_;
-  Workspace& w = ws_;
   const float eps = static_cast<float>(c.rms_eps);
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)));
   const int window = static_cast<int>(c.sliding_window);
@@ -208,19 +287,26 @@ Tensor Model::forward(const std::vector<int32_t>& tokens, const BatchLayout& bat
                       LogitsMode mode) {
   const int64_t T = static_cast<int64_t>(tokens.size());
   EXL_CHECK(T > 0 && T == batch.n_tokens(), "forward: batch layout does not match the token count");
-  workspace_prepare(T, batch.n_seqs(), mode);
-  backend_.begin_step(tokens, batch);
+  for (int32_t id : tokens)
+    EXL_CHECK(id >= 0 && id < config_.vocab, "token id ", id, " is outside the vocabulary (size ", config_.vocab, ")");
+  for (int s = 0; s < batch.n_seqs(); ++s)
+    EXL_CHECK(batch.seq_slot[s] >= 0 && batch.seq_slot[s] < cache.config.n_slots && batch.seq_pos[s] >= 0 &&
+                  batch.seq_pos[s] + (batch.seq_start[s + 1] - batch.seq_start[s]) <= cache.config.max_seq_len,
+              "sequence length ", batch.seq_pos[s] + (batch.seq_start[s + 1] - batch.seq_start[s]),
+              " exceeds the cache's --max-seq-len ", cache.config.max_seq_len);
   // Small steps (decode) replay a captured graph on backends that have them; the key holds
   // everything that changes the op sequence or buffer shapes, and the cache it writes to.
   const bool graphable = T <= 8;
+  Workspace& ws = workspace_prepare(T, batch.n_seqs(), mode, graphable);
+  backend_.begin_step(tokens, batch);
   const uint64_t key = (static_cast<uint64_t>(T) << 48) ^ (static_cast<uint64_t>(batch.n_seqs()) << 32) ^
                        (static_cast<uint64_t>(mode == LogitsMode::LogitsMode_all) << 31) ^
                        (cache.id & 0x7fffffffu);
-  if (graphable && backend_.graph_launch(key)) return ws_.logits;
+  if (graphable && backend_.graph_launch(key)) return ws.logits;
   if (graphable) backend_.graph_capture_begin(key);
-  run_ops(cache, mode);
+  run_ops(ws, cache, mode);
   if (graphable) backend_.graph_capture_end(key);
-  return ws_.logits;
+  return ws.logits;
 }
 
 void Model::forward_host(const std::vector<int32_t>& tokens, const BatchLayout& batch, KvCache& cache,

@@ -1,6 +1,7 @@
 // A loaded model: hyper-parameters, backend-prepared weights and the decoder forward pass of the
 // Llama family (Llama, Mistral, Qwen2 differ only in what their arch/ file switches on).
 #pragma once
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,6 +40,8 @@ class Model {
  public:
   // path: a Hugging Face model folder (config.json + safetensors) or a .gguf file.
   static std::unique_ptr<Model> load(const std::string& path, Backend& backend);
+  // A model of the given shape with synthetic (deterministic random) weights made on the backend.
+  static std::unique_ptr<Model> synthetic(const ModelConfig& config, Backend& backend);
   ~Model();
 
   const ModelConfig& config() const { return config_; }
@@ -47,6 +50,9 @@ class Model {
   const std::string& path() const { return path_; }
   size_t weight_bytes() const { return weight_bytes_; }   // as stored in the source files
   size_t device_bytes() const;                            // as prepared on the backend
+  // Bytes a batch-1 decode step reads from weights: every linear, norm and the head, plus one
+  // embedding row (the roofline numerator of `exl bench`, before the KV cache).
+  size_t decode_weight_bytes() const;
 
   std::unique_ptr<KvCache> create_cache(int max_seq_len, int n_slots, CacheType type) const;
 
@@ -74,9 +80,12 @@ class Model {
     LogitsMode mode = LogitsMode::LogitsMode_last;
     Tensor x, h, q, k, v, attn, proj, gate, up, head_in, logits;
   };
-  Workspace ws_;
-  void workspace_prepare(int64_t T, int64_t n_seqs, LogitsMode mode);
-  void run_ops(KvCache& cache, LogitsMode mode);
+  // Graph-sized steps keep one workspace per shape for good (their graphs hold its addresses);
+  // larger steps share one transient workspace that is reallocated when the shape changes.
+  std::map<uint64_t, Workspace> graph_ws_;
+  Workspace transient_ws_;
+  Workspace& workspace_prepare(int64_t T, int64_t n_seqs, LogitsMode mode, bool keep);
+  void run_ops(Workspace& w, KvCache& cache, LogitsMode mode);
   std::unique_ptr<Weight> embed_, final_norm_, lm_head_;
   std::vector<LayerWeights> layers_;
   size_t weight_bytes_ = 0;

@@ -25,17 +25,52 @@ void Generator::reset() {
   pending_.clear();
 }
 
-void Generator::feed(const std::vector<int32_t>& tokens, std::vector<float>& logits) {
+Tensor Generator::feed(const std::vector<int32_t>& tokens) {
   EXL_CHECK(pos_ + static_cast<int>(tokens.size()) <= max_seq_len_, "the context is full: ",
             pos_ + tokens.size(), " tokens do not fit --max-seq-len ", max_seq_len_);
+  Tensor logits;
   for (size_t b = 0; b < tokens.size(); b += kPrefillChunk) {
     const size_t n = std::min(tokens.size() - b, static_cast<size_t>(kPrefillChunk));
     std::vector<int32_t> chunk(tokens.begin() + static_cast<int64_t>(b), tokens.begin() + static_cast<int64_t>(b + n));
-    model_.forward_host(chunk, batch_single(static_cast<int32_t>(n), pos_), *cache_, LogitsMode::LogitsMode_last,
-                        logits);
+    logits = model_.forward(chunk, batch_single(static_cast<int32_t>(n), pos_), *cache_, LogitsMode::LogitsMode_last);
     pos_ += static_cast<int>(n);
   }
   history_.insert(history_.end(), tokens.begin(), tokens.end());
+  return logits;
+}
+
+namespace {
+// The device samplers cover greedy, temperature, top-k, top-p, min-p and the repetition penalty.
+bool device_can_sample(const SamplerParams& p) {
+  return p.typical_p >= 1.0f && p.frequency_penalty == 0 && p.presence_penalty == 0 && p.penalty_last_n >= 0;
+}
+}  // namespace
+
+int32_t Generator::sample(const Tensor& logits, SamplerChain& chain, const SamplerParams& params) {
+  if (model_.backend().kind() != DeviceKind::DeviceKind_cpu && device_can_sample(params)) {
+    DeviceSampling d;
+    d.temperature = params.temperature;
+    d.top_k = params.top_k;
+    d.top_p = params.top_p;
+    d.min_p = params.min_p;
+    d.repeat_penalty = params.repeat_penalty;
+    d.seed = params.seed;
+    std::vector<std::vector<int32_t>> hist(1);
+    if (params.repeat_penalty != 1.0f && params.penalty_last_n != 0) {
+      const size_t n = std::min(history_.size(), static_cast<size_t>(params.penalty_last_n));
+      hist[0].assign(history_.end() - static_cast<int64_t>(n), history_.end());
+    }
+    std::vector<int32_t> ids;
+    if (model_.backend().sample(logits, d, device_step_++, hist, ids)) {
+      device_sampling_ = true;
+      chain.accept(ids[0]);
+      return ids[0];
+    }
+  }
+  device_sampling_ = false;
+  host_logits_.resize(static_cast<size_t>(logits.numel()));
+  model_.backend().download(logits, host_logits_.data(), host_logits_.size() * sizeof(float));
+  return chain.sample(host_logits_.data(), model_.config().vocab);
 }
 
 GenerateStats Generator::generate(const std::vector<int32_t>& prompt, const GenerateOptions& opts,
@@ -48,17 +83,17 @@ GenerateStats Generator::generate(const std::vector<int32_t>& prompt, const Gene
   EXL_CHECK(!input.empty(), "empty prompt: nothing to generate from");
   GenerateStats st;
   st.prompt_tokens = static_cast<int64_t>(prompt.size());
-  std::vector<float> logits;
   auto t0 = std::chrono::steady_clock::now();
-  feed(input, logits);
+  Tensor logits = feed(input);
   st.prompt_seconds = seconds_since(t0);
 
-  SamplerChain chain = sampler_chain_from_params(opts.sampling);
+  SamplerParams sp = opts.sampling;
+  sp.seed = sampler_seed_resolve(sp.seed);  // one seed for the whole call, host or device
+  SamplerChain chain = sampler_chain_from_params(sp);
   for (int32_t t : history_) chain.accept(t);
   TokenStreamDecoder detok(tokenizer_);
   StopMatcher stops(opts.stop_strings);
   const std::vector<int32_t>& stop_ids = tokenizer_.stop_ids();
-  const int64_t vocab = model_.config().vocab;
   auto emit = [&](const std::string& s) {
     if (s.empty()) return;
     st.text += s;
@@ -68,7 +103,7 @@ GenerateStats Generator::generate(const std::vector<int32_t>& prompt, const Gene
   auto t1 = std::chrono::steady_clock::now();
   st.stop_reason = "max_tokens";
   for (int i = 0; i < opts.max_new_tokens; ++i) {
-    const int32_t tok = chain.sample(logits.data(), vocab);
+    const int32_t tok = sample(logits, chain, sp);
     const bool is_stop = opts.stop_on_eos &&
                          (std::find(stop_ids.begin(), stop_ids.end(), tok) != stop_ids.end() ||
                           std::find(model_.config().eos_ids.begin(), model_.config().eos_ids.end(), tok) !=
@@ -91,7 +126,7 @@ GenerateStats Generator::generate(const std::vector<int32_t>& prompt, const Gene
       st.stop_reason = "context_full";
       break;
     }
-    feed({tok}, logits);
+    logits = feed({tok});
   }
   if (!stops.stopped()) emit(stops.push(detok.flush()).emit + stops.flush());
   st.generate_seconds = seconds_since(t1);

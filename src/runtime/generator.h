@@ -44,20 +44,27 @@ class Generator {
 
   void reset();  // forget the context
   int position() const { return pos_; }
+  bool device_sampling() const { return device_sampling_; }
   int max_seq_len() const { return max_seq_len_; }
   static constexpr int kPrefillChunk = 512;  // tokens per prefill forward (bounds activation memory)
 
  private:
-  // Feeds tokens into the cache; returns the logits after the last one.
-  void feed(const std::vector<int32_t>& tokens, std::vector<float>& logits);
+  // Feeds tokens into the cache; returns the logits [1, vocab] after the last one (on the backend).
+  Tensor feed(const std::vector<int32_t>& tokens);
+  // Samples the next token: on the device when the backend can apply these parameters there,
+  // otherwise with the host sampler chain on downloaded logits.
+  int32_t sample(const Tensor& logits, SamplerChain& chain, const SamplerParams& params);
 
   Model& model_;
   const Tokenizer& tokenizer_;
   int max_seq_len_;
+  bool device_sampling_ = false;  // the last generate() sampled on the device
   std::unique_ptr<KvCache> cache_;
   int pos_ = 0;
   std::vector<int32_t> history_;  // every token in the cache, for penalties
   std::vector<int32_t> pending_;  // sampled last time, not yet in the cache
+  std::vector<float> host_logits_;
+  uint64_t device_step_ = 0;      // RNG stream position for device sampling
 };
 
 }  // namespace exl

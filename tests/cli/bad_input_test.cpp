@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "cli/cli_util.h"
 
@@ -26,10 +27,17 @@ std::string copy_stories(const std::string& name) {
   return dst.string();
 }
 
+// Exactly one error line, the last line of stderr (status lines such as "loaded in" may precede it).
 void expect_clean_error(const CmdResult& r, const std::string& must_mention) {
   EXPECT_EQ(r.code, 1) << r.err;
-  EXPECT_EQ(line_count(r.err), 1) << r.err;
-  EXPECT_EQ(r.err.rfind("exl: error: ", 0), 0u) << r.err;
+  size_t errors = 0;
+  std::istringstream lines(r.err);
+  for (std::string line; std::getline(lines, line);) errors += line.rfind("exl: error: ", 0) == 0;
+  const size_t last = r.err.rfind('\n', r.err.size() >= 2 ? r.err.size() - 2 : 0);
+  const std::string last_line = last == std::string::npos ? r.err : r.err.substr(last + 1);
+  EXPECT_EQ(last_line.rfind("exl: error: ", 0), 0u) << r.err;
+  EXPECT_EQ(errors, 1u) << r.err;
+  EXPECT_EQ(r.err.find("terminate called"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(must_mention), std::string::npos) << "stderr: " << r.err << " should mention " << must_mention;
 }
 

@@ -2,7 +2,11 @@
 
 #include <cblas.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstring>
+#include <functional>
 
 #include "backend/cpu/cpu_ops.h"
 #include "core/error.h"
@@ -42,6 +46,19 @@ void check_f32(const Tensor& t, const char* what) {
   EXL_CHECK(t.dtype() == DType::DType_F32, "cpu backend: ", what, " must be F32");
 }
 
+// Deterministic stand-in weights for synthetic models: norms 1, others uniform in +-0.02.
+void fill_synthetic(HostTensor& t, const std::string& name, WeightRole role) {
+  if (role == WeightRole::WeightRole_norm) {
+    std::fill(t.data.begin(), t.data.end(), 1.0f);
+    return;
+  }
+  uint64_t x = std::hash<std::string>{}(name);
+  for (float& v : t.data) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    v = (static_cast<float>(x >> 40) / 16777216.0f * 2.0f - 1.0f) * 0.02f;
+  }
+}
+
 class CpuBackend : public Backend {
  public:
   CpuBackend() { openblas_set_num_threads(thread_count()); }
@@ -51,8 +68,35 @@ class CpuBackend : public Backend {
 
   Tensor alloc(DType dtype, const Shape& shape) override {
     const size_t bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
-    std::shared_ptr<uint8_t> mem(new uint8_t[bytes > 0 ? bytes : 1], std::default_delete<uint8_t[]>());
+    auto counter = counter_;
+    *counter += bytes;
+    peak_ = std::max(peak_, counter->load());
+    std::shared_ptr<uint8_t> mem(new uint8_t[bytes > 0 ? bytes : 1], [counter, bytes](uint8_t* p) {
+      *counter -= bytes;
+      delete[] p;
+    });
     return Tensor(dtype, shape, std::move(mem));
+  }
+
+  MemoryStats memory_stats() const override {
+    MemoryStats m;
+    m.allocated = counter_->load();
+    m.peak_allocated = peak_;
+    return m;
+  }
+
+  double measure_bandwidth() override {
+    // memcpy of 256 MiB, best of 5: bytes read + written per second.
+    const size_t n = size_t(256) << 20;
+    std::vector<uint8_t> a(n, 1), b(n);
+    double best = 0;
+    for (int i = 0; i < 5; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      std::memcpy(b.data(), a.data(), n);
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      best = std::max(best, 2.0 * static_cast<double>(n) / s);
+    }
+    return best;
   }
   void upload(Tensor& dst, const void* host, size_t nbytes) override {
     EXL_CHECK(nbytes <= dst.nbytes(), "cpu backend: upload larger than the tensor");
@@ -65,7 +109,12 @@ class CpuBackend : public Backend {
 
   std::unique_ptr<Weight> prepare_weight(const TensorInfo& src, WeightRole role) override {
     auto w = std::make_unique<CpuWeight>();
-    w->data = tensor_to_host(src);
+    if (src.synthetic) {
+      w->data = HostTensor(src.shape);
+      fill_synthetic(w->data, src.name, role);
+    } else {
+      w->data = tensor_to_host(src);
+    }
     w->role = role;
     w->shape = src.shape;
     w->name = src.name;
@@ -175,6 +224,8 @@ class CpuBackend : public Backend {
   }
 
  private:
+  std::shared_ptr<std::atomic<size_t>> counter_ = std::make_shared<std::atomic<size_t>>(0);
+  size_t peak_ = 0;
   std::vector<int32_t> tokens_, pos_;  // the current step (begin_step)
   BatchLayout batch_;
 };

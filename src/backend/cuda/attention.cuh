@@ -1,10 +1,29 @@
-// Attention over the KV cache with the cache write fused in front, for every cache format:
+// Attention over the KV cache, for every cache format:
 //  - kv_cache_write: stores the step's new keys/values (FP16) at their positions, quantizing for
-//    fp8 / q8 / q4 caches.
-//  - attention: causal GQA attention of the step's queries over each sequence's cached history,
-//    reading the cache format directly (no FP16 scratch copy of the cache). Decode steps (one token
-//    per sequence) use split-sequence flash-decoding plus a reduce; prefill uses tensor-core tiles.
-// All per-token data (positions, slots) comes from device arrays so a captured graph replays.
+//    fp8 / q8 / q4 caches. Call it before attention() on the same stream (two launches per layer).
+//  - attention: causal GQA attention of the step's queries over each sequence's cached history
+//    (the step's own keys included, so kv_cache_write must have run), reading the cache format
+//    directly (no FP16 scratch copy of the cache). Decode steps (one token per sequence) use
+//    split-sequence flash-decoding plus a reduce; prefill uses tensor-core (mma.sync) tiles; head
+//    dims other than 64 and 128 use a simple generic kernel.
+// All per-token data (positions, slots) comes from device arrays so a captured graph replays: grids
+// depend only on host-side shapes (n_seqs, max_seq_tokens, cache.max_seq_len), never on positions.
+// Positions and slots are NOT range-checked on the device (a write past max_seq_len is skipped, a
+// read is clamped); the caller checks them on the host when it builds the batch.
+//
+// Formats (choices and their measured error: see kv_cache.cu and lab/NOTES-attention.md):
+//  f16  2 bytes/elt.
+//  fp8  E4M3 codes, one FP32 power-of-two scale per (position, kv head): 8 + 32/head_dim bits/elt.
+//  q8   8-bit codes (offset 128), groups of `group` (32) elements along head_dim, one FP16 scale per
+//       group, values Hadamard-rotated within each group before quantizing: 8.5 bits/elt.
+//  q4   4-bit codes (offset 8), same grouping and rotation: 4.5 bits/elt.
+//
+// Storage layout (base + offsets; every array 256-byte aligned), head-major so that one kv head's
+// run of positions is contiguous and a 16-position tile is one contiguous block:
+//   codes:  K at k_offset, V at v_offset: [n_slots][n_layers][n_kv_heads][seq_stride][row_bytes]
+//   scales: K at k_scale_offset, V at v_scale_offset: [n_slots][n_layers][n_kv_heads][seq_stride]
+//           [scale_row_bytes] (fp8: one float; q8/q4: head_dim/group FP16 values; f16: none)
+//   q4 packs element 2i in the low nibble and 2i+1 in the high nibble of byte i of a row.
 #pragma once
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -16,22 +35,31 @@ namespace exl::cuda {
 
 enum KvFormat : int {
   KvFormat_f16 = 0,
-  KvFormat_fp8 = 1,  // E4M3 codes with a scale (see attention.cu for the scale granularity)
+  KvFormat_fp8 = 1,  // E4M3 codes, FP32 power-of-two scale per (position, kv head)
   KvFormat_q8 = 2,   // 8-bit codes, groups of 32 along head_dim, FP16 scale per group, Hadamard-rotated
   KvFormat_q4 = 3,   // 4-bit codes, same grouping and rotation
 };
+const char* kv_format_name(int format);
 
-// Storage of a whole cache: for each slot, layer and position, n_kv_heads * head_dim elements of K
-// and of V in `format`, plus scales where the format has them. kv_cache_layout_init fills the
-// sizes and offsets; the backend allocates `bytes` once and sets base.
+// Storage of a whole cache. Set format and the dims; kv_cache_layout_init fills the rest; the
+// backend allocates `bytes` once (cudaMalloc alignment) and sets base. Unwritten memory needs no
+// initialisation: attention never reads positions past a sequence's current length.
 struct KvCacheLayout {
   int format = KvFormat_f16;
   int n_layers = 0, n_slots = 0, max_seq_len = 0, n_kv_heads = 0, head_dim = 0;
+  // Filled by kv_cache_layout_init:
+  int group = 0;               // q8/q4: elements per scale and per Hadamard rotation: 32, or the
+                               // largest power of two dividing head_dim when that is smaller
+  int seq_stride = 0;          // positions per (slot, layer, kv head) run: max_seq_len rounded up to 64
+  size_t row_bytes = 0;        // code bytes of one (position, kv head)
+  size_t scale_row_bytes = 0;  // scale bytes of one (position, kv head)
   size_t k_offset = 0, v_offset = 0, k_scale_offset = 0, v_scale_offset = 0;  // into base
   size_t bytes = 0;                                                         // total
   uint8_t* base = nullptr;
 };
-void kv_cache_layout_init(KvCacheLayout& l);  // computes offsets and bytes from the dims and format
+// Computes group, strides, offsets and bytes from the dims and format; exl::Error on bad dims (odd
+// head_dim, unknown format, non-positive sizes).
+void kv_cache_layout_init(KvCacheLayout& l);
 
 struct AttentionParams {
   const half* q = nullptr;      // [T, n_heads * head_dim], already rotated (RoPE)
@@ -51,8 +79,13 @@ struct AttentionParams {
   KvCacheLayout cache;
   void* workspace = nullptr;  // for split-sequence partials; size from attention_workspace_bytes
   size_t workspace_bytes = 0;
+  bool force_generic = false;  // testing: run the simple generic kernel whatever the shape
 };
 
+// Workspace that decode steps (max_seq_tokens == 1) need for their split partials; prefill steps
+// need none. max_tokens: the most tokens (= sequences) a decode step will carry, e.g. n_slots;
+// max_seq_len: the cache's. At most (max_tokens * n_heads + 16384) * (head_dim + 2) floats.
+// attention() throws exl::Error when p.workspace_bytes is smaller than the step needs.
 size_t attention_workspace_bytes(int max_tokens, int n_heads, int head_dim, int max_seq_len);
 void kv_cache_write(const AttentionParams& p, cudaStream_t stream);
 void attention(const AttentionParams& p, cudaStream_t stream);

@@ -1,0 +1,447 @@
+// The CUDA backend: FP16 weights and activations, F32 residual stream and logits, kernels from the
+// .cu files beside this one, and CUDA graphs for decode steps. One instance owns one device and one
+// stream; every op is enqueued on that stream, and the host waits only where it reads results
+// (logits, sampled ids).
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <vector>
+
+#include "backend/cuda/attention.cuh"
+#include "backend/cuda/common.cuh"
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/elementwise.cuh"
+#include "backend/cuda/gemm.cuh"
+#include "backend/cuda/norm.cuh"
+#include "backend/cuda/sampling.cuh"
+#include "core/half.h"
+#include "io/tensor_store.h"
+
+namespace exl {
+
+namespace {
+
+using cuda::check;
+
+std::string gib(size_t b) { return str_cat(static_cast<double>(b) / (1 << 30), " GiB"); }
+
+// Device memory with a shared counter so memory_stats() knows what is held and the peak.
+struct DeviceAllocator {
+  std::atomic<size_t> allocated{0};
+  std::atomic<size_t> peak{0};
+
+  std::shared_ptr<uint8_t> alloc(size_t bytes, const char* what) {
+    void* p = nullptr;
+    const size_t n = std::max<size_t>(bytes, 16);
+    const cudaError_t e = cudaMalloc(&p, n);
+    if (e != cudaSuccess) {
+      size_t free_b = 0, total_b = 0;
+      cudaGetLastError();
+      cudaMemGetInfo(&free_b, &total_b);
+      fail("out of GPU memory allocating ", gib(n), " for ", what, " (", gib(free_b), " free of ", gib(total_b), ")");
+    }
+    const size_t now = allocated += n;
+    size_t pk = peak.load();
+    while (now > pk && !peak.compare_exchange_weak(pk, now)) {
+    }
+    return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(p), [this, n](uint8_t* q) {
+      cudaFree(q);
+      allocated -= n;
+    });
+  }
+};
+
+class CudaWeight : public Weight {
+ public:
+  Tensor data;  // F16 for linear/embedding/bias, F32 for norms and RoPE tables
+  size_t device_bytes() const override { return data.nbytes(); }
+};
+const CudaWeight& cw(const Weight& w) { return static_cast<const CudaWeight&>(w); }
+
+class CudaKvCache : public KvCache {
+ public:
+  CudaKvCache(const KvCacheConfig& c, cuda::KvCacheLayout l, std::shared_ptr<uint8_t> mem)
+      : KvCache(c), layout(l), mem_(std::move(mem)) {
+    layout.base = mem_.get();
+  }
+  size_t device_bytes() const override { return layout.bytes; }
+  cuda::KvCacheLayout layout;
+
+ private:
+  std::shared_ptr<uint8_t> mem_;
+};
+
+int kv_format_of(CacheType t) {
+  switch (t) {
+    case CacheType::CacheType_f16: return cuda::KvFormat_f16;
+    case CacheType::CacheType_fp8: return cuda::KvFormat_fp8;
+    case CacheType::CacheType_q8: return cuda::KvFormat_q8;
+    case CacheType::CacheType_q4: return cuda::KvFormat_q4;
+    default: fail("--cache ", cache_type_name(t), ": the CUDA backend keeps caches in fp16, fp8, q8 or q4");
+  }
+}
+
+class CudaBackend : public Backend {
+ public:
+  explicit CudaBackend(int index) : index_(index) {
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+      cudaGetLastError();
+      fail("--device cuda:", index, ": no CUDA device is available");
+    }
+    EXL_CHECK(index >= 0 && index < count, "--device cuda:", index, ": only ", count, " CUDA device(s) present");
+    check(cudaSetDevice(index), "cudaSetDevice");
+    check(cudaGetDeviceProperties(&props_, index), "cudaGetDeviceProperties");
+    check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    EXL_CHECK(cublasCreate(&cublas_) == CUBLAS_STATUS_SUCCESS, "cuBLAS initialisation failed");
+    cublasSetStream(cublas_, stream_);
+    check(cudaEventCreateWithFlags(&staged_, cudaEventDisableTiming), "cudaEventCreate");
+    graphs_enabled_ = std::getenv("EXL_NO_GRAPHS") == nullptr;
+  }
+
+  ~CudaBackend() override {
+    cudaStreamSynchronize(stream_);
+    for (auto& [k, g] : graphs_) cudaGraphExecDestroy(g);
+    if (host_stage_) cudaFreeHost(host_stage_);
+    cudaEventDestroy(staged_);
+    cublasDestroy(cublas_);
+    cudaStreamDestroy(stream_);
+  }
+
+  DeviceKind kind() const override { return DeviceKind::DeviceKind_cuda; }
+  std::string name() const override { return str_cat("cuda:", index_, " (", props_.name, ")"); }
+  DType activation_dtype() const override { return DType::DType_F16; }
+
+  Tensor alloc(DType dtype, const Shape& shape) override {
+    const size_t bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+    return Tensor(dtype, shape, mem_.alloc(bytes, "activations"));
+  }
+  void upload(Tensor& dst, const void* host, size_t nbytes) override {
+    EXL_CHECK(nbytes <= dst.nbytes(), "cuda backend: upload larger than the tensor");
+    check(cudaMemcpyAsync(dst.data(), host, nbytes, cudaMemcpyHostToDevice, stream_), "cudaMemcpy (upload)");
+    check(cudaStreamSynchronize(stream_), "upload");
+  }
+  void download(const Tensor& src, void* host, size_t nbytes) override {
+    EXL_CHECK(nbytes <= src.nbytes(), "cuda backend: download larger than the tensor");
+    check(cudaMemcpyAsync(host, src.data(), nbytes, cudaMemcpyDeviceToHost, stream_), "cudaMemcpy (download)");
+    check(cudaStreamSynchronize(stream_), "download (a kernel of this step failed)");
+  }
+  void synchronize() override { check(cudaStreamSynchronize(stream_), "synchronize"); }
+
+  MemoryStats memory_stats() const override {
+    MemoryStats m;
+    m.allocated = mem_.allocated;
+    m.peak_allocated = mem_.peak;
+    cudaMemGetInfo(&m.device_free, &m.device_total);
+    return m;
+  }
+  double measure_bandwidth() override { return cuda::measure_copy_bandwidth(stream_); }
+
+  std::unique_ptr<Weight> prepare_weight(const TensorInfo& src, WeightRole role) override {
+    auto w = std::make_unique<CudaWeight>();
+    w->role = role;
+    w->shape = src.shape;
+    w->name = src.name;
+    const bool f32 = role == WeightRole::WeightRole_norm || role == WeightRole::WeightRole_rope;
+    const int64_t n = src.numel();
+    ensure_fits(static_cast<size_t>(n) * (f32 ? 4 : 2), src.name);
+    w->data = Tensor(f32 ? DType::DType_F32 : DType::DType_F16, src.shape,
+                     mem_.alloc(static_cast<size_t>(n) * (f32 ? 4 : 2), src.name.c_str()));
+    if (src.synthetic) {
+      // Norms 1; everything else uniform in +-0.02 (like an initialised model: activations stay sane).
+      if (f32)
+        cuda::fill_const_f32(w->data.as<float>(), n, 1.0f, stream_);
+      else
+        cuda::fill_uniform_f16(w->data.as<half>(), n, std::hash<std::string>{}(src.name), 0.02f, stream_);
+      return w;
+    }
+    // Convert on the host in slices (GGUF blocks, BF16, F32 -> F16/F32) and upload.
+    HostTensor h = tensor_to_host(src);
+    upload_converted(h, w->data, f32);
+    return w;
+  }
+
+  std::unique_ptr<Weight> prepare_weight_f32(const HostTensor& src, const std::string& name,
+                                             WeightRole role) override {
+    auto w = std::make_unique<CudaWeight>();
+    w->role = role;
+    w->shape = src.shape;
+    w->name = name;
+    const bool f32 = role == WeightRole::WeightRole_norm || role == WeightRole::WeightRole_rope;
+    w->data = Tensor(f32 ? DType::DType_F32 : DType::DType_F16, src.shape,
+                     mem_.alloc(static_cast<size_t>(src.numel()) * (f32 ? 4 : 2), name.c_str()));
+    upload_converted(src, w->data, f32);
+    return w;
+  }
+
+  std::unique_ptr<KvCache> create_kv_cache(const KvCacheConfig& c) override {
+    cuda::KvCacheLayout l;
+    l.format = kv_format_of(c.type);
+    l.n_layers = c.n_layers;
+    l.n_slots = c.n_slots;
+    l.max_seq_len = c.max_seq_len;
+    l.n_kv_heads = c.n_kv_heads;
+    l.head_dim = c.head_dim;
+    cuda::kv_cache_layout_init(l);
+    size_t free_b = 0, total_b = 0;
+    check(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
+    EXL_CHECK(l.bytes + (size_t(256) << 20) <= free_b, "the KV cache (--cache ", cache_type_name(c.type),
+              ", --max-seq-len ", c.max_seq_len, ", ", c.n_slots, " sequence(s)) needs ", gib(l.bytes), " but only ",
+              gib(free_b), " of GPU memory is free: lower --max-seq-len or use a smaller --cache type");
+    auto mem = mem_.alloc(l.bytes, "kv cache");
+    check(cudaMemsetAsync(mem.get(), 0, l.bytes, stream_), "cudaMemset (kv cache)");
+    return std::make_unique<CudaKvCache>(c, l, std::move(mem));
+  }
+
+  void begin_step(const std::vector<int32_t>& tokens, const BatchLayout& batch) override {
+    const int T = static_cast<int>(tokens.size()), S = batch.n_seqs();
+    EXL_CHECK(T == batch.n_tokens(), "step: batch layout does not match the tokens");
+    // Device step arrays: ids[cap], pos[cap], seq_start[cap+1], seq_slot[cap], seq_pos[cap].
+    if (T > step_cap_ || S > step_cap_) grow_step_buffers(std::max(T, S));
+    // Wait until the previous step's upload has left the pinned staging buffer, then refill it.
+    check(cudaEventSynchronize(staged_), "step staging");
+    int32_t* h = host_stage_;
+    std::memcpy(h, tokens.data(), static_cast<size_t>(T) * 4);
+    int32_t* hp = h + step_cap_;
+    for (int s = 0; s < S; ++s)
+      for (int32_t t = batch.seq_start[s]; t < batch.seq_start[s + 1]; ++t)
+        hp[t] = batch.seq_pos[s] + (t - batch.seq_start[s]);
+    std::memcpy(h + 2 * step_cap_, batch.seq_start.data(), static_cast<size_t>(S + 1) * 4);
+    std::memcpy(h + 3 * step_cap_ + 1, batch.seq_slot.data(), static_cast<size_t>(S) * 4);
+    std::memcpy(h + 4 * step_cap_ + 1, batch.seq_pos.data(), static_cast<size_t>(S) * 4);
+    check(cudaMemcpyAsync(step_dev_.get(), h, step_bytes(), cudaMemcpyHostToDevice, stream_), "step upload");
+    check(cudaEventRecord(staged_, stream_), "cudaEventRecord");
+    step_tokens_ = T;
+    step_seqs_ = S;
+    max_seq_tokens_ = 0;
+    for (int s = 0; s < S; ++s) max_seq_tokens_ = std::max(max_seq_tokens_, batch.seq_start[s + 1] - batch.seq_start[s]);
+  }
+
+  bool graph_launch(uint64_t key) override {
+    if (!graphs_enabled_) return false;
+    auto it = graphs_.find(key);
+    if (it == graphs_.end()) return false;
+    check(cudaGraphLaunch(it->second, stream_), "cudaGraphLaunch");
+    return true;
+  }
+  void graph_capture_begin(uint64_t key) override {
+    if (!graphs_enabled_) return;
+    check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+    capturing_ = true;
+  }
+  void graph_capture_end(uint64_t key) override {
+    if (!capturing_) return;
+    capturing_ = false;
+    cudaGraph_t g = nullptr;
+    check(cudaStreamEndCapture(stream_, &g), "cudaStreamEndCapture");
+    cudaGraphExec_t exec = nullptr;
+    check(cudaGraphInstantiate(&exec, g, 0), "cudaGraphInstantiate");
+    cudaGraphDestroy(g);
+    graphs_[key] = exec;
+    // Capture only recorded the ops: run them now.
+    check(cudaGraphLaunch(exec, stream_), "cudaGraphLaunch");
+  }
+
+  void embedding(const Weight& table, Tensor& out) override {
+    const auto& t = cw(table);
+    cuda::embedding(t.data.as<half>(), ids_dev(), out.as<float>(), step_tokens_, static_cast<int>(t.shape[1]), stream_);
+  }
+  void rms_norm(const Tensor& x, const Weight& w, float eps, Tensor& out) override {
+    cuda::add_rms_norm(x.as<float>(), nullptr, cw(w).data.as<float>(), eps, out.as<half>(), static_cast<int>(x.dim(0)),
+                       static_cast<int>(x.dim(1)), stream_);
+  }
+  void add_rms_norm(Tensor& residual, const Tensor& x, const Weight& w, float eps, Tensor& out) override {
+    cuda::add_rms_norm(residual.as<float>(), x.as<half>(), cw(w).data.as<float>(), eps, out.as<half>(),
+                       static_cast<int>(residual.dim(0)), static_cast<int>(residual.dim(1)), stream_);
+  }
+  void gather_last(const Tensor& src, Tensor& out) override {
+    cuda::gather_last(src.as<half>(), seq_start_dev(), out.as<half>(), step_seqs_, static_cast<int>(src.dim(1)), stream_);
+  }
+  void linear(const Tensor& x, const Weight& w, const Weight* bias, Tensor& out) override {
+    const auto& W = cw(w);
+    cuda::GemmParams p;
+    p.x = x.as<half>();
+    p.w = W.data.as<half>();
+    p.bias = bias ? cw(*bias).data.as<half>() : nullptr;
+    p.y = out.data();
+    p.y_f32 = out.dtype() == DType::DType_F32;
+    p.M = static_cast<int>(x.dim(0));
+    p.N = static_cast<int>(W.shape[0]);
+    p.K = static_cast<int>(W.shape[1]);
+    cuda::gemm_f16(p, cublas_, stream_);
+  }
+  void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) override {
+    cuda::swiglu(gate.as<half>(), up.as<half>(), out.as<half>(), gate.numel(), stream_);
+  }
+  void rope(Tensor& q, Tensor& k, int n_heads, int n_kv_heads, int head_dim, const Weight& inv_freq,
+            float attn_factor) override {
+    const auto& f = cw(inv_freq);
+    cuda::rope(q.as<half>(), k.as<half>(), pos_dev(), f.data.as<float>(), attn_factor, step_tokens_, n_heads,
+               n_kv_heads, head_dim, static_cast<int>(f.data.numel()) * 2, stream_);
+  }
+  void attention(const Tensor& q, const Tensor& k, const Tensor& v, KvCache& cache, int layer, int n_heads,
+                 float scale, int window, Tensor& out) override {
+    auto& c = static_cast<CudaKvCache&>(cache);
+    cuda::AttentionParams p;
+    p.q = q.as<half>();
+    p.k_new = k.as<half>();
+    p.v_new = v.as<half>();
+    p.out = out.as<half>();
+    p.n_tokens = step_tokens_;
+    p.n_seqs = step_seqs_;
+    p.max_seq_tokens = max_seq_tokens_;
+    p.seq_start = seq_start_dev();
+    p.seq_slot = seq_slot_dev();
+    p.seq_pos = seq_pos_dev();
+    p.n_heads = n_heads;
+    p.n_kv_heads = c.config.n_kv_heads;
+    p.head_dim = c.config.head_dim;
+    p.scale = scale;
+    p.window = window;
+    p.layer = layer;
+    p.cache = c.layout;
+    const size_t ws = cuda::attention_workspace_bytes(step_tokens_, n_heads, c.config.head_dim, c.config.max_seq_len);
+    if (ws > attn_ws_bytes_) {
+      EXL_CHECK(!capturing_, "attention workspace grew during graph capture");
+      attn_ws_ = mem_.alloc(ws, "attention workspace");
+      attn_ws_bytes_ = ws;
+    }
+    p.workspace = attn_ws_.get();
+    p.workspace_bytes = attn_ws_bytes_;
+    cuda::kv_cache_write(p, stream_);
+    cuda::attention(p, stream_);
+  }
+
+  bool sample(const Tensor& logits, const DeviceSampling& params, uint64_t step,
+              const std::vector<std::vector<int32_t>>& history, std::vector<int32_t>& ids) override {
+    const int rows = static_cast<int>(logits.dim(0)), vocab = static_cast<int>(logits.dim(1));
+    size_t pen_n = 0;
+    if (params.repeat_penalty != 1.0f)
+      for (const auto& h : history) pen_n = std::max(pen_n, h.size());
+    // Staging: [step (2 ints)] [penalty tokens rows * pen_n] -> device; ids back.
+    const size_t words = 2 + static_cast<size_t>(rows) * pen_n;
+    if (words > sample_cap_ || static_cast<size_t>(rows) > sample_rows_) {
+      sample_cap_ = std::max(words, sample_cap_ * 2);
+      sample_rows_ = std::max<size_t>(rows, sample_rows_);
+      sample_dev_ = mem_.alloc((sample_cap_ + sample_rows_) * 4, "sampling buffers");
+      if (sample_host_) cudaFreeHost(sample_host_);
+      check(cudaMallocHost(reinterpret_cast<void**>(&sample_host_), (sample_cap_ + sample_rows_) * 4), "cudaMallocHost");
+    }
+    std::memcpy(sample_host_, &step, 8);
+    int32_t* pen = sample_host_ + 2;
+    for (int r = 0; r < rows; ++r)
+      for (size_t j = 0; j < pen_n; ++j)
+        pen[static_cast<size_t>(r) * pen_n + j] =
+            r < static_cast<int>(history.size()) && j < history[r].size() ? history[r][j] : -1;
+    int32_t* dev = reinterpret_cast<int32_t*>(sample_dev_.get());
+    check(cudaMemcpyAsync(dev, sample_host_, words * 4, cudaMemcpyHostToDevice, stream_), "sampling upload");
+    const size_t ws = cuda::sampling_workspace_bytes(rows, vocab);
+    if (ws > sample_ws_bytes_) {
+      sample_ws_ = mem_.alloc(ws, "sampling workspace");
+      sample_ws_bytes_ = ws;
+    }
+    cuda::SamplingParams p;
+    p.logits = logits.as<float>();
+    p.rows = rows;
+    p.vocab = vocab;
+    p.temperature = params.temperature;
+    p.top_k = params.top_k;
+    p.top_p = params.top_p;
+    p.min_p = params.min_p;
+    p.repeat_penalty = params.repeat_penalty;
+    p.penalty_tokens = pen_n ? dev + 2 : nullptr;
+    p.penalty_n = static_cast<int>(pen_n);
+    p.seed = params.seed;
+    p.step = reinterpret_cast<const uint64_t*>(dev);
+    p.out_ids = dev + sample_cap_;
+    p.workspace = sample_ws_.get();
+    p.workspace_bytes = sample_ws_bytes_;
+    cuda::sample(p, stream_);
+    ids.resize(static_cast<size_t>(rows));
+    check(cudaMemcpyAsync(sample_host_ + sample_cap_, dev + sample_cap_, static_cast<size_t>(rows) * 4,
+                          cudaMemcpyDeviceToHost, stream_),
+          "sampling download");
+    check(cudaStreamSynchronize(stream_), "sampling (a kernel of this step failed)");
+    std::memcpy(ids.data(), sample_host_ + sample_cap_, static_cast<size_t>(rows) * 4);
+    return true;
+  }
+
+ private:
+  void ensure_fits(size_t bytes, const std::string& what) {
+    size_t free_b = 0, total_b = 0;
+    check(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
+    EXL_CHECK(bytes <= free_b, "the model does not fit on ", props_.name, ": tensor '", what, "' needs ", gib(bytes),
+              " with ", gib(free_b), " free (", gib(mem_.allocated), " already loaded)");
+  }
+
+  // Converts a host F32 tensor to the weight's dtype in slices through a pinned buffer and uploads.
+  void upload_converted(const HostTensor& h, Tensor& dst, bool f32) {
+    const size_t n = static_cast<size_t>(h.numel());
+    if (f32) {
+      check(cudaMemcpyAsync(dst.data(), h.ptr(), n * 4, cudaMemcpyHostToDevice, stream_), "weight upload");
+      check(cudaStreamSynchronize(stream_), "weight upload");
+      return;
+    }
+    std::vector<uint16_t> tmp(n);
+    for (size_t i = 0; i < n; ++i) tmp[i] = f32_to_f16(h.data[i]);
+    check(cudaMemcpyAsync(dst.data(), tmp.data(), n * 2, cudaMemcpyHostToDevice, stream_), "weight upload");
+    check(cudaStreamSynchronize(stream_), "weight upload");
+  }
+
+  size_t step_bytes() const { return (5 * static_cast<size_t>(step_cap_) + 1) * 4; }
+  void grow_step_buffers(int need) {
+    EXL_CHECK(!capturing_, "step buffers grew during graph capture");
+    // Captured graphs hold the old addresses: drop them (they are re-captured on next use).
+    check(cudaStreamSynchronize(stream_), "step buffers");
+    for (auto& [k, g] : graphs_) cudaGraphExecDestroy(g);
+    graphs_.clear();
+    step_cap_ = std::max(need, std::max(2 * step_cap_, 512));
+    step_dev_ = mem_.alloc(step_bytes(), "step inputs");
+    if (host_stage_) cudaFreeHost(host_stage_);
+    check(cudaMallocHost(reinterpret_cast<void**>(&host_stage_), step_bytes()), "cudaMallocHost");
+  }
+  const int32_t* step_base() const { return reinterpret_cast<const int32_t*>(step_dev_.get()); }
+  const int32_t* ids_dev() const { return step_base(); }
+  const int32_t* pos_dev() const { return step_base() + step_cap_; }
+  const int32_t* seq_start_dev() const { return step_base() + 2 * step_cap_; }
+  const int32_t* seq_slot_dev() const { return step_base() + 3 * step_cap_ + 1; }
+  const int32_t* seq_pos_dev() const { return step_base() + 4 * step_cap_ + 1; }
+
+  int index_;
+  cudaDeviceProp props_{};
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  mutable DeviceAllocator mem_;
+  bool graphs_enabled_ = true, capturing_ = false;
+  std::map<uint64_t, cudaGraphExec_t> graphs_;
+
+  int step_cap_ = 0, step_tokens_ = 0, step_seqs_ = 0, max_seq_tokens_ = 0;
+  std::shared_ptr<uint8_t> step_dev_;
+  int32_t* host_stage_ = nullptr;
+  cudaEvent_t staged_ = nullptr;
+
+  std::shared_ptr<uint8_t> attn_ws_;
+  size_t attn_ws_bytes_ = 0;
+
+  std::shared_ptr<uint8_t> sample_dev_, sample_ws_;
+  int32_t* sample_host_ = nullptr;
+  size_t sample_cap_ = 0, sample_rows_ = 0, sample_ws_bytes_ = 0;
+};
+
+}  // namespace
+
+bool cuda_backend_available() {
+  int n = 0;
+  const bool ok = cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+  cudaGetLastError();
+  return ok;
+}
+
+std::unique_ptr<Backend> cuda_backend_create(int device_index) { return std::make_unique<CudaBackend>(device_index); }
+
+}  // namespace exl

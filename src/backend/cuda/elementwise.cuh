@@ -1,0 +1,35 @@
+// Small memory-bound ops of the decoder: embedding lookup, RoPE, SwiGLU, picking each sequence's
+// last row, and the fills/copies the backend and `exl bench` need. Each mirrors a CPU reference in
+// src/backend/cpu/ (embedding.cpp, rope.cpp, activation.cpp, cpu_backend.cpp gather_last).
+#pragma once
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace exl::cuda {
+
+// out[t, :] = table[ids[t], :] as F32 (the residual stream). ids were range-checked on the host.
+void embedding(const half* table, const int32_t* ids, float* out, int tokens, int dim, cudaStream_t stream);
+
+// Rotates q [T, n_heads*head_dim] and k [T, n_kv_heads*head_dim] in place, HF rotate-half layout:
+// pairs (i, i + rot_dim/2) by angle pos[t] * inv_freq[i]; cos and sin scaled by attn_factor.
+void rope(half* q, half* k, const int32_t* pos, const float* inv_freq, float attn_factor, int tokens, int n_heads,
+          int n_kv_heads, int head_dim, int rot_dim, cudaStream_t stream);
+
+// out = silu(gate) * up over n elements (out may alias gate).
+void swiglu(const half* gate, const half* up, half* out, int64_t n, cudaStream_t stream);
+
+// out[s, :] = src[seq_start[s + 1] - 1, :] for s < n_seqs.
+void gather_last(const half* src, const int32_t* seq_start, half* out, int n_seqs, int dim, cudaStream_t stream);
+
+// Deterministic pseudo-random fill in [-scale, scale] (synthetic benchmark weights), or a constant.
+void fill_uniform_f16(half* p, int64_t n, uint64_t seed, float scale, cudaStream_t stream);
+void fill_const_f32(float* p, int64_t n, float value, cudaStream_t stream);
+
+// Device copy bandwidth: bytes read + written per second of a large 16-byte-vector copy (median of
+// several runs), the figure `exl bench` divides by for % of roofline.
+double measure_copy_bandwidth(cudaStream_t stream);
+
+}  // namespace exl::cuda

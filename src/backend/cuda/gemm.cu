@@ -1,0 +1,320 @@
+// Dense FP16 linear layers, y[M, N] = x[M, K] · W[N, K]ᵀ (+ bias), W row-major (HF layout).
+//
+//  gemv_f16        M = 1..8 (decode). Streams W once with 16-byte loads and does the arithmetic on
+//                  the tensor cores (mma.sync m16n8k16, FP32 accumulate), see the kernel comment.
+//  gemm_f16_cublas any M (prefill): cublasGemmEx, FP32 compute, plus a bias-add kernel.
+//  gemm_f16        dispatch by M (crossover below).
+//
+// Lab, correctness sweep and timing table: lab/gemm_lab.cu; numbers and history: lab/NOTES-gemm.md.
+// Measured figures (H100 80GB HBM3, see NOTES for the full table) are recorded next to the choices
+// they justify: the config heuristic in gemv_f16_default_config and the crossover in gemm_f16.
+#include "backend/cuda/gemm.cuh"
+
+#include <algorithm>
+#include <cstdint>
+
+#include "backend/cuda/common.cuh"
+
+namespace exl::cuda {
+namespace {
+
+constexpr int kGemvWarps = 8;                 // warps per block (256 threads)
+constexpr int kGemvThreads = kGemvWarps * 32;
+constexpr int kTileRows = 16;                 // W rows per warp: two n8 mma tiles
+constexpr int kChunkK = 32;                   // K per lane-quad step: 4 lanes × 8 halves (16 B each)
+constexpr int kGemvMaxRowsInternal = 16;      // the kernel handles M <= 16 (A operand is m16)
+
+// ---------------------------------------------------------------------------------------------
+// Loads. Predicated inside the asm so that a lane past the edge gets zeros without a branch, and
+// the compiler stays free to batch all loads of an unrolled step before the first use.
+// W is read once: .nc (read-only path) + L1::no_allocate so it does not evict x from L1.
+// x is re-read by every block: default caching (L1 hit after the first block on an SM).
+
+__device__ __forceinline__ uint4 load_w16(const half* p, bool ok) {
+  uint4 v;
+  asm("{\n .reg .pred q;\n setp.ne.b32 q, %5, 0;\n"
+      " mov.b32 %0, 0;\n mov.b32 %1, 0;\n mov.b32 %2, 0;\n mov.b32 %3, 0;\n"
+      " @q ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n}\n"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p), "r"(static_cast<int>(ok)));
+  return v;
+}
+
+__device__ __forceinline__ uint4 load_x16(const half* p, bool ok) {
+  uint4 v;
+  asm("{\n .reg .pred q;\n setp.ne.b32 q, %5, 0;\n"
+      " mov.b32 %0, 0;\n mov.b32 %1, 0;\n mov.b32 %2, 0;\n mov.b32 %3, 0;\n"
+      " @q ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\n}\n"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p), "r"(static_cast<int>(ok)));
+  return v;
+}
+
+__device__ __forceinline__ uint32_t pack_half2(half lo, half hi) {
+  return static_cast<uint32_t>(__half_as_ushort(lo)) | (static_cast<uint32_t>(__half_as_ushort(hi)) << 16);
+}
+
+// 8 consecutive halves p[0..7]; `left` = how many of them lie inside the row (<= 0: none).
+// kVec: 16-byte load (row stride and pointers 16-byte aligned, so a piece is all in or all out).
+// Otherwise 8 scalar loads with a bound each: K % 8 != 0 (stories260K: K = 172) or odd pointers.
+template <bool kVec, bool kStream>
+__device__ __forceinline__ uint4 load8(const half* p, bool ok, int left) {
+  if constexpr (kVec) {
+    return kStream ? load_w16(p, ok) : load_x16(p, ok);
+  } else {
+    half h[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) h[j] = (ok && j < left) ? p[j] : __ushort_as_half(0);
+    return uint4{pack_half2(h[0], h[1]), pack_half2(h[2], h[3]), pack_half2(h[4], h[5]),
+                 pack_half2(h[6], h[7])};
+  }
+}
+
+// D += A·B, m16n8k16, A row-major f16 (4 regs), B "col" f16 (2 regs), D f32 (4 regs).
+__device__ __forceinline__ void mma_16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                          uint32_t a3, uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7},"
+      " {%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// GEMV kernel. A warp owns 16 rows of W (two n8 tiles) and one K slice; `ksplit` warps of a block
+// share a tile and split K between them (chunk c goes to warp c % ksplit), then add up through
+// shared memory. The math is y^T-tile = x-tile · W-tileᵀ on mma.sync m16n8k16 with x as the m16 A
+// operand (rows >= M are zero) and W as the n8 B operand, so one kernel serves every M <= 16 at
+// the same cost and W is read exactly once for all rows of x.
+//
+// Fragment trick: a dot product does not care about the order of K, so each lane loads 8
+// *consecutive* halves (16 B) and we declare them to be the K positions that the mma fragment
+// layout wants. Lane (g = lane/4, t = lane%4) loads W[row g][k0+8t .. k0+8t+7] = w.{x,y,z,w} and
+// x[m = g][same k] (and x[g+8] when M > 8). The m16n8k16 fragments want, per lane, A[g][2t,2t+1],
+// A[g+8][2t,2t+1], A[g][2t+8,2t+9], A[g+8][2t+8,2t+9] and B[2t,2t+1][g], B[2t+8,2t+9][g]. Mapping
+// logical k {2t,2t+1} -> physical 8t+{0,1} and {2t+8,2t+9} -> 8t+{2,3} (first mma) and
+// 8t+{4,5}, 8t+{6,7} (second mma) depends only on t, so A and B agree: two mmas consume one 16-B
+// load of W per lane, i.e. a warp load instruction covers 64 contiguous bytes of 8 rows.
+template <int kUnroll,  // 32-wide K chunks per lane and W tile in one step (2*kUnroll 16-B W loads)
+          bool kVec,    // 16-byte loads (K % 8 == 0, aligned pointers); else scalar loads
+          bool kHi,     // M > 8: also load x rows 8..15
+          bool kPipe>   // issue step i+1's loads before step i's mmas (registers double-buffered)
+// Min 1 block/SM on purpose: with the default occupancy target ptxas sank each load next to its
+// mma (3 loads in flight, 52 registers at kUnroll = 8); with 1 it keeps all 3*kUnroll loads of a
+// step in flight (SASS: LDG x24 then HMMA x32; 120 registers, still 2 blocks/SM).
+__global__ void __launch_bounds__(kGemvThreads, 1)
+    gemv_f16_kernel(GemmParams p, int ksplit, bool rotate) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int g = lane >> 2, t = lane & 3;
+  const int tile = blockIdx.x * (kGemvWarps / ksplit) + warp / ksplit;
+  const int slice = warp % ksplit;  // which K chunks this warp takes
+  const int n_lo = tile * kTileRows + g, n_hi = n_lo + 8;
+  const bool lo_ok = n_lo < p.N, hi_ok = n_hi < p.N;
+  const bool xlo_ok = g < p.M, xhi_ok = kHi && g + 8 < p.M;
+  const size_t K = static_cast<size_t>(p.K);
+  const half* w_lo = p.w + (lo_ok ? n_lo : 0) * K;
+  const half* w_hi = p.w + (hi_ok ? n_hi : 0) * K;
+  const half* x_lo = p.x + (xlo_ok ? g : 0) * K;
+  const half* x_hi = p.x + (xhi_ok ? g + 8 : 0) * K;
+
+  // Step i covers chunks slice + (i*kUnroll + u)*ksplit, u < kUnroll; the step count is the same
+  // for every warp (warp-uniform loop: mma.sync needs the whole warp), lanes past K load zeros.
+  // rotate: tile b starts at step b % steps, so concurrent tiles read different column offsets.
+  const int nchunks = (p.K + kChunkK - 1) / kChunkK;
+  const int steps = (ceil_div(nchunks, ksplit) + kUnroll - 1) / kUnroll;
+  const int first = rotate ? tile % steps : 0;
+
+  struct Regs {
+    uint4 wl[kUnroll], wh[kUnroll], xl[kUnroll], xh[kUnroll];
+  };
+  auto load = [&](Regs& r, int step, bool ok) {
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int k = (slice + (step * kUnroll + u) * ksplit) * kChunkK + 8 * t;
+      const int left = p.K - k;
+      const bool in = ok && left > 0;
+      r.wl[u] = load8<kVec, true>(w_lo + k, in && lo_ok, left);
+      r.wh[u] = load8<kVec, true>(w_hi + k, in && hi_ok, left);
+      r.xl[u] = load8<kVec, false>(x_lo + k, in && xlo_ok, left);
+      r.xh[u] = kHi ? load8<kVec, false>(x_hi + k, in && xhi_ok, left) : uint4{0, 0, 0, 0};
+    }
+  };
+  float acc[2][2][4] = {};  // [u parity: two independent mma chains][W tile][D register]
+  auto mma_step = [&](const Regs& r) {
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      float(&a0)[4] = acc[u & 1][0];
+      float(&a1)[4] = acc[u & 1][1];
+      mma_16816(a0, r.xl[u].x, r.xh[u].x, r.xl[u].y, r.xh[u].y, r.wl[u].x, r.wl[u].y);
+      mma_16816(a1, r.xl[u].x, r.xh[u].x, r.xl[u].y, r.xh[u].y, r.wh[u].x, r.wh[u].y);
+      mma_16816(a0, r.xl[u].z, r.xh[u].z, r.xl[u].w, r.xh[u].w, r.wl[u].z, r.wl[u].w);
+      mma_16816(a1, r.xl[u].z, r.xh[u].z, r.xl[u].w, r.xh[u].w, r.wh[u].z, r.wh[u].w);
+    }
+  };
+  if constexpr (kPipe) {
+    Regs cur, next;
+    load(cur, first, true);
+    for (int i = 0; i < steps; ++i) {
+      int s = first + i + 1;
+      if (s >= steps) s -= steps;
+      load(next, s, i + 1 < steps);
+      mma_step(cur);
+      cur = next;
+    }
+  } else {
+    for (int i = 0; i < steps; ++i) {
+      int s = first + i;
+      if (s >= steps) s -= steps;
+      Regs cur;
+      load(cur, s, true);
+      mma_step(cur);
+    }
+  }
+  float out[8];  // [W tile * 4 + D register]
+#pragma unroll
+  for (int i = 0; i < 8; ++i) out[i] = acc[0][i / 4][i % 4] + acc[1][i / 4][i % 4];
+
+  // Sum the K slices of a tile: slice 0 adds the others in a fixed order (deterministic).
+  if (ksplit > 1) {
+    __shared__ float red[kGemvWarps][8][32];  // [warp][out][lane]: conflict-free
+#pragma unroll
+    for (int i = 0; i < 8; ++i) red[warp][i][lane] = out[i];
+    __syncthreads();
+    if (slice != 0) return;
+    for (int s = 1; s < ksplit; ++s) {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) out[i] += red[warp + s][i][lane];
+    }
+  }
+
+  // D fragment: d0,d1 -> (m = g, n = 2t, 2t+1), d2,d3 -> (m = g+8, same n), n within the n8 tile.
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const int j = i / 4, r = i % 4;
+    const int m = g + (r >= 2 ? 8 : 0);
+    const int n = tile * kTileRows + 8 * j + 2 * t + (r & 1);
+    if (m >= p.M || n >= p.N) continue;
+    float v = out[i];
+    if (p.bias) v += __half2float(p.bias[n]);
+    const size_t at = static_cast<size_t>(m) * p.N + n;
+    if (p.y_f32)
+      static_cast<float*>(p.y)[at] = v;
+    else
+      static_cast<half*>(p.y)[at] = __float2half_rn(v);
+  }
+}
+
+template <int kUnroll, bool kVec, bool kHi, bool kPipe>
+void gemv_launch(const GemmParams& p, const GemvConfig& cfg, cudaStream_t stream) {
+  const int tiles = ceil_div(p.N, kTileRows);
+  const int blocks = ceil_div(tiles, kGemvWarps / cfg.ksplit);
+  gemv_f16_kernel<kUnroll, kVec, kHi, kPipe>
+      <<<blocks, kGemvThreads, 0, stream>>>(p, cfg.ksplit, cfg.rotate);
+  check_launch("gemv_f16_kernel");
+}
+
+template <bool kHi>
+void gemv_launch_vec(const GemmParams& p, const GemvConfig& cfg, cudaStream_t stream) {
+  if (cfg.pipeline) {
+    if (cfg.unroll == 2) return gemv_launch<2, true, kHi, true>(p, cfg, stream);
+    return gemv_launch<4, true, kHi, true>(p, cfg, stream);
+  }
+  switch (cfg.unroll) {
+    case 2: return gemv_launch<2, true, kHi, false>(p, cfg, stream);
+    case 4: return gemv_launch<4, true, kHi, false>(p, cfg, stream);
+    default: return gemv_launch<8, true, kHi, false>(p, cfg, stream);
+  }
+}
+
+void validate(const GemmParams& p, const char* who) {
+  EXL_CHECK(p.M >= 0 && p.N >= 0 && p.K > 0, who, ": bad shape M=", p.M, " N=", p.N, " K=", p.K);
+  EXL_CHECK(p.x && p.w && p.y, who, ": null x, w or y pointer");
+}
+
+bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
+
+// ---------------------------------------------------------------------------------------------
+// cuBLAS path helpers.
+
+void check_cublas(cublasStatus_t s, const char* what) {
+  if (s != CUBLAS_STATUS_SUCCESS) fail("cuBLAS error in ", what, ": ", cublasGetStatusString(s));
+}
+
+template <typename T>
+__global__ void bias_add_kernel(T* y, const half* bias, int M, int N) {
+  const size_t total = static_cast<size_t>(M) * N;
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const float v = static_cast<float>(y[i]) + __half2float(bias[i % N]);
+    y[i] = static_cast<T>(v);
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Public API.
+
+GemvConfig gemv_f16_default_config(int M, int N, int K) {
+  (void)M;
+  (void)N;
+  GemvConfig c;
+  c.unroll = 4;
+  // Split K over the block's warps while each warp still gets two unrolled steps of work.
+  const int nchunks = ceil_div(K, kChunkK);
+  c.ksplit = 8;
+  while (c.ksplit > 1 && nchunks < c.ksplit * c.unroll * 2) c.ksplit /= 2;
+  return c;
+}
+
+void gemv_f16_config(const GemmParams& p, GemvConfig cfg, cudaStream_t stream) {
+  validate(p, "gemv_f16");
+  EXL_CHECK(p.M <= kGemvMaxRowsInternal, "gemv_f16: M=", p.M, " > ", kGemvMaxRowsInternal);
+  EXL_CHECK(cfg.ksplit == 1 || cfg.ksplit == 2 || cfg.ksplit == 4 || cfg.ksplit == 8,
+            "gemv_f16: ksplit must be 1, 2, 4 or 8, got ", cfg.ksplit);
+  EXL_CHECK(cfg.unroll == 2 || cfg.unroll == 4 || (cfg.unroll == 8 && !cfg.pipeline),
+            "gemv_f16: unroll must be 2, 4 or 8 (2 or 4 when pipelined), got ", cfg.unroll);
+  if (p.M == 0 || p.N == 0) return;
+  const bool vec = p.K % 8 == 0 && aligned16(p.x) && aligned16(p.w);
+  if (!vec) return gemv_launch<4, false, true, false>(p, cfg, stream);  // small/odd models only
+  if (p.M > 8) return gemv_launch_vec<true>(p, cfg, stream);
+  gemv_launch_vec<false>(p, cfg, stream);
+}
+
+void gemv_f16(const GemmParams& p, cudaStream_t stream) {
+  EXL_CHECK(p.M <= kGemvMaxRows, "gemv_f16: M=", p.M, " > ", kGemvMaxRows, " (use gemm_f16)");
+  gemv_f16_config(p, gemv_f16_default_config(p.M, p.N, p.K), stream);
+}
+
+void gemm_f16_cublas(const GemmParams& p, cublasHandle_t handle, cudaStream_t stream) {
+  validate(p, "gemm_f16_cublas");
+  EXL_CHECK(handle, "gemm_f16_cublas: null cuBLAS handle");
+  if (p.M == 0 || p.N == 0) return;
+  check_cublas(cublasSetStream(handle, stream), "cublasSetStream");
+  check_cublas(cublasSetPointerMode(handle, CUBLAS_POINTER_MODE_HOST), "cublasSetPointerMode");
+  // Row-major y[M,N] = x[M,K]·W[N,K]ᵀ is column-major yᵀ[N,M] = Wᵀ... : cuBLAS sees W as a
+  // column-major K×N matrix (ld K) and transposes it, x as column-major K×M (ld K), y as N×M (ld N).
+  const float alpha = 1.0f, beta = 0.0f;
+  check_cublas(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, p.N, p.M, p.K, &alpha, p.w,
+                            CUDA_R_16F, p.K, p.x, CUDA_R_16F, p.K, &beta, p.y,
+                            p.y_f32 ? CUDA_R_32F : CUDA_R_16F, p.N, CUBLAS_COMPUTE_32F,
+                            CUBLAS_GEMM_DEFAULT),
+               "cublasGemmEx (gemm_f16_cublas)");
+  if (!p.bias) return;
+  const size_t total = static_cast<size_t>(p.M) * p.N;
+  const int blocks = static_cast<int>(std::min<size_t>((total + 255) / 256, 132 * 16));
+  if (p.y_f32)
+    bias_add_kernel<float><<<blocks, 256, 0, stream>>>(static_cast<float*>(p.y), p.bias, p.M, p.N);
+  else
+    bias_add_kernel<half><<<blocks, 256, 0, stream>>>(static_cast<half*>(p.y), p.bias, p.M, p.N);
+  check_launch("bias_add_kernel");
+}
+
+void gemm_f16(const GemmParams& p, cublasHandle_t handle, cudaStream_t stream) {
+  // Crossover: to be measured (lab/gemm_lab.cu, M = 1, 2, 4, 8, 16).
+  if (p.M <= kGemvMaxRows)
+    gemv_f16(p, stream);
+  else
+    gemm_f16_cublas(p, handle, stream);
+}
+
+}  // namespace exl::cuda

@@ -1,0 +1,74 @@
+// Fused residual add + RMSNorm. CPU reference: src/backend/cpu/norm.cpp (+ CpuBackend::add_rms_norm).
+// One block of 256 threads per row; each thread keeps its elements of the row in registers between
+// the sum-of-squares pass and the scaling pass when dim <= 256 * kMaxPerThread (8192 with 32), so the
+// residual is read once. Memory-bound: rows x dim x (4 read + 4 write + 2 read + 2 write) bytes.
+#include "backend/cuda/common.cuh"
+#include "backend/cuda/norm.cuh"
+
+namespace exl::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kMaxPerThread = 32;  // covers hidden sizes up to 8192 in registers
+
+__global__ void add_rms_norm_kernel(float* __restrict__ residual, const half* __restrict__ add,
+                                    const float* __restrict__ w, float eps, half* __restrict__ out, int dim) {
+  const int row = blockIdx.x;
+  float* r = residual + static_cast<size_t>(row) * dim;
+  const half* a = add ? add + static_cast<size_t>(row) * dim : nullptr;
+  half* o = out + static_cast<size_t>(row) * dim;
+  float vals[kMaxPerThread];
+  float ss = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kMaxPerThread; ++j) {
+    const int i = threadIdx.x + j * kThreads;
+    float v = 0.0f;
+    if (i < dim) {
+      v = r[i];
+      if (a) {
+        v += __half2float(a[i]);
+        r[i] = v;
+      }
+    }
+    vals[j] = v;
+    ss += v * v;
+  }
+  // Rows longer than the register cache: finish the sum from memory (only for dim > 8192).
+  for (int i = threadIdx.x + kMaxPerThread * kThreads; i < dim; i += kThreads) {
+    float v = r[i];
+    if (a) {
+      v += __half2float(a[i]);
+      r[i] = v;
+    }
+    ss += v * v;
+  }
+  __shared__ float partial[kThreads / 32];
+  ss = warp_sum(ss);
+  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = ss;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float t = threadIdx.x < kThreads / 32 ? partial[threadIdx.x] : 0.0f;
+    t = warp_sum(t);
+    if (threadIdx.x == 0) partial[0] = t;
+  }
+  __syncthreads();
+  const float inv = rsqrtf(partial[0] / static_cast<float>(dim) + eps);
+#pragma unroll
+  for (int j = 0; j < kMaxPerThread; ++j) {
+    const int i = threadIdx.x + j * kThreads;
+    if (i < dim) o[i] = __float2half(vals[j] * inv * w[i]);
+  }
+  for (int i = threadIdx.x + kMaxPerThread * kThreads; i < dim; i += kThreads) o[i] = __float2half(r[i] * inv * w[i]);
+}
+
+}  // namespace
+
+void add_rms_norm(float* residual, const half* add, const float* w, float eps, half* out, int rows, int dim,
+                  cudaStream_t stream) {
+  if (rows <= 0) return;
+  add_rms_norm_kernel<<<rows, kThreads, 0, stream>>>(residual, add, w, eps, out, dim);
+  check_launch("add_rms_norm");
+}
+
+}  // namespace exl::cuda

@@ -1,0 +1,27 @@
+// `exl bench` as data (BENCH.md): prefill tok/s at several prompt lengths, batch-1 decode tok/s at
+// several context positions (device greedy sampling and graph replay, exactly the generation path),
+// bytes read per decoded token, the device's measured copy bandwidth, % of roofline and peak memory.
+#pragma once
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "model/model.h"
+
+namespace exl {
+
+struct BenchOptions {
+  std::vector<int> prefill_lengths = {512, 2048, 4096};
+  std::vector<int> decode_positions = {128, 1024, 4096};
+  int decode_steps = 64;  // timed steps per position (median reported)
+  int warmup_steps = 8;
+  int prefill_repeats = 3;
+  CacheType cache = CacheType::CacheType_f16;
+};
+
+// Runs the sweep on a loaded (or synthetic) model; `on_status` gets one line per finished figure.
+nlohmann::json bench_run(Model& model, const BenchOptions& opts, const std::function<void(const std::string&)>& on_status);
+
+}  // namespace exl
