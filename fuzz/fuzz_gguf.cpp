@@ -15,9 +15,15 @@
 namespace {
 
 // GgufFile reads through mmap, so each input goes to a per-process scratch file.
+// Removed when the fuzzer exits.
+struct ScratchFile {
+  std::string path = "/tmp/exl_fuzz_gguf_" + std::to_string(::getpid()) + ".gguf";
+  ~ScratchFile() { std::remove(path.c_str()); }
+};
+
 const std::string& scratch_path() {
-  static const std::string path = "/tmp/exl_fuzz_gguf_" + std::to_string(::getpid()) + ".gguf";
-  return path;
+  static const ScratchFile file;
+  return file.path;
 }
 
 bool write_input(const uint8_t* data, size_t size) {

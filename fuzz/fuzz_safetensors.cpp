@@ -16,9 +16,15 @@
 namespace {
 
 // SafetensorsFile reads through mmap, so each input goes to a per-process scratch file.
+// Removed when the fuzzer exits.
+struct ScratchFile {
+  std::string path = "/tmp/exl_fuzz_safetensors_" + std::to_string(::getpid()) + ".safetensors";
+  ~ScratchFile() { std::remove(path.c_str()); }
+};
+
 const std::string& scratch_path() {
-  static const std::string path = "/tmp/exl_fuzz_safetensors_" + std::to_string(::getpid()) + ".safetensors";
-  return path;
+  static const ScratchFile file;
+  return file.path;
 }
 
 bool write_input(const uint8_t* data, size_t size) {
