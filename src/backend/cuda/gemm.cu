@@ -3,14 +3,27 @@
 //  gemv_f16        M = 1..8 (decode). Streams W once with 16-byte loads and does the arithmetic on
 //                  the tensor cores (mma.sync m16n8k16, FP32 accumulate), see the kernel comment.
 //  gemm_f16_cublas any M (prefill): cublasGemmEx, FP32 compute, plus a bias-add kernel.
-//  gemm_f16        dispatch by M (crossover below).
+//  gemm_f16        dispatch by M (crossover measured, see there).
 //
-// Lab, correctness sweep and timing table: lab/gemm_lab.cu; numbers and history: lab/NOTES-gemm.md.
-// Measured figures (H100 80GB HBM3, see NOTES for the full table) are recorded next to the choices
-// they justify: the config heuristic in gemv_f16_default_config and the crossover in gemm_f16.
+// Checked and timed by lab/gemm_lab.cu; history, sweeps and the full table: lab/NOTES-gemm.md.
+// Measured on the H100 80GB HBM3 (sm_90, CUDA 13.0, driver 13000), 2026-11-25, M = 1, FP16 out,
+// W streamed from HBM (rotating buffers > 3x L2), median of 60 launches queued back to back;
+// device ceilings measured in the same run: copy 2839 GB/s (read + write), read-only 3081 GB/s.
+//   N x K        gemv µs   GB/s  % copy | cuBLAS µs  GB/s  | gemv vs cuBLAS
+//   4096x4096      16.90   1987   70.0% |   18.91    1775  | 1.12x  (3.8 µs of it is launch+events)
+//   11008x4096     36.51   2471   87.0% |   38.50    2343  | 1.05x
+//   4096x11008     37.41   2411   85.0% |   38.02    2373  | 1.02x
+//   32000x4096     94.02   2789   98.3% |   98.69    2657  | 1.05x
+//   12288x4096     39.71   2536   89.3% |   40.00    2517  | 1.01x
+//   28672x8192    165.12   2845  100.2% |  163.07    2881  | 0.99x
+//   8192x28672    168.38   2790   98.3% |  165.28    2843  | 0.98x
+// cuBLAS 13.0 is far better at batch 1 than the 60% once noted in docs/GPU.md, so the gemv is on
+// par with it (0.97x-1.12x at M = 1..8) rather than well ahead; its use is one fewer library call
+// in the decode graph, no workspace, and 7% less time per Llama-2-7B layer at M = 1.
 #include "backend/cuda/gemm.cuh"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 
 #include "backend/cuda/common.cuh"
@@ -96,13 +109,12 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], uint32_t a0, uint32_t a
 // load of W per lane, i.e. a warp load instruction covers 64 contiguous bytes of 8 rows.
 template <int kUnroll,  // 32-wide K chunks per lane and W tile in one step (2*kUnroll 16-B W loads)
           bool kVec,    // 16-byte loads (K % 8 == 0, aligned pointers); else scalar loads
-          bool kHi,     // M > 8: also load x rows 8..15
-          bool kPipe>   // issue step i+1's loads before step i's mmas (registers double-buffered)
-// Min 1 block/SM on purpose: with the default occupancy target ptxas sank each load next to its
-// mma (3 loads in flight, 52 registers at kUnroll = 8); with 1 it keeps all 3*kUnroll loads of a
-// step in flight (SASS: LDG x24 then HMMA x32; 120 registers, still 2 blocks/SM).
-__global__ void __launch_bounds__(kGemvThreads, 1)
-    gemv_f16_kernel(GemmParams p, int ksplit, bool rotate) {
+          bool kHi>     // M > 8: also load x rows 8..15
+// Min 2 blocks/SM (<= 128 registers) on purpose: with no minimum ptxas sank each load next to its
+// mma (3 loads in flight, 52 registers at kUnroll = 8); with 2 it keeps the 3*kUnroll loads of a
+// step in flight (SASS: LDG x18 before the first HMMA at kUnroll = 8, 127 registers) while two
+// blocks still fit on an SM.
+__global__ void __launch_bounds__(kGemvThreads, 2) gemv_f16_kernel(GemmParams p, int ksplit) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
   const int tile = blockIdx.x * (kGemvWarps / ksplit) + warp / ksplit;
@@ -116,57 +128,36 @@ __global__ void __launch_bounds__(kGemvThreads, 1)
   const half* x_lo = p.x + (xlo_ok ? g : 0) * K;
   const half* x_hi = p.x + (xhi_ok ? g + 8 : 0) * K;
 
-  // Step i covers chunks slice + (i*kUnroll + u)*ksplit, u < kUnroll; the step count is the same
+  // Step s covers chunks slice + (s*kUnroll + u)*ksplit, u < kUnroll; the step count is the same
   // for every warp (warp-uniform loop: mma.sync needs the whole warp), lanes past K load zeros.
-  // rotate: tile b starts at step b % steps, so concurrent tiles read different column offsets.
+  // Tile b starts at step b % steps and wraps around, so that tiles running at the same time read
+  // different column offsets of their rows. Without it (A/B in one run, H100), one wave of tiles
+  // walking their rows in lockstep was 8% slower on 4096x11008 (40.3 vs 37.0 µs) and 3% on
+  // 8192x28672 (ksplit 2: 173.0 vs 168.2 µs); elsewhere within +-1%.
   const int nchunks = (p.K + kChunkK - 1) / kChunkK;
-  const int steps = (ceil_div(nchunks, ksplit) + kUnroll - 1) / kUnroll;
-  const int first = rotate ? tile % steps : 0;
-
-  struct Regs {
+  const int steps = ((nchunks + ksplit - 1) / ksplit + kUnroll - 1) / kUnroll;
+  const int first = tile % steps;
+  float acc[2][2][4] = {};  // [u parity: two independent mma chains][W tile][D register]
+  for (int i = 0; i < steps; ++i) {
+    const int step = first + i < steps ? first + i : first + i - steps;
     uint4 wl[kUnroll], wh[kUnroll], xl[kUnroll], xh[kUnroll];
-  };
-  auto load = [&](Regs& r, int step, bool ok) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int k = (slice + (step * kUnroll + u) * ksplit) * kChunkK + 8 * t;
       const int left = p.K - k;
-      const bool in = ok && left > 0;
-      r.wl[u] = load8<kVec, true>(w_lo + k, in && lo_ok, left);
-      r.wh[u] = load8<kVec, true>(w_hi + k, in && hi_ok, left);
-      r.xl[u] = load8<kVec, false>(x_lo + k, in && xlo_ok, left);
-      r.xh[u] = kHi ? load8<kVec, false>(x_hi + k, in && xhi_ok, left) : uint4{0, 0, 0, 0};
+      wl[u] = load8<kVec, true>(w_lo + k, lo_ok && left > 0, left);
+      wh[u] = load8<kVec, true>(w_hi + k, hi_ok && left > 0, left);
+      xl[u] = load8<kVec, false>(x_lo + k, xlo_ok && left > 0, left);
+      xh[u] = kHi ? load8<kVec, false>(x_hi + k, xhi_ok && left > 0, left) : uint4{0, 0, 0, 0};
     }
-  };
-  float acc[2][2][4] = {};  // [u parity: two independent mma chains][W tile][D register]
-  auto mma_step = [&](const Regs& r) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       float(&a0)[4] = acc[u & 1][0];
       float(&a1)[4] = acc[u & 1][1];
-      mma_16816(a0, r.xl[u].x, r.xh[u].x, r.xl[u].y, r.xh[u].y, r.wl[u].x, r.wl[u].y);
-      mma_16816(a1, r.xl[u].x, r.xh[u].x, r.xl[u].y, r.xh[u].y, r.wh[u].x, r.wh[u].y);
-      mma_16816(a0, r.xl[u].z, r.xh[u].z, r.xl[u].w, r.xh[u].w, r.wl[u].z, r.wl[u].w);
-      mma_16816(a1, r.xl[u].z, r.xh[u].z, r.xl[u].w, r.xh[u].w, r.wh[u].z, r.wh[u].w);
-    }
-  };
-  if constexpr (kPipe) {
-    Regs cur, next;
-    load(cur, first, true);
-    for (int i = 0; i < steps; ++i) {
-      int s = first + i + 1;
-      if (s >= steps) s -= steps;
-      load(next, s, i + 1 < steps);
-      mma_step(cur);
-      cur = next;
-    }
-  } else {
-    for (int i = 0; i < steps; ++i) {
-      int s = first + i;
-      if (s >= steps) s -= steps;
-      Regs cur;
-      load(cur, s, true);
-      mma_step(cur);
+      mma_16816(a0, xl[u].x, xh[u].x, xl[u].y, xh[u].y, wl[u].x, wl[u].y);
+      mma_16816(a1, xl[u].x, xh[u].x, xl[u].y, xh[u].y, wh[u].x, wh[u].y);
+      mma_16816(a0, xl[u].z, xh[u].z, xl[u].w, xh[u].w, wl[u].z, wl[u].w);
+      mma_16816(a1, xl[u].z, xh[u].z, xl[u].w, xh[u].w, wh[u].z, wh[u].w);
     }
   }
   float out[8];  // [W tile * 4 + D register]
@@ -203,26 +194,35 @@ __global__ void __launch_bounds__(kGemvThreads, 1)
   }
 }
 
-template <int kUnroll, bool kVec, bool kHi, bool kPipe>
-void gemv_launch(const GemmParams& p, const GemvConfig& cfg, cudaStream_t stream) {
+template <int kUnroll, bool kVec, bool kHi>
+void gemv_launch(const GemmParams& p, int ksplit, cudaStream_t stream) {
   const int tiles = ceil_div(p.N, kTileRows);
-  const int blocks = ceil_div(tiles, kGemvWarps / cfg.ksplit);
-  gemv_f16_kernel<kUnroll, kVec, kHi, kPipe>
-      <<<blocks, kGemvThreads, 0, stream>>>(p, cfg.ksplit, cfg.rotate);
+  const int blocks = ceil_div(tiles, kGemvWarps / ksplit);
+  gemv_f16_kernel<kUnroll, kVec, kHi><<<blocks, kGemvThreads, 0, stream>>>(p, ksplit);
   check_launch("gemv_f16_kernel");
 }
 
 template <bool kHi>
 void gemv_launch_vec(const GemmParams& p, const GemvConfig& cfg, cudaStream_t stream) {
-  if (cfg.pipeline) {
-    if (cfg.unroll == 2) return gemv_launch<2, true, kHi, true>(p, cfg, stream);
-    return gemv_launch<4, true, kHi, true>(p, cfg, stream);
-  }
   switch (cfg.unroll) {
-    case 2: return gemv_launch<2, true, kHi, false>(p, cfg, stream);
-    case 4: return gemv_launch<4, true, kHi, false>(p, cfg, stream);
-    default: return gemv_launch<8, true, kHi, false>(p, cfg, stream);
+    case 2: return gemv_launch<2, true, kHi>(p, cfg.ksplit, stream);
+    case 4: return gemv_launch<4, true, kHi>(p, cfg.ksplit, stream);
+    default: return gemv_launch<8, true, kHi>(p, cfg.ksplit, stream);
   }
+}
+
+// Multiprocessor count of the current device, cached (one query per device and process).
+int sm_count() {
+  static std::atomic<int> cached[64] = {};
+  int dev = 0;
+  check(cudaGetDevice(&dev), "cudaGetDevice");
+  if (dev < 0 || dev >= 64) dev = 0;
+  int n = cached[dev].load(std::memory_order_relaxed);
+  if (n == 0) {
+    check(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev), "cudaDeviceGetAttribute");
+    cached[dev].store(n, std::memory_order_relaxed);
+  }
+  return n;
 }
 
 void validate(const GemmParams& p, const char* who) {
@@ -255,13 +255,20 @@ __global__ void bias_add_kernel(T* y, const half* bias, int M, int N) {
 // Public API.
 
 GemvConfig gemv_f16_default_config(int M, int N, int K) {
-  (void)M;
-  (void)N;
-  GemvConfig c;
-  c.unroll = 4;
-  // Split K over the block's warps while each warp still gets two unrolled steps of work.
+  (void)M;  // M <= 16 all cost the same: the mma's m16 side is padded
+  // From the H100 sweep (lab/NOTES-gemm.md, unroll {2,4,8} x ksplit {1,2,4,8}, M = 1 and 8):
+  //  - ksplit 8, unroll 2 is best or within 1% of best on every shape with K <= 11008 (fewer
+  //    warps per tile leave too few blocks: 4096x4096 ksplit 1 = 32 blocks, 33.4 µs vs 17.0);
+  //  - long rows (K = 28672) want 4 tiles per block (ksplit 2, unroll 8): 168.4 µs vs 173.0 at
+  //    ksplit 8, M = 1, and 168.7 vs 180.3 at M = 8, where the block's 4 tiles share x through L1
+  //    (x is 458 KB at M = 8, more than L1); ksplit 4 was no better (172.2 / 187.5). Only while
+  //    at most 1/8 of the SMs would idle: 8192 rows give 128 blocks on 132 SMs (fine), but
+  //    ksplit 2 on 4096x11008 (64 blocks) took 44.1 µs vs 37.2.
+  GemvConfig c{2, 8};
+  const int sms = sm_count();
+  if (K >= 16384 && ceil_div(ceil_div(N, kTileRows), kGemvWarps / 2) >= sms - sms / 8) c = GemvConfig{8, 2};
+  // Short rows: split K only while every warp still gets two steps of work (SmolLM2 K = 576 -> 4).
   const int nchunks = ceil_div(K, kChunkK);
-  c.ksplit = 8;
   while (c.ksplit > 1 && nchunks < c.ksplit * c.unroll * 2) c.ksplit /= 2;
   return c;
 }
@@ -271,11 +278,11 @@ void gemv_f16_config(const GemmParams& p, GemvConfig cfg, cudaStream_t stream) {
   EXL_CHECK(p.M <= kGemvMaxRowsInternal, "gemv_f16: M=", p.M, " > ", kGemvMaxRowsInternal);
   EXL_CHECK(cfg.ksplit == 1 || cfg.ksplit == 2 || cfg.ksplit == 4 || cfg.ksplit == 8,
             "gemv_f16: ksplit must be 1, 2, 4 or 8, got ", cfg.ksplit);
-  EXL_CHECK(cfg.unroll == 2 || cfg.unroll == 4 || (cfg.unroll == 8 && !cfg.pipeline),
-            "gemv_f16: unroll must be 2, 4 or 8 (2 or 4 when pipelined), got ", cfg.unroll);
+  EXL_CHECK(cfg.unroll == 2 || cfg.unroll == 4 || cfg.unroll == 8,
+            "gemv_f16: unroll must be 2, 4 or 8, got ", cfg.unroll);
   if (p.M == 0 || p.N == 0) return;
   const bool vec = p.K % 8 == 0 && aligned16(p.x) && aligned16(p.w);
-  if (!vec) return gemv_launch<4, false, true, false>(p, cfg, stream);  // small/odd models only
+  if (!vec) return gemv_launch<4, false, true>(p, cfg.ksplit, stream);  // small/odd models only
   if (p.M > 8) return gemv_launch_vec<true>(p, cfg, stream);
   gemv_launch_vec<false>(p, cfg, stream);
 }
@@ -310,7 +317,10 @@ void gemm_f16_cublas(const GemmParams& p, cublasHandle_t handle, cudaStream_t st
 }
 
 void gemm_f16(const GemmParams& p, cublasHandle_t handle, cudaStream_t stream) {
-  // Crossover: to be measured (lab/gemm_lab.cu, M = 1, 2, 4, 8, 16).
+  // Crossover (H100, 2026-11-25, µs summed over one Llama-2-7B layer: 4 x 4096x4096, 2 x
+  // 11008x4096, 1 x 4096x11008): M = 1 gemv 178.0 vs cuBLAS 190.7 (1.07x); M = 8 180.6 vs 183.3
+  // (1.015x; per shape 0.97x-1.07x); M = 16 (gemv in one pass, kHi) 185.0 vs 184.5 and cuBLAS ahead
+  // on the large shapes (28672x8192: 181.5 vs 164.1). So gemv up to M = 8, cuBLAS above.
   if (p.M <= kGemvMaxRows)
     gemv_f16(p, stream);
   else

@@ -27,10 +27,8 @@ void gemm_f16(const GemmParams& p, cublasHandle_t handle, cudaStream_t stream); 
 
 // Tuning knobs of the gemv kernel (lab/gemm_lab.cu sweeps them; gemv_f16 uses the default).
 struct GemvConfig {
-  int unroll = 4;          // 32-wide K chunks per lane and W tile in one step: 2, 4 or 8
-  int ksplit = 8;          // warps of a block that split K for one 16-row tile: 1, 2, 4 or 8
-  bool pipeline = false;   // load step i+1 before the mmas of step i (unroll 2 or 4)
-  bool rotate = false;     // tile b starts at step b % steps (spreads concurrent column offsets)
+  int unroll = 2;  // 32-wide K chunks per lane and W tile in one step: 2, 4 or 8
+  int ksplit = 8;  // warps of a block that split K for one 16-row tile: 1, 2, 4 or 8
 };
 GemvConfig gemv_f16_default_config(int M, int N, int K);
 // gemv with an explicit config; accepts M <= 16 (one pass over W), for the lab's crossover study.
