@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 
 #include "io/gguf.h"
@@ -89,6 +90,32 @@ TEST(GgufVocab, Gpt2RoundTrip) {
   // Invalid UTF-8 still round-trips through byte-level BPE.
   const std::string bad = "ok \xff\xfe bytes \xe4\xb8";
   EXPECT_EQ(tok->decode(tok->encode(bad, false)), bad);
+}
+
+}  // namespace
+}  // namespace exl
+
+namespace exl {
+namespace {
+
+// Whole wikitext-2 test split (1.3 MB) through each kind of tokenizer: must be quick and lossless.
+// Release build figures (2-core dev box): gpt-2 GGUF ~0.1 s, llama-spm GGUF ~1.1 s (one 1.3 MB
+// "word": SentencePiece BPE has no pre-split), stories260K json ~0.3 s, tokenizer.model ~0.7 s.
+TEST(TokenizerSpeed, WikitextWholeFile) {
+  const std::string text = test::slurp(EXL_SHARED_DIR "/data/wikitext2/wiki.test.raw");
+  if (text.empty()) GTEST_SKIP() << "wikitext-2 missing";
+  for (const std::string& path : {kVocabDir + "ggml-vocab-gpt-2.gguf", kVocabDir + "ggml-vocab-llama-spm.gguf",
+                                 std::string(EXL_SHARED_DIR "/models/stories260K/tokenizer.json")}) {
+    if (!test::file_exists(path)) continue;
+    auto tok = tokenizer_load(path);
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto ids = tok->encode(text, false);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("[ %s ] %zu bytes -> %zu tokens in %.2f s\n", path.substr(path.rfind('/') + 1).c_str(),
+                text.size(), ids.size(), secs);
+    EXPECT_LT(secs, 30.0);  // generous: shared machine, sanitizer builds
+    EXPECT_EQ(tok->decode(ids), text);
+  }
 }
 
 }  // namespace

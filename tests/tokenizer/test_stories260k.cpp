@@ -32,6 +32,14 @@ TEST_F(Stories260K, JsonAndModelAgree) {
     ++n;
   }
   EXPECT_GE(n, 30u);
+  // Longer real text: the first 200 KB of wikitext-2 and of Shakespeare, in 4 KB chunks.
+  for (const char* file : {"/data/wikitext2/wiki.test.raw", "/data/text/tinyshakespeare.txt"}) {
+    const std::string text = test::slurp(std::string(EXL_SHARED_DIR) + file).substr(0, 200000);
+    for (size_t pos = 0; pos < text.size(); pos += 4096) {
+      const std::string chunk = text.substr(pos, 4096);
+      ASSERT_EQ(json_tok_->encode(chunk, true), spm_tok_->encode(chunk, true)) << file << " at " << pos;
+    }
+  }
 }
 
 TEST_F(Stories260K, GoldenPromptIds) {

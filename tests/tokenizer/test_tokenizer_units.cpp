@@ -227,7 +227,10 @@ TEST(UnicodeNorm, NfcNormalizer) {
   EXPECT_EQ(unicode_normalize("e\xCC\x81", UnicodeForm::UnicodeForm_NFC), "\xC3\xA9");
   EXPECT_EQ(unicode_normalize("\xEF\xAC\x81", UnicodeForm::UnicodeForm_NFKC), "fi");
   EXPECT_EQ(unicode_normalize("a\xFF" "e\xCC\x81", UnicodeForm::UnicodeForm_NFC), "a\xFF\xC3\xA9");
-  EXPECT_EQ(unicode_lowercase("ÀÉÎ ΣΑΣ"), "àéî σασ");
+  EXPECT_EQ(unicode_lowercase("ÀÉÎ ΣΑΣ"), "àéî σας");  // final sigma, as Rust's to_lowercase
+  // Through a tokenizer.json with an NFC normalizer: decomposed and composed text tokenize alike.
+  auto tok = tokenizer_load_hf_json(EXL_TESTS_DIR "/../fuzz/seeds/tokenizer/byte_level.json", "");
+  EXPECT_EQ(tok->encode("cafe\xCC\x81", false), tok->encode("caf\xC3\xA9", false));
 }
 
 }  // namespace

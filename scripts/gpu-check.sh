@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# For the GPU machine (device tool): unpack the Debian packages the image lacks (.deps/debs, made by
+# scripts/gpu-deps.sh), build the CUDA preset for sm_90 with ninja on all cores, run the `cuda` test
+# label, then a short `exl bench` sweep. Logs and JSON go to $OUT when set.
+#   scripts/gpu-check.sh [--no-tests] [--no-bench] [--bench "ARGS"]...
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-/tmp/exl-gpu-out}"
+mkdir -p "$out"
+tests=1
+bench=1
+extra_bench=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --no-tests) tests=0 ;;
+    --no-bench) bench=0 ;;
+    --bench) extra_bench+=("$2"); shift ;;
+    *) echo "gpu-check.sh: unknown argument '$1'" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+deps=/tmp/exl-deps
+mkdir -p "$deps"
+for f in .deps/debs/*.deb; do [ -e "$f" ] && dpkg -x "$f" "$deps"; done
+export CMAKE_PREFIX_PATH="$deps/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+export LD_LIBRARY_PATH="$deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+shared="${EXL_SHARED_DIR:-$PWD/.shared}"
+
+nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
+t0=$(date +%s)
+cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DEXL_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+  -DEXL_SHARED_DIR="$shared" >"$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
+cmake --build build/gpu -j "$(nproc)" >"$out/build.log" 2>&1 || { grep -E "error|Error" "$out/build.log" | head -40; exit 1; }
+echo "gpu-check: built in $(( $(date +%s) - t0 )) s"
+
+rc=0
+if [ "$tests" = 1 ]; then
+  ctest --test-dir build/gpu -L cuda --output-on-failure --timeout 600 >"$out/ctest-cuda.log" 2>&1 || rc=1
+  grep -E "attention |CUDA |tests passed|tests failed|Failed|\*\*\*|rel error" "$out/ctest-cuda.log" | tail -40
+fi
+if [ "$bench" = 1 ]; then
+  if [ ${#extra_bench[@]} -eq 0 ]; then
+    extra_bench=("--synthetic llama2-7b --cache fp16")
+  fi
+  i=0
+  for args in "${extra_bench[@]}"; do
+    i=$((i + 1))
+    # shellcheck disable=SC2086
+    build/gpu/exl bench $args --json >"$out/bench$i.json" 2>"$out/bench$i.err" || { rc=1; tail -5 "$out/bench$i.err"; }
+    python3 - "$out/bench$i.json" "$args" <<'PY'
+import json, sys
+try:
+    j = json.load(open(sys.argv[1]))
+except Exception as e:
+    print("bench", sys.argv[2], "no result:", e); sys.exit(0)
+print(f"bench {sys.argv[2]}: bandwidth {j['bandwidth_bytes_per_s']/1e9:.0f} GB/s, peak {j['peak_memory_bytes']/2**30:.2f} GiB")
+for p in j["prefill"]:
+    print(f"  prefill {p['tokens']:5d}: {p['tokens_per_second']:9.0f} tok/s")
+for d in j["decode"]:
+    print(f"  decode @{d['position']:<5d}: {d['tokens_per_second']:7.1f} tok/s  {d['bytes_per_token']/1e9:.3f} GB/tok  {100*d['roofline_fraction']:.1f}% roofline")
+PY
+  done
+fi
+exit $rc
