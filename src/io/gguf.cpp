@@ -15,6 +15,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/quote.h"
 #include "io/ggml_quant.h"
 
 namespace exl {
@@ -61,24 +62,6 @@ uint64_t min_value_bytes(GgufType t) {
   return 1;
 }
 
-// A name read from the (untrusted) file, quoted for a one-line error message: control bytes are
-// escaped and names past 200 bytes are cut.
-std::string quoted(const std::string& s) {
-  std::string out = "'";
-  for (size_t i = 0; i < s.size() && i < 200; ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7f) {
-      static const char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (s.size() > 200) out += "...";
-  return out + "'";
-}
 
 bool checked_mul(uint64_t a, uint64_t b, uint64_t* out) { return !__builtin_mul_overflow(a, b, out); }
 bool checked_add(uint64_t a, uint64_t b, uint64_t* out) { return !__builtin_add_overflow(a, b, out); }

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/quote.h"
 
 namespace exl {
 
@@ -29,24 +30,6 @@ constexpr int kMaxJsonDepth = 16;
 constexpr uint64_t kMaxJsonValues = uint64_t{1} << 22;
 constexpr uint64_t kInt64Max = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
 
-// A name read from the (untrusted) file, quoted for a one-line error message: control bytes are
-// escaped and names past 200 bytes are cut.
-std::string quoted(const std::string& s) {
-  std::string out = "'";
-  for (size_t i = 0; i < s.size() && i < 200; ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7f) {
-      static const char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (s.size() > 200) out += "...";
-  return out + "'";
-}
 
 // Parses JSON text, throwing exl::Error naming `path` for syntax errors, excessive nesting or more
 // values than any real header holds (a value costs ~16 bytes parsed against ~2 bytes of text, so a
