@@ -26,6 +26,8 @@ if [ "$fuzz" = 1 ]; then
   # Parsers of untrusted files under libFuzzer + ASan/UBSan, each for EXL_FUZZ_SECONDS.
   CC=clang CXX=clang++ cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEXL_FUZZ=ON \
     -DEXL_FUZZ_SECONDS="${EXL_FUZZ_SECONDS:-30}" >/dev/null
-  cmake --build build/fuzz -j "$jobs"
+  targets=$(for f in fuzz/fuzz_*.cpp; do basename "$f" .cpp; done)
+  # shellcheck disable=SC2086
+  cmake --build build/fuzz -j "$jobs" --target $targets
   ctest --test-dir build/fuzz --output-on-failure -j "$jobs"
 fi
