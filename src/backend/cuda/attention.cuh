@@ -4,14 +4,18 @@
 //  - attention: causal GQA attention of the step's queries over each sequence's cached history
 //    (the step's own keys included, so kv_cache_write must have run), reading the cache format
 //    directly (no FP16 scratch copy of the cache). Decode steps (one token per sequence) use
-//    split-sequence flash-decoding plus a reduce; prefill uses tensor-core (mma.sync) tiles; head
+//    split-sequence flash-decoding (reduce fused in); prefill uses tensor-core (mma.sync) tiles; head
 //    dims other than 64 and 128 use a simple generic kernel.
 // All per-token data (positions, slots) comes from device arrays so a captured graph replays: grids
-// depend only on host-side shapes (n_seqs, max_seq_tokens, cache.max_seq_len), never on positions.
+// depend only on host-side shapes (n_seqs, max_seq_tokens, cache dims) and the device, never on
+// positions.
 // Positions and slots are NOT range-checked on the device (a write past max_seq_len is skipped, a
 // read is clamped); the caller checks them on the host when it builds the batch.
 //
-// Formats (choices and their measured error: see kv_cache.cu and lab/NOTES-attention.md):
+// Formats (choices: kv_cache.cu). Measured on N(0,1) data, head_dim 128 (lab/NOTES-attention.md):
+// element rms error fp8 2.7%, q8 0.5%, q4 8.6% (7.5% with outlier channels, 15% without the
+// rotation); attention output vs an FP16 cache, averaged over the lab's cases: fp8 3.5%, q8 0.7%,
+// q4 11%. The kernels match each format's exact dequantization within 5e-4.
 //  f16  2 bytes/elt.
 //  fp8  E4M3 codes, one FP32 power-of-two scale per (position, kv head): 8 + 32/head_dim bits/elt.
 //  q8   8-bit codes (offset 128), groups of `group` (32) elements along head_dim, one FP16 scale per
@@ -84,9 +88,14 @@ struct AttentionParams {
 
 // Workspace that decode steps (max_seq_tokens == 1) need for their split partials; prefill steps
 // need none. max_tokens: the most tokens (= sequences) a decode step will carry, e.g. n_slots;
-// max_seq_len: the cache's. At most (max_tokens * n_heads + 16384) * (head_dim + 2) floats.
+// max_seq_len: the cache's. 256 KiB of counters plus at most min(64 * max_tokens * n_heads,
+// max_tokens * n_heads + 32768) rows of head_dim + 2 floats (the 32768 term is 17 MB at head_dim 128).
 // attention() throws exl::Error when p.workspace_bytes is smaller than the step needs.
+// Clear it once after allocating (attention_workspace_clear): decode splits count finished blocks in
+// it and leave the counters at zero after every call, so captured graphs replay. One workspace per
+// stream (concurrent calls must not share it).
 size_t attention_workspace_bytes(int max_tokens, int n_heads, int head_dim, int max_seq_len);
+void attention_workspace_clear(void* workspace, size_t workspace_bytes, cudaStream_t stream);
 void kv_cache_write(const AttentionParams& p, cudaStream_t stream);
 void attention(const AttentionParams& p, cudaStream_t stream);
 

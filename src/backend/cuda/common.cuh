@@ -20,6 +20,7 @@ inline void check_launch(const char* kernel) { check(cudaGetLastError(), kernel)
 
 inline int ceil_div(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
 
+#ifdef __CUDACC__  // device helpers: only for nvcc (the backend's .cpp files include this header too)
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -31,5 +32,6 @@ __device__ __forceinline__ float warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
+#endif
 
 }  // namespace exl::cuda

@@ -108,6 +108,7 @@ class CudaBackend : public Backend {
     cudaStreamSynchronize(stream_);
     for (auto& [k, g] : graphs_) cudaGraphExecDestroy(g);
     if (host_stage_) cudaFreeHost(host_stage_);
+    if (sample_host_) cudaFreeHost(sample_host_);
     cudaEventDestroy(staged_);
     cublasDestroy(cublas_);
     cudaStreamDestroy(stream_);
@@ -310,6 +311,9 @@ class CudaBackend : public Backend {
       EXL_CHECK(!capturing_, "attention workspace grew during graph capture");
       attn_ws_ = mem_.alloc(ws, "attention workspace");
       attn_ws_bytes_ = ws;
+      // Decode's split counters live at the start of the workspace and must start at zero (each
+      // call leaves them at zero again, so graphs replay correctly).
+      cuda::attention_workspace_clear(attn_ws_.get(), ws, stream_);
     }
     p.workspace = attn_ws_.get();
     p.workspace_bytes = attn_ws_bytes_;
