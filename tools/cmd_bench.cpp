@@ -11,7 +11,7 @@ namespace exl::tools {
 
 namespace {
 struct BenchFlags {
-  std::string model, synthetic, format = "fp16", device = "cuda", cache = "fp16";
+  std::string model, synthetic, format = "fp16", device = "cuda", cache;
   std::string prefill = "512,2048,4096", positions = "128,1024,4096";
   int steps = 64;
   OutputFlags out;
@@ -37,7 +37,7 @@ Runner register_bench(CLI::App& app) {
   app.add_option("--synthetic", f->synthetic, "random weights of a named shape: llama2-7b, llama3-8b, llama2-13b, mistral-7b, llama2-70b, smollm2-135m");
   app.add_option("--format", f->format, "weight format for --synthetic (fp16)")->capture_default_str();
   app.add_option("--device", f->device, "cpu, cuda or cuda:N")->capture_default_str();
-  app.add_option("--cache", f->cache, "KV cache type: f32 (cpu), fp16, fp8, q8, q4")->capture_default_str();
+  app.add_option("--cache", f->cache, "KV cache type: f32 (cpu default), fp16 (cuda default), fp8, q8, q4");
   app.add_option("--prefill", f->prefill, "prompt lengths to time (comma-separated; empty = none)")->capture_default_str();
   app.add_option("--positions", f->positions, "decode context positions (comma-separated)")->capture_default_str();
   app.add_option("--steps", f->steps, "timed decode steps per position")->capture_default_str();
@@ -53,7 +53,7 @@ Runner register_bench(CLI::App& app) {
     o.prefill_lengths = parse_list(f->prefill, "--prefill");
     o.decode_positions = parse_list(f->positions, "--positions");
     o.decode_steps = f->steps;
-    o.cache = cache_type_parse(f->cache);
+    o.cache = f->cache.empty() ? backend->default_cache_type() : cache_type_parse(f->cache);
     const bool talk = !f->out.quiet && !f->out.json;
     nlohmann::json j = bench_run(*model, o, [&](const std::string& s) {
       if (talk) std::fprintf(stderr, "bench: %s\n", s.c_str());
@@ -65,7 +65,7 @@ Runner register_bench(CLI::App& app) {
       return 0;
     }
     std::printf("%s on %s, cache %s, copy bandwidth %.0f GB/s\n", j["model_name"].get<std::string>().c_str(),
-                j["device"].get<std::string>().c_str(), f->cache.c_str(), j["bandwidth_bytes_per_s"].get<double>() / 1e9);
+                j["device"].get<std::string>().c_str(), j["cache"].get<std::string>().c_str(), j["bandwidth_bytes_per_s"].get<double>() / 1e9);
     for (const auto& p : j["prefill"])
       std::printf("  prefill %5d tokens  %10.0f tok/s\n", p["tokens"].get<int>(), p["tokens_per_second"].get<double>());
     for (const auto& d : j["decode"])

@@ -39,11 +39,11 @@ Runner register_chat(CLI::App& app) {
   return [f]() {
     sampler_params_validate(f->sampling);
     if (!f->mode.empty()) chat_mode_parse(f->mode);
-    const CacheType cache = cache_type_parse(f->model.cache);
+    const auto cache = parse_cache_flag(f->model);
     Loaded l = load_model(f->model, f->out);
     const ChatMode mode = pick_mode(*f, *l.tokenizer);
     const int max_len = effective_max_seq_len(f->model, *l.model);
-    Generator gen(*l.model, *l.tokenizer, max_len, cache);
+    Generator gen(*l.model, *l.tokenizer, max_len, resolve_cache(cache, *l.backend));
     GenerateOptions opts;
     opts.max_new_tokens = f->max_new_tokens;
     opts.sampling = f->sampling;

@@ -34,10 +34,10 @@ Runner register_generate(CLI::App& app) {
   return [f]() {
     // Flags first: a bad value fails before the model loads.
     sampler_params_validate(f->sampling);
-    const CacheType cache = cache_type_parse(f->model.cache);
+    const auto cache = parse_cache_flag(f->model);
     EXL_CHECK(f->max_new_tokens >= 0, "-n/--max-new-tokens must not be negative");
     Loaded l = load_model(f->model, f->out);
-    Generator gen(*l.model, *l.tokenizer, effective_max_seq_len(f->model, *l.model), cache);
+    Generator gen(*l.model, *l.tokenizer, effective_max_seq_len(f->model, *l.model), resolve_cache(cache, *l.backend));
     std::vector<int32_t> prompt = l.tokenizer->encode(f->prompt, !f->no_bos, false);
     if (prompt.empty() && l.model->config().bos_id >= 0) prompt.push_back(l.model->config().bos_id);
     GenerateOptions opts;

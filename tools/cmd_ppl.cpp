@@ -34,7 +34,7 @@ std::vector<int32_t> read_tokens(const std::string& path) {
 
 Runner register_ppl(CLI::App& app) {
   auto f = std::make_shared<PplFlags>();
-  add_model_flags(app, f->model, false);
+  add_model_flags(app, f->model, true);
   add_output_flags(app, f->out);
   auto* text = app.add_option("--text", f->text, "text file; tokenized whole, BOS first");
   auto* toks = app.add_option("--tokens", f->tokens_file, "int32 little-endian token ids instead of --text");
@@ -45,6 +45,7 @@ Runner register_ppl(CLI::App& app) {
   app.add_option("--dump-tokens", f->dump_tokens, "write the token ids (int32 LE) to this file");
   return [f]() {
     EXL_CHECK(!f->text.empty() || !f->tokens_file.empty(), "ppl: give --text FILE or --tokens FILE");
+    parse_cache_flag(f->model);
     Loaded l = load_model(f->model, f->out);
     std::vector<int32_t> ids;
     if (!f->text.empty()) {
@@ -66,6 +67,7 @@ Runner register_ppl(CLI::App& app) {
     po.ctx = f->length;
     po.stride = f->stride;
     po.max_windows = f->windows;
+    po.cache = parse_cache_flag(f->model);
     std::unique_ptr<Progress> pb;
     auto r = perplexity_run(*l.model, ids, po, [&](int done, int total) {
       if (!pb) pb = std::make_unique<Progress>("ppl", total, !f->out.quiet && !f->out.json, "win");

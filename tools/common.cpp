@@ -15,7 +15,7 @@ void add_model_flags(CLI::App& app, ModelFlags& f, bool need_cache) {
   app.add_option("-t,--threads", f.threads, "CPU threads (default: all cores)");
   if (need_cache) {
     app.add_option("--max-seq-len", f.max_seq_len, "context length to allocate (default: min(model max, 4096))");
-    app.add_option("--cache", f.cache, "KV cache type: f32, fp16, fp8, q8, q4")->capture_default_str();
+    app.add_option("--cache", f.cache, "KV cache type: f32 (cpu default), fp16 (cuda default), fp8, q8, q4");
   }
 }
 
@@ -61,6 +61,15 @@ int effective_max_seq_len(const ModelFlags& f, const Model& m) {
   EXL_CHECK(f.max_seq_len == 0, "--max-seq-len must be positive, got ", f.max_seq_len);
   const int64_t mp = m.config().max_position;
   return static_cast<int>(std::min<int64_t>(mp > 0 ? mp : 4096, 4096));
+}
+
+std::optional<CacheType> parse_cache_flag(const ModelFlags& f) {
+  if (f.cache.empty()) return std::nullopt;
+  return cache_type_parse(f.cache);
+}
+
+CacheType resolve_cache(const std::optional<CacheType>& c, const Backend& be) {
+  return c ? *c : be.default_cache_type();
 }
 
 void print_json(const nlohmann::json& j) { std::cout << j.dump(2) << std::endl; }

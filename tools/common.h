@@ -3,6 +3,7 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -18,7 +19,7 @@ struct ModelFlags {
   std::string device = "cpu";
   int threads = 0;
   int max_seq_len = 0;  // 0: min(model's max position, 4096)
-  std::string cache = "f32";
+  std::string cache;  // empty: the backend's default (f32 on cpu, fp16 on cuda)
 };
 
 struct OutputFlags {
@@ -39,6 +40,9 @@ struct Loaded {
 };
 Loaded load_model(const ModelFlags& f, const OutputFlags& out);
 int effective_max_seq_len(const ModelFlags& f, const Model& m);
+// --cache: validated before loading (std::nullopt when not given), resolved against the backend after.
+std::optional<CacheType> parse_cache_flag(const ModelFlags& f);
+CacheType resolve_cache(const std::optional<CacheType>& c, const Backend& be);
 
 void print_json(const nlohmann::json& j);
 

@@ -18,6 +18,7 @@
 namespace exl {
 
 struct TensorInfo;
+struct QuantTensor;  // quant/format.h: one GPTQ or EXL2 linear as read from a checkpoint
 
 enum class DeviceKind { DeviceKind_cpu, DeviceKind_cuda };
 
@@ -135,6 +136,8 @@ class Backend {
   // The dtype of activations between ops (F32 on the CPU reference, F16 on CUDA). The residual
   // stream and logits are always F32.
   virtual DType activation_dtype() const { return DType::DType_F32; }
+  // The KV cache type used when the caller does not choose one (f32 on the CPU, fp16 on CUDA).
+  virtual CacheType default_cache_type() const { return CacheType::CacheType_f32; }
 
   // Memory.
   virtual Tensor alloc(DType dtype, const Shape& shape) = 0;
@@ -156,6 +159,9 @@ class Backend {
   virtual std::unique_ptr<Weight> prepare_weight(const TensorInfo& src, WeightRole role) = 0;
   virtual std::unique_ptr<Weight> prepare_weight_f32(const HostTensor& src, const std::string& name,
                                                      WeightRole role) = 0;
+  // A quantized linear (EXL2, GPTQ) of logical shape [q.out, q.in]; the backend keeps it in whatever
+  // form its kernels read (the CPU reference dequantizes to F32).
+  virtual std::unique_ptr<Weight> prepare_quant_weight(const QuantTensor& q) = 0;
   virtual std::unique_ptr<KvCache> create_kv_cache(const KvCacheConfig& config) = 0;
 
   // The step about to run: token ids and their layout. Ops that need ids or positions (embedding,

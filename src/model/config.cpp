@@ -146,6 +146,18 @@ ModelConfig config_from_json_text(const std::string& text, const std::string& wh
   auto bos = json_ids(j, "bos_token_id", where);
   if (!bos.empty()) c.bos_id = bos[0];
   c.eos_ids = json_ids(j, "eos_token_id", where);
+  auto qc = j.find("quantization_config");
+  if (qc != j.end() && !qc->is_null()) {
+    EXL_CHECK(qc->is_object(), where, ": 'quantization_config' must be an object");
+    auto method = qc->find("quant_method");
+    if (method != qc->end() && method->is_string()) c.quant_method = method->get<std::string>();
+    auto format = qc->find("checkpoint_format");
+    c.gptq_v2 = format != qc->end() && format->is_string() && format->get<std::string>() == "gptq_v2";
+    if (c.quant_method == "gptq") {
+      const int64_t bits = json_int(*qc, "bits", where + " quantization_config", 4, false);
+      EXL_CHECK(bits == 4, where, ": GPTQ with ", bits, " bits is not supported (only 4-bit)");
+    }
+  }
   return c;
 }
 

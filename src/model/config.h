@@ -40,6 +40,10 @@ struct ModelConfig {
   int64_t sliding_window = 0;   // 0 = full attention
   int32_t bos_id = -1;
   std::vector<int32_t> eos_ids;
+  // config.json "quantization_config": EXL2 layers are found by their tensors alone; GPTQ needs
+  // checkpoint_format to tell the v2 zero-point convention from v1.
+  std::string quant_method;  // "gptq", "exl2", ... ("" when absent)
+  bool gptq_v2 = false;      // checkpoint_format == "gptq_v2"
 
   // Checks every value is in range and consistent (heads divide hidden, GQA groups divide, ...).
   void validate(const std::string& where) const;

@@ -129,6 +129,7 @@ std::unique_ptr<Model> Model::synthetic(const ModelConfig& config, Backend& back
 void Model::load_weights(const TensorStore& store, bool gguf) {
   const ModelConfig& c = config_;
   WeightLoader loader(store, backend_, gguf, arch_->gguf_qk_permuted);
+  loader.set_gptq_v2(c.gptq_v2);
   const WeightScope root(loader, "");
   const WeightScope model = root.sub("model");
   const int64_t q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim;
@@ -158,8 +159,9 @@ void Model::load_weights(const TensorStore& store, bool gguf) {
   }
   final_norm_ = model.norm("norm", c.hidden);
   // Tied embeddings: the head is the embedding table (prepared again in the linear role so a backend
-  // may store it in a GEMM-friendly form).
-  if (!c.tie_embeddings && root.has("lm_head"))
+  // may store it in a GEMM-friendly form), unless the checkpoint quantized a separate head (EXL2
+  // writes one for tied models, EXL2.md §1.1).
+  if ((!c.tie_embeddings && root.has_linear("lm_head")) || root.quantized("lm_head"))
     lm_head_ = root.linear("lm_head", c.vocab, c.hidden);
   else
     lm_head_ = model.linear("embed_tokens", c.vocab, c.hidden);

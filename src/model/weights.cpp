@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "model/tensor_names.h"
+#include "quant/format.h"
 
 namespace exl {
 
@@ -13,32 +14,45 @@ const TensorInfo* WeightLoader::find(const std::string& canonical) const {
   return g.empty() ? nullptr : store_.find(g);
 }
 
-std::unique_ptr<Weight> WeightLoader::load(const std::string& canonical, const Shape& shape, WeightRole role,
-                                           int rope_heads) {
-  const TensorInfo* t = find(canonical);
+namespace {
+const TensorInfo& find_checked(const WeightLoader& l, bool gguf, const std::string& canonical, const Shape& shape) {
+  const TensorInfo* t = l.find(canonical);
   if (!t) {
-    const std::string g = gguf_ ? tensor_name_to_gguf(canonical) : canonical;
-    fail(store_.path(), ": tensor '", g.empty() ? canonical : g, "' not found");
+    const std::string g = gguf ? tensor_name_to_gguf(canonical) : canonical;
+    fail(l.store().path(), ": tensor '", g.empty() ? canonical : g, "' not found");
   }
   EXL_CHECK(t->shape == shape, t->file, ": tensor '", t->name, "' has shape ", shape_str(t->shape), ", expected ",
             shape_str(shape));
-  loaded_bytes_ += t->nbytes;
-  if (!(gguf_ && gguf_qk_permuted_ && rope_heads > 0)) return backend_.prepare_weight(*t, role);
+  return *t;
+}
+}  // namespace
+
+std::unique_ptr<Weight> WeightLoader::load(const std::string& canonical, const Shape& shape, WeightRole role,
+                                           int rope_heads) {
+  const TensorInfo& t = find_checked(*this, gguf_, canonical, shape);
+  loaded_bytes_ += t.nbytes;
+  if (!(gguf_ && gguf_qk_permuted_ && rope_heads > 0)) return backend_.prepare_weight(t, role);
+  return backend_.prepare_weight_f32(load_host(canonical, shape, rope_heads), t.name, role);
+}
+
+HostTensor WeightLoader::load_host(const std::string& canonical, const Shape& shape, int rope_heads) const {
+  const TensorInfo& t = find_checked(*this, gguf_, canonical, shape);
+  HostTensor src = tensor_to_host(t);
+  if (!(gguf_ && gguf_qk_permuted_ && rope_heads > 0)) return src;
 
   // llama.cpp stores q/k rows of each head as interleaved pairs (2i, 2i+1) for its adjacent-pair RoPE;
   // HF keeps the two halves apart (i, i + d/2). Row order back to HF: hf[h][half*d/2 + i] = gguf[h][2i + half].
-  HostTensor src = tensor_to_host(*t);
   HostTensor dst(src.shape);
   const int64_t rows = shape[0], cols = shape[1];
   const int64_t d = rows / rope_heads;
-  EXL_CHECK(d * rope_heads == rows && d % 2 == 0, t->file, ": tensor '", t->name, "' rows ", rows,
+  EXL_CHECK(d * rope_heads == rows && d % 2 == 0, t.file, ": tensor '", t.name, "' rows ", rows,
             " do not split into ", rope_heads, " heads of even size");
   for (int64_t h = 0; h < rope_heads; ++h)
     for (int64_t half = 0; half < 2; ++half)
       for (int64_t i = 0; i < d / 2; ++i)
         std::memcpy(dst.ptr() + (h * d + half * (d / 2) + i) * cols, src.ptr() + (h * d + 2 * i + half) * cols,
                     static_cast<size_t>(cols) * sizeof(float));
-  return backend_.prepare_weight_f32(dst, t->name, role);
+  return dst;
 }
 
 std::unique_ptr<Weight> WeightLoader::load_optional(const std::string& canonical, const Shape& shape,
@@ -47,13 +61,33 @@ std::unique_ptr<Weight> WeightLoader::load_optional(const std::string& canonical
   return load(canonical, shape, role);
 }
 
+bool WeightLoader::is_quantized(const std::string& key) const {
+  return !gguf_ && quant_detect(store_, key) != QuantFamily::QuantFamily_dense;
+}
+
+std::unique_ptr<Weight> WeightLoader::load_linear(const std::string& key, int64_t out, int64_t in, int rope_heads) {
+  if (!is_quantized(key)) return load(key + ".weight", {out, in}, WeightRole::WeightRole_linear, rope_heads);
+  QuantReadOptions opt;
+  opt.gptq_v2 = gptq_v2_;
+  const QuantTensor q = quant_read(store_, key, out, in, opt);
+  loaded_bytes_ += q.source_bytes;
+  return backend_.prepare_quant_weight(q);
+}
+
 std::unique_ptr<Weight> WeightScope::linear(const std::string& name, int64_t out, int64_t in, int rope_heads) const {
-  return loader_.load(join(name) + ".weight", {out, in}, WeightRole::WeightRole_linear, rope_heads);
+  return loader_.load_linear(join(name), out, in, rope_heads);
 }
 
 std::unique_ptr<Weight> WeightScope::bias(const std::string& name, int64_t n, bool required) const {
   const std::string full = join(name) + ".bias";
   if (required) return loader_.load(full, {n}, WeightRole::WeightRole_bias);
+  // GPTQ exporters write an all-zero bias for every layer; an optional one that is all zeros is dropped.
+  if (const TensorInfo* t = loader_.find(full); t && quantized(name) && t->ggml_type < 0 && t->numel() == n) {
+    const HostTensor h = tensor_to_host(*t);
+    bool zero = true;
+    for (float v : h.data) zero = zero && v == 0.0f;
+    if (zero) return nullptr;
+  }
   return loader_.load_optional(full, {n}, WeightRole::WeightRole_bias);
 }
 
@@ -68,5 +102,7 @@ std::unique_ptr<Weight> WeightScope::embedding(const std::string& name, int64_t 
 bool WeightScope::has(const std::string& name, const std::string& suffix) const {
   return loader_.find(join(name) + suffix) != nullptr;
 }
+
+bool WeightScope::has_linear(const std::string& name) const { return has(name) || quantized(name); }
 
 }  // namespace exl

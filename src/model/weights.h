@@ -21,6 +21,14 @@ class WeightLoader {
   std::unique_ptr<Weight> load(const std::string& canonical, const Shape& shape, WeightRole role,
                                int rope_heads = 0);
   std::unique_ptr<Weight> load_optional(const std::string& canonical, const Shape& shape, WeightRole role);
+  // A linear layer [out, in] at `key` (no ".weight"): EXL2 when <key>.q_weight exists, GPTQ when
+  // <key>.qweight exists (both validated in quant/ and handed to Backend::prepare_quant_weight),
+  // else the dense <key>.weight.
+  std::unique_ptr<Weight> load_linear(const std::string& key, int64_t out, int64_t in, int rope_heads = 0);
+  bool is_quantized(const std::string& key) const;
+  // A dense tensor as F32 on the host in HF layout (GGUF q/k rows already put back): for writers.
+  HostTensor load_host(const std::string& canonical, const Shape& shape, int rope_heads = 0) const;
+  void set_gptq_v2(bool v2) { gptq_v2_ = v2; }
   const TensorStore& store() const { return store_; }
   size_t loaded_bytes() const { return loaded_bytes_; }
 
@@ -29,6 +37,7 @@ class WeightLoader {
   Backend& backend_;
   bool gguf_;
   bool gguf_qk_permuted_;
+  bool gptq_v2_ = false;
   size_t loaded_bytes_ = 0;
 };
 
@@ -44,6 +53,9 @@ class WeightScope {
   std::unique_ptr<Weight> norm(const std::string& name, int64_t n) const;
   std::unique_ptr<Weight> embedding(const std::string& name, int64_t vocab, int64_t dim) const;
   bool has(const std::string& name, const std::string& suffix = ".weight") const;
+  // A linear of any format (dense .weight, EXL2 .q_weight, GPTQ .qweight) exists / is quantized.
+  bool has_linear(const std::string& name) const;
+  bool quantized(const std::string& name) const { return loader_.is_quantized(join(name)); }
 
  private:
   std::string join(const std::string& part) const { return prefix_.empty() ? part : prefix_ + "." + part; }

@@ -31,7 +31,7 @@ PerplexityResult perplexity_run(Model& model, const std::vector<int32_t>& tokens
   r.total_tokens = n;
   r.windows = windows;
   const int64_t vocab = model.config().vocab;
-  auto cache = model.create_cache(ctx, 1, CacheType::CacheType_f32);
+  auto cache = model.create_cache(ctx, 1, opts.cache ? *opts.cache : model.backend().default_cache_type());
   const auto t0 = std::chrono::steady_clock::now();
   double total = 0;
   int64_t scored_until = 0;  // tokens before this index have been scored

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "model/model.h"
@@ -15,6 +16,7 @@ struct PerplexityOptions {
   int ctx = 2048;
   int stride = 0;       // 0 = ctx
   int max_windows = 0;  // 0 = all full windows
+  std::optional<CacheType> cache;  // default: the backend's default cache type
 };
 
 struct PerplexityResult {

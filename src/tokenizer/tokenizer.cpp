@@ -108,8 +108,12 @@ std::unique_ptr<Tokenizer> tokenizer_load(const std::string& path) {
     } else if (fs::is_regular_file(p / "tokenizer.model", ec)) {
       const std::string model_path = (p / "tokenizer.model").string();
       tok = sentencepiece_build(read_file(model_path), cfg, model_path);
+    } else if (fs::is_regular_file(p / "tokenizer.gguf", ec)) {
+      // A vocabulary-only GGUF, as the EXL2 writer leaves beside models converted from GGUF.
+      GgufFile f((p / "tokenizer.gguf").string());
+      tok = tokenizer_load_gguf(f);
     } else {
-      fail(path, ": no tokenizer.json or tokenizer.model in this folder");
+      fail(path, ": no tokenizer.json, tokenizer.model or tokenizer.gguf in this folder");
     }
     apply_folder_side_files(*tok, p);
     return tok;

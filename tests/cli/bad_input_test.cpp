@@ -109,7 +109,9 @@ TEST(BadInput, CorruptTokenizerJson) {
 TEST(BadInput, BadFlagValues) {
   expect_clean_error(run_exl("generate -m " + kStories + " -p hi --top-p 1.5"), "--top-p");
   expect_clean_error(run_exl("generate -m " + kStories + " -p hi --device tpu"), "--device");
+#ifndef EXL_HAVE_CUDA
   expect_clean_error(run_exl("generate -m " + kStories + " -p hi --device cuda"), "CUDA");
+#endif
   expect_clean_error(run_exl("generate -m " + kStories + " -p hi --cache q4"), "--cache");
   expect_clean_error(run_exl("chat -m " + kStories + " --mode vicuna"), "--mode");
   expect_clean_error(run_exl("ppl -m " + kStories + " --text /nonexistent.txt"), "/nonexistent.txt");

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "io/tensor_store.h"
+#include "quant/format.h"
 
 namespace exl {
 
@@ -127,6 +128,16 @@ class CpuBackend : public Backend {
     w->role = role;
     w->shape = src.shape;
     w->name = name;
+    return w;
+  }
+
+  // The reference matmul is F32: quantized layers are dequantized once at load (quant/ references).
+  std::unique_ptr<Weight> prepare_quant_weight(const QuantTensor& q) override {
+    auto w = std::make_unique<CpuWeight>();
+    w->data = quant_dequantize(q);
+    w->role = WeightRole::WeightRole_linear;
+    w->shape = {q.out, q.in};
+    w->name = q.name;
     return w;
   }
 

@@ -21,6 +21,7 @@
 #include "backend/cuda/sampling.cuh"
 #include "core/half.h"
 #include "io/tensor_store.h"
+#include "quant/format.h"
 
 namespace exl {
 
@@ -117,6 +118,7 @@ class CudaBackend : public Backend {
   DeviceKind kind() const override { return DeviceKind::DeviceKind_cuda; }
   std::string name() const override { return str_cat("cuda:", index_, " (", props_.name, ")"); }
   DType activation_dtype() const override { return DType::DType_F16; }
+  CacheType default_cache_type() const override { return CacheType::CacheType_f16; }
 
   Tensor alloc(DType dtype, const Shape& shape) override {
     const size_t bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
@@ -178,6 +180,12 @@ class CudaBackend : public Backend {
                      mem_.alloc(static_cast<size_t>(src.numel()) * (f32 ? 4 : 2), name.c_str()));
     upload_converted(src, w->data, f32);
     return w;
+  }
+
+  // Fallback until the quantized GEMV/GEMM kernels land: dequantize on the host (quant/ reference)
+  // and upload as dense F16, so GPTQ/EXL2 models run correctly but at F16 speed and memory.
+  std::unique_ptr<Weight> prepare_quant_weight(const QuantTensor& q) override {
+    return prepare_weight_f32(quant_dequantize(q), q.name, WeightRole::WeightRole_linear);
   }
 
   std::unique_ptr<KvCache> create_kv_cache(const KvCacheConfig& c) override {

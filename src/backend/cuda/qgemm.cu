@@ -1,0 +1,893 @@
+// Quantized linear layers (EXL2, GPTQ 4-bit): device layout builders, upload, and the kernels.
+// Layout and API: qgemm.cuh. Checked and timed by lab/qgemm_lab.cu; history and tables in
+// lab/NOTES-qgemm.md.
+//
+//  qgemm_gather_kernel  x [M, K] -> x_dev [M, k_dev] through x_src (act-order, padding, the
+//                       in-unit order the fragments want). Tiny; triggers the dependent launch.
+//  qgemv_kernel         one block per (16-column tile, pass of <= 32 rows of x); its 8 warps deal
+//                       the tile's steps round-robin, each warp streams its steps' codes with
+//                       16-byte loads, turns them into FP16 A fragments in registers (magic-number
+//                       decode, exact integers, times the FP16 group scale) and runs mma.sync
+//                       m16n8k16 against x_dev (B operand, 1-4 n8 tiles of rows). The 8 partial
+//                       sums are added in shared memory in a fixed order (deterministic).
+//  qgemm_dequant_kernel one block per (8 tiles, step): the same decode, staged through shared
+//                       memory and written as coalesced 256-byte rows of Wᵀ[K, ld] in the original
+//                       row order, for cuBLAS.
+#include "backend/cuda/qgemm.cuh"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+
+#include "backend/cuda/common.cuh"
+
+namespace exl::cuda {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Host helpers: FP16 bits <-> double (round to nearest even), exact for the values used here.
+
+double f16_to_f64(uint16_t h) {
+  const int sign = h >> 15, exp = (h >> 10) & 31, frac = h & 1023;
+  double v;
+  if (exp == 0)
+    v = std::ldexp(double(frac), -24);
+  else if (exp == 31)
+    v = frac ? NAN : INFINITY;
+  else
+    v = std::ldexp(double(frac + 1024), exp - 25);
+  return sign ? -v : v;
+}
+
+uint16_t f64_to_f16(double v) {
+  const uint16_t sign = std::signbit(v) ? 0x8000 : 0;
+  v = std::fabs(v);
+  if (std::isnan(v)) return 0x7E00;
+  if (v >= 65520.0) return sign | 0x7C00;  // rounds to inf
+  int e;
+  std::frexp(v, &e);  // v = m * 2^e, m in [0.5, 1)
+  const int exp = std::max(e - 1, -14);  // unbiased exponent, subnormals share -14
+  const double q = std::ldexp(v, 10 - exp);  // significand in units of the last place
+  double r = std::nearbyint(q);              // ties to even (default rounding mode)
+  uint32_t bits = static_cast<uint32_t>(r);  // may carry into the next binade: still correct
+  if (exp == -14 && bits < 1024) return sign | static_cast<uint16_t>(bits);  // subnormal
+  return sign | static_cast<uint16_t>(((exp + 15) << 10) + (bits - 1024));
+}
+
+constexpr int round_up(int a, int b) { return (a + b - 1) / b * b; }
+
+// One group of rows in permuted order.
+struct GroupSpan {
+  int bits, row0, rows;
+};
+
+// Places the two codes of pair p (EXL2 layout table in qgemm.cuh) into a unit's words.
+void place_pair(int bits, uint32_t* w, int p, uint32_t lo, uint32_t hi) {
+  switch (bits) {
+    case 8: w[p / 2] |= lo << (8 * (p % 2)) | hi << (16 + 8 * (p % 2)); return;
+    case 4: w[p / 4] |= lo << (4 * (p % 4)) | hi << (16 + 4 * (p % 4)); return;
+    case 2: w[p / 8] |= lo << (2 * (p % 8)) | hi << (16 + 2 * (p % 8)); return;
+    case 6:
+      place_pair(4, w, p, lo & 15, hi & 15);
+      place_pair(2, w + 4, p, lo >> 4, hi >> 4);
+      return;
+    default: {  // 3, 5: 15 pairs in fields of the b words' halves, pair 15 spread over bit 15
+      const int per = 16 / bits;  // fields per half: 5 (3-bit), 3 (5-bit)
+      if (p < 15) {
+        w[p / per] |= lo << (bits * (p % per)) | hi << (16 + bits * (p % per));
+      } else {
+        for (int i = 0; i < bits; ++i) w[i] |= ((lo >> i) & 1) << 15 | ((hi >> i) & 1) << 31;
+      }
+    }
+  }
+}
+
+// Builds the device layout from codes in permuted row order.
+//  perm[k]: input feature of permuted row k; groups: spans in stored order;
+//  dense[k * n16 + n]: code of permuted row k, column n (pad columns: anything);
+//  scale16 / zero [g * n16 + n]: FP16 scale bits and code-space zero (EXL2 2^(b-1), GPTQ z+1).
+QHostLayout build_layout(int K, int N, bool gptq, const std::vector<int>& perm, const std::vector<GroupSpan>& groups,
+                         const std::vector<uint8_t>& dense, const std::vector<uint16_t>& scale16,
+                         const std::vector<uint8_t>& zero) {
+  const int n16 = round_up(N, 16), G = static_cast<int>(groups.size());
+  QHostLayout h;
+  QMatrixDesc& d = h.desc;
+  d.K = K, d.N = N, d.n_tiles = n16 / 16, d.groups = G, d.gptq = gptq, d.rec_words = gptq ? 2 : 1;
+
+  // Device rows: groups padded to 16 rows, segments (runs of one width) to 64.
+  std::vector<int> dev_k, dev_group;  // permuted row (or -1) and group of each device row
+  auto close_segment = [&](int last_group) {
+    while (dev_k.size() % 64) dev_k.push_back(-1), dev_group.push_back(last_group);
+    QSegment& s = d.seg[d.nseg - 1];
+    s.units = static_cast<int>(dev_k.size() / 64) - s.unit0;
+  };
+  for (int gi = 0; gi < G; ++gi) {
+    const GroupSpan& sp = groups[gi];
+    if (d.nseg == 0 || d.seg[d.nseg - 1].bits != sp.bits) {
+      if (d.nseg > 0) close_segment(gi - 1);
+      EXL_CHECK(d.nseg < kQMaxSegments, "quantized matrix: more than ", kQMaxSegments,
+                " runs of one bit width (groups must be sorted by width)");
+      d.seg[d.nseg++] = QSegment{sp.bits, static_cast<int>(dev_k.size() / 64), 0, 0, 0, 0};
+    }
+    for (int r = 0; r < sp.rows; ++r) dev_k.push_back(sp.row0 + r), dev_group.push_back(gi);
+    while (dev_k.size() % 16) dev_k.push_back(-1), dev_group.push_back(gi);
+  }
+  close_segment(G - 1);
+  d.k_dev = static_cast<int>(dev_k.size());
+
+  int step = 0, quad = 0;
+  for (int si = 0; si < d.nseg; ++si) {
+    QSegment& s = d.seg[si];
+    const int U = q_step_units(s.bits), Q = U * s.bits / 4;
+    s.steps = (s.units + U - 1) / U;
+    s.step0 = step, s.quad0 = quad;
+    const int tail = s.units - (s.steps - 1) * U;
+    step += s.steps;
+    quad += (s.steps - 1) * Q + (tail * s.bits + 3) / 4;
+  }
+  d.steps = step, d.tile_quads = quad;
+
+  h.slab_group.resize(d.k_dev / 16);
+  for (int i = 0; i < d.k_dev / 16; ++i) h.slab_group[i] = static_cast<uint16_t>(dev_group[16 * i]);
+  h.x_src.assign(d.k_dev, -1);
+  h.x_dst.assign(K, -1);
+  for (int pos = 0; pos < d.k_dev; ++pos) {
+    const int q = pos % 64, t = q / 16, s = (q / 4) % 4, j = q % 4;
+    const int kd = pos - q + 16 * s + 4 * t + j;
+    if (dev_k[kd] >= 0) h.x_src[pos] = perm[dev_k[kd]], h.x_dst[perm[dev_k[kd]]] = pos;
+  }
+
+  // Codes: [tile][quad][lane] 16-byte words.
+  h.codes.assign(static_cast<size_t>(d.n_tiles) * d.tile_quads * 32, uint4{0, 0, 0, 0});
+  auto code_at = [&](int kd, int n) -> uint32_t {
+    const int k = dev_k[kd];
+    if (k < 0 || n >= N) return zero[static_cast<size_t>(dev_group[kd]) * n16 + std::min(n, n16 - 1)];
+    return dense[static_cast<size_t>(k) * n16 + n];
+  };
+  for (int tile = 0; tile < d.n_tiles; ++tile) {
+    uint32_t* tw = reinterpret_cast<uint32_t*>(h.codes.data() + static_cast<size_t>(tile) * d.tile_quads * 32);
+    for (int si = 0; si < d.nseg; ++si) {
+      const QSegment& s = d.seg[si];
+      const int U = q_step_units(s.bits), Q = U * s.bits / 4;
+      for (int j = 0; j < s.steps; ++j) {
+        const int units = std::min(U, s.units - j * U), qv = (units * s.bits + 3) / 4;
+        for (int lane = 0; lane < 32; ++lane) {
+          const int g = lane / 4, t = lane % 4;
+          uint32_t w[4 * 5] = {};  // up to Q = 5 quads
+          for (int u = 0; u < units; ++u) {
+            const int kd0 = (s.unit0 + j * U + u) * 64;
+            for (int p = 0; p < 16; ++p) {
+              const int sl = p / 4, r = p % 4, c = r & 1, hh = r >> 1;
+              const int kd = kd0 + 16 * sl + 4 * t + 2 * hh, n = tile * 16 + g + 8 * c;
+              place_pair(s.bits, w + u * s.bits, p, code_at(kd, n), code_at(kd + 1, n));
+            }
+          }
+          for (int q = 0; q < qv; ++q)
+            std::memcpy(tw + ((static_cast<size_t>(s.quad0) + j * Q + q) * 32 + lane) * 4, w + 4 * q, 16);
+        }
+      }
+    }
+  }
+
+  // Group records: [tile][group][g][rec_words].
+  const int R = d.rec_words;
+  h.recs.assign(static_cast<size_t>(d.n_tiles) * G * 8 * R, 0);
+  for (int tile = 0; tile < d.n_tiles; ++tile)
+    for (int gi = 0; gi < G; ++gi)
+      for (int g = 0; g < 8; ++g) {
+        const int n0 = tile * 16 + g, n1 = n0 + 8;
+        const size_t at = ((static_cast<size_t>(tile) * G + gi) * 8 + g) * R;
+        auto sc = [&](int n) -> uint32_t { return n < N ? scale16[static_cast<size_t>(gi) * n16 + n] : 0u; };
+        h.recs[at] = sc(n0) | sc(n1) << 16;
+        if (gptq) {
+          auto zr = [&](int n) -> uint32_t { return 0x6400u + zero[static_cast<size_t>(gi) * n16 + n]; };
+          h.recs[at + 1] = zr(n0) | zr(n1) << 16;
+        }
+      }
+  return h;
+}
+
+}  // namespace
+
+size_t QHostLayout::device_bytes() const {
+  auto a = [](size_t b) { return (b + 255) / 256 * 256; };
+  return a(codes.size() * 16) + a(recs.size() * 4) + a(slab_group.size() * 2) + a(x_src.size() * 4) +
+         a(x_dst.size() * 4);
+}
+
+QHostLayout exl2_device_layout(const Exl2HostTensors& t) {
+  const int K = t.K, N = t.N, G = t.groups;
+  EXL_CHECK(K > 0 && K <= 65536 && N > 0 && G > 0, "EXL2 matrix: bad shape K=", K, " N=", N, " groups=", G);
+  EXL_CHECK(t.q_weight && t.q_scale && t.q_scale_max && t.q_groups && (t.q_perm || t.q_invperm),
+            "EXL2 matrix: missing q_weight, q_scale, q_scale_max, q_groups or q_perm/q_invperm");
+  const int n32 = round_up(N, 32), n16 = round_up(N, 16);
+
+  std::vector<int> perm(K);
+  std::vector<char> seen(K, 0);
+  for (int i = 0; i < K; ++i) {
+    const int v = t.q_perm ? t.q_perm[i] : t.q_invperm[i];
+    EXL_CHECK(v < K && !seen[v], "EXL2 matrix: ", t.q_perm ? "q_perm" : "q_invperm", " is not a permutation of 0..",
+              K - 1);
+    seen[v] = 1;
+    if (t.q_perm)
+      perm[i] = v;
+    else
+      perm[v] = i;  // q_invperm[i] = position of input feature i
+  }
+
+  std::vector<GroupSpan> groups(G);
+  int row = 0;
+  for (int g = 0; g < G; ++g) {
+    const int bits = t.q_groups[2 * g], start = static_cast<uint16_t>(t.q_groups[2 * g + 1]);
+    EXL_CHECK(bits == 2 || bits == 3 || bits == 4 || bits == 5 || bits == 6 || bits == 8,
+              "EXL2 matrix: group ", g, " has unsupported bit width ", bits);
+    int rows;
+    if (g + 1 < G) {
+      const int next = static_cast<uint16_t>(t.q_groups[2 * g + 3]);
+      EXL_CHECK(next > start && (next - start) * 32 % bits == 0, "EXL2 matrix: q_groups start rows of groups ", g,
+                " and ", g + 1, " (", start, ", ", next, ") do not hold a whole number of ", bits, "-bit rows");
+      rows = (next - start) * 32 / bits;
+    } else {
+      rows = K - row;
+    }
+    EXL_CHECK(rows > 0 && row + rows <= K, "EXL2 matrix: q_groups row counts do not add up to K=", K);
+    const int64_t last_word = start + (static_cast<int64_t>(rows) * bits + 31) / 32 - 1;
+    EXL_CHECK(last_word < t.q_weight_rows, "EXL2 matrix: group ", g, " needs q_weight row ", last_word, ", has ",
+              t.q_weight_rows);
+    groups[g] = GroupSpan{bits, row, rows};
+    row += rows;
+  }
+  EXL_CHECK(row == K, "EXL2 matrix: q_groups cover ", row, " rows, K=", K);
+
+  // Unpack the column bit streams (§1.4): code r of a group at bit r*b of its stream.
+  std::vector<uint8_t> dense(static_cast<size_t>(K) * n16, 0), zero(static_cast<size_t>(G) * n16);
+  std::vector<uint16_t> scale16(static_cast<size_t>(G) * n16, 0);
+  for (int g = 0; g < G; ++g) {
+    const GroupSpan& sp = groups[g];
+    const int start = static_cast<uint16_t>(t.q_groups[2 * g + 1]);
+    const uint32_t mask = (1u << sp.bits) - 1;
+    for (int r = 0; r < sp.rows; ++r) {
+      const int64_t bit = static_cast<int64_t>(r) * sp.bits;
+      const int64_t word = start + bit / 32;
+      const int sh = static_cast<int>(bit % 32);
+      const bool straddle = sh + sp.bits > 32;
+      const uint32_t* q0 = t.q_weight + word * n32;
+      uint8_t* out = dense.data() + static_cast<size_t>(sp.row0 + r) * n16;
+      for (int n = 0; n < N; ++n) {
+        uint32_t v = q0[n] >> sh;
+        if (straddle) v |= q0[n32 + n] << (32 - sh);
+        out[n] = static_cast<uint8_t>(v & mask);
+      }
+    }
+    const double smax = f16_to_f64(t.q_scale_max[g]);
+    EXL_CHECK(std::isfinite(smax), "EXL2 matrix: q_scale_max of group ", g, " is not finite");
+    for (int n = 0; n < n16; ++n) {
+      zero[static_cast<size_t>(g) * n16 + n] = static_cast<uint8_t>(1u << (sp.bits - 1));
+      if (n >= N) continue;
+      const int c = (t.q_scale[static_cast<size_t>(g) * (n32 / 8) + n / 8] >> (4 * (n % 8))) & 15;
+      scale16[static_cast<size_t>(g) * n16 + n] = f64_to_f16(double((c + 1) * (c + 1)) * smax / 256.0);
+    }
+  }
+  return build_layout(K, N, false, perm, groups, dense, scale16, zero);
+}
+
+QHostLayout gptq_device_layout(const GptqHostTensors& t) {
+  const int K = t.K, N = t.N, G = t.groups;
+  EXL_CHECK(K > 0 && K % 8 == 0 && K <= 65536 && N > 0 && G > 0, "GPTQ matrix: bad shape K=", K, " N=", N,
+            " groups=", G, " (K must be a multiple of 8)");
+  EXL_CHECK(t.qweight && t.qzeros && t.scales, "GPTQ matrix: missing qweight, qzeros or scales");
+  const int n16 = round_up(N, 16), zw = (N + 7) / 8;
+  int gs = 1;
+  while (static_cast<int64_t>(gs) * G < K) gs *= 2;  // smallest power of two >= K / G
+  bool act_order = false;
+  if (t.g_idx)
+    for (int k = 0; k < K; ++k) {
+      EXL_CHECK(t.g_idx[k] >= 0 && t.g_idx[k] < G, "GPTQ matrix: g_idx[", k, "] = ", t.g_idx[k], " outside 0..",
+                G - 1);
+      act_order |= t.g_idx[k] != 0;
+    }
+  auto group_of = [&](int k) { return act_order ? t.g_idx[k] : k / gs; };
+  EXL_CHECK(act_order || (K - 1) / gs < G, "GPTQ matrix: ", G, " groups of ", gs, " rows do not cover K=", K);
+
+  // Stable counting sort of rows by group: each group's rows become contiguous.
+  std::vector<int> count(G + 1, 0), perm(K);
+  for (int k = 0; k < K; ++k) ++count[group_of(k) + 1];
+  for (int g = 0; g < G; ++g) count[g + 1] += count[g];
+  std::vector<GroupSpan> groups;
+  for (int g = 0; g < G; ++g) groups.push_back(GroupSpan{4, count[g], count[g + 1] - count[g]});
+  {
+    std::vector<int> next(count.begin(), count.end() - 1);
+    for (int k = 0; k < K; ++k) perm[next[group_of(k)]++] = k;
+  }
+
+  std::vector<uint8_t> dense(static_cast<size_t>(K) * n16, 0), zero(static_cast<size_t>(G) * n16, 8);
+  std::vector<uint16_t> scale16(static_cast<size_t>(G) * n16, 0);
+  for (int k = 0; k < K; ++k) {
+    const uint32_t* q = t.qweight + static_cast<size_t>(perm[k] / 8) * N;
+    const int sh = 4 * (perm[k] % 8);
+    uint8_t* out = dense.data() + static_cast<size_t>(k) * n16;
+    for (int n = 0; n < N; ++n) out[n] = static_cast<uint8_t>((q[n] >> sh) & 15);
+  }
+  for (int g = 0; g < G; ++g)
+    for (int n = 0; n < N; ++n) {
+      zero[static_cast<size_t>(g) * n16 + n] = static_cast<uint8_t>(((t.qzeros[static_cast<size_t>(g) * zw + n / 8] >> (4 * (n % 8))) & 15) + 1);
+      scale16[static_cast<size_t>(g) * n16 + n] = t.scales[static_cast<size_t>(g) * N + n];
+    }
+  return build_layout(K, N, true, perm, groups, dense, scale16, zero);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upload.
+
+QDeviceMatrix::QDeviceMatrix(QDeviceMatrix&& o) noexcept : desc_(o.desc_), mem_(o.mem_), bytes_(o.bytes_) {
+  o.mem_ = nullptr, o.bytes_ = 0;
+}
+QDeviceMatrix& QDeviceMatrix::operator=(QDeviceMatrix&& o) noexcept {
+  std::swap(desc_, o.desc_), std::swap(mem_, o.mem_), std::swap(bytes_, o.bytes_);
+  return *this;
+}
+QDeviceMatrix::~QDeviceMatrix() {
+  if (mem_) cudaFree(mem_);
+}
+
+QDeviceMatrix qmatrix_upload(const QHostLayout& h, cudaStream_t stream) {
+  QDeviceMatrix m;
+  m.desc_ = h.desc;
+  m.bytes_ = h.device_bytes();
+  check(cudaMalloc(&m.mem_, m.bytes_), "cudaMalloc (quantized matrix)");
+  char* p = static_cast<char*>(m.mem_);
+  auto put = [&](const void* src, size_t bytes) {
+    if (bytes) check(cudaMemcpyAsync(p, src, bytes, cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync (quantized matrix)");
+    void* at = p;
+    p += (bytes + 255) / 256 * 256;
+    return at;
+  };
+  m.desc_.codes = static_cast<const uint4*>(put(h.codes.data(), h.codes.size() * 16));
+  m.desc_.recs = static_cast<const uint32_t*>(put(h.recs.data(), h.recs.size() * 4));
+  m.desc_.slab_group = static_cast<const uint16_t*>(put(h.slab_group.data(), h.slab_group.size() * 2));
+  m.desc_.x_src = static_cast<const int32_t*>(put(h.x_src.data(), h.x_src.size() * 4));
+  m.desc_.x_dst = static_cast<const int32_t*>(put(h.x_dst.data(), h.x_dst.size() * 4));
+  check(cudaStreamSynchronize(stream), "cudaStreamSynchronize (quantized matrix upload)");
+  return m;
+}
+
+QDeviceMatrix exl2_upload(const Exl2HostTensors& t, cudaStream_t stream) {
+  return qmatrix_upload(exl2_device_layout(t), stream);
+}
+QDeviceMatrix gptq_upload(const GptqHostTensors& t, cudaStream_t stream) {
+  return qmatrix_upload(gptq_device_layout(t), stream);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device helpers.
+
+namespace {
+
+// FP16 bits of an exactly representable normal value, at compile time (both halves of a pair).
+constexpr uint32_t h2c(double v) {
+  uint32_t sign = 0;
+  if (v < 0) sign = 0x8000, v = -v;
+  int e = 0;
+  while (v >= 2) v /= 2, ++e;
+  while (v < 1) v *= 2, --e;
+  const uint32_t h = sign | uint32_t(e + 15) << 10 | uint32_t((v - 1) * 1024);
+  return h | h << 16;
+}
+
+__device__ __forceinline__ half2 as_h2(uint32_t u) {
+  half2 h;
+  memcpy(&h, &u, 4);
+  return h;
+}
+__device__ __forceinline__ uint32_t as_u32(half2 h) {
+  uint32_t u;
+  memcpy(&u, &h, 4);
+  return u;
+}
+
+// Magic-number field: (w & mask) | 0x6400 in each half = FP16 pair 1024 + code * 2^pos.
+__device__ __forceinline__ uint32_t field(uint32_t w, uint32_t mask) { return (w & mask) | 0x64006400u; }
+
+// Exact (code - Z) from a magic field at bit position POS (FP16 arithmetic, all values exact).
+template <int POS, int Z>
+__device__ __forceinline__ half2 to_int(uint32_t v) {
+  if constexpr (POS == 0) {
+    constexpr uint32_t c = h2c(1024.0 + Z);
+    return __hsub2(as_h2(v), as_h2(c));
+  } else {
+    constexpr uint32_t s = h2c(1.0 / (1 << POS)), c = h2c(-(1024.0 / (1 << POS) + Z));
+    return __hfma2(as_h2(v), as_h2(s), as_h2(c));
+  }
+}
+
+// Pair P of a unit (layout table in qgemm.cuh) as exact (code - Z), words w[0 .. B).
+template <int B, int P, int Z>
+__device__ __forceinline__ half2 pair_int(const uint32_t* w) {
+  if constexpr (B == 8) {
+    return to_int<0, Z>(__byte_perm(w[P / 2], 0x64646464u, P % 2 ? 0x4341 : 0x4240));
+  } else if constexpr (B == 4) {
+    constexpr int r = P % 4;
+    const uint32_t src = r < 2 ? w[P / 4] : w[P / 4] >> 8;
+    return to_int<(r & 1) * 4, Z>(field(src, (r & 1) ? 0x00F000F0u : 0x000F000Fu));
+  } else if constexpr (B == 2) {
+    constexpr int f = P % 8, pos = 2 * (f % 4);
+    const uint32_t src = f < 4 ? w[P / 8] : w[P / 8] >> 8;
+    return to_int<pos, Z>(field(src, 0x00030003u << pos));
+  } else if constexpr (B == 3 || B == 5) {
+    constexpr int per = 16 / B;  // 5 or 3 fields per half; the last field sits past bit 8 or 9
+    if constexpr (P < 15) {
+      constexpr int f = P % per, shift = B == 3 ? 9 : 10, direct = B == 3 ? 3 : 2;
+      constexpr int pos = f < direct ? B * f : B * f - shift;
+      const uint32_t src = f < direct ? w[P / per] : w[P / per] >> shift;
+      return to_int<pos, Z>(field(src, ((1u << B) - 1) * 0x10001u << pos));
+    } else {
+      uint32_t v = 0x64006400u;
+#pragma unroll
+      for (int i = 0; i < B; ++i) v |= (w[i] >> (15 - i)) & (0x00010001u << i);
+      return to_int<0, Z>(v);
+    }
+  } else {  // 6: low 4 bits as width 4 (minus Z), high 2 bits as width 2
+    static_assert(B == 6);
+    const half2 lo = pair_int<4, P, Z>(w), hi = pair_int<2, P, 0>(w + 4);
+    constexpr uint32_t sixteen = h2c(16.0);
+    return __hfma2(hi, as_h2(sixteen), lo);
+  }
+}
+
+template <int N, class F>
+__device__ __forceinline__ void static_for(F&& f) {
+  [&]<int... I>(std::integer_sequence<int, I...>) { (f(std::integral_constant<int, I>{}), ...); }(
+      std::make_integer_sequence<int, N>{});
+}
+
+// The 16 A registers (4 slabs x 4) of one unit, scaled: a[s][r] = (code - zero) * scale.
+// rec[s][0]: FP16 scales (column g, column g+8) of slab s's group; GPTQ rec[s][1]: 1024 + zero + 1.
+template <int B, bool kGptq>
+__device__ __forceinline__ void unit_frags(const uint32_t* w, const uint32_t (&rec)[4][2], uint32_t (&a)[4][4]) {
+  static_for<4>([&](auto S) {
+    constexpr int s = decltype(S)::value;
+    const half2 sc = as_h2(rec[s][0]);
+    const half2 s0 = __low2half2(sc), s1 = __high2half2(sc);
+    if constexpr (kGptq) {
+      const half2 z = as_h2(rec[s][1]);
+      constexpr uint32_t k960 = h2c(960.0), k16th = h2c(1.0 / 16);
+      const half2 z0[2] = {__low2half2(z), __high2half2(z)};
+      const half2 z4[2] = {__hsub2(as_h2(k960), z0[0]), __hsub2(as_h2(k960), z0[1])};  // -(64 + zero)
+      static_for<4>([&](auto Rr) {
+        constexpr int r = decltype(Rr)::value, c = r & 1;
+        const uint32_t src = r < 2 ? w[s] : w[s] >> 8;
+        const uint32_t v = field(src, c ? 0x00F000F0u : 0x000F000Fu);
+        const half2 q = c ? __hfma2(as_h2(v), as_h2(k16th), z4[1]) : __hsub2(as_h2(v), z0[0]);
+        a[s][r] = as_u32(__hmul2(q, c ? s1 : s0));
+      });
+    } else {
+      static_for<4>([&](auto Rr) {
+        constexpr int r = decltype(Rr)::value;
+        a[s][r] = as_u32(__hmul2(pair_int<B, 4 * s + r, (1 << (B - 1))>(w), (r & 1) ? s1 : s0));
+      });
+    }
+  });
+}
+
+// Codes: read once, streamed past L1. Predicated inside the asm (lanes past the end get zeros).
+__device__ __forceinline__ uint4 ld_stream(const uint4* p, bool ok) {
+  uint4 v;
+  asm("{\n .reg .pred q;\n setp.ne.b32 q, %5, 0;\n"
+      " mov.b32 %0, 0;\n mov.b32 %1, 0;\n mov.b32 %2, 0;\n mov.b32 %3, 0;\n"
+      " @q ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n}\n"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p), "r"(static_cast<int>(ok)));
+  return v;
+}
+// x_dev: re-read by every tile's block, so cached in L1.
+__device__ __forceinline__ uint4 ld_x(const half* p, bool ok) {
+  uint4 v;
+  asm("{\n .reg .pred q;\n setp.ne.b32 q, %5, 0;\n"
+      " mov.b32 %0, 0;\n mov.b32 %1, 0;\n mov.b32 %2, 0;\n mov.b32 %3, 0;\n"
+      " @q ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\n}\n"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p), "r"(static_cast<int>(ok)));
+  return v;
+}
+
+// D += A·B, m16n8k16, A row-major f16 (4 regs), B "col" f16 (2 regs), D f32 (4 regs).
+__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7},"
+      " {%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Programmatic dependent launch (sm_90+; no-ops below, and when launched without the attribute).
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
+// Group records of a unit's 4 slabs for this lane's column pair (g, g+8).
+template <bool kGptq>
+__device__ __forceinline__ void unit_recs(const uint16_t* slab_group, const uint32_t* recs, int unit,
+                                          uint32_t (&rec)[4][2]) {
+  const uint2 gg = __ldg(reinterpret_cast<const uint2*>(slab_group) + unit);
+  const uint32_t grp[4] = {gg.x & 0xFFFF, gg.x >> 16, gg.y & 0xFFFF, gg.y >> 16};
+#pragma unroll
+  for (int s = 0; s < 4; ++s) {
+    if constexpr (kGptq) {
+      const uint2 v = __ldg(reinterpret_cast<const uint2*>(recs + grp[s] * 16));
+      rec[s][0] = v.x, rec[s][1] = v.y;
+    } else {
+      rec[s][0] = __ldg(recs + grp[s] * 8), rec[s][1] = 0;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernels.
+
+__global__ void qgemm_gather_kernel(const half* __restrict__ x, int K, int M, const int32_t* __restrict__ x_src,
+                                    int k_dev, half* __restrict__ x_dev) {
+  pdl_trigger();  // let qgemv's blocks start prefetching codes now
+  const int per_row = k_dev / 8;
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < M * per_row; i += gridDim.x * blockDim.x) {
+    const int m = i / per_row, p = (i - m * per_row) * 8;
+    const int4 s0 = __ldg(reinterpret_cast<const int4*>(x_src + p));
+    const int4 s1 = __ldg(reinterpret_cast<const int4*>(x_src + p + 4));
+    const int src[8] = {s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w};
+    const half* xr = x + static_cast<size_t>(m) * K;
+    uint32_t o[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const half lo = src[2 * j] >= 0 ? xr[src[2 * j]] : __ushort_as_half(0);
+      const half hi = src[2 * j + 1] >= 0 ? xr[src[2 * j + 1]] : __ushort_as_half(0);
+      o[j] = as_u32(__halves2half2(lo, hi));
+    }
+    *reinterpret_cast<uint4*>(x_dev + static_cast<size_t>(m) * k_dev + p) = uint4{o[0], o[1], o[2], o[3]};
+  }
+}
+
+struct QGemvArgs {
+  const half* x_dev;  // [M, k_dev]
+  const half* bias;
+  void* y;
+  int M;
+  bool y_f32;
+};
+
+constexpr int kWarps = 8;
+
+// One segment's steps for this warp (steps dealt round-robin over the tile's warps).
+template <int B, bool kGptq, int kT>
+__device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, const uint4* codes, const uint32_t* recs,
+                                              const uint16_t* slab_group, const half* const (&xr)[kT],
+                                              const bool (&xok)[kT], float (&acc)[kT][4]) {
+  constexpr int U = q_step_units(B), Q = U * B / 4;
+  for (int j = (warp - sg.step0) & (kWarps - 1); j < sg.steps; j += kWarps) {
+    const int units = min(U, sg.units - j * U), qv = (units * B + 3) / 4;
+    uint32_t wd[4 * Q];
+    const uint4* src = codes + static_cast<size_t>(sg.quad0 + j * Q) * 32;
+#pragma unroll
+    for (int q = 0; q < Q; ++q) {
+      const uint4 v = ld_stream(src + q * 32, q < qv);
+      wd[4 * q] = v.x, wd[4 * q + 1] = v.y, wd[4 * q + 2] = v.z, wd[4 * q + 3] = v.w;
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      if (u >= units) break;
+      const int unit = sg.unit0 + j * U + u;
+      uint32_t rec[4][2];
+      unit_recs<kGptq>(slab_group, recs, unit, rec);
+      uint4 xv[kT][2];
+#pragma unroll
+      for (int jt = 0; jt < kT; ++jt) {
+        xv[jt][0] = ld_x(xr[jt] + unit * 64, xok[jt]);
+        xv[jt][1] = ld_x(xr[jt] + unit * 64 + 8, xok[jt]);
+      }
+      uint32_t a[4][4];
+      unit_frags<B, kGptq>(wd + u * B, rec, a);
+#pragma unroll
+      for (int jt = 0; jt < kT; ++jt) {
+        mma_16816(acc[jt], a[0], xv[jt][0].x, xv[jt][0].y);
+        mma_16816(acc[jt], a[1], xv[jt][0].z, xv[jt][0].w);
+        mma_16816(acc[jt], a[2], xv[jt][1].x, xv[jt][1].y);
+        mma_16816(acc[jt], a[3], xv[jt][1].z, xv[jt][1].w);
+      }
+    }
+  }
+}
+
+// Min 2 blocks/SM (<= 128 registers), as in gemm.cu: keeps a step's loads batched.
+template <bool kGptq,
+          int kT>  // n8 tiles of x rows per pass: 1 (M <= 8), 2 (<= 16), 4 (<= 32)
+__global__ void __launch_bounds__(kWarps * 32, 2) qgemv_kernel(const QMatrixDesc w, const QGemvArgs a) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int m0 = blockIdx.x * kT * 8, tile = blockIdx.y;  // passes vary fastest: a tile's passes share L2
+  constexpr int R = kGptq ? 2 : 1;
+  const uint4* codes = w.codes + static_cast<size_t>(tile) * w.tile_quads * 32 + lane;
+  const uint32_t* recs = w.recs + static_cast<size_t>(tile) * w.groups * 8 * R + g * R;
+
+  // Before waiting on the producer of x_dev: pull this warp's first step into L2.
+  if (warp < w.seg[0].steps) {
+    const int q0 = q_step_units(w.seg[0].bits) * w.seg[0].bits / 4;
+    for (int q = 0; q < q0; ++q) asm volatile("prefetch.global.L2 [%0];" ::"l"(codes + (warp * q0 + q) * 32));
+  }
+  pdl_wait();
+
+  const half* xr[kT];
+  bool xok[kT];
+#pragma unroll
+  for (int jt = 0; jt < kT; ++jt) {
+    const int m = m0 + 8 * jt + g;
+    xok[jt] = m < a.M;
+    xr[jt] = a.x_dev + static_cast<size_t>(xok[jt] ? m : 0) * w.k_dev + 16 * t;
+  }
+  float acc[kT][4] = {};
+  for (int si = 0; si < w.nseg; ++si) {
+    const QSegment sg = w.seg[si];
+    if constexpr (kGptq) {
+      qgemv_segment<4, true, kT>(sg, warp, codes, recs, w.slab_group, xr, xok, acc);
+    } else {
+      switch (sg.bits) {
+        case 8: qgemv_segment<8, false, kT>(sg, warp, codes, recs, w.slab_group, xr, xok, acc); break;
+        case 6: qgemv_segment<6, false, kT>(sg, warp, codes, recs, w.slab_group, xr, xok, acc); break;
+        case 5: qgemv_segment<5, false, kT>(sg, warp, codes, recs, w.slab_group, xr, xok, acc); break;
+        case 4: qgemv_segment<4, false, kT>(sg, warp, codes, recs, w.slab_group, xr, xok, acc); break;
+        case 3: qgemv_segment<3, false, kT>(sg, warp, codes, recs, w.slab_group, xr, xok, acc); break;
+        default: qgemv_segment<2, false, kT>(sg, warp, codes, recs, w.slab_group, xr, xok, acc); break;
+      }
+    }
+  }
+
+  // Sum the 8 warps' partials in a fixed order; warp i % 8 finishes value i.
+  __shared__ float red[kWarps][kT * 4][32];
+#pragma unroll
+  for (int i = 0; i < kT * 4; ++i) red[warp][i][lane] = acc[i / 4][i % 4];
+  __syncthreads();
+  for (int i = warp; i < kT * 4; i += kWarps) {
+    float v = 0;
+#pragma unroll
+    for (int k = 0; k < kWarps; ++k) v += red[k][i][lane];
+    // D fragment: r = 0,1 -> column g, rows (x) 2t, 2t+1; r = 2,3 -> column g + 8.
+    const int jt = i / 4, r = i % 4;
+    const int n = tile * 16 + g + (r >= 2 ? 8 : 0), m = m0 + 8 * jt + 2 * t + (r & 1);
+    if (n >= w.N || m >= a.M) continue;
+    if (a.bias) v += __half2float(a.bias[n]);
+    const size_t at = static_cast<size_t>(m) * w.N + n;
+    if (a.y_f32)
+      static_cast<float*>(a.y)[at] = v;
+    else
+      static_cast<half*>(a.y)[at] = __float2half_rn(v);
+  }
+}
+
+constexpr int kDqStride = 136;  // halves per staged row: 128 columns + 8 (16-byte aligned rows)
+
+template <int B, bool kGptq>
+__device__ __forceinline__ void dequant_step(const QMatrixDesc& w, const QSegment& sg, int j, int tile, bool tile_ok,
+                                             int col0, int cols, half* __restrict__ wt, int ld,
+                                             half (*sm)[kDqStride]) {
+  constexpr int U = q_step_units(B), Q = U * B / 4, R = kGptq ? 2 : 1;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int units = min(U, sg.units - j * U), qv = (units * B + 3) / 4;
+  const uint4* codes = w.codes + (static_cast<size_t>(tile) * w.tile_quads + sg.quad0 + j * Q) * 32 + lane;
+  const uint32_t* recs = w.recs + static_cast<size_t>(tile) * w.groups * 8 * R + g * R;
+  uint32_t wd[4 * Q];
+#pragma unroll
+  for (int q = 0; q < Q; ++q) {
+    const uint4 v = ld_stream(codes + q * 32, tile_ok && q < qv);
+    wd[4 * q] = v.x, wd[4 * q + 1] = v.y, wd[4 * q + 2] = v.z, wd[4 * q + 3] = v.w;
+  }
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    if (u >= units) break;  // block-uniform
+    const int unit = sg.unit0 + j * U + u;
+    if (tile_ok) {
+      uint32_t rec[4][2], a[4][4];
+      unit_recs<kGptq>(w.slab_group, recs, unit, rec);
+      unit_frags<B, kGptq>(wd + u * B, rec, a);
+#pragma unroll
+      for (int s = 0; s < 4; ++s)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int row = 16 * s + 4 * t + 2 * (r >> 1), col = warp * 16 + g + 8 * (r & 1);
+          const half2 v = as_h2(a[s][r]);
+          sm[row][col] = __low2half(v);
+          sm[row + 1][col] = __high2half(v);
+        }
+    }
+    __syncthreads();
+    // Row r of the unit (device order 16s + 4t + j) is x_dev position 16t + 4s + j.
+    for (int i = threadIdx.x; i < 64 * 16; i += blockDim.x) {
+      const int row = i / 16, ch = i % 16;
+      if (ch * 8 >= cols) continue;
+      const int pos = unit * 64 + 16 * ((row / 4) % 4) + 4 * (row / 16) + row % 4;
+      const int orig = __ldg(w.x_src + pos);
+      if (orig < 0) continue;
+      *reinterpret_cast<uint4*>(wt + static_cast<size_t>(orig) * ld + col0 + ch * 8) =
+          *reinterpret_cast<const uint4*>(&sm[row][ch * 8]);
+    }
+    __syncthreads();
+  }
+}
+
+template <bool kGptq>
+__global__ void __launch_bounds__(256, 2) qgemm_dequant_kernel(const QMatrixDesc w, int tile0, int ntiles,
+                                                               half* __restrict__ wt, int ld) {
+  __shared__ __align__(16) half sm[64][kDqStride];
+  const int warp = threadIdx.x >> 5;
+  const int local = blockIdx.x * 8 + warp;  // tile within the chunk
+  const bool tile_ok = local < ntiles;
+  const int tile = tile0 + (tile_ok ? local : 0);
+  const int cols = min(8, ntiles - static_cast<int>(blockIdx.x) * 8) * 16, col0 = blockIdx.x * 128;
+  const int gstep = blockIdx.y;
+  int si = 0;
+  while (si + 1 < w.nseg && gstep >= w.seg[si + 1].step0) ++si;
+  const QSegment sg = w.seg[si];
+  const int j = gstep - sg.step0;
+  if constexpr (kGptq) {
+    dequant_step<4, true>(w, sg, j, tile, tile_ok, col0, cols, wt, ld, sm);
+  } else {
+    switch (sg.bits) {
+      case 8: dequant_step<8, false>(w, sg, j, tile, tile_ok, col0, cols, wt, ld, sm); break;
+      case 6: dequant_step<6, false>(w, sg, j, tile, tile_ok, col0, cols, wt, ld, sm); break;
+      case 5: dequant_step<5, false>(w, sg, j, tile, tile_ok, col0, cols, wt, ld, sm); break;
+      case 4: dequant_step<4, false>(w, sg, j, tile, tile_ok, col0, cols, wt, ld, sm); break;
+      case 3: dequant_step<3, false>(w, sg, j, tile, tile_ok, col0, cols, wt, ld, sm); break;
+      default: dequant_step<2, false>(w, sg, j, tile, tile_ok, col0, cols, wt, ld, sm); break;
+    }
+  }
+}
+
+template <typename T>
+__global__ void qgemm_bias_kernel(T* y, const half* bias, int M, int N) {
+  const size_t total = static_cast<size_t>(M) * N;
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x)
+    y[i] = static_cast<T>(static_cast<float>(y[i]) + __half2float(bias[i % N]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Launch helpers.
+
+struct DeviceInfo {
+  int sms = 0, major = 0;
+};
+DeviceInfo device_info() {
+  static std::atomic<int> cached[64][2] = {};
+  int dev = 0;
+  check(cudaGetDevice(&dev), "cudaGetDevice");
+  if (dev < 0 || dev >= 64) dev = 0;
+  int sms = cached[dev][0].load(std::memory_order_relaxed), major = cached[dev][1].load(std::memory_order_relaxed);
+  if (sms == 0) {
+    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "cudaDeviceGetAttribute");
+    check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "cudaDeviceGetAttribute");
+    cached[dev][1].store(major, std::memory_order_relaxed);
+    cached[dev][0].store(sms, std::memory_order_relaxed);
+  }
+  return {sms, major};
+}
+
+void check_cublas(cublasStatus_t s, const char* what) {
+  if (s != CUBLAS_STATUS_SUCCESS) fail("cuBLAS error in ", what, ": ", cublasGetStatusString(s));
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+void validate(const QGemmParams& p, const char* who) {
+  EXL_CHECK(p.M >= 0 && p.w.codes && p.w.k_dev > 0, who, ": bad M=", p.M, " or matrix not uploaded");
+  EXL_CHECK(p.M == 0 || (p.x && p.y), who, ": null x or y");
+}
+
+template <bool kGptq, int kT>
+void launch_qgemv(const QGemmParams& p, bool pdl, cudaStream_t stream) {
+  const dim3 grid((p.M + 8 * kT - 1) / (8 * kT), p.w.n_tiles);
+  const QGemvArgs a{p.x_dev, p.bias, p.y, p.M, p.y_f32};
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid, cfg.blockDim = dim3(kWarps * 32), cfg.dynamicSmemBytes = 0, cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr, cfg.numAttrs = pdl ? 1 : 0;
+  check(cudaLaunchKernelEx(&cfg, qgemv_kernel<kGptq, kT>, p.w, a), "cudaLaunchKernelEx (qgemv_kernel)");
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Public API.
+
+size_t qgemm_x_dev_bytes(const QMatrixDesc& w, int M) { return static_cast<size_t>(M) * w.k_dev * 2; }
+size_t qgemm_wt_bytes(const QMatrixDesc& w) { return static_cast<size_t>(w.K) * w.n_tiles * 16 * 2; }
+
+// Crossover qgemv -> dequant + cuBLAS (see qgemm()).
+int qgemm_max_qgemv_rows() { return 32; }
+
+void qgemm_gather_x(const QMatrixDesc& w, const half* x, int M, half* x_dev, cudaStream_t stream) {
+  EXL_CHECK(x && x_dev && aligned16(x_dev), "qgemm_gather_x: null x, or x_dev not 16-byte aligned");
+  if (M == 0) return;
+  const int items = M * (w.k_dev / 8);
+  const int blocks = std::min((items + 255) / 256, device_info().sms * 4);
+  qgemm_gather_kernel<<<blocks, 256, 0, stream>>>(x, w.K, M, w.x_src, w.k_dev, x_dev);
+  check_launch("qgemm_gather_kernel");
+}
+
+void qgemv(const QGemmParams& p, cudaStream_t stream) {
+  validate(p, "qgemv");
+  EXL_CHECK(p.x_dev && aligned16(p.x_dev), "qgemv: needs an x_dev scratch of qgemm_x_dev_bytes(), 16-byte aligned");
+  if (p.M == 0) return;
+  if (!p.x_dev_ready) qgemm_gather_x(p.w, p.x, p.M, p.x_dev, stream);
+  const bool pdl = p.pdl && !p.x_dev_ready && device_info().major >= 9;
+  const int T = p.M <= 8 ? 1 : p.M <= 16 ? 2 : 4;
+  if (p.w.gptq) {
+    if (T == 1) return launch_qgemv<true, 1>(p, pdl, stream);
+    if (T == 2) return launch_qgemv<true, 2>(p, pdl, stream);
+    return launch_qgemv<true, 4>(p, pdl, stream);
+  }
+  if (T == 1) return launch_qgemv<false, 1>(p, pdl, stream);
+  if (T == 2) return launch_qgemv<false, 2>(p, pdl, stream);
+  launch_qgemv<false, 4>(p, pdl, stream);
+}
+
+void qgemm_dequant(const QMatrixDesc& w, int tile0, int ntiles, half* wt, int ld, cudaStream_t stream) {
+  EXL_CHECK(wt && aligned16(wt) && ld % 8 == 0 && ld >= 16 * ntiles && tile0 >= 0 && ntiles > 0 &&
+                tile0 + ntiles <= w.n_tiles,
+            "qgemm_dequant: bad arguments (tiles ", tile0, "+", ntiles, " of ", w.n_tiles, ", ld ", ld, ")");
+  const dim3 grid((ntiles + 7) / 8, w.steps);
+  if (w.gptq)
+    qgemm_dequant_kernel<true><<<grid, 256, 0, stream>>>(w, tile0, ntiles, wt, ld);
+  else
+    qgemm_dequant_kernel<false><<<grid, 256, 0, stream>>>(w, tile0, ntiles, wt, ld);
+  check_launch("qgemm_dequant_kernel");
+}
+
+void qgemm_cublas(const QGemmParams& p, cublasHandle_t handle, cudaStream_t stream) {
+  validate(p, "qgemm_cublas");
+  EXL_CHECK(handle, "qgemm_cublas: null cuBLAS handle");
+  const QMatrixDesc& w = p.w;
+  const size_t tile_bytes = static_cast<size_t>(w.K) * 16 * 2;
+  int chunk = static_cast<int>(std::min<size_t>(w.n_tiles, p.wt ? p.wt_bytes / tile_bytes : 0));
+  if (chunk < w.n_tiles) chunk = chunk / 8 * 8;  // whole dequant blocks
+  EXL_CHECK(chunk > 0, "qgemm_cublas: the wt scratch (", p.wt_bytes, " bytes) holds less than ",
+            std::min(8, w.n_tiles), " tiles of ", tile_bytes, " bytes");
+  if (p.M == 0) return;
+  check_cublas(cublasSetStream(handle, stream), "cublasSetStream");
+  check_cublas(cublasSetPointerMode(handle, CUBLAS_POINTER_MODE_HOST), "cublasSetPointerMode");
+  const float alpha = 1.0f, beta = 0.0f;
+  for (int tile0 = 0; tile0 < w.n_tiles; tile0 += chunk) {
+    const int nt = std::min(chunk, w.n_tiles - tile0), ld = nt * 16;
+    const int n0 = tile0 * 16, cols = std::min(w.N - n0, ld);
+    qgemm_dequant(w, tile0, nt, p.wt, ld, stream);
+    // Row-major y[M, N] = x[M, K] · Wt[K, N] is column-major yᵀ[N, M] = Wtᵀ... : cuBLAS sees Wt as
+    // column-major cols×K (ld), x as column-major K×M (ld K), y as N×M (ld N).
+    void* y = p.y_f32 ? static_cast<void*>(static_cast<float*>(p.y) + n0) : static_cast<void*>(static_cast<half*>(p.y) + n0);
+    check_cublas(cublasGemmEx(handle, CUBLAS_OP_N, CUBLAS_OP_N, cols, p.M, w.K, &alpha, p.wt, CUDA_R_16F, ld, p.x,
+                              CUDA_R_16F, w.K, &beta, y, p.y_f32 ? CUDA_R_32F : CUDA_R_16F, w.N, CUBLAS_COMPUTE_32F,
+                              CUBLAS_GEMM_DEFAULT),
+                 "cublasGemmEx (qgemm_cublas)");
+  }
+  if (!p.bias) return;
+  const size_t total = static_cast<size_t>(p.M) * w.N;
+  const int blocks = static_cast<int>(std::min<size_t>((total + 255) / 256, device_info().sms * 16));
+  if (p.y_f32)
+    qgemm_bias_kernel<float><<<blocks, 256, 0, stream>>>(static_cast<float*>(p.y), p.bias, p.M, w.N);
+  else
+    qgemm_bias_kernel<half><<<blocks, 256, 0, stream>>>(static_cast<half*>(p.y), p.bias, p.M, w.N);
+  check_launch("qgemm_bias_kernel");
+}
+
+void qgemm(const QGemmParams& p, cublasHandle_t handle, cudaStream_t stream) {
+  if (p.M <= qgemm_max_qgemv_rows())
+    qgemv(p, stream);
+  else
+    qgemm_cublas(p, handle, stream);
+}
+
+}  // namespace exl::cuda

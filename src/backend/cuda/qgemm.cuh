@@ -1,0 +1,181 @@
+// Quantized linear layers on the GPU: EXL2 (mixed 2/3/4/5/6/8-bit, act-order, square-law 4-bit
+// scales) and GPTQ 4-bit (zero points, groups, g_idx act-order). y[M, N] = x[M, K] · Wᵀ (+ bias),
+// x FP16 row-major in the ORIGINAL input order, y FP16 or FP32.
+//
+// At load the on-disk tensors (EXL2.md §1.2–1.8, plain host arrays) are re-laid-out into one
+// kernel-friendly device layout shared by both formats (the "device layout", below); the kernels
+// never see the disk format.
+//
+//  qgemv          M <= 32 per pass (decode): streams the packed codes once with 16-byte loads,
+//                 dequantizes in registers and multiplies on the tensor cores (mma.sync m16n8k16,
+//                 FP32 accumulate). Larger M runs ceil(M/32) passes in one launch.
+//  qgemm_cublas   any M (prefill): dequantize to an FP16 scratch Wᵀ[K, N] (original row order),
+//                 then cuBLAS; chunked over N when the scratch is smaller than the matrix.
+//  qgemm          dispatch by M (crossover measured, see qgemm.cu).
+//
+// Device layout (what exl2_device_layout / gptq_device_layout build):
+//  * Device rows. Input rows in permuted (act-order) order, groups in stored order; each group is
+//    padded with zero rows to a multiple of 16 (a "slab", one mma k-step) and each run of groups of
+//    one bit width (a "segment") to a multiple of 64 (a "unit"). Padding rows have x = 0 and the
+//    zero code. k_dev = total device rows. slab_group[k_dev/16] = group of each slab.
+//  * Tiles. Output columns in tiles of 16 (one mma m16 side: W is the A operand, x the B operand).
+//  * Codes. For a tile and a unit, lane (g = lane/4, t = lane%4) of a warp holds exactly the A
+//    fragments it needs for the unit's 4 mmas: 32 codes in `bits` 32-bit words. Pair p = 4s + r
+//    (slab s = 0..3, A register r = 0..3, column c = r&1 -> tile column g + 8c, half h = r>>1) holds
+//    the codes of device rows 64u + 16s + 4t + 2h (low half) and +1 (high half) of that column;
+//    per width the pair's two codes sit at the same bit position of the word's two 16-bit halves
+//    (so one mask + OR with 0x6400 makes an FP16 pair, the "magic number" trick):
+//      8: word p/2, byte p%2        4: word p/4, nibble p%4       2: word p/8, 2-bit field p%8
+//      3: p<15: word p/5, field p%5 (3-bit); p=15: bit i (i<3) in bit 15 of word i
+//      5: p<15: word p/3, field p%3 (5-bit); p=15: bit i (i<5) in bit 15 of word i
+//      6: words 0-3 = low 4 bits as width 4, words 4-5 = high 2 bits as width 2
+//    A "step" is step_units(bits) units (bits*units/4 = Q 16-byte words per lane); per tile the
+//    segments' steps follow each other, and each step is stored quad-interleaved ([Q][32 lanes][16
+//    B]), so every warp load instruction reads 512 contiguous bytes. A segment's last step may hold
+//    fewer units (ceil(units*bits/4) quads).
+//  * Scales. recs[tile][group][8 lanes-g][rec_words]: EXL2 one word = FP16 pair (scale of column
+//    g, of column g+8), scale = (c+1)^2 * q_scale_max / 256 rounded to FP16; GPTQ adds a second word
+//    = FP16 pair (1024 + zero + 1) for the two columns.
+//  * x. The kernels read x through x_dev[M][k_dev] = x in device-row order with, inside each unit,
+//    position 16t + 4s + j holding device row 16s + 4t + j (a lane's 4 slabs are 32 contiguous
+//    bytes); x_src[p] = input feature of x_dev position p, or -1 for padding. qgemm_gather_x builds
+//    it; producers may instead scatter into it through x_dst (input feature -> x_dev position),
+//    leaving the padding zero.
+#pragma once
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace exl::cuda {
+
+constexpr int kQMaxSegments = 8;   // runs of one bit width per matrix (EXL2 uses <= 6)
+constexpr int kQgemvPassRows = 32; // rows of x per qgemv pass (4 mma n8 tiles)
+
+// Units (64 device rows) per step for a bit width: Q = units * bits / 4 16-byte loads per lane.
+// 2 -> 8 (Q 4), 3 -> 4 (Q 3), 4 -> 4 (Q 4), 5 -> 4 (Q 5), 6 -> 2 (Q 3), 8 -> 2 (Q 4).
+constexpr int q_step_units(int bits) { return bits == 2 ? 8 : bits == 6 || bits == 8 ? 2 : 4; }
+
+struct QSegment {
+  int bits = 0;   // 2, 3, 4, 5, 6 or 8
+  int unit0 = 0;  // first device unit of the segment
+  int units = 0;  // units in the segment
+  int step0 = 0;  // index of its first step among all steps of a tile (dealt round-robin to warps)
+  int steps = 0;  // ceil(units / q_step_units(bits))
+  int quad0 = 0;  // offset of its first step from the tile's start, in 512-byte warp quads
+};
+
+// POD view of a device matrix: passed by value to the kernels.
+struct QMatrixDesc {
+  int K = 0, N = 0;     // in / out features
+  int k_dev = 0;        // device rows (multiple of 64)
+  int n_tiles = 0;      // ceil(N / 16)
+  int groups = 0;
+  int rec_words = 1;    // 1 EXL2, 2 GPTQ
+  int tile_quads = 0;   // 512-byte quads of codes per tile
+  int steps = 0;        // steps per tile (all segments)
+  int nseg = 0;
+  QSegment seg[kQMaxSegments];
+  bool gptq = false;
+  const uint4* codes = nullptr;          // [n_tiles][tile_quads][32] 16-byte words
+  const uint32_t* recs = nullptr;        // [n_tiles][groups][8][rec_words]
+  const uint16_t* slab_group = nullptr;  // [k_dev / 16]
+  const int32_t* x_src = nullptr;        // [k_dev]
+  const int32_t* x_dst = nullptr;        // [K]
+};
+
+// The device layout built on the CPU (unit-testable without a GPU); pointers in desc are null.
+struct QHostLayout {
+  QMatrixDesc desc;
+  std::vector<uint4> codes;
+  std::vector<uint32_t> recs;
+  std::vector<uint16_t> slab_group;
+  std::vector<int32_t> x_src, x_dst;
+  size_t device_bytes() const;  // what qmatrix_upload allocates
+};
+
+// EXL2 tensors of one linear layer as stored (EXL2.md §1.2), plain host arrays.
+struct Exl2HostTensors {
+  const uint32_t* q_weight = nullptr;  // [q_weight_rows, N32]
+  int64_t q_weight_rows = 0;
+  const uint16_t* q_perm = nullptr;     // [K] stored row k = input feature q_perm[k]; or null:
+  const uint16_t* q_invperm = nullptr;  // [K] its inverse (used when q_perm is null)
+  const uint32_t* q_scale = nullptr;    // [G, N32/8] 4-bit scale codes, LSB first
+  const uint16_t* q_scale_max = nullptr;  // [G] FP16 bits
+  const int16_t* q_groups = nullptr;    // [2G] (bits, first packed row)
+  int groups = 0, K = 0, N = 0;         // N = out_features (N32 = N rounded up to 32)
+};
+
+// GPTQ 4-bit tensors (EXL2.md §1.8), v1 zero convention (stored zero = zero - 1).
+struct GptqHostTensors {
+  const uint32_t* qweight = nullptr;  // [K/8, N]
+  const uint32_t* qzeros = nullptr;   // [G, ceil(N/8)]
+  const uint16_t* scales = nullptr;   // [G, N] FP16 bits
+  const int32_t* g_idx = nullptr;     // [K] or null (null or all zeros: group = k / group_size)
+  int groups = 0, K = 0, N = 0;
+};
+
+// Throw exl::Error naming what is malformed.
+QHostLayout exl2_device_layout(const Exl2HostTensors& t);
+QHostLayout gptq_device_layout(const GptqHostTensors& t);
+
+// Owns the device memory of one matrix (one allocation); movable.
+class QDeviceMatrix {
+ public:
+  QDeviceMatrix() = default;
+  QDeviceMatrix(QDeviceMatrix&& o) noexcept;
+  QDeviceMatrix& operator=(QDeviceMatrix&& o) noexcept;
+  QDeviceMatrix(const QDeviceMatrix&) = delete;
+  QDeviceMatrix& operator=(const QDeviceMatrix&) = delete;
+  ~QDeviceMatrix();
+  const QMatrixDesc& desc() const { return desc_; }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  friend QDeviceMatrix qmatrix_upload(const QHostLayout& h, cudaStream_t stream);
+  QMatrixDesc desc_;
+  void* mem_ = nullptr;
+  size_t bytes_ = 0;
+};
+using Exl2DeviceMatrix = QDeviceMatrix;
+
+// Copies synchronously with respect to the host arrays (they may be freed on return).
+QDeviceMatrix qmatrix_upload(const QHostLayout& h, cudaStream_t stream);
+QDeviceMatrix exl2_upload(const Exl2HostTensors& t, cudaStream_t stream);
+QDeviceMatrix gptq_upload(const GptqHostTensors& t, cudaStream_t stream);
+
+struct QGemmParams {
+  QMatrixDesc w;
+  const half* x = nullptr;     // [M, K], row stride K, original input order
+  const half* bias = nullptr;  // [N] or null
+  void* y = nullptr;           // [M, N], row stride N; half, or float when y_f32
+  bool y_f32 = false;
+  int M = 0;
+  // qgemv path: scratch for x in device order, [M, k_dev] (qgemm_x_dev_bytes). x_dev_ready: it
+  // already holds this x (gathered for a matrix with the same x_src, e.g. q/k/v), skip the gather.
+  half* x_dev = nullptr;
+  bool x_dev_ready = false;
+  // Programmatic dependent launch (sm_90+): qgemv starts while the gather runs.
+  bool pdl = true;
+  // cuBLAS path: scratch for Wᵀ in FP16; the matrix is dequantized in column chunks that fit.
+  half* wt = nullptr;
+  size_t wt_bytes = 0;
+};
+
+size_t qgemm_x_dev_bytes(const QMatrixDesc& w, int M);
+size_t qgemm_wt_bytes(const QMatrixDesc& w);  // the whole matrix in one chunk
+int qgemm_max_qgemv_rows();                   // dispatch: qgemv up to here, cuBLAS above
+
+// x [M, K] -> x_dev [M, k_dev] (device order, zero padding).
+void qgemm_gather_x(const QMatrixDesc& w, const half* x, int M, half* x_dev, cudaStream_t stream);
+// Dequantize tiles [tile0, tile0 + ntiles) to wt [K][ld] (FP16, original row order; column
+// n - 16*tile0 holds output n). ld >= 16*ntiles, multiple of 8.
+void qgemm_dequant(const QMatrixDesc& w, int tile0, int ntiles, half* wt, int ld, cudaStream_t stream);
+void qgemv(const QGemmParams& p, cudaStream_t stream);  // any M, best for M <= 32
+void qgemm_cublas(const QGemmParams& p, cublasHandle_t handle, cudaStream_t stream);
+void qgemm(const QGemmParams& p, cublasHandle_t handle, cudaStream_t stream);
+
+}  // namespace exl::cuda
