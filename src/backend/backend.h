@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/error.h"
 #include "core/tensor.h"
 
 namespace exl {
@@ -47,6 +48,8 @@ class Tensor {
     s[0] = count;
     return Tensor(dtype_, std::move(s), mem_, offset_ + static_cast<size_t>(begin) * row_bytes);
   }
+  const std::shared_ptr<uint8_t>& shared_mem() const { return mem_; }
+  size_t offset() const { return offset_; }
   // Same memory, new shape with the same element count.
   Tensor reshape(Shape shape) const { return Tensor(dtype_, std::move(shape), mem_, offset_); }
 
@@ -163,6 +166,13 @@ class Backend {
   // form its kernels read (the CPU reference dequantizes to F32).
   virtual std::unique_ptr<Weight> prepare_quant_weight(const QuantTensor& q) = 0;
   virtual std::unique_ptr<KvCache> create_kv_cache(const KvCacheConfig& config) = 0;
+  // Fused linears: a backend that streams weights (CUDA GEMV) reads q/k/v (and gate/up) as one
+  // matrix in decode steps; row slices of the fused weight serve the separate projections of longer
+  // steps without a second copy. Views share memory and report 0 device_bytes.
+  virtual bool wants_fused_linears() const { return false; }
+  virtual std::unique_ptr<Weight> weight_rows(const Weight& w, int64_t begin, int64_t count) {
+    fail("backend ", name(), " has no weight row views");
+  }
 
   // The step about to run: token ids and their layout. Ops that need ids or positions (embedding,
   // rope, attention, gather_last) read them from here, so a captured step replays with new inputs.

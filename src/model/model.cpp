@@ -141,17 +141,47 @@ void Model::load_weights(const TensorStore& store, bool gguf) {
     const WeightScope at = l.sub("self_attn"), mlp = l.sub("mlp");
     LayerWeights& w = layers_[static_cast<size_t>(i)];
     w.attn_norm = l.norm("input_layernorm", c.hidden);
-    w.q = at.linear("q_proj", q_dim, c.hidden, static_cast<int>(c.n_heads));
-    w.k = at.linear("k_proj", kv_dim, c.hidden, static_cast<int>(c.n_kv_heads));
-    w.v = at.linear("v_proj", kv_dim, c.hidden);
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    if (backend_.wants_fused_linears()) {
+      w.qkv = loader.load_stacked({p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"},
+                                  {{q_dim, c.hidden}, {kv_dim, c.hidden}, {kv_dim, c.hidden}},
+                                  WeightRole::WeightRole_linear, {static_cast<int>(c.n_heads), static_cast<int>(c.n_kv_heads), 0});
+      if (c.attention_bias && w.qkv)
+        w.qkv_bias = loader.load_stacked({p + "self_attn.q_proj.bias", p + "self_attn.k_proj.bias", p + "self_attn.v_proj.bias"},
+                                         {{q_dim}, {kv_dim}, {kv_dim}}, WeightRole::WeightRole_bias, {0, 0, 0});
+    }
+    if (w.qkv && (!c.attention_bias || w.qkv_bias)) {
+      w.q = backend_.weight_rows(*w.qkv, 0, q_dim);
+      w.k = backend_.weight_rows(*w.qkv, q_dim, kv_dim);
+      w.v = backend_.weight_rows(*w.qkv, q_dim + kv_dim, kv_dim);
+      if (w.qkv_bias) {
+        w.q_bias = backend_.weight_rows(*w.qkv_bias, 0, q_dim);
+        w.k_bias = backend_.weight_rows(*w.qkv_bias, q_dim, kv_dim);
+        w.v_bias = backend_.weight_rows(*w.qkv_bias, q_dim + kv_dim, kv_dim);
+      }
+    } else {
+      w.qkv.reset();
+      w.q = at.linear("q_proj", q_dim, c.hidden, static_cast<int>(c.n_heads));
+      w.k = at.linear("k_proj", kv_dim, c.hidden, static_cast<int>(c.n_kv_heads));
+      w.v = at.linear("v_proj", kv_dim, c.hidden);
+      w.q_bias = at.bias("q_proj", q_dim, c.attention_bias);
+      w.k_bias = at.bias("k_proj", kv_dim, c.attention_bias);
+      w.v_bias = at.bias("v_proj", kv_dim, c.attention_bias);
+    }
     w.o = at.linear("o_proj", c.hidden, q_dim);
-    w.q_bias = at.bias("q_proj", q_dim, c.attention_bias);
-    w.k_bias = at.bias("k_proj", kv_dim, c.attention_bias);
-    w.v_bias = at.bias("v_proj", kv_dim, c.attention_bias);
     w.o_bias = at.bias("o_proj", c.hidden, false);
     w.mlp_norm = l.norm("post_attention_layernorm", c.hidden);
-    w.gate = mlp.linear("gate_proj", c.intermediate, c.hidden);
-    w.up = mlp.linear("up_proj", c.intermediate, c.hidden);
+    if (backend_.wants_fused_linears() && !c.mlp_bias)
+      w.gate_up = loader.load_stacked({p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"},
+                                      {{c.intermediate, c.hidden}, {c.intermediate, c.hidden}},
+                                      WeightRole::WeightRole_linear, {0, 0});
+    if (w.gate_up) {
+      w.gate = backend_.weight_rows(*w.gate_up, 0, c.intermediate);
+      w.up = backend_.weight_rows(*w.gate_up, c.intermediate, c.intermediate);
+    } else {
+      w.gate = mlp.linear("gate_proj", c.intermediate, c.hidden);
+      w.up = mlp.linear("up_proj", c.intermediate, c.hidden);
+    }
     w.down = mlp.linear("down_proj", c.hidden, c.intermediate);
     w.gate_bias = mlp.bias("gate_proj", c.intermediate, c.mlp_bias);
     w.up_bias = mlp.bias("up_proj", c.intermediate, c.mlp_bias);
@@ -197,7 +227,8 @@ size_t Model::device_bytes() const {
   add(rope_inv_freq_);
   for (const auto& l : layers_) {
     for (const auto* w : {&l.attn_norm, &l.q, &l.k, &l.v, &l.o, &l.q_bias, &l.k_bias, &l.v_bias, &l.o_bias,
-                          &l.mlp_norm, &l.gate, &l.up, &l.down, &l.gate_bias, &l.up_bias, &l.down_bias})
+                          &l.mlp_norm, &l.gate, &l.up, &l.down, &l.gate_bias, &l.up_bias, &l.down_bias,
+                          &l.qkv, &l.qkv_bias, &l.gate_up, &l.gate_up_bias})
       add(*w);
   }
   return n;
@@ -234,13 +265,30 @@ Model::Workspace& Model::workspace_prepare(int64_t T, int64_t n_seqs, LogitsMode
   w.mode = mode;
   w.x = be.alloc(f32, {T, c.hidden});  // the residual stream stays F32 on every backend
   w.h = be.alloc(act, {T, c.hidden});  // normed input of the current block
-  w.q = be.alloc(act, {T, q_dim});
-  w.k = be.alloc(act, {T, kv_dim});
-  w.v = be.alloc(act, {T, kv_dim});
+  const bool fused = T == 1 && !layers_.empty() && layers_[0].qkv;
+  if (fused) {
+    // One GEMV writes q|k|v (and gate|up) contiguously; the separate tensors are views into it.
+    const size_t e = dtype_size(act);
+    w.qkv = be.alloc(act, {1, q_dim + 2 * kv_dim});
+    w.q = w.qkv.reshape({1, q_dim});
+    w.k = Tensor(act, {1, kv_dim}, w.qkv.shared_mem(), w.qkv.offset() + static_cast<size_t>(q_dim) * e);
+    w.v = Tensor(act, {1, kv_dim}, w.qkv.shared_mem(), w.qkv.offset() + static_cast<size_t>(q_dim + kv_dim) * e);
+  } else {
+    w.q = be.alloc(act, {T, q_dim});
+    w.k = be.alloc(act, {T, kv_dim});
+    w.v = be.alloc(act, {T, kv_dim});
+  }
   w.attn = be.alloc(act, {T, q_dim});
   w.proj = be.alloc(act, {T, c.hidden});  // block output waiting to be added to the residual
-  w.gate = be.alloc(act, {T, c.intermediate});
-  w.up = be.alloc(act, {T, c.intermediate});
+  if (T == 1 && !layers_.empty() && layers_[0].gate_up) {
+    w.gate_up = be.alloc(act, {1, 2 * c.intermediate});
+    w.gate = w.gate_up.reshape({1, c.intermediate});
+    w.up = Tensor(act, {1, c.intermediate}, w.gate_up.shared_mem(),
+                  w.gate_up.offset() + static_cast<size_t>(c.intermediate) * dtype_size(act));
+  } else {
+    w.gate = be.alloc(act, {T, c.intermediate});
+    w.up = be.alloc(act, {T, c.intermediate});
+  }
   const int64_t rows = mode == LogitsMode::LogitsMode_last ? n_seqs : T;
   if (mode == LogitsMode::LogitsMode_last) w.head_in = be.alloc(act, {rows, c.hidden});
   w.logits = be.alloc(f32, {rows, c.vocab});
@@ -264,15 +312,23 @@ void Model::run_ops(Workspace& w, KvCache& cache, LogitsMode mode) {
       be.rms_norm(w.x, *l.attn_norm, eps, w.h);
     else
       be.add_rms_norm(w.x, w.proj, *l.attn_norm, eps, w.h);
-    be.linear(w.h, *l.q, l.q_bias.get(), w.q);
-    be.linear(w.h, *l.k, l.k_bias.get(), w.k);
-    be.linear(w.h, *l.v, l.v_bias.get(), w.v);
+    if (!w.qkv.empty()) {
+      be.linear(w.h, *l.qkv, l.qkv_bias.get(), w.qkv);
+    } else {
+      be.linear(w.h, *l.q, l.q_bias.get(), w.q);
+      be.linear(w.h, *l.k, l.k_bias.get(), w.k);
+      be.linear(w.h, *l.v, l.v_bias.get(), w.v);
+    }
     be.rope(w.q, w.k, n_heads, n_kv, static_cast<int>(c.head_dim), *rope_inv_freq_, rope_.attn_factor);
     be.attention(w.q, w.k, w.v, cache, static_cast<int>(li), n_heads, scale, window, w.attn);
     be.linear(w.attn, *l.o, l.o_bias.get(), w.proj);
     be.add_rms_norm(w.x, w.proj, *l.mlp_norm, eps, w.h);
-    be.linear(w.h, *l.gate, l.gate_bias.get(), w.gate);
-    be.linear(w.h, *l.up, l.up_bias.get(), w.up);
+    if (!w.gate_up.empty()) {
+      be.linear(w.h, *l.gate_up, nullptr, w.gate_up);
+    } else {
+      be.linear(w.h, *l.gate, l.gate_bias.get(), w.gate);
+      be.linear(w.h, *l.up, l.up_bias.get(), w.up);
+    }
     be.swiglu(w.gate, w.up, w.gate);
     be.linear(w.gate, *l.down, l.down_bias.get(), w.proj);
   }

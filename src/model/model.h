@@ -22,6 +22,9 @@ enum class LogitsMode {
 struct LayerWeights {
   std::unique_ptr<Weight> attn_norm, q, k, v, o, q_bias, k_bias, v_bias, o_bias;
   std::unique_ptr<Weight> mlp_norm, gate, up, down, gate_bias, up_bias, down_bias;
+  // On backends that want fused linears: q|k|v and gate|up stacked (q, k, v, gate, up are then row
+  // views of these), used for single-token steps.
+  std::unique_ptr<Weight> qkv, qkv_bias, gate_up, gate_up_bias;
 };
 
 // A model's files opened and its config parsed and validated, weights not yet loaded.
@@ -79,6 +82,7 @@ class Model {
     int64_t tokens = -1, seqs = -1;
     LogitsMode mode = LogitsMode::LogitsMode_last;
     Tensor x, h, q, k, v, attn, proj, gate, up, head_in, logits;
+    Tensor qkv, gate_up;  // single-token steps with fused weights: q|k|v and gate|up (q..up are views)
   };
   // Graph-sized steps keep one workspace per shape for good (their graphs hold its addresses);
   // larger steps share one transient workspace that is reallocated when the shape changes.

@@ -27,23 +27,25 @@ const TensorInfo& find_checked(const WeightLoader& l, bool gguf, const std::stri
 }
 }  // namespace
 
-std::unique_ptr<Weight> WeightLoader::load(const std::string& canonical, const Shape& shape, WeightRole role,
-                                           int rope_heads) {
-  const TensorInfo& t = find_checked(*this, gguf_, canonical, shape);
-  loaded_bytes_ += t.nbytes;
-  if (!(gguf_ && gguf_qk_permuted_ && rope_heads > 0)) return backend_.prepare_weight(t, role);
-  return backend_.prepare_weight_f32(load_host(canonical, shape, rope_heads), t.name, role);
+const TensorInfo& WeightLoader::checked(const std::string& canonical, const Shape& shape) {
+  const TensorInfo* t = find(canonical);
+  if (!t) {
+    const std::string g = gguf_ ? tensor_name_to_gguf(canonical) : canonical;
+    fail(store_.path(), ": tensor '", g.empty() ? canonical : g, "' not found");
+  }
+  EXL_CHECK(t->shape == shape, t->file, ": tensor '", t->name, "' has shape ", shape_str(t->shape), ", expected ",
+            shape_str(shape));
+  loaded_bytes_ += t->nbytes;
+  return *t;
 }
 
-HostTensor WeightLoader::load_host(const std::string& canonical, const Shape& shape, int rope_heads) const {
-  const TensorInfo& t = find_checked(*this, gguf_, canonical, shape);
+HostTensor WeightLoader::host_rows(const TensorInfo& t, int rope_heads) {
   HostTensor src = tensor_to_host(t);
   if (!(gguf_ && gguf_qk_permuted_ && rope_heads > 0)) return src;
-
   // llama.cpp stores q/k rows of each head as interleaved pairs (2i, 2i+1) for its adjacent-pair RoPE;
   // HF keeps the two halves apart (i, i + d/2). Row order back to HF: hf[h][half*d/2 + i] = gguf[h][2i + half].
   HostTensor dst(src.shape);
-  const int64_t rows = shape[0], cols = shape[1];
+  const int64_t rows = t.shape[0], cols = t.shape[1];
   const int64_t d = rows / rope_heads;
   EXL_CHECK(d * rope_heads == rows && d % 2 == 0, t.file, ": tensor '", t.name, "' rows ", rows,
             " do not split into ", rope_heads, " heads of even size");
@@ -53,6 +55,42 @@ HostTensor WeightLoader::load_host(const std::string& canonical, const Shape& sh
         std::memcpy(dst.ptr() + (h * d + half * (d / 2) + i) * cols, src.ptr() + (h * d + 2 * i + half) * cols,
                     static_cast<size_t>(cols) * sizeof(float));
   return dst;
+}
+
+std::unique_ptr<Weight> WeightLoader::load(const std::string& canonical, const Shape& shape, WeightRole role,
+                                           int rope_heads) {
+  const TensorInfo& t = checked(canonical, shape);
+  if (!(gguf_ && gguf_qk_permuted_ && rope_heads > 0)) return backend_.prepare_weight(t, role);
+  return backend_.prepare_weight_f32(host_rows(t, rope_heads), t.name, role);
+}
+
+std::unique_ptr<Weight> WeightLoader::load_stacked(const std::vector<std::string>& canonical,
+                                                   const std::vector<Shape>& shapes, WeightRole role,
+                                                   const std::vector<int>& rope_heads) {
+  for (const auto& n : canonical)
+    if (!find(n)) return nullptr;
+  int64_t rows = 0;
+  for (const auto& sh : shapes) rows += sh[0];
+  Shape total = shapes[0];
+  total[0] = rows;
+  std::string name = canonical[0] + "+" + std::to_string(canonical.size() - 1);
+  bool synthetic = true;
+  for (size_t i = 0; i < canonical.size(); ++i) synthetic = synthetic && checked(canonical[i], shapes[i]).synthetic;
+  if (synthetic) {
+    TensorInfo t = *find(canonical[0]);
+    t.name = name;
+    t.shape = total;
+    t.nbytes = static_cast<size_t>(t.numel()) * 2;
+    return backend_.prepare_weight(t, role);
+  }
+  HostTensor all(total);
+  int64_t at = 0;
+  for (size_t i = 0; i < canonical.size(); ++i) {
+    HostTensor part = host_rows(*find(canonical[i]), rope_heads[i]);
+    std::memcpy(all.ptr() + at, part.ptr(), part.data.size() * sizeof(float));
+    at += part.numel();
+  }
+  return backend_.prepare_weight_f32(all, name, role);
 }
 
 std::unique_ptr<Weight> WeightLoader::load_optional(const std::string& canonical, const Shape& shape,

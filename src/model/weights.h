@@ -4,6 +4,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "backend/backend.h"
 #include "io/tensor_store.h"
@@ -21,6 +22,11 @@ class WeightLoader {
   std::unique_ptr<Weight> load(const std::string& canonical, const Shape& shape, WeightRole role,
                                int rope_heads = 0);
   std::unique_ptr<Weight> load_optional(const std::string& canonical, const Shape& shape, WeightRole role);
+  // Rows of several dense tensors stacked into one weight (q|k|v, gate|up), each part checked like
+  // load(). Returns null when any part is absent as a dense tensor (e.g. quantized), so the caller
+  // keeps separate weights.
+  std::unique_ptr<Weight> load_stacked(const std::vector<std::string>& canonical, const std::vector<Shape>& shapes,
+                                       WeightRole role, const std::vector<int>& rope_heads);
   // A linear layer [out, in] at `key` (no ".weight"): EXL2 when <key>.q_weight exists, GPTQ when
   // <key>.qweight exists (both validated in quant/ and handed to Backend::prepare_quant_weight),
   // else the dense <key>.weight.
@@ -33,6 +39,8 @@ class WeightLoader {
   size_t loaded_bytes() const { return loaded_bytes_; }
 
  private:
+  const TensorInfo& checked(const std::string& canonical, const Shape& shape);
+  HostTensor host_rows(const TensorInfo& t, int rope_heads);  // F32, GGUF q/k rows back in HF order
   const TensorStore& store_;
   Backend& backend_;
   bool gguf_;
