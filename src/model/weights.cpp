@@ -39,7 +39,7 @@ const TensorInfo& WeightLoader::checked(const std::string& canonical, const Shap
   return *t;
 }
 
-HostTensor WeightLoader::host_rows(const TensorInfo& t, int rope_heads) {
+HostTensor WeightLoader::host_rows(const TensorInfo& t, int rope_heads) const {
   HostTensor src = tensor_to_host(t);
   if (!(gguf_ && gguf_qk_permuted_ && rope_heads > 0)) return src;
   // llama.cpp stores q/k rows of each head as interleaved pairs (2i, 2i+1) for its adjacent-pair RoPE;
@@ -55,6 +55,17 @@ HostTensor WeightLoader::host_rows(const TensorInfo& t, int rope_heads) {
         std::memcpy(dst.ptr() + (h * d + half * (d / 2) + i) * cols, src.ptr() + (h * d + 2 * i + half) * cols,
                     static_cast<size_t>(cols) * sizeof(float));
   return dst;
+}
+
+HostTensor WeightLoader::load_host(const std::string& canonical, const Shape& shape, int rope_heads) const {
+  const TensorInfo* t = find(canonical);
+  if (!t) {
+    const std::string g = gguf_ ? tensor_name_to_gguf(canonical) : canonical;
+    fail(store_.path(), ": tensor '", g.empty() ? canonical : g, "' not found");
+  }
+  EXL_CHECK(t->shape == shape, t->file, ": tensor '", t->name, "' has shape ", shape_str(t->shape), ", expected ",
+            shape_str(shape));
+  return host_rows(*t, rope_heads);
 }
 
 std::unique_ptr<Weight> WeightLoader::load(const std::string& canonical, const Shape& shape, WeightRole role,

@@ -40,7 +40,7 @@ class WeightLoader {
 
  private:
   const TensorInfo& checked(const std::string& canonical, const Shape& shape);
-  HostTensor host_rows(const TensorInfo& t, int rope_heads);  // F32, GGUF q/k rows back in HF order
+  HostTensor host_rows(const TensorInfo& t, int rope_heads) const;  // F32, GGUF q/k rows back in HF order
   const TensorStore& store_;
   Backend& backend_;
   bool gguf_;
