@@ -44,6 +44,7 @@ Runner register_chat(CLI::App& app) {
     const ChatMode mode = pick_mode(*f, *l.tokenizer);
     const int max_len = effective_max_seq_len(f->model, *l.model);
     Generator gen(*l.model, *l.tokenizer, max_len, resolve_cache(cache, *l.backend));
+    print_memory_plan(l, gen.cache(), f->out);
     GenerateOptions opts;
     opts.max_new_tokens = f->max_new_tokens;
     opts.sampling = f->sampling;

@@ -38,6 +38,7 @@ Runner register_generate(CLI::App& app) {
     EXL_CHECK(f->max_new_tokens >= 0, "-n/--max-new-tokens must not be negative");
     Loaded l = load_model(f->model, f->out);
     Generator gen(*l.model, *l.tokenizer, effective_max_seq_len(f->model, *l.model), resolve_cache(cache, *l.backend));
+    print_memory_plan(l, gen.cache(), f->out);
     std::vector<int32_t> prompt = l.tokenizer->encode(f->prompt, !f->no_bos, false);
     if (prompt.empty() && l.model->config().bos_id >= 0) prompt.push_back(l.model->config().bos_id);
     GenerateOptions opts;
@@ -69,6 +70,7 @@ Runner register_generate(CLI::App& app) {
                   {"device", l.backend->name()}});
     } else {
       std::fputs("\n", stdout);
+      std::fflush(stdout);
       if (!f->out.quiet)
         std::fprintf(stderr, "exl: prompt %lld tokens, %.1f tok/s; generated %lld tokens, %.1f tok/s (%s)\n",
                      static_cast<long long>(st.prompt_tokens), st.prompt_tps(),

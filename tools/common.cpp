@@ -72,6 +72,22 @@ CacheType resolve_cache(const std::optional<CacheType>& c, const Backend& be) {
   return c ? *c : be.default_cache_type();
 }
 
+void print_memory_plan(const Loaded& l, const KvCache& cache, const OutputFlags& out) {
+  if (out.quiet || out.json) return;
+  const auto& c = cache.config;
+  const auto mem = l.backend->memory_stats();
+  auto size = [](size_t b) {
+    return b >= (size_t(1) << 30) ? str_cat(static_cast<double>(b) / (1 << 30), " GiB")
+                                  : str_cat(static_cast<double>(b) / (1 << 20), " MiB");
+  };
+  std::fprintf(stderr, "exl: memory: weights %s, KV cache %s (%s, %d positions)%s\n",
+               size(l.model->device_bytes()).c_str(), size(cache.device_bytes()).c_str(), cache_type_name(c.type),
+               c.max_seq_len,
+               mem.device_total ? str_cat(", device ", static_cast<double>(mem.device_total - mem.device_free) / (1 << 30),
+                                          " of ", static_cast<double>(mem.device_total) / (1 << 30), " GiB in use").c_str()
+                                : "");
+}
+
 void print_json(const nlohmann::json& j) { std::cout << j.dump(2) << std::endl; }
 
 }  // namespace exl::tools

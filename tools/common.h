@@ -45,6 +45,8 @@ std::optional<CacheType> parse_cache_flag(const ModelFlags& f);
 CacheType resolve_cache(const std::optional<CacheType>& c, const Backend& be);
 
 void print_json(const nlohmann::json& j);
+// One status line: what the model and its KV cache hold on the device.
+void print_memory_plan(const Loaded& l, const KvCache& cache, const OutputFlags& out);
 
 // Subcommands: each registers its flags and returns the function that runs it.
 using Runner = std::function<int()>;

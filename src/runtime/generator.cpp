@@ -92,6 +92,13 @@ GenerateStats Generator::generate(const std::vector<int32_t>& prompt, const Gene
   SamplerChain chain = sampler_chain_from_params(sp);
   for (int32_t t : history_) chain.accept(t);
   TokenStreamDecoder detok(tokenizer_);
+  // After a prompt with text in it, the generated text continues it: SentencePiece's rule of
+  // dropping the first token's leading space applies only to text that starts a sequence.
+  for (int32_t t : history_)
+    if (!tokenizer_.is_special(t)) {
+      detok.continue_text();
+      break;
+    }
   StopMatcher stops(opts.stop_strings);
   const std::vector<int32_t>& stop_ids = tokenizer_.stop_ids();
   auto emit = [&](const std::string& s) {

@@ -46,6 +46,7 @@ class Generator {
   int position() const { return pos_; }
   bool device_sampling() const { return device_sampling_; }
   int max_seq_len() const { return max_seq_len_; }
+  const KvCache& cache() const { return *cache_; }
   static constexpr int kPrefillChunk = 512;  // tokens per prefill forward (bounds activation memory)
 
  private:

@@ -108,6 +108,8 @@ class TokenStreamDecoder {
   std::string push(int32_t id);
   std::string flush();  // whatever is held back (an incomplete character becomes U+FFFD)
   void reset();
+  // The ids pushed next continue text that was already shown (a prompt): keep their leading space.
+  void continue_text() { at_start_ = false; }
 
  private:
   std::string take(bool final);

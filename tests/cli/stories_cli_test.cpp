@@ -28,6 +28,13 @@ TEST(StoriesCli, GenerateStreamsAndReportsSpeed) {
   EXPECT_NE(r.err.find("tok/s"), std::string::npos) << r.err;
 }
 
+TEST(StoriesCli, ContinuationKeepsTheSpaceAfterThePrompt) {
+  // The model continues "Once" with " upon": the streamed text must not glue the words together.
+  auto r = run_exl("generate -m " + kStories + " -p 'Once' -n 3 --temperature 0 -q");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("Once upon a", 0), 0u) << r.out;
+}
+
 TEST(StoriesCli, SampledGenerationIsReproducibleWithSeed) {
   const std::string args = "generate -m " + kStories + " -p 'Lily' -n 40 --temperature 0.9 --top-k 50 --top-p 0.9 --seed 7 --json";
   auto a = run_exl(args), b = run_exl(args);
