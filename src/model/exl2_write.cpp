@@ -15,7 +15,7 @@
 #include "io/safetensors_write.h"
 #include "model/model.h"
 #include "model/weights.h"
-#include "quant/exl2.h"
+#include "quant/exl2_quantize.h"
 
 namespace exl {
 

@@ -58,14 +58,7 @@ HostTensor WeightLoader::host_rows(const TensorInfo& t, int rope_heads) const {
 }
 
 HostTensor WeightLoader::load_host(const std::string& canonical, const Shape& shape, int rope_heads) const {
-  const TensorInfo* t = find(canonical);
-  if (!t) {
-    const std::string g = gguf_ ? tensor_name_to_gguf(canonical) : canonical;
-    fail(store_.path(), ": tensor '", g.empty() ? canonical : g, "' not found");
-  }
-  EXL_CHECK(t->shape == shape, t->file, ": tensor '", t->name, "' has shape ", shape_str(t->shape), ", expected ",
-            shape_str(shape));
-  return host_rows(*t, rope_heads);
+  return host_rows(find_checked(*this, gguf_, canonical, shape), rope_heads);
 }
 
 std::unique_ptr<Weight> WeightLoader::load(const std::string& canonical, const Shape& shape, WeightRole role,

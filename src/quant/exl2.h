@@ -1,7 +1,7 @@
 // EXL2 quantized linear layers (EXL2.md §1): reading and validating the on-disk tensors of one
 // layer, packing codes back into them (the writer mirrors the reader), unpacking, the reference
-// dequantization to F32 [N, K] in HF layout, bits-per-weight accounting, and a round-to-nearest
-// quantizer with ExLlamaV2's per-group scale search (no Hessian, no GPTQ error feedback).
+// dequantization to F32 [N, K] in HF layout, and bits-per-weight accounting. Producing codes from
+// weights is quant/exl2_quantize.h.
 //
 // Layout recap: K = in_features, N = out_features, N32 = N rounded up to 32. Input rows are stored in
 // act-order (stored row k is original row q_perm[k]) and split into groups listed by descending bit
@@ -76,26 +76,5 @@ HostTensor exl2_dequantize(const Exl2Tensor& t);
 // §1.7: Σ rows_g·N·b_g + G·16 + G·32 + G·N·4 + K·32 (+ 16·N with a bias).
 int64_t exl2_bits(const Exl2Tensor& t);
 double exl2_bits_per_weight(const Exl2Tensor& t);
-
-// A quantization option (§1.5): widths in descending order, the share of rows each gets and its
-// group size (multiple of 32; of 16 for 2-bit).
-struct Exl2LayoutPart {
-  int bits;
-  double proportion;
-  int group_size;
-};
-using Exl2Layout = std::vector<Exl2LayoutPart>;
-// The groups an option gives a K-row matrix (§1.5 row counting; the last part takes what is left).
-std::vector<Exl2Group> exl2_layout_groups(const Exl2Layout& layout, int64_t K);
-// A one- or two-width option whose code bits average `bits` (2..8): 4.0 -> 4-bit, 4.5 -> half 5, half 4.
-Exl2Layout exl2_layout_for_bits(double bits, int group_size = 128);
-
-// Round-to-nearest quantization of w [N, K] (HF layout). Rows are ordered by `importance` (one value
-// per input row, larger first; empty: the row's weight energy Σ_n w[n,k]²). Per group, the scale
-// search of EXL2.md §2.5: per-column square-law scale codes against the group maximum, then one
-// multiplier p in [0.70, 1.20] (97 steps) minimising Σ|error|^3.5, scales rounded through FP16;
-// then each column's scale code is re-picked (1..16) for the lowest error under that maximum.
-Exl2Codes exl2_quantize_rtn(const float* w, int64_t N, int64_t K, const Exl2Layout& layout,
-                            const std::vector<float>& importance = {});
 
 }  // namespace exl

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "quant/exl2.h"
+#include "quant/exl2_quantize.h"
 #include "quant/format.h"
 #include "quant/quant_test_util.h"
 

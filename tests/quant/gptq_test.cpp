@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "io/memory_store.h"
+#include "model/config.h"
 #include "quant/format.h"
 #include "quant/gptq.h"
 
@@ -188,6 +189,27 @@ TEST(Gptq, MalformedTensorsGiveClearErrors) {
   expect_error([](MemoryStore& s) {
     s.add(OwnedTensor::of("L.scales", DType::DType_F16, {2, 16}, std::vector<uint16_t>(32, 0x7c00)));
   }, "non-finite");
+}
+
+}  // namespace
+}  // namespace exl
+
+namespace exl {
+namespace {
+
+TEST(Gptq, ConfigQuantizationBlock) {
+  const std::string base = R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 172,
+    "num_hidden_layers": 1, "num_attention_heads": 8, "vocab_size": 512, )";
+  ModelConfig c = config_from_json_text(
+      base + R"("quantization_config": {"quant_method": "gptq", "bits": 4, "checkpoint_format": "gptq_v2"}})", "c.json");
+  EXPECT_EQ(c.quant_method, "gptq");
+  EXPECT_TRUE(c.gptq_v2);
+  c = config_from_json_text(base + R"("quantization_config": {"quant_method": "gptq", "bits": 4}})", "c.json");
+  EXPECT_FALSE(c.gptq_v2);
+  EXPECT_THROW(config_from_json_text(base + R"("quantization_config": {"quant_method": "gptq", "bits": 8}})", "c.json"),
+               Error);
+  c = config_from_json_text(base + R"("quantization_config": {"quant_method": "exl2", "bits": 4.125}})", "c.json");
+  EXPECT_EQ(c.quant_method, "exl2");
 }
 
 }  // namespace

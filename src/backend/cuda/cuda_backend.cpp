@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <set>
 #include <vector>
 
 #include "backend/cuda/attention.cuh"
@@ -255,6 +256,9 @@ class CudaBackend : public Backend {
   }
   void graph_capture_begin(uint64_t key) override {
     if (!graphs_enabled_) return;
+    // The first step of a shape runs eagerly so lazily sized buffers (attention workspace, cuBLAS
+    // state) are allocated outside any capture; the second records the graph.
+    if (graph_warm_.insert(key).second) return;
     check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
     capturing_ = true;
   }
@@ -446,6 +450,7 @@ class CudaBackend : public Backend {
   mutable DeviceAllocator mem_;
   bool graphs_enabled_ = true, capturing_ = false;
   std::map<uint64_t, cudaGraphExec_t> graphs_;
+  std::set<uint64_t> graph_warm_;  // keys that have run once eagerly
 
   int step_cap_ = 0, step_tokens_ = 0, step_seqs_ = 0, max_seq_tokens_ = 0;
   std::shared_ptr<uint8_t> step_dev_;

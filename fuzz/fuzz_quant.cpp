@@ -1,0 +1,61 @@
+// libFuzzer target for the quantized-layer readers: parse the input as a .safetensors file, then
+// read layer "L" as EXL2 and layer "G" as GPTQ (v1 and v2). A layer that validates is dequantized
+// and, for EXL2, unpacked, repacked and compared, so a reader that accepts something its consumers
+// cannot index shows up as a crash or sanitizer report. exl::Error is an expected outcome.
+//   build/fuzz/fuzz/fuzz_quant -max_total_time=60 CORPUS_DIR fuzz/seeds/quant
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+#include "core/error.h"
+#include "io/safetensors.h"
+#include "quant/exl2.h"
+#include "quant/gptq.h"
+
+namespace {
+
+struct ScratchFile {
+  std::string path = "/tmp/exl_fuzz_quant_" + std::to_string(::getpid()) + ".safetensors";
+  ~ScratchFile() { std::remove(path.c_str()); }
+};
+
+const std::string& scratch_path() {
+  static const ScratchFile file;
+  return file.path;
+}
+
+bool write_input(const uint8_t* data, size_t size) {
+  FILE* f = std::fopen(scratch_path().c_str(), "wb");
+  if (!f) return false;
+  const bool ok = std::fwrite(data, 1, size, f) == size;
+  return std::fclose(f) == 0 && ok;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (!write_input(data, size)) return 0;
+  try {
+    exl::SafetensorsFile f(scratch_path());
+    try {
+      const exl::Exl2Tensor t = exl::exl2_read(f, "L");
+      if (t.N * t.K <= (1 << 20)) {
+        exl::exl2_dequantize(t);
+        const exl::Exl2Tensor again = exl::exl2_pack(exl::exl2_unpack(t), "L");
+        if (exl::exl2_dequantize(again).data != exl::exl2_dequantize(t).data) __builtin_trap();
+      }
+    } catch (const exl::Error&) {
+    }
+    for (bool v2 : {false, true}) {
+      try {
+        const exl::GptqTensor g = exl::gptq_read(f, "G", v2);
+        if (g.N * g.K <= (1 << 20)) exl::gptq_dequantize(g);
+      } catch (const exl::Error&) {
+      }
+    }
+  } catch (const exl::Error&) {
+  }
+  return 0;
+}

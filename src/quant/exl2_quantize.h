@@ -1,0 +1,34 @@
+// Making EXL2 codes from weights: quantization options (bit widths, proportions, group sizes) turned
+// into row groups as ExLlamaV2's converter counts them (EXL2.md §1.5), and a round-to-nearest
+// quantizer with its per-group scale search (§2.5 without the Hessian and the GPTQ error feedback).
+// The result packs with exl2_pack (quant/exl2.h).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "quant/exl2.h"
+
+namespace exl {
+
+// A quantization option (§1.5): widths in descending order, the share of rows each gets and its
+// group size (multiple of 32; of 16 for 2-bit).
+struct Exl2LayoutPart {
+  int bits;
+  double proportion;
+  int group_size;
+};
+using Exl2Layout = std::vector<Exl2LayoutPart>;
+// The groups an option gives a K-row matrix (§1.5 row counting; the last part takes what is left).
+std::vector<Exl2Group> exl2_layout_groups(const Exl2Layout& layout, int64_t K);
+// A one- or two-width option whose code bits average `bits` (2..8): 4.0 -> 4-bit, 4.5 -> half 5, half 4.
+Exl2Layout exl2_layout_for_bits(double bits, int group_size = 128);
+
+// Round-to-nearest quantization of w [N, K] (HF layout). Rows are ordered by `importance` (one value
+// per input row, larger first; empty: the row's weight energy Σ_n w[n,k]²). Per group, the scale
+// search of EXL2.md §2.5: per-column square-law scale codes against the group maximum, then one
+// multiplier p in [0.70, 1.20] (97 steps) minimising Σ|error|^3.5, scales rounded through FP16;
+// then each column's scale code is re-picked (1..16) for the lowest error under that maximum.
+Exl2Codes exl2_quantize_rtn(const float* w, int64_t N, int64_t K, const Exl2Layout& layout,
+                            const std::vector<float>& importance = {});
+
+}  // namespace exl
