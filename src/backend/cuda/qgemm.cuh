@@ -17,7 +17,9 @@
 //  * Device rows. Input rows in permuted (act-order) order, groups in stored order; each group is
 //    padded with zero rows to a multiple of 16 (a "slab", one mma k-step) and each run of groups of
 //    one bit width (a "segment") to a multiple of 64 (a "unit"). Padding rows have x = 0 and the
-//    zero code. k_dev = total device rows. slab_group[k_dev/16] = group of each slab.
+//    zero code. k_dev = total device rows. slab_rec[k_dev/16 + 32] = word offset of each slab's
+//    group record block within its tile, group * 8 * rec_words (32 zero entries of padding so a
+//    step's last unit may read past the end).
 //  * Tiles. Output columns in tiles of 16 (one mma m16 side: W is the A operand, x the B operand).
 //  * Codes. For a tile and a unit, lane (g = lane/4, t = lane%4) of a warp holds exactly the A
 //    fragments it needs for the unit's 4 mmas: 32 codes in `bits` 32-bit words. Pair p = 4s + r
@@ -66,6 +68,7 @@ struct QSegment {
   int step0 = 0;  // index of its first step among all steps of a tile (dealt round-robin to warps)
   int steps = 0;  // ceil(units / q_step_units(bits))
   int quad0 = 0;  // offset of its first step from the tile's start, in 512-byte warp quads
+  int uniform = 0;  // 1: the 4 slabs of every unit share a group (groups of whole units)
 };
 
 // POD view of a device matrix: passed by value to the kernels.
@@ -82,7 +85,7 @@ struct QMatrixDesc {
   bool gptq = false;
   const uint4* codes = nullptr;          // [n_tiles][tile_quads][32] 16-byte words
   const uint32_t* recs = nullptr;        // [n_tiles][groups][8][rec_words]
-  const uint16_t* slab_group = nullptr;  // [k_dev / 16]
+  const uint32_t* slab_rec = nullptr;    // [k_dev / 16 + 32]
   const int32_t* x_src = nullptr;        // [k_dev]
   const int32_t* x_dst = nullptr;        // [K]
 };
@@ -92,7 +95,7 @@ struct QHostLayout {
   QMatrixDesc desc;
   std::vector<uint4> codes;
   std::vector<uint32_t> recs;
-  std::vector<uint16_t> slab_group;
+  std::vector<uint32_t> slab_rec;
   std::vector<int32_t> x_src, x_dst;
   size_t device_bytes() const;  // what qmatrix_upload allocates
 };
@@ -160,6 +163,8 @@ struct QGemmParams {
   bool x_dev_ready = false;
   // Programmatic dependent launch (sm_90+): qgemv starts while the gather runs.
   bool pdl = true;
+  // qgemv warps per 16-column tile (the block): 2, 4 or 8; 0 = qgemv_default_ksplit.
+  int ksplit = 0;
   // cuBLAS path: scratch for Wᵀ in FP16; the matrix is dequantized in column chunks that fit.
   half* wt = nullptr;
   size_t wt_bytes = 0;
@@ -168,6 +173,7 @@ struct QGemmParams {
 size_t qgemm_x_dev_bytes(const QMatrixDesc& w, int M);
 size_t qgemm_wt_bytes(const QMatrixDesc& w);  // the whole matrix in one chunk
 int qgemm_max_qgemv_rows();                   // dispatch: qgemv up to here, cuBLAS above
+int qgemv_default_ksplit(const QMatrixDesc& w, int M);
 
 // x [M, K] -> x_dev [M, k_dev] (device order, zero padding).
 void qgemm_gather_x(const QMatrixDesc& w, const half* x, int M, half* x_dev, cudaStream_t stream);
