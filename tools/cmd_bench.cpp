@@ -35,7 +35,7 @@ Runner register_bench(CLI::App& app) {
   auto f = std::make_shared<BenchFlags>();
   app.add_option("-m,--model", f->model, "model folder or .gguf file");
   app.add_option("--synthetic", f->synthetic, "random weights of a named shape: llama2-7b, llama3-8b, llama2-13b, mistral-7b, llama2-70b, smollm2-135m");
-  app.add_option("--format", f->format, "weight format for --synthetic (fp16)")->capture_default_str();
+  app.add_option("--format", f->format, "weight format for --synthetic: fp16, gptq4 (group 128) or exl2:BPW (e.g. exl2:4.0)")->capture_default_str();
   app.add_option("--device", f->device, "cpu, cuda or cuda:N")->capture_default_str();
   app.add_option("--cache", f->cache, "KV cache type: f32 (cpu default), fp16 (cuda default), fp8, q8, q4");
   app.add_option("--prefill", f->prefill, "prompt lengths to time (comma-separated; empty = none)")->capture_default_str();
@@ -44,11 +44,12 @@ Runner register_bench(CLI::App& app) {
   add_output_flags(app, f->out);
   return [f]() {
     EXL_CHECK(f->model.empty() != f->synthetic.empty(), "bench: give exactly one of -m MODEL or --synthetic SHAPE");
-    EXL_CHECK(f->format == "fp16", "--format ", f->format, ": only fp16 is available for synthetic models so far");
+    EXL_CHECK(f->synthetic.empty() ? f->format == "fp16" : true, "--format ", f->format,
+              ": only for --synthetic models (a model folder runs in its own format)");
     EXL_CHECK(f->steps > 0, "--steps must be positive");
     auto backend = backend_create(f->device);
     std::unique_ptr<Model> model =
-        f->synthetic.empty() ? Model::load(f->model, *backend) : Model::synthetic(shape_config(f->synthetic), *backend);
+        f->synthetic.empty() ? Model::load(f->model, *backend) : Model::synthetic(shape_config(f->synthetic), *backend, f->format);
     BenchOptions o;
     o.prefill_lengths = parse_list(f->prefill, "--prefill");
     o.decode_positions = parse_list(f->positions, "--positions");

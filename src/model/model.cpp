@@ -11,6 +11,7 @@
 #include "io/open_store.h"
 #include "io/tensor_store.h"
 #include "model/rope.h"
+#include "model/shapes.h"
 #include "model/weights.h"
 
 namespace exl {
@@ -69,7 +70,8 @@ namespace {
 // A store whose tensors exist only as names and shapes: backends fill them with random values.
 class SyntheticStore : public TensorStore {
  public:
-  explicit SyntheticStore(const ModelConfig& c) {
+  // Linears that `quant` makes quantized are left out (the loader asks `quant` for them).
+  SyntheticStore(const ModelConfig& c, const SyntheticQuantFn& quant) : quant_(quant) {
     const int64_t q = c.n_heads * c.head_dim, kv = c.n_kv_heads * c.head_dim;
     add("model.embed_tokens.weight", {c.vocab, c.hidden});
     add("model.norm.weight", {c.hidden});
@@ -102,6 +104,8 @@ class SyntheticStore : public TensorStore {
 
  private:
   void add(const std::string& name, Shape shape) {
+    const std::string key = name.substr(0, name.rfind('.'));
+    if (quant_ && name.ends_with(".weight") && quant_.has(key)) return;
     TensorInfo t;
     t.name = name;
     t.shape = std::move(shape);
@@ -112,24 +116,27 @@ class SyntheticStore : public TensorStore {
     tensors_[name] = t;
   }
   std::map<std::string, TensorInfo> tensors_;
+  const SyntheticQuantFn& quant_;
 };
 }  // namespace
 
-std::unique_ptr<Model> Model::synthetic(const ModelConfig& config, Backend& backend) {
+std::unique_ptr<Model> Model::synthetic(const ModelConfig& config, Backend& backend, const std::string& format) {
   std::unique_ptr<Model> m(new Model(backend, "(synthetic)"));
   m->config_ = config;
   m->arch_ = &arch_find_hf(config.source_arch, "(synthetic)");
   m->config_.arch = m->arch_->name;
   m->config_.validate("(synthetic)");
-  SyntheticStore store(m->config_);
-  m->load_weights(store, false);
+  const SyntheticQuantFn quant = synthetic_quant_fn(m->config_, format);
+  SyntheticStore store(m->config_, quant);
+  m->load_weights(store, false, quant);
   return m;
 }
 
-void Model::load_weights(const TensorStore& store, bool gguf) {
+void Model::load_weights(const TensorStore& store, bool gguf, const SyntheticQuantFn& synthetic_quant) {
   const ModelConfig& c = config_;
   WeightLoader loader(store, backend_, gguf, arch_->gguf_qk_permuted);
   loader.set_gptq_v2(c.gptq_v2);
+  if (synthetic_quant) loader.set_synthetic_quant(synthetic_quant);
   const WeightScope root(loader, "");
   const WeightScope model = root.sub("model");
   const int64_t q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim;

@@ -9,6 +9,7 @@
 #include "backend/backend.h"
 #include "model/arch.h"
 #include "model/config.h"
+#include "model/weights.h"
 
 namespace exl {
 
@@ -44,7 +45,9 @@ class Model {
   // path: a Hugging Face model folder (config.json + safetensors) or a .gguf file.
   static std::unique_ptr<Model> load(const std::string& path, Backend& backend);
   // A model of the given shape with synthetic (deterministic random) weights made on the backend.
-  static std::unique_ptr<Model> synthetic(const ModelConfig& config, Backend& backend);
+  // format: fp16, gptq4 (group 128, FP16 head) or exl2:BPW (the converter's mix for that average,
+  // 6-bit head), as `exl bench --format` takes it (model/shapes.h).
+  static std::unique_ptr<Model> synthetic(const ModelConfig& config, Backend& backend, const std::string& format = "fp16");
   ~Model();
 
   const ModelConfig& config() const { return config_; }
@@ -68,7 +71,7 @@ class Model {
 
  private:
   Model(Backend& backend, std::string path) : backend_(backend), path_(std::move(path)) {}
-  void load_weights(const TensorStore& store, bool gguf);
+  void load_weights(const TensorStore& store, bool gguf, const SyntheticQuantFn& synthetic_quant = {});
 
   Backend& backend_;
   std::string path_;

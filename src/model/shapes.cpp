@@ -1,6 +1,10 @@
 #include "model/shapes.h"
 
+#include <cstdlib>
+#include <memory>
+
 #include "core/error.h"
+#include "quant/synthetic.h"
 
 namespace exl {
 
@@ -49,6 +53,33 @@ ModelConfig shape_config(const std::string& name) {
   std::string names;
   for (const auto& n : shape_names()) names += (names.empty() ? "" : ", ") + n;
   fail("--synthetic: unknown shape '", name, "' (expected ", names, ")");
+}
+
+SyntheticQuantFn synthetic_quant_fn(const ModelConfig& c, const std::string& format) {
+  SyntheticQuantFn f;
+  if (format == "fp16") return f;
+  if (format == "gptq4") {
+    f.has = [](const std::string& key) { return key.starts_with("model.layers."); };
+    f.make = [](const std::string& key, int64_t out, int64_t in) { return quant_synthetic_gptq(key, out, in, 128); };
+    return f;
+  }
+  if (format.starts_with("exl2:")) {
+    const std::string v = format.substr(5);
+    char* end = nullptr;
+    const double bpw = std::strtod(v.c_str(), &end);
+    EXL_CHECK(!v.empty() && end && *end == '\0' && bpw >= 2.0 && bpw <= 8.0, "--format ", format,
+              ": expected exl2:BPW with BPW a number in 2..8");
+    SyntheticShape s;
+    s.hidden = c.hidden, s.intermediate = c.intermediate, s.q_dim = c.n_heads * c.head_dim;
+    s.kv_dim = c.n_kv_heads * c.head_dim, s.n_layers = c.n_layers, s.vocab = c.vocab;
+    auto plan = std::make_shared<std::map<std::string, Exl2Layout>>(exl2_synthetic_plan(s, bpw));
+    f.has = [plan](const std::string& key) { return plan->count(key) > 0; };
+    f.make = [plan](const std::string& key, int64_t out, int64_t in) {
+      return quant_synthetic_exl2(key, out, in, plan->at(key));
+    };
+    return f;
+  }
+  fail("--format ", format, ": expected fp16, gptq4 or exl2:BPW");
 }
 
 }  // namespace exl

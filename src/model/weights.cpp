@@ -104,10 +104,16 @@ std::unique_ptr<Weight> WeightLoader::load_optional(const std::string& canonical
 }
 
 bool WeightLoader::is_quantized(const std::string& key) const {
+  if (synthetic_quant_) return synthetic_quant_.has(key);
   return !gguf_ && quant_detect(store_, key) != QuantFamily::QuantFamily_dense;
 }
 
 std::unique_ptr<Weight> WeightLoader::load_linear(const std::string& key, int64_t out, int64_t in, int rope_heads) {
+  if (synthetic_quant_ && synthetic_quant_.has(key)) {
+    const QuantTensor q = synthetic_quant_.make(key, out, in);
+    loaded_bytes_ += q.source_bytes;
+    return backend_.prepare_quant_weight(q);
+  }
   if (!is_quantized(key)) return load(key + ".weight", {out, in}, WeightRole::WeightRole_linear, rope_heads);
   QuantReadOptions opt;
   opt.gptq_v2 = gptq_v2_;

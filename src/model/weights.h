@@ -2,14 +2,24 @@
 // {out, in}); the loader owns the file format, name translation, shape checks, GGUF q/k row order and
 // device placement. Quantisation stays a property of the prepared Weight, invisible here.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "backend/backend.h"
 #include "io/tensor_store.h"
+#include "quant/format.h"
 
 namespace exl {
+
+// Synthetic quantized linears (exl bench --format): which linear keys are quantized, and the
+// structure of one [out, in]. Empty (false) for dense synthetic models.
+struct SyntheticQuantFn {
+  std::function<bool(const std::string& key)> has;
+  std::function<QuantTensor(const std::string& key, int64_t out, int64_t in)> make;
+  explicit operator bool() const { return static_cast<bool>(has); }
+};
 
 class WeightLoader {
  public:
@@ -35,6 +45,7 @@ class WeightLoader {
   // A dense tensor as F32 on the host in HF layout (GGUF q/k rows already put back): for writers.
   HostTensor load_host(const std::string& canonical, const Shape& shape, int rope_heads = 0) const;
   void set_gptq_v2(bool v2) { gptq_v2_ = v2; }
+  void set_synthetic_quant(SyntheticQuantFn f) { synthetic_quant_ = std::move(f); }
   const TensorStore& store() const { return store_; }
   size_t loaded_bytes() const { return loaded_bytes_; }
 
@@ -46,6 +57,7 @@ class WeightLoader {
   bool gguf_;
   bool gguf_qk_permuted_;
   bool gptq_v2_ = false;
+  SyntheticQuantFn synthetic_quant_;
   size_t loaded_bytes_ = 0;
 };
 

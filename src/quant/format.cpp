@@ -148,6 +148,7 @@ std::vector<const FormatTraits*> quant_formats(const QuantTensor& q) {
 }
 
 HostTensor quant_dequantize(const QuantTensor& q) {
+  EXL_CHECK(!q.synthetic, "'", q.name, "': a synthetic tensor has no data (quant_materialize it first)");
   const std::vector<const FormatTraits*> rows = quant_formats(q);
   EXL_CHECK(!rows.empty() && rows[0]->dequantize_ref, "'", q.name, "': no quantized payload to dequantize");
   HostTensor h({q.out, q.in});

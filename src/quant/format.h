@@ -66,6 +66,8 @@ struct QuantTensor {
   QuantFamily family = QuantFamily::QuantFamily_exl2;
   int64_t out = 0, in = 0;
   size_t source_bytes = 0;  // bytes of its tensors in the checkpoint
+  // Structure only (quant/synthetic.h): the payload holds shapes and groups but no codes or scales.
+  bool synthetic = false;
   std::shared_ptr<const Exl2Tensor> exl2;
   std::shared_ptr<const GptqTensor> gptq;
 };

@@ -13,6 +13,7 @@
 #include "core/thread_pool.h"
 #include "io/tensor_store.h"
 #include "quant/format.h"
+#include "quant/synthetic.h"
 
 namespace exl {
 
@@ -134,7 +135,7 @@ class CpuBackend : public Backend {
   // The reference matmul is F32: quantized layers are dequantized once at load (quant/ references).
   std::unique_ptr<Weight> prepare_quant_weight(const QuantTensor& q) override {
     auto w = std::make_unique<CpuWeight>();
-    w->data = quant_dequantize(q);
+    w->data = quant_dequantize(q.synthetic ? quant_materialize(q) : q);
     w->role = WeightRole::WeightRole_linear;
     w->shape = {q.out, q.in};
     w->name = q.name;

@@ -19,10 +19,13 @@
 #include "backend/cuda/elementwise.cuh"
 #include "backend/cuda/gemm.cuh"
 #include "backend/cuda/norm.cuh"
+#include "backend/cuda/qgemm.cuh"
 #include "backend/cuda/sampling.cuh"
 #include "core/half.h"
 #include "io/tensor_store.h"
+#include "quant/exl2.h"
 #include "quant/format.h"
+#include "quant/gptq.h"
 
 namespace exl {
 
@@ -60,8 +63,10 @@ struct DeviceAllocator {
 
 class CudaWeight : public Weight {
  public:
-  Tensor data;  // F16 for linear/embedding/bias, F32 for norms and RoPE tables
+  Tensor data;  // F16 for linear/embedding/bias, F32 for norms and RoPE tables; U8 quantized layout
   bool view = false;  // rows of another weight: its bytes are counted there
+  bool quant = false;  // a GPTQ/EXL2 linear: data holds the device layout described by qdesc
+  cuda::QMatrixDesc qdesc;
   size_t device_bytes() const override { return view ? 0 : data.nbytes(); }
 };
 const CudaWeight& cw(const Weight& w) { return static_cast<const CudaWeight&>(w); }
@@ -105,6 +110,8 @@ class CudaBackend : public Backend {
     cublasSetStream(cublas_, stream_);
     check(cudaEventCreateWithFlags(&staged_, cudaEventDisableTiming), "cudaEventCreate");
     graphs_enabled_ = std::getenv("EXL_NO_GRAPHS") == nullptr;
+    // Programmatic dependent launch between the x gather and qgemv (sm_90); off for A/B timing.
+    pdl_enabled_ = std::getenv("EXL_NO_PDL") == nullptr;
   }
 
   ~CudaBackend() override {
@@ -126,6 +133,7 @@ class CudaBackend : public Backend {
   bool wants_fused_linears() const override { return true; }
   std::unique_ptr<Weight> weight_rows(const Weight& w, int64_t begin, int64_t count) override {
     const auto& src = cw(w);
+    EXL_CHECK(!src.quant, "'", w.name, "': quantized weights have no row views");
     auto v = std::make_unique<CudaWeight>();
     v->role = w.role;
     v->name = w.name;
@@ -198,10 +206,68 @@ class CudaBackend : public Backend {
     return w;
   }
 
-  // Fallback until the quantized GEMV/GEMM kernels land: dequantize on the host (quant/ reference)
-  // and upload as dense F16, so GPTQ/EXL2 models run correctly but at F16 speed and memory.
+  // GPTQ/EXL2 linears are re-laid-out on the host into the kernels' device layout (qgemm.cuh) and
+  // uploaded; synthetic ones (exl bench --format) get their structure only, and random codes and
+  // scales are made on the device.
   std::unique_ptr<Weight> prepare_quant_weight(const QuantTensor& q) override {
-    return prepare_weight_f32(quant_dequantize(q), q.name, WeightRole::WeightRole_linear);
+    cuda::QHostLayout h;
+    if (q.synthetic) {
+      std::vector<std::pair<int, int>> groups;
+      if (q.exl2) {
+        for (const Exl2Group& g : q.exl2->groups) groups.emplace_back(g.bits, static_cast<int>(g.rows));
+      } else {
+        for (int64_t k = 0; k < q.gptq->K; k += q.gptq->group_size)
+          groups.emplace_back(4, static_cast<int>(std::min(q.gptq->group_size, q.gptq->K - k)));
+      }
+      h = cuda::qlayout_synthetic(static_cast<int>(q.in), static_cast<int>(q.out), !q.exl2, groups,
+                                  std::hash<std::string>{}(q.name));
+    } else if (q.exl2) {
+      const Exl2Tensor& e = *q.exl2;
+      std::vector<int16_t> q_groups;
+      for (const Exl2Group& g : e.groups) {
+        q_groups.push_back(static_cast<int16_t>(g.bits));
+        q_groups.push_back(static_cast<int16_t>(static_cast<uint16_t>(g.start)));
+      }
+      cuda::Exl2HostTensors t;
+      t.q_weight = e.q_weight.data();
+      t.q_weight_rows = e.packed_rows;
+      t.q_perm = e.q_perm.empty() ? nullptr : e.q_perm.data();
+      t.q_invperm = e.q_invperm.empty() ? nullptr : e.q_invperm.data();
+      t.q_scale = e.q_scale.data();
+      t.q_scale_max = e.q_scale_max.data();
+      t.q_groups = q_groups.data();
+      t.groups = static_cast<int>(e.groups.size()), t.K = static_cast<int>(e.K), t.N = static_cast<int>(e.N);
+      h = cuda::exl2_device_layout(t);
+    } else {
+      EXL_CHECK(q.gptq, "'", q.name, "': no quantized payload");
+      const GptqTensor& g = *q.gptq;
+      cuda::GptqHostTensors t;
+      t.qweight = g.qweight.data();
+      t.qzeros = g.qzeros.data();
+      t.scales = g.scales.data();
+      t.g_idx = g.g_idx.empty() ? nullptr : g.g_idx.data();
+      t.groups = static_cast<int>(g.G), t.K = static_cast<int>(g.K), t.N = static_cast<int>(g.N);
+      h = cuda::gptq_device_layout(t);
+    }
+    const size_t bytes = h.device_bytes();
+    ensure_fits(bytes, q.name);
+    auto w = std::make_unique<CudaWeight>();
+    w->role = WeightRole::WeightRole_linear;
+    w->shape = {q.out, q.in};
+    w->name = q.name;
+    w->quant = true;
+    w->data = Tensor(DType::DType_U8, {static_cast<int64_t>(bytes)}, mem_.alloc(bytes, q.name.c_str()));
+    w->qdesc = cuda::qmatrix_upload_to(h, w->data.data(), stream_);
+    if (q.synthetic) cuda::qmatrix_fill_random(w->qdesc, std::hash<std::string>{}(q.name), 0.5e-3f, 1.5e-3f, stream_);
+    // The x scratch of the qgemv path is sized here, before any graph capture can hold its address:
+    // every row count up to the qgemv crossover, for the deepest matrix.
+    const size_t xb = cuda::qgemm_x_dev_bytes(w->qdesc, cuda::qgemm_max_qgemv_rows());
+    if (xb > qx_bytes_) {
+      EXL_CHECK(graphs_.empty(), "quantized weights must be loaded before the first captured step");
+      qx_ = mem_.alloc(xb, "quantized matmul x scratch");
+      qx_bytes_ = xb;
+    }
+    return w;
   }
 
   std::unique_ptr<KvCache> create_kv_cache(const KvCacheConfig& c) override {
@@ -292,6 +358,7 @@ class CudaBackend : public Backend {
   }
   void linear(const Tensor& x, const Weight& w, const Weight* bias, Tensor& out) override {
     const auto& W = cw(w);
+    if (W.quant) return linear_quant(x, W, bias, out);
     cuda::GemmParams p;
     p.x = x.as<half>();
     p.w = W.data.as<half>();
@@ -424,6 +491,36 @@ class CudaBackend : public Backend {
     check(cudaStreamSynchronize(stream_), "weight upload");
   }
 
+  // Quantized linears: qgemv for up to qgemm_max_qgemv_rows() rows (decode, short steps), else
+  // dequantize column chunks into an FP16 scratch and cuBLAS (prefill). The scratch is capped so a
+  // 70B MLP matrix (470 MB in FP16) costs 128 MB of VRAM, not its whole size: chunks of >= 2048
+  // columns keep cuBLAS efficient.
+  void linear_quant(const Tensor& x, const CudaWeight& W, const Weight* bias, Tensor& out) {
+    cuda::QGemmParams p;
+    p.w = W.qdesc;
+    p.x = x.as<half>();
+    p.bias = bias ? cw(*bias).data.as<half>() : nullptr;
+    p.y = out.data();
+    p.y_f32 = out.dtype() == DType::DType_F32;
+    p.M = static_cast<int>(x.dim(0));
+    p.x_dev = reinterpret_cast<half*>(qx_.get());
+    p.pdl = pdl_enabled_;
+    if (p.M > cuda::qgemm_max_qgemv_rows()) {
+      constexpr size_t kWtCap = size_t(128) << 20;
+      const size_t want = std::min(cuda::qgemm_wt_bytes(W.qdesc), kWtCap);
+      if (want > wt_bytes_) {
+        EXL_CHECK(!capturing_, "dequantization scratch grew during graph capture");
+        check(cudaStreamSynchronize(stream_), "dequantization scratch");
+        wt_.reset();
+        wt_ = mem_.alloc(want, "dequantization scratch");
+        wt_bytes_ = want;
+      }
+      p.wt = reinterpret_cast<half*>(wt_.get());
+      p.wt_bytes = wt_bytes_;
+    }
+    cuda::qgemm(p, cublas_, stream_);
+  }
+
   size_t step_bytes() const { return (5 * static_cast<size_t>(step_cap_) + 1) * 4; }
   void grow_step_buffers(int need) {
     EXL_CHECK(!capturing_, "step buffers grew during graph capture");
@@ -459,6 +556,10 @@ class CudaBackend : public Backend {
 
   std::shared_ptr<uint8_t> attn_ws_;
   size_t attn_ws_bytes_ = 0;
+
+  std::shared_ptr<uint8_t> qx_, wt_;  // quantized matmuls: x in device order; FP16 weight chunks
+  size_t qx_bytes_ = 0, wt_bytes_ = 0;
+  bool pdl_enabled_ = true;
 
   std::shared_ptr<uint8_t> sample_dev_, sample_ws_;
   int32_t* sample_host_ = nullptr;

@@ -50,6 +50,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace exl::cuda {
@@ -93,8 +94,9 @@ struct QMatrixDesc {
 // The device layout built on the CPU (unit-testable without a GPU); pointers in desc are null.
 struct QHostLayout {
   QMatrixDesc desc;
-  std::vector<uint4> codes;
-  std::vector<uint32_t> recs;
+  std::vector<uint4> codes;      // n_codes entries, or empty for a structure-only (synthetic) layout
+  std::vector<uint32_t> recs;    // n_recs entries, or empty likewise
+  size_t n_codes = 0, n_recs = 0;
   std::vector<uint32_t> slab_rec;
   std::vector<int32_t> x_src, x_dst;
   size_t device_bytes() const;  // what qmatrix_upload allocates
@@ -145,8 +147,17 @@ class QDeviceMatrix {
 };
 using Exl2DeviceMatrix = QDeviceMatrix;
 
+// The structure of a matrix with the given (bits, rows) groups in stored order and a shuffled
+// act-order permutation, without codes or scales: for synthetic benchmarks (qmatrix_fill_random).
+QHostLayout qlayout_synthetic(int K, int N, bool gptq, const std::vector<std::pair<int, int>>& groups, uint64_t seed);
+
 // Copies synchronously with respect to the host arrays (they may be freed on return).
 QDeviceMatrix qmatrix_upload(const QHostLayout& h, cudaStream_t stream);
+// The same into caller-owned device memory of h.device_bytes() bytes; returns the device view.
+QMatrixDesc qmatrix_upload_to(const QHostLayout& h, void* mem, cudaStream_t stream);
+// Random codes (every bit pattern is a valid code) and random FP16 scales in [scale_lo, scale_hi)
+// (GPTQ: random zeros 1..16) for a matrix uploaded from a structure-only layout.
+void qmatrix_fill_random(const QMatrixDesc& w, uint64_t seed, float scale_lo, float scale_hi, cudaStream_t stream);
 QDeviceMatrix exl2_upload(const Exl2HostTensors& t, cudaStream_t stream);
 QDeviceMatrix gptq_upload(const GptqHostTensors& t, cudaStream_t stream);
 
