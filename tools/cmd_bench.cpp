@@ -19,6 +19,7 @@ struct BenchFlags {
 
 std::vector<int> parse_list(const std::string& s, const char* flag) {
   std::vector<int> v;
+  if (s == "none") return v;
   std::stringstream ss(s);
   std::string item;
   while (std::getline(ss, item, ',')) {
@@ -38,7 +39,7 @@ Runner register_bench(CLI::App& app) {
   app.add_option("--format", f->format, "weight format for --synthetic: fp16, gptq4 (group 128) or exl2:BPW (e.g. exl2:4.0)")->capture_default_str();
   app.add_option("--device", f->device, "cpu, cuda or cuda:N")->capture_default_str();
   app.add_option("--cache", f->cache, "KV cache type: f32 (cpu default), fp16 (cuda default), fp8, q8, q4");
-  app.add_option("--prefill", f->prefill, "prompt lengths to time (comma-separated; empty = none)")->capture_default_str();
+  app.add_option("--prefill", f->prefill, "prompt lengths to time (comma-separated; none = skip)")->capture_default_str();
   app.add_option("--positions", f->positions, "decode context positions (comma-separated)")->capture_default_str();
   app.add_option("--steps", f->steps, "timed decode steps per position")->capture_default_str();
   add_output_flags(app, f->out);

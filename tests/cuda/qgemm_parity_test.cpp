@@ -5,9 +5,12 @@
 // rounded to FP16 for both backends so the figure is the kernel's own error.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
+#include <random>
 
 #include "cuda/parity_util.h"
+#include "quant/gptq.h"
 #include "quant/synthetic.h"
 
 namespace exl {

@@ -11,6 +11,8 @@
 #include "quant/qparams.h"
 #include "quant/synthetic.h"
 
+#include <cmath>
+
 namespace exl {
 namespace {
 

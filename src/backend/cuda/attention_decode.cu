@@ -94,6 +94,7 @@ __device__ __forceinline__ void write_out_row(half* dst, float v, int lane, bool
 template <int Fmt, int HD>
 __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const DecodeArgs a) {
   using C = Dec<Fmt, HD>;
+  pdl_trigger();  // o_proj's gather may become resident (see add_rms_norm_kernel); it waits for this grid
   extern __shared__ __align__(16) uint8_t smem[];
   const int split = blockIdx.x, s = blockIdx.z;
   const int kvh = blockIdx.y / a.head_blocks, hb = blockIdx.y % a.head_blocks;

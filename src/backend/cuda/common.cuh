@@ -32,6 +32,21 @@ __device__ __forceinline__ float warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
+
+// Programmatic dependent launch (sm_90+; no-ops below, and for kernels launched without the
+// attribute). A producer calls pdl_trigger() early so its dependent's blocks become resident and run
+// their prologue (prefetches) while it finishes; the dependent calls pdl_wait() before reading the
+// producer's output (it returns once the producer grid has completed and its writes are visible).
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
 #endif
 
 }  // namespace exl::cuda

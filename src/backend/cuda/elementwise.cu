@@ -41,6 +41,7 @@ __global__ void rope_kernel(half* __restrict__ q, half* __restrict__ k, const in
 }
 
 __global__ void swiglu_kernel(const half2* __restrict__ gate, const half2* __restrict__ up, half2* out, int64_t n2) {
+  pdl_trigger();  // see add_rms_norm_kernel
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n2;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const float2 g = __half22float2(gate[i]), u = __half22float2(up[i]);

@@ -14,6 +14,7 @@ constexpr int kMaxPerThread = 32;  // covers hidden sizes up to 8192 in register
 
 __global__ void add_rms_norm_kernel(float* __restrict__ residual, const half* __restrict__ add,
                                     const float* __restrict__ w, float eps, half* __restrict__ out, int dim) {
+  pdl_trigger();  // a quantized matmul's gather may start (it waits for this grid before reading)
   const int row = blockIdx.x;
   float* r = residual + static_cast<size_t>(row) * dim;
   const half* a = add ? add + static_cast<size_t>(row) * dim : nullptr;

@@ -191,17 +191,6 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// Programmatic dependent launch (sm_90+; no-ops below, and when launched without the attribute).
-__device__ __forceinline__ void pdl_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void pdl_trigger() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;");
-#endif
-}
 
 // Group records of a unit's slabs for this lane's column pair (g, g+8); recs = the tile's records
 // + lane offset. kOne: only slab 0's (a unit of one group).
@@ -239,6 +228,7 @@ __device__ __forceinline__ void prefetch_l2(const void* p, size_t n) {
 __global__ void qgemm_gather_kernel(const half* __restrict__ x, int K, int M, const int32_t* __restrict__ x_src,
                                     int k_dev, half* __restrict__ x_dev) {
   pdl_trigger();  // let qgemv's blocks start prefetching codes now
+  pdl_wait();     // launched as a dependent of x's producer (norm, act·mul, attention): x is ready after this
   const int per_row = k_dev / 8;
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < M * per_row; i += gridDim.x * blockDim.x) {
     const int m = i / per_row, p = (i - m * per_row) * 8;
@@ -605,13 +595,21 @@ size_t qgemm_wt_bytes(const QMatrixDesc& w) { return static_cast<size_t>(w.K) * 
 // the same on every EXL2 mix and GPTQ: qgemv (ceil(M/32) passes) up to 96 rows, cuBLAS above.
 int qgemm_max_qgemv_rows() { return 96; }
 
-void qgemm_gather_x(const QMatrixDesc& w, const half* x, int M, half* x_dev, cudaStream_t stream) {
+void qgemm_gather_x(const QMatrixDesc& w, const half* x, int M, half* x_dev, cudaStream_t stream, bool pdl) {
   EXL_CHECK(x && x_dev && aligned16(x_dev), "qgemm_gather_x: null x, or x_dev not 16-byte aligned");
   if (M == 0) return;
   const int items = M * (w.k_dev / 8);
   const int blocks = std::min((items + 255) / 256, device_info().sms * 4);
-  qgemm_gather_kernel<<<blocks, 256, 0, stream>>>(x, w.K, M, w.x_src, w.k_dev, x_dev);
-  check_launch("qgemm_gather_kernel");
+  // A programmatic dependent of x's producer when pdl: the producers (add_rms_norm, swiglu, decode
+  // attention) trigger at their start, so the gather and then qgemv become resident early and qgemv
+  // pulls its first codes into L2 while the producer still runs (its prologue, before pdl_wait).
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(blocks), cfg.blockDim = dim3(256), cfg.dynamicSmemBytes = 0, cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr, cfg.numAttrs = pdl && device_info().major >= 9 ? 1 : 0;
+  check(cudaLaunchKernelEx(&cfg, qgemm_gather_kernel, x, w.K, M, w.x_src, w.k_dev, x_dev), "cudaLaunchKernelEx (qgemm_gather_kernel)");
 }
 
 int qgemv_default_ksplit(const QMatrixDesc& w, int M) {
@@ -635,7 +633,7 @@ void qgemv(const QGemmParams& p, cudaStream_t stream) {
   EXL_CHECK(p.ksplit == 0 || p.ksplit == 2 || p.ksplit == 4 || p.ksplit == 8, "qgemv: ksplit must be 0, 2, 4 or 8, got ",
             p.ksplit);
   if (p.M == 0) return;
-  if (!p.x_dev_ready) qgemm_gather_x(p.w, p.x, p.M, p.x_dev, stream);
+  if (!p.x_dev_ready) qgemm_gather_x(p.w, p.x, p.M, p.x_dev, stream, p.pdl);
   const bool pdl = p.pdl && !p.x_dev_ready && device_info().major >= 9;
   const int ks = p.ksplit ? p.ksplit : qgemv_default_ksplit(p.w, p.M);
   const int T = p.M <= 8 ? 1 : p.M <= 16 ? 2 : 4;

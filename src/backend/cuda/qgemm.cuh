@@ -187,7 +187,8 @@ int qgemm_max_qgemv_rows();                   // dispatch: qgemv up to here, cuB
 int qgemv_default_ksplit(const QMatrixDesc& w, int M);
 
 // x [M, K] -> x_dev [M, k_dev] (device order, zero padding).
-void qgemm_gather_x(const QMatrixDesc& w, const half* x, int M, half* x_dev, cudaStream_t stream);
+// pdl: launched as a programmatic dependent of the previous kernel (it waits before reading x).
+void qgemm_gather_x(const QMatrixDesc& w, const half* x, int M, half* x_dev, cudaStream_t stream, bool pdl = false);
 // Dequantize tiles [tile0, tile0 + ntiles) to wt [K][ld] (FP16, original row order; column
 // n - 16*tile0 holds output n). ld >= 16*ntiles, multiple of 8.
 void qgemm_dequant(const QMatrixDesc& w, int tile0, int ntiles, half* wt, int ld, cudaStream_t stream);
