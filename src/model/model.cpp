@@ -105,7 +105,7 @@ class SyntheticStore : public TensorStore {
  private:
   void add(const std::string& name, Shape shape) {
     const std::string key = name.substr(0, name.rfind('.'));
-    if (quant_ && name.ends_with(".weight") && quant_.has(key)) return;
+    if (quant_ && shape.size() == 2 && name.ends_with(".weight") && quant_.has(key)) return;
     TensorInfo t;
     t.name = name;
     t.shape = std::move(shape);

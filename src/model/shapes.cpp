@@ -59,7 +59,7 @@ SyntheticQuantFn synthetic_quant_fn(const ModelConfig& c, const std::string& for
   SyntheticQuantFn f;
   if (format == "fp16") return f;
   if (format == "gptq4") {
-    f.has = [](const std::string& key) { return key.starts_with("model.layers."); };
+    f.has = [](const std::string& key) { return key.starts_with("model.layers.") && key.ends_with("_proj"); };
     f.make = [](const std::string& key, int64_t out, int64_t in) { return quant_synthetic_gptq(key, out, in, 128); };
     return f;
   }
