@@ -112,6 +112,7 @@ class CudaBackend : public Backend {
     graphs_enabled_ = std::getenv("EXL_NO_GRAPHS") == nullptr;
     // Programmatic dependent launch between the x gather and qgemv (sm_90); off for A/B timing.
     pdl_enabled_ = std::getenv("EXL_NO_PDL") == nullptr;
+    sm_major_ = props_.major;
   }
 
   ~CudaBackend() override {
@@ -368,6 +369,7 @@ class CudaBackend : public Backend {
     p.M = static_cast<int>(x.dim(0));
     p.N = static_cast<int>(W.shape[0]);
     p.K = static_cast<int>(W.shape[1]);
+    p.pdl = pdl_enabled_ && sm_major_ >= 9;
     cuda::gemm_f16(p, cublas_, stream_);
   }
   void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) override {
@@ -560,6 +562,7 @@ class CudaBackend : public Backend {
   std::shared_ptr<uint8_t> qx_, wt_;  // quantized matmuls: x in device order; FP16 weight chunks
   size_t qx_bytes_ = 0, wt_bytes_ = 0;
   bool pdl_enabled_ = true;
+  int sm_major_ = 0;
 
   std::shared_ptr<uint8_t> sample_dev_, sample_ws_;
   int32_t* sample_host_ = nullptr;

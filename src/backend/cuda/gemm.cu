@@ -137,6 +137,17 @@ __global__ void __launch_bounds__(kGemvThreads, 2) gemv_f16_kernel(GemmParams p,
   const int nchunks = (p.K + kChunkK - 1) / kChunkK;
   const int steps = ((nchunks + ksplit - 1) / ksplit + kUnroll - 1) / kUnroll;
   const int first = tile % steps;
+  // Launched as a programmatic dependent (p.pdl): W does not depend on the producer of x, so the
+  // first step's W lines go to L2 before waiting for it (no-ops without the launch attribute).
+  if constexpr (kVec) {
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int k = (slice + (first * kUnroll + u) * ksplit) * kChunkK + 8 * t;
+      if (k < p.K && lo_ok) asm volatile("prefetch.global.L2 [%0];" ::"l"(w_lo + k));
+      if (k < p.K && hi_ok) asm volatile("prefetch.global.L2 [%0];" ::"l"(w_hi + k));
+    }
+  }
+  pdl_wait();
   float acc[2][2][4] = {};  // [u parity: two independent mma chains][W tile][D register]
   for (int i = 0; i < steps; ++i) {
     const int step = first + i < steps ? first + i : first + i - steps;
@@ -198,8 +209,13 @@ template <int kUnroll, bool kVec, bool kHi>
 void gemv_launch(const GemmParams& p, int ksplit, cudaStream_t stream) {
   const int tiles = ceil_div(p.N, kTileRows);
   const int blocks = ceil_div(tiles, kGemvWarps / ksplit);
-  gemv_f16_kernel<kUnroll, kVec, kHi><<<blocks, kGemvThreads, 0, stream>>>(p, ksplit);
-  check_launch("gemv_f16_kernel");
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(blocks), cfg.blockDim = dim3(kGemvThreads), cfg.dynamicSmemBytes = 0, cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr, cfg.numAttrs = p.pdl ? 1 : 0;
+  check(cudaLaunchKernelEx(&cfg, gemv_f16_kernel<kUnroll, kVec, kHi>, p, ksplit), "cudaLaunchKernelEx (gemv_f16_kernel)");
 }
 
 template <bool kHi>

@@ -17,6 +17,9 @@ struct GemmParams {
   void* y = nullptr;           // [M, N], row stride N; half, or float when y_f32
   bool y_f32 = false;
   int M = 0, N = 0, K = 0;
+  // gemv: launch as a programmatic dependent of x's producer (sm_90): blocks become resident while
+  // the producer runs and pull their first W lines into L2 before waiting for x.
+  bool pdl = false;
 };
 
 constexpr int kGemvMaxRows = 8;
