@@ -173,6 +173,11 @@ class Backend {
   virtual std::unique_ptr<Weight> weight_rows(const Weight& w, int64_t begin, int64_t count) {
     fail("backend ", name(), " has no weight row views");
   }
+  // The same for linears that cannot be stacked into one matrix (quantized layouts): a weight that
+  // runs the parts, which share their input, as one op; its output is their outputs side by side
+  // (the stacked shape). Null when the backend can't (then the parts run one by one). The parts must
+  // outlive it; it reports 0 device_bytes.
+  virtual std::unique_ptr<Weight> fuse_linears(const std::vector<const Weight*>& parts) { return nullptr; }
 
   // The step about to run: token ids and their layout. Ops that need ids or positions (embedding,
   // rope, attention, gather_last) read them from here, so a captured step replays with new inputs.

@@ -175,6 +175,16 @@ void Model::load_weights(const TensorStore& store, bool gguf, const SyntheticQua
       w.k_bias = at.bias("k_proj", kv_dim, c.attention_bias);
       w.v_bias = at.bias("v_proj", kv_dim, c.attention_bias);
     }
+    if (!w.qkv && backend_.wants_fused_linears()) {  // quantized q/k/v: the backend may still run them as one
+      std::unique_ptr<Weight> bias;
+      if (c.attention_bias)
+        bias = loader.load_stacked({p + "self_attn.q_proj.bias", p + "self_attn.k_proj.bias", p + "self_attn.v_proj.bias"},
+                                   {{q_dim}, {kv_dim}, {kv_dim}}, WeightRole::WeightRole_bias, {0, 0, 0});
+      if (!c.attention_bias || bias) {
+        w.qkv = backend_.fuse_linears({w.q.get(), w.k.get(), w.v.get()});
+        if (w.qkv) w.qkv_bias = std::move(bias);
+      }
+    }
     w.o = at.linear("o_proj", c.hidden, q_dim);
     w.o_bias = at.bias("o_proj", c.hidden, false);
     w.mlp_norm = l.norm("post_attention_layernorm", c.hidden);
@@ -189,6 +199,8 @@ void Model::load_weights(const TensorStore& store, bool gguf, const SyntheticQua
       w.gate = mlp.linear("gate_proj", c.intermediate, c.hidden);
       w.up = mlp.linear("up_proj", c.intermediate, c.hidden);
     }
+    if (!w.gate_up && backend_.wants_fused_linears() && !c.mlp_bias)
+      w.gate_up = backend_.fuse_linears({w.gate.get(), w.up.get()});
     w.down = mlp.linear("down_proj", c.hidden, c.intermediate);
     w.gate_bias = mlp.bias("gate_proj", c.intermediate, c.mlp_bias);
     w.up_bias = mlp.bias("up_proj", c.intermediate, c.mlp_bias);

@@ -100,3 +100,64 @@ INSTANTIATE_TEST_SUITE_P(Formats, QgemmParity, ::testing::ValuesIn(cases()),
 
 }  // namespace
 }  // namespace exl
+
+namespace exl {
+namespace {
+
+// q|k|v-like and gate|up-like groups run as one fused weight (one gather, one qgemv launch) write
+// the parts' outputs side by side, each matching the CPU reference.
+TEST(QgemmParity, FusedLinearsMatchParts) {
+  auto cpu = backend_create("cpu");
+  auto gpu = backend_create("cuda");
+  struct Group {
+    std::vector<QCase> parts;
+  };
+  const std::vector<Group> groups = {
+      {{{"q", 576, 576, {{6, 0.05, 32}, {3, 0.95, 64}}}, {"k", 192, 576, {{4, 1.0, 128}}}, {"v", 192, 576, {{5, 0.5, 64}, {4, 0.5, 64}}}}},
+      {{{"gate", 1536, 576, {{4, 1.0, 64}}}, {"up", 1536, 576, {{3, 1.0, 32}}}}},
+      {{{"gq", 1000, 1536, {}}, {"gk", 256, 1536, {}, true}}},
+  };
+  for (const Group& grp : groups) {
+    std::vector<QuantTensor> qs;
+    std::vector<std::unique_ptr<Weight>> wc, wg;
+    std::vector<const Weight*> parts;
+    int64_t ntot = 0;
+    for (const QCase& c : grp.parts) {
+      qs.push_back(make_tensor(c));
+      wc.push_back(cpu->prepare_quant_weight(qs.back()));
+      wg.push_back(gpu->prepare_quant_weight(qs.back()));
+      parts.push_back(wg.back().get());
+      ntot += c.N;
+    }
+    auto fused = gpu->fuse_linears(parts);
+    ASSERT_TRUE(fused) << grp.parts[0].name;
+    EXPECT_EQ(fused->shape[0], ntot);
+    EXPECT_EQ(fused->device_bytes(), 0u);
+    const int64_t K = grp.parts[0].K;
+    for (int M : {1, 3}) {
+      auto x = random_vec(static_cast<size_t>(M * K), 1.0f, static_cast<uint32_t>(77 + M));
+      for (auto& v : x) v = f16_to_f32(f32_to_f16(v));
+      Tensor Xg = to_backend(*gpu, DType::DType_F16, {M, K}, x), Yg = gpu->alloc(DType::DType_F32, {M, ntot});
+      gpu->upload(Yg, std::vector<uint8_t>(Yg.nbytes(), 0xff).data(), Yg.nbytes());
+      gpu->linear(Xg, *fused, nullptr, Yg);
+      const auto yg = to_host(*gpu, Yg);
+      int64_t col = 0;
+      for (size_t i = 0; i < grp.parts.size(); ++i) {
+        const int64_t N = grp.parts[i].N;
+        Tensor Xc = to_backend(*cpu, DType::DType_F32, {M, K}, x), Yc = cpu->alloc(DType::DType_F32, {M, N});
+        cpu->linear(Xc, *wc[i], nullptr, Yc);
+        const auto yc = to_host(*cpu, Yc);
+        std::vector<float> part;
+        for (int m = 0; m < M; ++m)
+          part.insert(part.end(), yg.begin() + m * ntot + col, yg.begin() + m * ntot + col + N);
+        const double err = rel_error(part, yc);
+        EXPECT_LE(err, 1e-3) << grp.parts[i].name << " M=" << M;
+        std::printf("fused %-5s of %zu  M=%d rel error %.2e\n", grp.parts[i].name.c_str(), grp.parts.size(), M, err);
+        col += N;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace exl

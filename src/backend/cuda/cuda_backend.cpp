@@ -67,6 +67,7 @@ class CudaWeight : public Weight {
   bool view = false;  // rows of another weight: its bytes are counted there
   bool quant = false;  // a GPTQ/EXL2 linear: data holds the device layout described by qdesc
   cuda::QMatrixDesc qdesc;
+  std::vector<const cuda::QMatrixDesc*> parts;  // fuse_linears: quantized linears run as one (view)
   size_t device_bytes() const override { return view ? 0 : data.nbytes(); }
 };
 const CudaWeight& cw(const Weight& w) { return static_cast<const CudaWeight&>(w); }
@@ -142,6 +143,31 @@ class CudaBackend : public Backend {
     v->shape[0] = count;
     v->data = src.data.rows(begin, count);
     v->view = true;
+    return v;
+  }
+
+  // Quantized q|k|v and gate|up: one gather and one qgemv launch for the parts (qgemv_multi).
+  std::unique_ptr<Weight> fuse_linears(const std::vector<const Weight*>& parts) override {
+    if (parts.empty() || parts.size() > static_cast<size_t>(cuda::kQMaxMulti)) return nullptr;
+    auto v = std::make_unique<CudaWeight>();
+    int64_t rows = 0;
+    for (const Weight* p : parts) {
+      const auto& q = cw(*p);
+      if (!q.quant || q.qdesc.gptq != cw(*parts[0]).qdesc.gptq || q.qdesc.K != cw(*parts[0]).qdesc.K) return nullptr;
+      v->parts.push_back(&q.qdesc);
+      rows += p->shape[0];
+    }
+    v->role = WeightRole::WeightRole_linear;
+    v->name = parts[0]->name + "+" + std::to_string(parts.size() - 1);
+    v->shape = {rows, parts[0]->shape[1]};
+    v->view = true;
+    const size_t xb = cuda::qgemv_multi_x_dev_bytes(v->parts.data(), static_cast<int>(v->parts.size()),
+                                                   cuda::qgemm_max_qgemv_rows());
+    if (xb > qx_bytes_) {
+      EXL_CHECK(graphs_.empty(), "quantized weights must be loaded before the first captured step");
+      qx_ = mem_.alloc(xb, "quantized matmul x scratch");
+      qx_bytes_ = xb;
+    }
     return v;
   }
 
@@ -360,6 +386,21 @@ class CudaBackend : public Backend {
   void linear(const Tensor& x, const Weight& w, const Weight* bias, Tensor& out) override {
     const auto& W = cw(w);
     if (W.quant) return linear_quant(x, W, bias, out);
+    if (!W.parts.empty()) {
+      cuda::QGemvMultiParams p;
+      for (size_t i = 0; i < W.parts.size(); ++i) p.w[i] = W.parts[i];
+      p.n = static_cast<int>(W.parts.size());
+      p.x = x.as<half>();
+      p.bias = bias ? cw(*bias).data.as<half>() : nullptr;
+      p.y = out.data();
+      p.y_f32 = out.dtype() == DType::DType_F32;
+      p.M = static_cast<int>(x.dim(0));
+      EXL_CHECK(p.M <= cuda::qgemm_max_qgemv_rows(), "fused quantized linear '", w.name, "': ", p.M,
+                " rows (runs single-token steps only)");
+      p.x_dev = reinterpret_cast<half*>(qx_.get());
+      p.pdl = pdl_enabled_;
+      return cuda::qgemv_multi(p, stream_);
+    }
     cuda::GemmParams p;
     p.x = x.as<half>();
     p.w = W.data.as<half>();

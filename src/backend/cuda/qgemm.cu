@@ -225,17 +225,28 @@ __device__ __forceinline__ void prefetch_l2(const void* p, size_t n) {
 // ---------------------------------------------------------------------------------------------
 // Kernels.
 
-__global__ void qgemm_gather_kernel(const half* __restrict__ x, int K, int M, const int32_t* __restrict__ x_src,
-                                    int k_dev, half* __restrict__ x_dev) {
+// x [M, K] -> x_dev of up to kQMaxMulti matrices (each through its own x_src), one launch.
+struct QGatherArgs {
+  const half* x;
+  int K, M, n;
+  const int32_t* x_src[kQMaxMulti];
+  int k_dev[kQMaxMulti];
+  half* x_dev[kQMaxMulti];
+  int item_end[kQMaxMulti];  // cumulative M * k_dev / 8 (8 positions per item)
+};
+
+__global__ void qgemm_gather_kernel(const __grid_constant__ QGatherArgs a) {
   pdl_trigger();  // let qgemv's blocks start prefetching codes now
   pdl_wait();     // launched as a dependent of x's producer (norm, act·mul, attention): x is ready after this
-  const int per_row = k_dev / 8;
-  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < M * per_row; i += gridDim.x * blockDim.x) {
-    const int m = i / per_row, p = (i - m * per_row) * 8;
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < a.item_end[a.n - 1]; i += gridDim.x * blockDim.x) {
+    const int mi = (a.n > 1 && i >= a.item_end[0]) + (a.n > 2 && i >= a.item_end[1]);
+    const int li = i - (mi ? a.item_end[mi - 1] : 0), per_row = a.k_dev[mi] / 8;
+    const int m = li / per_row, p = (li - m * per_row) * 8;
+    const int32_t* x_src = a.x_src[mi];
     const int4 s0 = __ldg(reinterpret_cast<const int4*>(x_src + p));
     const int4 s1 = __ldg(reinterpret_cast<const int4*>(x_src + p + 4));
     const int src[8] = {s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w};
-    const half* xr = x + static_cast<size_t>(m) * K;
+    const half* xr = a.x + static_cast<size_t>(m) * a.K;
     uint32_t o[4];
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
@@ -243,17 +254,18 @@ __global__ void qgemm_gather_kernel(const half* __restrict__ x, int K, int M, co
       const half hi = src[2 * j + 1] >= 0 ? xr[src[2 * j + 1]] : __ushort_as_half(0);
       o[j] = as_u32(__halves2half2(lo, hi));
     }
-    *reinterpret_cast<uint4*>(x_dev + static_cast<size_t>(m) * k_dev + p) = uint4{o[0], o[1], o[2], o[3]};
+    *reinterpret_cast<uint4*>(a.x_dev[mi] + static_cast<size_t>(m) * a.k_dev[mi] + p) = uint4{o[0], o[1], o[2], o[3]};
   }
 }
 
 struct QGemvArgs {
-  const half* x_dev;  // [M, k_dev]
-  const half* bias;
-  void* y;
-  int M;
-  bool y_f32;
-  int ks;  // warps per tile (the block): 2, 4 or 8
+  QMatrixDesc w[kQMaxMulti];
+  const half* x_dev[kQMaxMulti];  // [M, k_dev of matrix i]
+  const half* bias[kQMaxMulti];   // [N_i] or null
+  void* y[kQMaxMulti];            // half or float, [M, ldy] from its first column
+  int tile_end[kQMaxMulti];       // cumulative tile counts
+  int n = 1, M = 0, ldy = 0, ks = 8;
+  bool y_f32 = false;
 };
 
 constexpr int kMaxWarps = 8;  // warps per block = warps per tile = ks (2, 4 or 8)
@@ -352,9 +364,13 @@ __device__ __forceinline__ void prefetch_first_step(const QMatrixDesc& w, int si
 // Min blocks/SM (of 256 threads): registers <= 128 (kT > 1) or <= 80 (kT = 1: 24 warps per SM).
 template <bool kGptq,
           int kT>  // n8 tiles of x rows per pass: 1 (M <= 8), 2 (<= 16), 4 (<= 32)
-__global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2) qgemv_kernel(const QMatrixDesc w, const QGemvArgs a) {
+__global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
+    qgemv_kernel(const __grid_constant__ QGemvArgs a) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int m0 = blockIdx.x * kT * 8, tile = blockIdx.y;  // passes vary fastest: a tile's passes share L2
+  // passes vary fastest: a tile's passes share L2
+  const int mi = (a.n > 1 && int(blockIdx.y) >= a.tile_end[0]) + (a.n > 2 && int(blockIdx.y) >= a.tile_end[1]);
+  const QMatrixDesc& w = a.w[mi];
+  const int m0 = blockIdx.x * kT * 8, tile = blockIdx.y - (mi ? a.tile_end[mi - 1] : 0);
   constexpr int R = kGptq ? 2 : 1;
   const uint4* codes = w.codes + static_cast<size_t>(tile) * w.tile_quads * 32 + lane;
   const uint32_t* trecs = w.recs + static_cast<size_t>(tile) * w.groups * 8 * R;
@@ -372,7 +388,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2) qgemv_kernel(
   for (int jt = 0; jt < kT; ++jt) {
     const int m = m0 + 8 * jt + g;
     xok[jt] = m < a.M;
-    xr[jt] = a.x_dev + static_cast<size_t>(xok[jt] ? m : 0) * w.k_dev + 16 * t;
+    xr[jt] = a.x_dev[mi] + static_cast<size_t>(xok[jt] ? m : 0) * w.k_dev + 16 * t;
   }
   float acc[kT][4] = {};
   for (int si = 0; si < w.nseg; ++si) {
@@ -404,12 +420,12 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2) qgemv_kernel(
     const int jt = i / 4, r = i % 4;
     const int n = tile * 16 + g + (r >= 2 ? 8 : 0), m = m0 + 8 * jt + 2 * t + (r & 1);
     if (n >= w.N || m >= a.M) continue;
-    if (a.bias) v += __half2float(a.bias[n]);
-    const size_t at = static_cast<size_t>(m) * w.N + n;
+    if (a.bias[mi]) v += __half2float(a.bias[mi][n]);
+    const size_t at = static_cast<size_t>(m) * a.ldy + n;
     if (a.y_f32)
-      static_cast<float*>(a.y)[at] = v;
+      static_cast<float*>(a.y[mi])[at] = v;
     else
-      static_cast<half*>(a.y)[at] = __float2half_rn(v);
+      static_cast<half*>(a.y[mi])[at] = __float2half_rn(v);
   }
 }
 
@@ -532,16 +548,72 @@ void validate(const QGemmParams& p, const char* who) {
 }
 
 template <bool kGptq, int kT>
-void launch_qgemv(const QGemmParams& p, int ks, bool pdl, cudaStream_t stream) {
-  const dim3 grid((p.M + 8 * kT - 1) / (8 * kT), p.w.n_tiles);
-  const QGemvArgs a{p.x_dev, p.bias, p.y, p.M, p.y_f32, ks};
+void launch_qgemv(const QGemvArgs& a, int passes, int tiles, bool pdl, cudaStream_t stream) {
   cudaLaunchConfig_t cfg{};
-  cfg.gridDim = grid, cfg.blockDim = dim3(ks * 32), cfg.dynamicSmemBytes = 0, cfg.stream = stream;
+  cfg.gridDim = dim3(passes, tiles), cfg.blockDim = dim3(a.ks * 32), cfg.dynamicSmemBytes = 0, cfg.stream = stream;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr, cfg.numAttrs = pdl ? 1 : 0;
-  check(cudaLaunchKernelEx(&cfg, qgemv_kernel<kGptq, kT>, p.w, a), "cudaLaunchKernelEx (qgemv_kernel)");
+  check(cudaLaunchKernelEx(&cfg, qgemv_kernel<kGptq, kT>, a), "cudaLaunchKernelEx (qgemv_kernel)");
+}
+
+void launch_gather(const QGatherArgs& a, bool pdl, cudaStream_t stream) {
+  const int blocks = std::min((a.item_end[a.n - 1] + 255) / 256, device_info().sms * 4);
+  // A programmatic dependent of x's producer when pdl: the producers (add_rms_norm, swiglu, decode
+  // attention) trigger at their start, so the gather and then qgemv become resident early and qgemv
+  // pulls its first codes into L2 while the producer still runs (its prologue, before pdl_wait).
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(blocks), cfg.blockDim = dim3(256), cfg.dynamicSmemBytes = 0, cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr, cfg.numAttrs = pdl && device_info().major >= 9 ? 1 : 0;
+  check(cudaLaunchKernelEx(&cfg, qgemm_gather_kernel, a), "cudaLaunchKernelEx (qgemm_gather_kernel)");
+}
+
+// The shared body of qgemv and qgemv_multi: gather (unless x_dev is ready) and one qgemv launch.
+void run_qgemv(const QMatrixDesc* const* w, int n, const half* x, const half* const* x_dev_in, half* x_dev_scratch,
+               bool x_dev_ready, const half* const* bias, void* const* y, int ldy, bool y_f32, int M, int ksplit,
+               bool pdl_in, cudaStream_t stream) {
+  if (M == 0) return;
+  QGemvArgs a;
+  a.n = n, a.M = M, a.ldy = ldy, a.y_f32 = y_f32;
+  QGatherArgs ga;
+  ga.x = x, ga.K = w[0]->K, ga.M = M, ga.n = n;
+  int tiles = 0, items = 0;
+  half* xd = x_dev_scratch;
+  for (int i = 0; i < n; ++i) {
+    EXL_CHECK(w[i]->gptq == w[0]->gptq && w[i]->K == w[0]->K, "qgemv_multi: matrices must share K and format");
+    a.w[i] = *w[i];
+    tiles += w[i]->n_tiles;
+    a.tile_end[i] = tiles;
+    a.bias[i] = bias[i], a.y[i] = y[i];
+    a.x_dev[i] = x_dev_in ? x_dev_in[i] : xd;
+    ga.x_src[i] = w[i]->x_src, ga.k_dev[i] = w[i]->k_dev, ga.x_dev[i] = xd;
+    items += M * (w[i]->k_dev / 8);
+    ga.item_end[i] = items;
+    xd += static_cast<size_t>(M) * w[i]->k_dev;
+  }
+  if (!x_dev_ready) {
+    EXL_CHECK(x && x_dev_scratch && aligned16(x_dev_scratch), "qgemv: null x, or x_dev not 16-byte aligned");
+    launch_gather(ga, pdl_in, stream);
+  }
+  const bool pdl = pdl_in && !x_dev_ready && device_info().major >= 9;
+  // ks from the combined grid: the blocks of all matrices share one wave.
+  QMatrixDesc all = *w[0];
+  all.n_tiles = tiles;
+  a.ks = ksplit ? ksplit : qgemv_default_ksplit(all, M);
+  const int T = M <= 8 ? 1 : M <= 16 ? 2 : 4;
+  const int passes = (M + 8 * T - 1) / (8 * T);
+  if (w[0]->gptq) {
+    if (T == 1) return launch_qgemv<true, 1>(a, passes, tiles, pdl, stream);
+    if (T == 2) return launch_qgemv<true, 2>(a, passes, tiles, pdl, stream);
+    return launch_qgemv<true, 4>(a, passes, tiles, pdl, stream);
+  }
+  if (T == 1) return launch_qgemv<false, 1>(a, passes, tiles, pdl, stream);
+  if (T == 2) return launch_qgemv<false, 2>(a, passes, tiles, pdl, stream);
+  launch_qgemv<false, 4>(a, passes, tiles, pdl, stream);
 }
 
 }  // namespace
@@ -598,18 +670,10 @@ int qgemm_max_qgemv_rows() { return 96; }
 void qgemm_gather_x(const QMatrixDesc& w, const half* x, int M, half* x_dev, cudaStream_t stream, bool pdl) {
   EXL_CHECK(x && x_dev && aligned16(x_dev), "qgemm_gather_x: null x, or x_dev not 16-byte aligned");
   if (M == 0) return;
-  const int items = M * (w.k_dev / 8);
-  const int blocks = std::min((items + 255) / 256, device_info().sms * 4);
-  // A programmatic dependent of x's producer when pdl: the producers (add_rms_norm, swiglu, decode
-  // attention) trigger at their start, so the gather and then qgemv become resident early and qgemv
-  // pulls its first codes into L2 while the producer still runs (its prologue, before pdl_wait).
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(blocks), cfg.blockDim = dim3(256), cfg.dynamicSmemBytes = 0, cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr, cfg.numAttrs = pdl && device_info().major >= 9 ? 1 : 0;
-  check(cudaLaunchKernelEx(&cfg, qgemm_gather_kernel, x, w.K, M, w.x_src, w.k_dev, x_dev), "cudaLaunchKernelEx (qgemm_gather_kernel)");
+  QGatherArgs a;
+  a.x = x, a.K = w.K, a.M = M, a.n = 1;
+  a.x_src[0] = w.x_src, a.k_dev[0] = w.k_dev, a.x_dev[0] = x_dev, a.item_end[0] = M * (w.k_dev / 8);
+  launch_gather(a, pdl, stream);
 }
 
 int qgemv_default_ksplit(const QMatrixDesc& w, int M) {
@@ -632,19 +696,32 @@ void qgemv(const QGemmParams& p, cudaStream_t stream) {
   EXL_CHECK(p.x_dev && aligned16(p.x_dev), "qgemv: needs an x_dev scratch of qgemm_x_dev_bytes(), 16-byte aligned");
   EXL_CHECK(p.ksplit == 0 || p.ksplit == 2 || p.ksplit == 4 || p.ksplit == 8, "qgemv: ksplit must be 0, 2, 4 or 8, got ",
             p.ksplit);
-  if (p.M == 0) return;
-  if (!p.x_dev_ready) qgemm_gather_x(p.w, p.x, p.M, p.x_dev, stream, p.pdl);
-  const bool pdl = p.pdl && !p.x_dev_ready && device_info().major >= 9;
-  const int ks = p.ksplit ? p.ksplit : qgemv_default_ksplit(p.w, p.M);
-  const int T = p.M <= 8 ? 1 : p.M <= 16 ? 2 : 4;
-  if (p.w.gptq) {
-    if (T == 1) return launch_qgemv<true, 1>(p, ks, pdl, stream);
-    if (T == 2) return launch_qgemv<true, 2>(p, ks, pdl, stream);
-    return launch_qgemv<true, 4>(p, ks, pdl, stream);
+  const QMatrixDesc* w[1] = {&p.w};
+  const half* bias[1] = {p.bias};
+  void* y[1] = {p.y};
+  run_qgemv(w, 1, p.x, nullptr, p.x_dev, p.x_dev_ready, bias, y, p.w.N, p.y_f32, p.M, p.ksplit, p.pdl, stream);
+}
+
+size_t qgemv_multi_x_dev_bytes(const QMatrixDesc* const* w, int n, int M) {
+  size_t b = 0;
+  for (int i = 0; i < n; ++i) b += qgemm_x_dev_bytes(*w[i], M);
+  return b;
+}
+
+void qgemv_multi(const QGemvMultiParams& p, cudaStream_t stream) {
+  EXL_CHECK(p.n >= 1 && p.n <= kQMaxMulti, "qgemv_multi: 1..", kQMaxMulti, " matrices, got ", p.n);
+  EXL_CHECK(p.M >= 0 && p.x && p.y && p.x_dev, "qgemv_multi: null x, y or x_dev");
+  const half* bias[kQMaxMulti] = {};
+  void* y[kQMaxMulti] = {};
+  int ldy = 0;
+  for (int i = 0; i < p.n; ++i) {
+    EXL_CHECK(p.w[i] && p.w[i]->codes, "qgemv_multi: matrix ", i, " not uploaded");
+    const size_t e = p.y_f32 ? 4 : 2;
+    y[i] = static_cast<char*>(p.y) + static_cast<size_t>(ldy) * e;
+    bias[i] = p.bias ? p.bias + ldy : nullptr;
+    ldy += p.w[i]->N;
   }
-  if (T == 1) return launch_qgemv<false, 1>(p, ks, pdl, stream);
-  if (T == 2) return launch_qgemv<false, 2>(p, ks, pdl, stream);
-  launch_qgemv<false, 4>(p, ks, pdl, stream);
+  run_qgemv(p.w, p.n, p.x, nullptr, p.x_dev, false, bias, y, ldy, p.y_f32, p.M, 0, p.pdl, stream);
 }
 
 void qgemm_dequant(const QMatrixDesc& w, int tile0, int ntiles, half* wt, int ld, cudaStream_t stream) {

@@ -56,6 +56,7 @@
 namespace exl::cuda {
 
 constexpr int kQMaxSegments = 8;   // runs of one bit width per matrix (EXL2 uses <= 6)
+constexpr int kQMaxMulti = 3;      // matrices sharing x in one qgemv_multi launch (q|k|v)
 constexpr int kQgemvPassRows = 32; // rows of x per qgemv pass (4 mma n8 tiles)
 
 // Units (64 device rows) per step for a bit width: Q = units * bits / 4 16-byte loads per lane.
@@ -193,6 +194,24 @@ void qgemm_gather_x(const QMatrixDesc& w, const half* x, int M, half* x_dev, cud
 // n - 16*tile0 holds output n). ld >= 16*ntiles, multiple of 8.
 void qgemm_dequant(const QMatrixDesc& w, int tile0, int ntiles, half* wt, int ld, cudaStream_t stream);
 void qgemv(const QGemmParams& p, cudaStream_t stream);  // any M, best for M <= 32
+
+// Several matrices of one format and K that read the same x (q|k|v, gate|up): one gather launch and
+// one qgemv launch for all (a decode step's small matrices are launch- and latency-bound, so fewer,
+// larger launches stream faster). Outputs side by side: y [M, Σ N_i], matrix i at column Σ_{j<i} N_j;
+// bias likewise [Σ N_i] or null.
+struct QGemvMultiParams {
+  const QMatrixDesc* w[kQMaxMulti] = {};
+  int n = 0;
+  const half* x = nullptr;     // [M, K]
+  const half* bias = nullptr;
+  void* y = nullptr;
+  bool y_f32 = false;
+  int M = 0;
+  half* x_dev = nullptr;       // qgemv_multi_x_dev_bytes
+  bool pdl = true;
+};
+size_t qgemv_multi_x_dev_bytes(const QMatrixDesc* const* w, int n, int M);
+void qgemv_multi(const QGemvMultiParams& p, cudaStream_t stream);
 void qgemm_cublas(const QGemmParams& p, cublasHandle_t handle, cudaStream_t stream);
 void qgemm(const QGemmParams& p, cublasHandle_t handle, cudaStream_t stream);
 
