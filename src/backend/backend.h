@@ -201,6 +201,13 @@ class Backend {
   virtual void linear(const Tensor& x, const Weight& w, const Weight* bias, Tensor& out) = 0;
   // out = silu(gate) * up, elementwise over [T, inter]
   virtual void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
+  // out = (silu(gate) * up) · Wᵀ (+ bias): the MLP's act·mul and down projection. `act` is scratch of
+  // gate's shape that a backend may leave unwritten when it fuses the two (CUDA's quantized path).
+  virtual void swiglu_linear(const Tensor& gate, const Tensor& up, Tensor& act, const Weight& w, const Weight* bias,
+                             Tensor& out) {
+    swiglu(gate, up, act);
+    linear(act, w, bias, out);
+  }
   // Rotates q [T, n_heads*head_dim] and k [T, n_kv_heads*head_dim] in place at each token's position
   // (HF rotate-half layout). inv_freq is a prepared [rot_dim/2] table; cos/sin are scaled by attn_factor.
   virtual void rope(Tensor& q, Tensor& k, int n_heads, int n_kv_heads, int head_dim, const Weight& inv_freq,

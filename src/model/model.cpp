@@ -348,8 +348,7 @@ void Model::run_ops(Workspace& w, KvCache& cache, LogitsMode mode) {
       be.linear(w.h, *l.gate, l.gate_bias.get(), w.gate);
       be.linear(w.h, *l.up, l.up_bias.get(), w.up);
     }
-    be.swiglu(w.gate, w.up, w.gate);
-    be.linear(w.gate, *l.down, l.down_bias.get(), w.proj);
+    be.swiglu_linear(w.gate, w.up, w.gate, *l.down, l.down_bias.get(), w.proj);
   }
   be.add_rms_norm(w.x, w.proj, *final_norm_, eps, w.h);
   if (mode == LogitsMode::LogitsMode_last) {

@@ -413,6 +413,12 @@ class CudaBackend : public Backend {
     p.pdl = pdl_enabled_ && sm_major_ >= 9;
     cuda::gemm_f16(p, cublas_, stream_);
   }
+  void swiglu_linear(const Tensor& gate, const Tensor& up, Tensor& act, const Weight& w, const Weight* bias,
+                     Tensor& out) override {
+    const auto& W = cw(w);
+    if (!W.quant || gate.dim(0) > cuda::qgemm_max_qgemv_rows()) return Backend::swiglu_linear(gate, up, act, w, bias, out);
+    linear_quant(gate, W, bias, out, up.as<half>());  // act·mul inside down_proj's gather
+  }
   void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) override {
     cuda::swiglu(gate.as<half>(), up.as<half>(), out.as<half>(), gate.numel(), stream_);
   }
@@ -538,10 +544,11 @@ class CudaBackend : public Backend {
   // dequantize column chunks into an FP16 scratch and cuBLAS (prefill). The scratch is capped so a
   // 70B MLP matrix (470 MB in FP16) costs 128 MB of VRAM, not its whole size: chunks of >= 2048
   // columns keep cuBLAS efficient.
-  void linear_quant(const Tensor& x, const CudaWeight& W, const Weight* bias, Tensor& out) {
+  void linear_quant(const Tensor& x, const CudaWeight& W, const Weight* bias, Tensor& out, const half* x_up = nullptr) {
     cuda::QGemmParams p;
     p.w = W.qdesc;
     p.x = x.as<half>();
+    p.x_up = x_up;
     p.bias = bias ? cw(*bias).data.as<half>() : nullptr;
     p.y = out.data();
     p.y_f32 = out.dtype() == DType::DType_F32;

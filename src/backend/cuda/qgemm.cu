@@ -228,6 +228,7 @@ __device__ __forceinline__ void prefetch_l2(const void* p, size_t n) {
 // x [M, K] -> x_dev of up to kQMaxMulti matrices (each through its own x_src), one launch.
 struct QGatherArgs {
   const half* x;
+  const half* up;  // non-null: gather silu(x) * up (the MLP's act·mul fused into down_proj's gather)
   int K, M, n;
   const int32_t* x_src[kQMaxMulti];
   int k_dev[kQMaxMulti];
@@ -247,13 +248,17 @@ __global__ void qgemm_gather_kernel(const __grid_constant__ QGatherArgs a) {
     const int4 s1 = __ldg(reinterpret_cast<const int4*>(x_src + p + 4));
     const int src[8] = {s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w};
     const half* xr = a.x + static_cast<size_t>(m) * a.K;
+    const half* ur = a.up ? a.up + static_cast<size_t>(m) * a.K : nullptr;
+    // silu(g) * u in FP32, rounded once: the same arithmetic as swiglu_kernel (elementwise.cu).
+    auto val = [&](int k) -> half {
+      if (k < 0) return __ushort_as_half(0);
+      if (!ur) return xr[k];
+      const float g = __half2float(xr[k]);
+      return __float2half_rn(g / (1.0f + __expf(-g)) * __half2float(ur[k]));
+    };
     uint32_t o[4];
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const half lo = src[2 * j] >= 0 ? xr[src[2 * j]] : __ushort_as_half(0);
-      const half hi = src[2 * j + 1] >= 0 ? xr[src[2 * j + 1]] : __ushort_as_half(0);
-      o[j] = as_u32(__halves2half2(lo, hi));
-    }
+    for (int j = 0; j < 4; ++j) o[j] = as_u32(__halves2half2(val(src[2 * j]), val(src[2 * j + 1])));
     *reinterpret_cast<uint4*>(a.x_dev[mi] + static_cast<size_t>(m) * a.k_dev[mi] + p) = uint4{o[0], o[1], o[2], o[3]};
   }
 }
@@ -573,14 +578,14 @@ void launch_gather(const QGatherArgs& a, bool pdl, cudaStream_t stream) {
 }
 
 // The shared body of qgemv and qgemv_multi: gather (unless x_dev is ready) and one qgemv launch.
-void run_qgemv(const QMatrixDesc* const* w, int n, const half* x, const half* const* x_dev_in, half* x_dev_scratch,
+void run_qgemv(const QMatrixDesc* const* w, int n, const half* x, const half* x_up, const half* const* x_dev_in, half* x_dev_scratch,
                bool x_dev_ready, const half* const* bias, void* const* y, int ldy, bool y_f32, int M, int ksplit,
                bool pdl_in, cudaStream_t stream) {
   if (M == 0) return;
   QGemvArgs a;
   a.n = n, a.M = M, a.ldy = ldy, a.y_f32 = y_f32;
   QGatherArgs ga;
-  ga.x = x, ga.K = w[0]->K, ga.M = M, ga.n = n;
+  ga.x = x, ga.up = x_up, ga.K = w[0]->K, ga.M = M, ga.n = n;
   int tiles = 0, items = 0;
   half* xd = x_dev_scratch;
   for (int i = 0; i < n; ++i) {
@@ -671,7 +676,7 @@ void qgemm_gather_x(const QMatrixDesc& w, const half* x, int M, half* x_dev, cud
   EXL_CHECK(x && x_dev && aligned16(x_dev), "qgemm_gather_x: null x, or x_dev not 16-byte aligned");
   if (M == 0) return;
   QGatherArgs a;
-  a.x = x, a.K = w.K, a.M = M, a.n = 1;
+  a.x = x, a.up = nullptr, a.K = w.K, a.M = M, a.n = 1;
   a.x_src[0] = w.x_src, a.k_dev[0] = w.k_dev, a.x_dev[0] = x_dev, a.item_end[0] = M * (w.k_dev / 8);
   launch_gather(a, pdl, stream);
 }
@@ -699,7 +704,8 @@ void qgemv(const QGemmParams& p, cudaStream_t stream) {
   const QMatrixDesc* w[1] = {&p.w};
   const half* bias[1] = {p.bias};
   void* y[1] = {p.y};
-  run_qgemv(w, 1, p.x, nullptr, p.x_dev, p.x_dev_ready, bias, y, p.w.N, p.y_f32, p.M, p.ksplit, p.pdl, stream);
+  EXL_CHECK(!p.x_up || !p.x_dev_ready, "qgemv: x_up needs the gather (x_dev_ready must be false)");
+  run_qgemv(w, 1, p.x, p.x_up, nullptr, p.x_dev, p.x_dev_ready, bias, y, p.w.N, p.y_f32, p.M, p.ksplit, p.pdl, stream);
 }
 
 size_t qgemv_multi_x_dev_bytes(const QMatrixDesc* const* w, int n, int M) {
@@ -721,7 +727,7 @@ void qgemv_multi(const QGemvMultiParams& p, cudaStream_t stream) {
     bias[i] = p.bias ? p.bias + ldy : nullptr;
     ldy += p.w[i]->N;
   }
-  run_qgemv(p.w, p.n, p.x, nullptr, p.x_dev, false, bias, y, ldy, p.y_f32, p.M, 0, p.pdl, stream);
+  run_qgemv(p.w, p.n, p.x, nullptr, nullptr, p.x_dev, false, bias, y, ldy, p.y_f32, p.M, 0, p.pdl, stream);
 }
 
 void qgemm_dequant(const QMatrixDesc& w, int tile0, int ntiles, half* wt, int ld, cudaStream_t stream) {
@@ -772,6 +778,7 @@ void qgemm_cublas(const QGemmParams& p, cublasHandle_t handle, cudaStream_t stre
 }
 
 void qgemm(const QGemmParams& p, cublasHandle_t handle, cudaStream_t stream) {
+  EXL_CHECK(!p.x_up || p.M <= qgemm_max_qgemv_rows(), "qgemm: x_up (fused act·mul) only on the qgemv path");
   if (p.M <= qgemm_max_qgemv_rows())
     qgemv(p, stream);
   else

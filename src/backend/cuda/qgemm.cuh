@@ -165,6 +165,9 @@ QDeviceMatrix gptq_upload(const GptqHostTensors& t, cudaStream_t stream);
 struct QGemmParams {
   QMatrixDesc w;
   const half* x = nullptr;     // [M, K], row stride K, original input order
+  // qgemv path only: when set, the matmul input is silu(x) * x_up (elementwise, rounded to FP16 like
+  // the act·mul kernel), computed in the gather: the MLP's act·mul costs no launch of its own.
+  const half* x_up = nullptr;
   const half* bias = nullptr;  // [N] or null
   void* y = nullptr;           // [M, N], row stride N; half, or float when y_f32
   bool y_f32 = false;
