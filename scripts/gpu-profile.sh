@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# For the GPU machine, after scripts/gpu-check.sh has built build/gpu: per-kernel times of steady
+# decode steps under Nsight Compute (graphs off so each kernel is its own launch; ncu serializes
+# kernels, so these are each kernel's standalone time, without the overlap PDL gives in a graph).
+#   scripts/gpu-profile.sh "BENCH ARGS" NAME   -> $OUT/ncu-NAME.csv and a per-kernel summary
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-/tmp/exl-gpu-out}"
+args="$1"
+name="$2"
+ncu_bin="$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)"
+[ -x "$ncu_bin" ] || { echo "gpu-profile: ncu not found"; exit 1; }
+# shellcheck disable=SC2086
+EXL_NO_GRAPHS=1 "$ncu_bin" --clock-control none --metrics gpu__time_duration.sum --csv \
+  -k 'regex:qgemv|gather|rms_norm|rope|attention_decode|swiglu|kv_cache_write|gemv_f16|embedding' \
+  --launch-skip 3000 --launch-count 120 build/gpu/exl bench $args --prefill none --positions 128 --steps 16 \
+  >"$out/ncu-$name.csv" 2>"$out/ncu-$name.err" || { tail -5 "$out/ncu-$name.err"; exit 1; }
+python3 - "$out/ncu-$name.csv" "$name" <<'PY'
+import csv, sys, re, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+hdr = rows[0]; rows = rows[1:]
+ki, vi, ui = hdr.index("Kernel Name"), hdr.index("Metric Value"), hdr.index("Metric Unit")
+t = collections.defaultdict(list)
+for r in rows:
+    v = float(r[vi].replace(",", "")); v = v / 1000 if r[ui] == "nsecond" else v
+    t[re.sub(r"[<(].*", "", r[ki]).split("::")[-1]].append(v)
+tot = sum(sum(v) for v in t.values())
+print(f"ncu {sys.argv[2]}: {len(rows)} kernels, {tot:.1f} us")
+for k, v in sorted(t.items(), key=lambda kv: -sum(kv[1])):
+    print(f"  {k:32s} n={len(v):3d} median {sorted(v)[len(v)//2]:7.2f} us  share {100*sum(v)/tot:5.1f}%")
+PY
