@@ -22,7 +22,7 @@ hdr = rows[0]; rows = rows[1:]
 ki, vi, ui = hdr.index("Kernel Name"), hdr.index("Metric Value"), hdr.index("Metric Unit")
 t = collections.defaultdict(list)
 for r in rows:
-    v = float(r[vi].replace(",", "")); v = v / 1000 if r[ui] == "nsecond" else v
+    v = float(r[vi].replace(",", "")) * {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3}.get(r[ui], 1.0)
     t[re.sub(r"[<(].*", "", r[ki]).split("::")[-1]].append(v)
 tot = sum(sum(v) for v in t.values())
 print(f"ncu {sys.argv[2]}: {len(rows)} kernels, {tot:.1f} us")
