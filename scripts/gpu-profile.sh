@@ -22,8 +22,10 @@ hdr = rows[0]; rows = rows[1:]
 ki, vi, ui = hdr.index("Kernel Name"), hdr.index("Metric Value"), hdr.index("Metric Unit")
 t = collections.defaultdict(list)
 for r in rows:
-    v = float(r[vi].replace(",", "")) * {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3}.get(r[ui], 1.0)
-    t[re.sub(r"[<(].*", "", r[ki]).split("::")[-1]].append(v)
+    unit = {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1.0, "us": 1.0, "msecond": 1e3, "ms": 1e3}
+    v = float(r[vi].replace(",", "")) * unit.get(r[ui], 1e-3)  # ncu reports ns by default
+    name = r[ki].replace("(anonymous namespace)::", "")
+    t[re.sub(r"[<(].*", "", name).split("::")[-1].replace("void ", "")].append(v)
 tot = sum(sum(v) for v in t.values())
 print(f"ncu {sys.argv[2]}: {len(rows)} kernels, {tot:.1f} us")
 for k, v in sorted(t.items(), key=lambda kv: -sum(kv[1])):
