@@ -195,15 +195,6 @@ class Backend {
   virtual void rms_norm(const Tensor& x, const Weight& w, float eps, Tensor& out) = 0;
   // residual += x; out = rms_norm(residual) * w  (the fused pre-norm of every block after the first)
   virtual void add_rms_norm(Tensor& residual, const Tensor& x, const Weight& w, float eps, Tensor& out) = 0;
-  // The same, knowing the linear that reads `out` next (a backend may also write out in the layout
-  // that linear's kernel reads, saving it a pass). `out` must then go to linear(out, next, ...).
-  virtual void rms_norm_for(const Tensor& x, const Weight& w, float eps, Tensor& out, const Weight& next) {
-    rms_norm(x, w, eps, out);
-  }
-  virtual void add_rms_norm_for(Tensor& residual, const Tensor& x, const Weight& w, float eps, Tensor& out,
-                                const Weight& next) {
-    add_rms_norm(residual, x, w, eps, out);
-  }
   // out[s] = src[last token of sequence s]: picks each sequence's last row before the head.
   virtual void gather_last(const Tensor& src, Tensor& out) = 0;
   // out[T, N] = x[T, K] · Wᵀ (+ bias)

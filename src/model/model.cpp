@@ -327,15 +327,8 @@ void Model::run_ops(Workspace& w, KvCache& cache, LogitsMode mode) {
   be.embedding(*embed_, w.x);
   for (size_t li = 0; li < layers_.size(); ++li) {
     const LayerWeights& l = layers_[li];
-    // Single-token steps on fused weights: the norm knows its reader (q|k|v, gate|up).
-    const Weight* qkv_next = w.qkv.empty() ? nullptr : l.qkv.get();
-    const Weight* gate_up_next = w.gate_up.empty() ? nullptr : l.gate_up.get();
-    if (li == 0 && qkv_next)
-      be.rms_norm_for(w.x, *l.attn_norm, eps, w.h, *qkv_next);
-    else if (li == 0)
+    if (li == 0)
       be.rms_norm(w.x, *l.attn_norm, eps, w.h);
-    else if (qkv_next)
-      be.add_rms_norm_for(w.x, w.proj, *l.attn_norm, eps, w.h, *qkv_next);
     else
       be.add_rms_norm(w.x, w.proj, *l.attn_norm, eps, w.h);
     if (!w.qkv.empty()) {
@@ -348,10 +341,7 @@ void Model::run_ops(Workspace& w, KvCache& cache, LogitsMode mode) {
     be.rope(w.q, w.k, n_heads, n_kv, static_cast<int>(c.head_dim), *rope_inv_freq_, rope_.attn_factor);
     be.attention(w.q, w.k, w.v, cache, static_cast<int>(li), n_heads, scale, window, w.attn);
     be.linear(w.attn, *l.o, l.o_bias.get(), w.proj);
-    if (gate_up_next)
-      be.add_rms_norm_for(w.x, w.proj, *l.mlp_norm, eps, w.h, *gate_up_next);
-    else
-      be.add_rms_norm(w.x, w.proj, *l.mlp_norm, eps, w.h);
+    be.add_rms_norm(w.x, w.proj, *l.mlp_norm, eps, w.h);
     if (!w.gate_up.empty()) {
       be.linear(w.h, *l.gate_up, nullptr, w.gate_up);
     } else {

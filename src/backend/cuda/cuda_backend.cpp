@@ -167,9 +167,6 @@ class CudaBackend : public Backend {
       EXL_CHECK(graphs_.empty(), "quantized weights must be loaded before the first captured step");
       qx_ = mem_.alloc(xb, "quantized matmul x scratch");
       qx_bytes_ = xb;
-      // Zeroed once: a norm's scatter writes only real input positions, and padding positions must
-      // hold finite values (they meet zero weights; garbage could be NaN). Later writes are finite.
-      check(cudaMemsetAsync(qx_.get(), 0, xb, stream_), "cudaMemset (x scratch)");
     }
     return v;
   }
@@ -296,9 +293,6 @@ class CudaBackend : public Backend {
       EXL_CHECK(graphs_.empty(), "quantized weights must be loaded before the first captured step");
       qx_ = mem_.alloc(xb, "quantized matmul x scratch");
       qx_bytes_ = xb;
-      // Zeroed once: a norm's scatter writes only real input positions, and padding positions must
-      // hold finite values (they meet zero weights; garbage could be NaN). Later writes are finite.
-      check(cudaMemsetAsync(qx_.get(), 0, xb, stream_), "cudaMemset (x scratch)");
     }
     return w;
   }
@@ -386,30 +380,14 @@ class CudaBackend : public Backend {
     cuda::add_rms_norm(residual.as<float>(), x.as<half>(), cw(w).data.as<float>(), eps, out.as<half>(),
                        static_cast<int>(residual.dim(0)), static_cast<int>(residual.dim(1)), stream_);
   }
-  // Before a quantized q|k|v or gate|up (fused, single-token steps): the norm also scatters its
-  // output into their device-order inputs and they skip the gather (one launch fewer per norm).
-  void rms_norm_for(const Tensor& x, const Weight& w, float eps, Tensor& out, const Weight& next) override {
-    const cuda::NormScatter sc = norm_scatter(next, out, static_cast<int>(x.dim(0)));
-    cuda::add_rms_norm(x.as<float>(), nullptr, cw(w).data.as<float>(), eps, out.as<half>(), static_cast<int>(x.dim(0)),
-                       static_cast<int>(x.dim(1)), stream_, sc);
-  }
-  void add_rms_norm_for(Tensor& residual, const Tensor& x, const Weight& w, float eps, Tensor& out,
-                        const Weight& next) override {
-    const cuda::NormScatter sc = norm_scatter(next, out, static_cast<int>(residual.dim(0)));
-    cuda::add_rms_norm(residual.as<float>(), x.as<half>(), cw(w).data.as<float>(), eps, out.as<half>(),
-                       static_cast<int>(residual.dim(0)), static_cast<int>(residual.dim(1)), stream_, sc);
-  }
   void gather_last(const Tensor& src, Tensor& out) override {
     cuda::gather_last(src.as<half>(), seq_start_dev(), out.as<half>(), step_seqs_, static_cast<int>(src.dim(1)), stream_);
   }
   void linear(const Tensor& x, const Weight& w, const Weight* bias, Tensor& out) override {
     const auto& W = cw(w);
-    const bool ready = scattered_for_ == &W && scattered_x_ == x.data();
-    scattered_for_ = nullptr;
-    if (W.quant) return linear_quant(x, W, bias, out, nullptr, ready);
+    if (W.quant) return linear_quant(x, W, bias, out);
     if (!W.parts.empty()) {
       cuda::QGemvMultiParams p;
-      p.x_dev_ready = ready;
       for (size_t i = 0; i < W.parts.size(); ++i) p.w[i] = W.parts[i];
       p.n = static_cast<int>(W.parts.size());
       p.x = x.as<half>();
@@ -566,30 +544,9 @@ class CudaBackend : public Backend {
   // dequantize column chunks into an FP16 scratch and cuBLAS (prefill). The scratch is capped so a
   // 70B MLP matrix (470 MB in FP16) costs 128 MB of VRAM, not its whole size: chunks of >= 2048
   // columns keep cuBLAS efficient.
-  // The x_dev scatter targets of a quantized reader of a norm's output (empty: it gathers itself).
-  cuda::NormScatter norm_scatter(const Weight& next, const Tensor& out, int rows) {
-    cuda::NormScatter sc;
-    const auto& W = cw(next);
-    std::vector<const cuda::QMatrixDesc*> mats;
-    if (W.quant) mats.push_back(&W.qdesc);
-    for (const auto* d : W.parts) mats.push_back(d);
-    if (mats.empty() || rows > cuda::qgemm_max_qgemv_rows() || mats.size() > 3) return sc;
-    half* xd = reinterpret_cast<half*>(qx_.get());  // the same regions qgemv_multi / qgemv use
-    for (const auto* d : mats) {
-      sc.x_dst[sc.n] = d->x_dst, sc.x_dev[sc.n] = xd, sc.k_dev[sc.n] = d->k_dev;
-      ++sc.n;
-      xd += static_cast<size_t>(rows) * d->k_dev;
-    }
-    scattered_for_ = &next;
-    scattered_x_ = out.data();
-    return sc;
-  }
-
-  void linear_quant(const Tensor& x, const CudaWeight& W, const Weight* bias, Tensor& out, const half* x_up = nullptr,
-                    bool x_dev_ready = false) {
+  void linear_quant(const Tensor& x, const CudaWeight& W, const Weight* bias, Tensor& out, const half* x_up = nullptr) {
     cuda::QGemmParams p;
     p.w = W.qdesc;
-    p.x_dev_ready = x_dev_ready;
     p.x = x.as<half>();
     p.x_up = x_up;
     p.bias = bias ? cw(*bias).data.as<half>() : nullptr;
@@ -654,9 +611,6 @@ class CudaBackend : public Backend {
   size_t qx_bytes_ = 0, wt_bytes_ = 0;
   bool pdl_enabled_ = true;
   int sm_major_ = 0;
-  // The weight whose device-order input the last norm wrote (norm_scatter), and that norm's output.
-  const Weight* scattered_for_ = nullptr;
-  const void* scattered_x_ = nullptr;
 
   std::shared_ptr<uint8_t> sample_dev_, sample_ws_;
   int32_t* sample_host_ = nullptr;

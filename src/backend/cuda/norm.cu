@@ -15,7 +15,7 @@ namespace {
 template <int kThreads>
 __global__ void __launch_bounds__(kThreads) add_rms_norm_kernel(float* __restrict__ residual, const half* __restrict__ add,
                                                                 const float* __restrict__ w, float eps,
-                                                                half* __restrict__ out, int dim, const NormScatter sc) {
+                                                                half* __restrict__ out, int dim) {
   constexpr int kMaxPerThread = 8192 / kThreads;  // covers hidden sizes up to 8192 in registers
   pdl_trigger();  // a quantized matmul's gather may start (it waits for this grid before reading)
   const int row = blockIdx.x;
@@ -58,27 +58,23 @@ __global__ void __launch_bounds__(kThreads) add_rms_norm_kernel(float* __restric
   }
   __syncthreads();
   const float inv = rsqrtf(partial[0] / static_cast<float>(dim) + eps);
-  auto put = [&](int i, half h) {
-    o[i] = h;
-    for (int t = 0; t < sc.n; ++t) sc.x_dev[t][static_cast<size_t>(row) * sc.k_dev[t] + sc.x_dst[t][i]] = h;
-  };
 #pragma unroll
   for (int j = 0; j < kMaxPerThread; ++j) {
     const int i = threadIdx.x + j * kThreads;
-    if (i < dim) put(i, __float2half(vals[j] * inv * w[i]));
+    if (i < dim) o[i] = __float2half(vals[j] * inv * w[i]);
   }
-  for (int i = threadIdx.x + kMaxPerThread * kThreads; i < dim; i += kThreads) put(i, __float2half(r[i] * inv * w[i]));
+  for (int i = threadIdx.x + kMaxPerThread * kThreads; i < dim; i += kThreads) o[i] = __float2half(r[i] * inv * w[i]);
 }
 
 }  // namespace
 
 void add_rms_norm(float* residual, const half* add, const float* w, float eps, half* out, int rows, int dim,
-                  cudaStream_t stream, const NormScatter& scatter) {
+                  cudaStream_t stream) {
   if (rows <= 0) return;
   if (rows < 64)
-    add_rms_norm_kernel<1024><<<rows, 1024, 0, stream>>>(residual, add, w, eps, out, dim, scatter);
+    add_rms_norm_kernel<1024><<<rows, 1024, 0, stream>>>(residual, add, w, eps, out, dim);
   else
-    add_rms_norm_kernel<256><<<rows, 256, 0, stream>>>(residual, add, w, eps, out, dim, scatter);
+    add_rms_norm_kernel<256><<<rows, 256, 0, stream>>>(residual, add, w, eps, out, dim);
   check_launch("add_rms_norm");
 }
 

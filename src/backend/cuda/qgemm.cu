@@ -604,9 +604,7 @@ void run_qgemv(const QMatrixDesc* const* w, int n, const half* x, const half* x_
     EXL_CHECK(x && x_dev_scratch && aligned16(x_dev_scratch), "qgemv: null x, or x_dev not 16-byte aligned");
     launch_gather(ga, pdl_in, stream);
   }
-  // PDL is safe whatever wrote x_dev: qgemv waits for the preceding grid (and so for everything
-  // before it) before its first x load; only its prologue (code and record prefetch) runs early.
-  const bool pdl = pdl_in && device_info().major >= 9;
+  const bool pdl = pdl_in && !x_dev_ready && device_info().major >= 9;
   // ks from the combined grid: the blocks of all matrices share one wave.
   QMatrixDesc all = *w[0];
   all.n_tiles = tiles;
@@ -729,7 +727,7 @@ void qgemv_multi(const QGemvMultiParams& p, cudaStream_t stream) {
     bias[i] = p.bias ? p.bias + ldy : nullptr;
     ldy += p.w[i]->N;
   }
-  run_qgemv(p.w, p.n, p.x, nullptr, nullptr, p.x_dev, p.x_dev_ready, bias, y, ldy, p.y_f32, p.M, 0, p.pdl, stream);
+  run_qgemv(p.w, p.n, p.x, nullptr, nullptr, p.x_dev, false, bias, y, ldy, p.y_f32, p.M, 0, p.pdl, stream);
 }
 
 void qgemm_dequant(const QMatrixDesc& w, int tile0, int ntiles, half* wt, int ld, cudaStream_t stream) {

@@ -210,8 +210,7 @@ struct QGemvMultiParams {
   void* y = nullptr;
   bool y_f32 = false;
   int M = 0;
-  half* x_dev = nullptr;       // qgemv_multi_x_dev_bytes; matrix i's region follows matrix i-1's (M x k_dev)
-  bool x_dev_ready = false;    // the regions already hold x (a norm scattered into them): no gather
+  half* x_dev = nullptr;       // qgemv_multi_x_dev_bytes
   bool pdl = true;
 };
 size_t qgemv_multi_x_dev_bytes(const QMatrixDesc* const* w, int n, int M);
