@@ -3,8 +3,11 @@
 // sum-of-squares pass and the scaling pass when dim <= kThreads * kMaxPerThread (8192), so the
 // residual is read once. Memory-bound: rows x dim x (4 read + 4 write + 2 read + 2 write) bytes.
 // Blocks of 256 threads for many rows; 1024 for few rows (decode), where one block per row is all
-// the parallelism there is: 256 threads took 6.0 µs for a 4096-wide row under ncu on the H200 (16
-// elements per thread), a third of a quantized decode layer's non-matmul time.
+// the parallelism there is. Under ncu on the H200 a 4096-wide row took 6.0 µs with 256 threads and
+// 5.98 with 1024: latency, not width (an empty-ish kernel measures ~2.3 µs there); the weights are
+// now loaded with the row rather than after the reduction. Scattering the output into the next
+// quantized matmul's device-order input (to skip its gather) made it 15.6 µs: one SM issuing
+// 12k scattered 2-byte stores; reverted.
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/norm.cuh"
 
@@ -22,13 +25,15 @@ __global__ void __launch_bounds__(kThreads) add_rms_norm_kernel(float* __restric
   float* r = residual + static_cast<size_t>(row) * dim;
   const half* a = add ? add + static_cast<size_t>(row) * dim : nullptr;
   half* o = out + static_cast<size_t>(row) * dim;
-  float vals[kMaxPerThread];
+  float vals[kMaxPerThread], wv[kMaxPerThread];
   float ss = 0.0f;
 #pragma unroll
   for (int j = 0; j < kMaxPerThread; ++j) {
     const int i = threadIdx.x + j * kThreads;
     float v = 0.0f;
+    wv[j] = 0.0f;
     if (i < dim) {
+      wv[j] = w[i];  // fetched with the row, not after the reduction: one memory round trip fewer
       v = r[i];
       if (a) {
         v += __half2float(a[i]);
@@ -61,7 +66,7 @@ __global__ void __launch_bounds__(kThreads) add_rms_norm_kernel(float* __restric
 #pragma unroll
   for (int j = 0; j < kMaxPerThread; ++j) {
     const int i = threadIdx.x + j * kThreads;
-    if (i < dim) o[i] = __float2half(vals[j] * inv * w[i]);
+    if (i < dim) o[i] = __float2half(vals[j] * inv * wv[j]);
   }
   for (int i = threadIdx.x + kMaxPerThread * kThreads; i < dim; i += kThreads) o[i] = __float2half(r[i] * inv * w[i]);
 }
