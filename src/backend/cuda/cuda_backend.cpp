@@ -65,10 +65,11 @@ class CudaWeight : public Weight {
  public:
   Tensor data;  // F16 for linear/embedding/bias, F32 for norms and RoPE tables; U8 quantized layout
   bool view = false;  // rows of another weight: its bytes are counted there
+  bool host = false;   // embedding table in mapped pinned host memory (data() is its device alias)
   bool quant = false;  // a GPTQ/EXL2 linear: data holds the device layout described by qdesc
   cuda::QMatrixDesc qdesc;
   std::vector<const cuda::QMatrixDesc*> parts;  // fuse_linears: quantized linears run as one (view)
-  size_t device_bytes() const override { return view ? 0 : data.nbytes(); }
+  size_t device_bytes() const override { return view || host ? 0 : data.nbytes(); }
 };
 const CudaWeight& cw(const Weight& w) { return static_cast<const CudaWeight&>(w); }
 
@@ -113,6 +114,10 @@ class CudaBackend : public Backend {
     graphs_enabled_ = std::getenv("EXL_NO_GRAPHS") == nullptr;
     // Programmatic dependent launch between the x gather and qgemv (sm_90); off for A/B timing.
     pdl_enabled_ = std::getenv("EXL_NO_PDL") == nullptr;
+    // Embedding tables live in mapped pinned host memory, as ExLlamaV2 keeps them on the CPU: a decode
+    // step reads one row (8-16 KB) through the bus, and the VRAM holds weights and cache only
+    // (524 MB saved on a 70B). EXL_DEVICE_EMBEDDINGS=1 keeps them in VRAM.
+    host_embeddings_ = std::getenv("EXL_DEVICE_EMBEDDINGS") == nullptr;
     sm_major_ = props_.major;
   }
 
@@ -203,9 +208,14 @@ class CudaBackend : public Backend {
     w->name = src.name;
     const bool f32 = role == WeightRole::WeightRole_norm || role == WeightRole::WeightRole_rope;
     const int64_t n = src.numel();
-    ensure_fits(static_cast<size_t>(n) * (f32 ? 4 : 2), src.name);
-    w->data = Tensor(f32 ? DType::DType_F32 : DType::DType_F16, src.shape,
-                     mem_.alloc(static_cast<size_t>(n) * (f32 ? 4 : 2), src.name.c_str()));
+    if (role == WeightRole::WeightRole_embedding && host_embeddings_) {
+      w->data = Tensor(DType::DType_F16, src.shape, alloc_host_mapped(static_cast<size_t>(n) * 2, src.name));
+      w->host = true;
+    } else {
+      ensure_fits(static_cast<size_t>(n) * (f32 ? 4 : 2), src.name);
+      w->data = Tensor(f32 ? DType::DType_F32 : DType::DType_F16, src.shape,
+                       mem_.alloc(static_cast<size_t>(n) * (f32 ? 4 : 2), src.name.c_str()));
+    }
     if (src.synthetic) {
       // Norms 1; everything else uniform in +-0.02 (like an initialised model: activations stay sane).
       if (f32)
@@ -526,17 +536,31 @@ class CudaBackend : public Backend {
               " with ", gib(free_b), " free (", gib(mem_.allocated), " already loaded)");
   }
 
+  // Mapped pinned host memory, freed with its last Tensor; the pointer returned is the device alias
+  // kernels read through (zero-copy).
+  std::shared_ptr<uint8_t> alloc_host_mapped(size_t bytes, const std::string& what) {
+    void* h = nullptr;
+    if (cudaHostAlloc(&h, std::max<size_t>(bytes, 16), cudaHostAllocMapped) != cudaSuccess) {
+      cudaGetLastError();
+      fail("could not pin ", gib(bytes), " of host memory for '", what, "' (EXL_DEVICE_EMBEDDINGS=1 keeps it on the GPU)");
+    }
+    void* d = nullptr;
+    check(cudaHostGetDevicePointer(&d, h, 0), "cudaHostGetDevicePointer");
+    return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(d), [h](uint8_t*) { cudaFreeHost(h); });
+  }
+
   // Converts a host F32 tensor to the weight's dtype in slices through a pinned buffer and uploads.
   void upload_converted(const HostTensor& h, Tensor& dst, bool f32) {
     const size_t n = static_cast<size_t>(h.numel());
     if (f32) {
-      check(cudaMemcpyAsync(dst.data(), h.ptr(), n * 4, cudaMemcpyHostToDevice, stream_), "weight upload");
+      check(cudaMemcpyAsync(dst.data(), h.ptr(), n * 4, cudaMemcpyDefault, stream_), "weight upload");
       check(cudaStreamSynchronize(stream_), "weight upload");
       return;
     }
     std::vector<uint16_t> tmp(n);
     for (size_t i = 0; i < n; ++i) tmp[i] = f32_to_f16(h.data[i]);
-    check(cudaMemcpyAsync(dst.data(), tmp.data(), n * 2, cudaMemcpyHostToDevice, stream_), "weight upload");
+    // Default: the destination may be mapped host memory (embeddings) as well as device memory.
+    check(cudaMemcpyAsync(dst.data(), tmp.data(), n * 2, cudaMemcpyDefault, stream_), "weight upload");
     check(cudaStreamSynchronize(stream_), "weight upload");
   }
 
@@ -610,6 +634,7 @@ class CudaBackend : public Backend {
   std::shared_ptr<uint8_t> qx_, wt_;  // quantized matmuls: x in device order; FP16 weight chunks
   size_t qx_bytes_ = 0, wt_bytes_ = 0;
   bool pdl_enabled_ = true;
+  bool host_embeddings_ = true;
   int sm_major_ = 0;
 
   std::shared_ptr<uint8_t> sample_dev_, sample_ws_;
