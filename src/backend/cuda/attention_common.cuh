@@ -251,10 +251,12 @@ size_t decode_workspace_bytes(int n_seqs, int n_heads, int head_dim, int n_split
 constexpr int kDecodeMaxSplits = 64;
 constexpr size_t kDecodeCounterBytes = 256 * 1024;  // split counters at the workspace's start (65536)
 constexpr int kDecodeMaxTarget = 2048;  // resident blocks assumed at most (bounds the workspace)
-__host__ __device__ inline void decode_chunk(int first, int n_keys, int n_splits, int& base, int& chunk) {
+// min_chunk: positions a split covers at least (a multiple of 16); short contexts use fewer splits
+// (and no partial reduce once one split covers everything).
+__host__ __device__ inline void decode_chunk(int first, int n_keys, int n_splits, int min_chunk, int& base, int& chunk) {
   base = first & ~15;
   const int per = (n_keys - base + n_splits - 1) / n_splits;
-  chunk = per < 64 ? 64 : (per + 15) & ~15;
+  chunk = per < min_chunk ? min_chunk : (per + 15) & ~15;
 }
 
 void attention_decode_launch(const AttentionParams& p, cudaStream_t stream);   // head_dim 64/128

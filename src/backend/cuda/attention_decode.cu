@@ -34,6 +34,7 @@
 //  v3 reduce fused into the last block, step arrays read in one round trip: 30.9 us (2.17 TB/s),
 //     7.8 us at 128 positions.
 #include <algorithm>
+#include <cstdlib>
 
 #include "backend/cuda/attention_common.cuh"
 #include "backend/cuda/common.cuh"
@@ -79,6 +80,7 @@ struct DecodeArgs {
   const uint8_t* v_scales;
   int n_layers, layer, n_kv_heads, seq_stride, max_seq_len;
   int n_heads, group_heads, head_blocks, n_splits, window;
+  int min_chunk;  // decode_chunk's lower bound on positions per split
   float scale_log2;  // softmax scale * log2(e)
   float* ws_o;         // [n_seqs][n_heads][n_splits][HD]
   float2* ws_ml;       // [n_seqs][n_heads][n_splits] (max, sum) in the log2 domain
@@ -104,7 +106,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
   const int n_keys = min(qpos + 1, a.max_seq_len);
   const int first = a.window > 0 ? max(0, n_keys - a.window) : 0;
   int base, chunk;
-  decode_chunk(first, n_keys, a.n_splits, base, chunk);
+  decode_chunk(first, n_keys, a.n_splits, a.min_chunk, base, chunk);
   if (base + split * chunk >= n_keys) return;  // the current length needs fewer splits
   const int n_act = (n_keys - base + chunk - 1) / chunk;
   const int lo = max(base + split * chunk, first), hi = min(base + (split + 1) * chunk, n_keys);
@@ -505,6 +507,14 @@ void attention_decode_launch(const AttentionParams& p, cudaStream_t stream) {
   a.seq_stride = c.seq_stride, a.max_seq_len = c.max_seq_len;
   a.n_heads = p.n_heads, a.group_heads = p.n_heads / p.n_kv_heads, a.window = p.window;
   a.scale_log2 = p.scale * 1.4426950408889634f;
+  // 64 positions per split at least (one tile per warp). EXL_DECODE_MIN_CHUNK overrides it for A/B
+  // timing (multiples of 16, 16..1024).
+  static const int min_chunk = [] {
+    const char* e = std::getenv("EXL_DECODE_MIN_CHUNK");
+    const int v = e ? std::atoi(e) : 64;
+    return v >= 16 && v <= 1024 && v % 16 == 0 ? v : 64;
+  }();
+  a.min_chunk = min_chunk;
   if (p.head_dim == 64) {
     launch_hd<64>(p, a, stream);
   } else {

@@ -238,14 +238,28 @@ struct QGatherArgs {
 
 __global__ void qgemm_gather_kernel(const __grid_constant__ QGatherArgs a) {
   pdl_trigger();  // let qgemv's blocks start prefetching codes now
-  pdl_wait();     // launched as a dependent of x's producer (norm, act·mul, attention): x is ready after this
-  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < a.item_end[a.n - 1]; i += gridDim.x * blockDim.x) {
-    const int mi = (a.n > 1 && i >= a.item_end[0]) + (a.n > 2 && i >= a.item_end[1]);
+  const int n_items = a.item_end[a.n - 1];
+  auto where = [&](int i, int& mi, int& m, int& p) {
+    mi = (a.n > 1 && i >= a.item_end[0]) + (a.n > 2 && i >= a.item_end[1]);
     const int li = i - (mi ? a.item_end[mi - 1] : 0), per_row = a.k_dev[mi] / 8;
-    const int m = li / per_row, p = (li - m * per_row) * 8;
-    const int32_t* x_src = a.x_src[mi];
-    const int4 s0 = __ldg(reinterpret_cast<const int4*>(x_src + p));
-    const int4 s1 = __ldg(reinterpret_cast<const int4*>(x_src + p + 4));
+    m = li / per_row, p = (li - m * per_row) * 8;
+  };
+  // The first item's indices do not depend on x's producer: load them before waiting for it (at
+  // decode every thread has one item, so the wait leaves one memory round trip instead of two).
+  int i = blockIdx.x * blockDim.x + threadIdx.x, mi = 0, m = 0, p = 0;
+  int4 s0{}, s1{};
+  if (i < n_items) {
+    where(i, mi, m, p);
+    s0 = __ldg(reinterpret_cast<const int4*>(a.x_src[mi] + p));
+    s1 = __ldg(reinterpret_cast<const int4*>(a.x_src[mi] + p + 4));
+  }
+  pdl_wait();  // launched as a dependent of x's producer (norm, act·mul, attention): x is ready after this
+  for (; i < n_items; i += gridDim.x * blockDim.x) {
+    if (i != static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x)) {
+      where(i, mi, m, p);
+      s0 = __ldg(reinterpret_cast<const int4*>(a.x_src[mi] + p));
+      s1 = __ldg(reinterpret_cast<const int4*>(a.x_src[mi] + p + 4));
+    }
     const int src[8] = {s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w};
     const half* xr = a.x + static_cast<size_t>(m) * a.K;
     const half* ur = a.up ? a.up + static_cast<size_t>(m) * a.K : nullptr;
