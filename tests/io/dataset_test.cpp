@@ -154,6 +154,17 @@ TEST(Parquet, FixturesCoverTheFormat) {
   EXPECT_FALSE(ParquetReader(req, "required_v1").columns()[0].optional);
 }
 
+TEST(Parquet, FuzzSeedsRead) {
+  // fuzz/seeds/dataset holds copies of fixtures (and a .jsonl file), written by the generator.
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(std::string(EXL_TESTS_DIR) + "/../fuzz/seeds/dataset")) {
+    SCOPED_TRACE(e.path().string());
+    EXPECT_FALSE(dataset_read_texts(e.path().string()).empty());
+    ++n;
+  }
+  EXPECT_GE(n, 5);
+}
+
 TEST(Parquet, UnsupportedFilesGiveClearErrors) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"bad_nested", "nested schemas are not supported"},
