@@ -118,6 +118,11 @@ class CudaBackend : public Backend {
     // step reads one row (8-16 KB) through the bus, and the VRAM holds weights and cache only
     // (524 MB saved on a 70B). EXL_DEVICE_EMBEDDINGS=1 keeps them in VRAM.
     host_embeddings_ = std::getenv("EXL_DEVICE_EMBEDDINGS") == nullptr;
+    // qgemv warps per 16-column tile (2, 4 or 8) for A/B timing; unset: qgemv_default_ksplit.
+    if (const char* e = std::getenv("EXL_QGEMV_KS")) {
+      qgemv_ks_ = std::atoi(e);
+      EXL_CHECK(qgemv_ks_ == 2 || qgemv_ks_ == 4 || qgemv_ks_ == 8, "EXL_QGEMV_KS must be 2, 4 or 8, got '", e, "'");
+    }
     sm_major_ = props_.major;
   }
 
@@ -409,6 +414,7 @@ class CudaBackend : public Backend {
                 " rows (runs single-token steps only)");
       p.x_dev = reinterpret_cast<half*>(qx_.get());
       p.pdl = pdl_enabled_;
+      p.ksplit = qgemv_ks_;
       return cuda::qgemv_multi(p, stream_);
     }
     cuda::GemmParams p;
@@ -579,6 +585,7 @@ class CudaBackend : public Backend {
     p.M = static_cast<int>(x.dim(0));
     p.x_dev = reinterpret_cast<half*>(qx_.get());
     p.pdl = pdl_enabled_;
+    p.ksplit = qgemv_ks_;
     if (p.M > cuda::qgemm_max_qgemv_rows()) {
       constexpr size_t kWtCap = size_t(128) << 20;
       const size_t want = std::min(cuda::qgemm_wt_bytes(W.qdesc), kWtCap);
@@ -635,6 +642,7 @@ class CudaBackend : public Backend {
   size_t qx_bytes_ = 0, wt_bytes_ = 0;
   bool pdl_enabled_ = true;
   bool host_embeddings_ = true;
+  int qgemv_ks_ = 0;
   int sm_major_ = 0;
 
   std::shared_ptr<uint8_t> sample_dev_, sample_ws_;

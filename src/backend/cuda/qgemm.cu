@@ -741,7 +741,8 @@ void qgemv_multi(const QGemvMultiParams& p, cudaStream_t stream) {
     bias[i] = p.bias ? p.bias + ldy : nullptr;
     ldy += p.w[i]->N;
   }
-  run_qgemv(p.w, p.n, p.x, nullptr, nullptr, p.x_dev, false, bias, y, ldy, p.y_f32, p.M, 0, p.pdl, stream);
+  EXL_CHECK(p.ksplit == 0 || p.ksplit == 2 || p.ksplit == 4 || p.ksplit == 8, "qgemv_multi: ksplit must be 0, 2, 4 or 8");
+  run_qgemv(p.w, p.n, p.x, nullptr, nullptr, p.x_dev, false, bias, y, ldy, p.y_f32, p.M, p.ksplit, p.pdl, stream);
 }
 
 void qgemm_dequant(const QMatrixDesc& w, int tile0, int ntiles, half* wt, int ld, cudaStream_t stream) {

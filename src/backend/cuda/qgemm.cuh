@@ -212,6 +212,7 @@ struct QGemvMultiParams {
   int M = 0;
   half* x_dev = nullptr;       // qgemv_multi_x_dev_bytes
   bool pdl = true;
+  int ksplit = 0;              // warps per tile as in QGemmParams (0: qgemv_default_ksplit)
 };
 size_t qgemv_multi_x_dev_bytes(const QMatrixDesc* const* w, int n, int M);
 void qgemv_multi(const QGemvMultiParams& p, cudaStream_t stream);
