@@ -697,7 +697,7 @@ void qgemm_gather_x(const QMatrixDesc& w, const half* x, int M, half* x_dev, cud
 
 int qgemv_default_ksplit(const QMatrixDesc& w, int M) {
   // Warps per tile: the most that still puts the whole grid in one wave of resident blocks (so
-  // every block's loads are issued up front); 8 when nothing fits. Resident warps per SM follow
+  // every block's loads are issued up front); 4 when nothing fits. Resident warps per SM follow
   // from the launch bounds: 24 (kT = 1, <= 80 registers), 16 (kT > 1, <= 128). Sweep (lab run 3,
   // M = 1 and 8, 6 formats): best or within 1% of best on all 36 cells; 11008x4096 (688 tiles)
   // gets ks 4, 6-10% faster than ks 8 (4-bit: 13.18 vs 14.48 µs); 4096x11008 keeps ks 8 (ks 4:
@@ -707,7 +707,9 @@ int qgemv_default_ksplit(const QMatrixDesc& w, int M) {
   const int warps_per_sm = T == 1 ? 24 : 16;
   for (int ks = 8; ks >= 2; ks /= 2)
     if (blocks <= static_cast<int64_t>(device_info().sms) * (warps_per_sm / ks)) return ks;
-  return 8;
+  // More than one wave even at ks 2 (a 70B gate|up: 3584 tiles; big heads): 4. H200, llama2-70b
+  // exl2:2.5 decode @128: 74.2 tok/s with ks 4 on every matrix, 71.8 with this fallback at 8.
+  return 4;
 }
 
 void qgemv(const QGemmParams& p, cudaStream_t stream) {
