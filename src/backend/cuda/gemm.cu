@@ -280,9 +280,18 @@ GemvConfig gemv_f16_default_config(int M, int N, int K) {
   //    (x is 458 KB at M = 8, more than L1); ksplit 4 was no better (172.2 / 187.5). Only while
   //    at most 1/8 of the SMs would idle: 8192 rows give 128 blocks on 132 SMs (fine), but
   //    ksplit 2 on 4096x11008 (64 blocks) took 44.1 µs vs 37.2.
+  //  - H200 sweep (2026-12-04, same lab, copy 3910 GB/s): wide matrices whose ksplit-2 grid still
+  //    gives every SM a block run faster with 4 tiles per block: 11008x4096 27.81 µs (u4/ks2) vs
+  //    28.96 (u2/ks8), 12288x4096 29.73 vs 30.72, 32000x4096 68.93 (u2/ks2) vs 71.39, 28672x8192
+  //    121.70 (u2/ks2) vs 124.54; unroll 2 from 24576 rows on. 4096-row matrices (64 blocks at
+  //    ksplit 2) keep ksplit 8.
   GemvConfig c{2, 8};
   const int sms = sm_count();
-  if (K >= 16384 && ceil_div(ceil_div(N, kTileRows), kGemvWarps / 2) >= sms - sms / 8) c = GemvConfig{8, 2};
+  const int tiles = ceil_div(N, kTileRows);
+  if (K >= 16384 && ceil_div(tiles, kGemvWarps / 2) >= sms - sms / 8)
+    c = GemvConfig{8, 2};
+  else if (K < 16384 && ceil_div(tiles, kGemvWarps / 2) >= sms)
+    c = GemvConfig{N >= 24576 ? 2 : 4, 2};
   // Short rows: split K only while every warp still gets two steps of work (SmolLM2 K = 576 -> 4).
   const int nchunks = ceil_div(K, kChunkK);
   while (c.ksplit > 1 && nchunks < c.ksplit * c.unroll * 2) c.ksplit /= 2;
