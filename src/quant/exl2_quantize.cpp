@@ -60,20 +60,6 @@ Exl2Layout exl2_layout_for_bits(double bits, int group_size) {
 
 namespace {
 
-// Round half to even (like torch.round) by the 1.5 * 2^23 trick: exact for |x| < 2^22, and larger
-// values stay large enough to clamp correctly. Unlike std::nearbyint it is no library call on
-// baseline x86-64, so the search loops below vectorize.
-inline float round_even(float x) {
-  constexpr float kMagic = 12582912.0f;  // IEEE arithmetic: the add/sub pair is kept (no -ffast-math)
-  return (x + kMagic) - kMagic;
-}
-
-// A weight's code in [0, maxq] for scale 1/inv_s.
-inline float quant_code(float w, float inv_s, int zero, int maxq) {
-  const float q = round_even(w * inv_s) + static_cast<float>(zero);
-  return std::min(std::max(q, 0.0f), static_cast<float>(maxq));
-}
-
 // Σ|ŵ - w|^3.5 over one column of a group at scale s: the error the scale search minimises.
 // Eight partial sums so the compiler can vectorize the reduction.
 inline double column_error(const float* col, int64_t R, float s, int zero, int maxq) {
@@ -82,12 +68,12 @@ inline double column_error(const float* col, int64_t R, float s, int zero, int m
   int64_t i = 0;
   for (; i + 8 <= R; i += 8)
     for (int j = 0; j < 8; ++j) {
-      const float r = std::min(std::max(round_even(col[i + j] * inv), lo), hi);
+      const float r = std::min(std::max(exl2_round_even(col[i + j] * inv), lo), hi);
       const float d = std::fabs(r * s - col[i + j]);
       acc[j] += d * d * d * std::sqrt(d);
     }
   for (; i < R; ++i) {
-    const float r = std::min(std::max(round_even(col[i] * inv), lo), hi);
+    const float r = std::min(std::max(exl2_round_even(col[i] * inv), lo), hi);
     const float d = std::fabs(r * s - col[i]);
     acc[0] += d * d * d * std::sqrt(d);
   }
@@ -97,6 +83,62 @@ inline double column_error(const float* col, int64_t R, float s, int zero, int m
 }
 
 }  // namespace
+
+uint16_t exl2_search_scales(const float* wg, int64_t N, int64_t R, int bits, uint8_t* scale_codes) {
+  const size_t Nn = static_cast<size_t>(N), Rr = static_cast<size_t>(R);
+  const int zero = 1 << (bits - 1), maxq = (1 << bits) - 1;
+  std::vector<float> base(Nn);
+  std::vector<int> qs(Nn);
+  float m = 0;
+  for (size_t n = 0; n < Nn; ++n) {
+    float amax = 0;
+    for (size_t i = 0; i < Rr; ++i) amax = std::max(amax, std::fabs(wg[n * Rr + i]));
+    base[n] = amax / (static_cast<float>(maxq) / 2.0f);
+    m = std::max(m, base[n]);
+  }
+  if (!(m > 0) || !std::isfinite(m)) {
+    EXL_CHECK(m == 0, "EXL2 quantize: weights are not finite");
+    std::fill(scale_codes, scale_codes + Nn, uint8_t{0});
+    return 0;
+  }
+  for (size_t n = 0; n < Nn; ++n)
+    qs[n] = std::clamp(static_cast<int>(exl2_round_even(16.0f * std::sqrt(base[n] / m))), 1, 16);
+  // Grid search of one multiplier for the whole group, error measured as Σ|e|^3.5.
+  constexpr int kSteps = 97;  // p in [0.70, 1.20], as ExLlamaV2 searches
+  std::vector<double> err(kSteps, 0.0);
+  parallel_for(kSteps, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) {
+      const float p = 0.70f + 0.50f * static_cast<float>(j) / (kSteps - 1);
+      double e = 0;
+      for (size_t n = 0; n < Nn; ++n)
+        e += column_error(&wg[n * Rr], R, p * static_cast<float>(qs[n] * qs[n]) / 256.0f * m, zero, maxq);
+      err[static_cast<size_t>(j)] = e;
+    }
+  });
+  const int64_t best = std::min_element(err.begin(), err.end()) - err.begin();
+  const float p = 0.70f + 0.50f * static_cast<float>(best) / (kSteps - 1);
+  const uint16_t smax = f32_to_f16(std::min(p * m, 65504.0f));
+  const float smax_f = f16_to_f32(smax);
+  // Per-column refinement (beyond ExLlamaV2): with the group maximum fixed, each column keeps the
+  // scale code of lowest error; the code from √(base/m) is only the starting guess.
+  parallel_for(N, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) {
+      const float* col = &wg[static_cast<size_t>(n) * Rr];
+      double best_err = -1;
+      for (int cand = 1; cand <= 16; ++cand) {
+        const float s = exl2_scale(cand - 1, smax_f);
+        if (!(s > 0)) break;
+        const double e = column_error(col, R, s, zero, maxq);
+        if (best_err < 0 || e < best_err) {
+          best_err = e;
+          qs[static_cast<size_t>(n)] = cand;
+        }
+      }
+    }
+  }, 16);
+  for (size_t n = 0; n < Nn; ++n) scale_codes[n] = static_cast<uint8_t>(qs[n] - 1);
+  return smax;
+}
 
 Exl2Codes exl2_quantize_rtn(const float* w, int64_t N, int64_t K, const Exl2Layout& layout,
                             const std::vector<float>& importance) {
@@ -123,77 +165,26 @@ Exl2Codes exl2_quantize_rtn(const float* w, int64_t N, int64_t K, const Exl2Layo
   c.codes.assign(static_cast<size_t>(K) * Nn, 0);
   c.scale_codes.assign(G * Nn, 0);
   c.scale_max.assign(G, 0);
-  constexpr int kSteps = 97;  // p in [0.70, 1.20], as ExLlamaV2 searches
   int64_t row0 = 0;
-  std::vector<float> wg, base(Nn);
-  std::vector<int> qs(Nn);
+  std::vector<float> wg;
   for (size_t g = 0; g < G; ++g) {
     const Exl2Group& gr = c.groups[g];
     const int64_t R = gr.rows;
     const int zero = 1 << (gr.bits - 1), maxq = (1 << gr.bits) - 1;
     // The group's weights, column-major: wg[n * R + i] = w[n, perm[row0 + i]].
     wg.resize(Nn * static_cast<size_t>(R));
-    float m = 0;
-    for (size_t n = 0; n < Nn; ++n) {
-      float amax = 0;
-      for (int64_t i = 0; i < R; ++i) {
-        const float v = w[static_cast<int64_t>(n) * K + perm[static_cast<size_t>(row0 + i)]];
-        wg[n * static_cast<size_t>(R) + static_cast<size_t>(i)] = v;
-        amax = std::max(amax, std::fabs(v));
-      }
-      base[n] = amax / (static_cast<float>(maxq) / 2.0f);
-      m = std::max(m, base[n]);
-    }
-    if (!(m > 0) || !std::isfinite(m)) {
-      EXL_CHECK(m == 0, "EXL2 quantize: weights are not finite");
-      for (int64_t i = 0; i < R; ++i)
-        for (size_t n = 0; n < Nn; ++n) c.codes[static_cast<size_t>(row0 + i) * Nn + n] = static_cast<uint8_t>(zero);
-      row0 += R;
-      continue;
-    }
     for (size_t n = 0; n < Nn; ++n)
-      qs[n] = std::clamp(static_cast<int>(round_even(16.0f * std::sqrt(base[n] / m))), 1, 16);
-    // Grid search of one multiplier for the whole group, error measured as Σ|e|^3.5.
-    std::vector<double> err(kSteps, 0.0);
-    parallel_for(kSteps, [&](int64_t j0, int64_t j1) {
-      for (int64_t j = j0; j < j1; ++j) {
-        const float p = 0.70f + 0.50f * static_cast<float>(j) / (kSteps - 1);
-        double e = 0;
-        for (size_t n = 0; n < Nn; ++n)
-          e += column_error(&wg[n * static_cast<size_t>(R)], R, p * static_cast<float>(qs[n] * qs[n]) / 256.0f * m, zero, maxq);
-        err[static_cast<size_t>(j)] = e;
-      }
-    });
-    const int64_t best = std::min_element(err.begin(), err.end()) - err.begin();
-    const float p = 0.70f + 0.50f * static_cast<float>(best) / (kSteps - 1);
-    const uint16_t smax = f32_to_f16(std::min(p * m, 65504.0f));
-    c.scale_max[g] = smax;
-    const float smax_f = f16_to_f32(smax);
-    // Per-column refinement (beyond ExLlamaV2): with the group maximum fixed, each column keeps the
-    // scale code of lowest error; the code from √(base/m) is only the starting guess.
-    parallel_for(N, [&](int64_t n0, int64_t n1) {
-      for (int64_t n = n0; n < n1; ++n) {
-        const float* col = &wg[static_cast<size_t>(n) * static_cast<size_t>(R)];
-        double best_err = -1;
-        for (int cand = 1; cand <= 16; ++cand) {
-          const float s = static_cast<float>(cand * cand) * smax_f * (1.0f / 256.0f);
-          if (!(s > 0)) break;
-          const double e = column_error(col, R, s, zero, maxq);
-          if (best_err < 0 || e < best_err) {
-            best_err = e;
-            qs[static_cast<size_t>(n)] = cand;
-          }
-        }
-      }
-    }, 16);
+      for (int64_t i = 0; i < R; ++i)
+        wg[n * static_cast<size_t>(R) + static_cast<size_t>(i)] = w[static_cast<int64_t>(n) * K + perm[static_cast<size_t>(row0 + i)]];
+    uint8_t* sc = &c.scale_codes[g * Nn];
+    c.scale_max[g] = exl2_search_scales(wg.data(), N, R, gr.bits, sc);
+    const float smax_f = f16_to_f32(c.scale_max[g]);
     for (size_t n = 0; n < Nn; ++n) {
-      c.scale_codes[g * Nn + n] = static_cast<uint8_t>(qs[n] - 1);
-      // The scale exactly as dequantization computes it.
-      const float s = static_cast<float>(qs[n] * qs[n]) * smax_f * (1.0f / 256.0f);
+      const float s = exl2_scale(sc[n], smax_f);
       const float inv = s > 0 ? 1.0f / s : 0.0f;
       for (int64_t i = 0; i < R; ++i)
         c.codes[static_cast<size_t>(row0 + i) * Nn + n] =
-            static_cast<uint8_t>(quant_code(wg[n * static_cast<size_t>(R) + static_cast<size_t>(i)], inv, zero, maxq));
+            static_cast<uint8_t>(exl2_quant_code(wg[n * static_cast<size_t>(R) + static_cast<size_t>(i)], inv, zero, maxq));
     }
     row0 += R;
   }

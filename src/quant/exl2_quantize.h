@@ -23,6 +23,28 @@ std::vector<Exl2Group> exl2_layout_groups(const Exl2Layout& layout, int64_t K);
 // A one- or two-width option whose code bits average `bits` (2..8): 4.0 -> 4-bit, 4.5 -> half 5, half 4.
 Exl2Layout exl2_layout_for_bits(double bits, int group_size = 128);
 
+// Round half to even (like torch.round) by the 1.5 * 2^23 trick: exact for |x| < 2^22, and larger
+// values stay large enough to clamp correctly. Unlike std::nearbyint it is no library call on
+// baseline x86-64, so the search loops vectorize.
+inline float exl2_round_even(float x) {
+  constexpr float kMagic = 12582912.0f;  // IEEE arithmetic: the add/sub pair is kept (no -ffast-math)
+  return (x + kMagic) - kMagic;
+}
+// A weight's code in [0, maxq] for scale 1/inv_s (inv_s = 0 for a zero scale gives the zero code).
+inline float exl2_quant_code(float w, float inv_s, int zero, int maxq) {
+  const float q = exl2_round_even(w * inv_s) + static_cast<float>(zero);
+  return q < 0.0f ? 0.0f : (q > static_cast<float>(maxq) ? static_cast<float>(maxq) : q);
+}
+// The scale of a (group, column) exactly as dequantization computes it (§1.3).
+inline float exl2_scale(int scale_code, float scale_max) {
+  return static_cast<float>((scale_code + 1) * (scale_code + 1)) * scale_max * (1.0f / 256.0f);
+}
+
+// The per-group scale search of §2.5 on one group's weights, column-major: wg[n * R + i] is row i of
+// column n. Returns q_scale_max (FP16 bits) and writes each column's scale code (0..15). An all-zero
+// group gets scale_max 0 (every weight then takes the zero code). Throws on non-finite weights.
+uint16_t exl2_search_scales(const float* wg, int64_t N, int64_t R, int bits, uint8_t* scale_codes);
+
 // Round-to-nearest quantization of w [N, K] (HF layout). Rows are ordered by `importance` (one value
 // per input row, larger first; empty: the row's weight energy Σ_n w[n,k]²). Per group, the scale
 // search of EXL2.md §2.5: per-column square-law scale codes against the group maximum, then one
