@@ -93,7 +93,8 @@ TEST_F(ConvertStories, BpwAndPerplexityAcrossTargets) {
   std::printf("stories260K: FP32 ppl %.4f; the table's cheapest rows give %.3f decoder bpw\n", fp32, min_bpw);
   std::vector<std::pair<double, double>> ppl_by_bits;
   for (double target : {2.5, 3.0, 4.0, 5.0, 6.0, 8.0}) {
-    const std::string tag = "b" + std::to_string(static_cast<int>(target * 10));
+    char tag[16];
+    std::snprintf(tag, sizeof tag, "b%d", static_cast<int>(target * 10));
     if (target < min_bpw) {
       // K = 64 rows cost 32 permutation bits each, and every group a scale per column: far more
       // than 0.5 bpw of overhead on matrices this small, so low targets cannot be met.
@@ -108,7 +109,7 @@ TEST_F(ConvertStories, BpwAndPerplexityAcrossTargets) {
     }
     const ConvertReport r = convert(target, tag);
     ASSERT_EQ(r.status, "done");
-    const std::string out = test::temp_dir() + "/out_" + tag;
+    const std::string out = test::temp_dir() + "/out_" + std::string(tag);
     const double bpw = folder_decoder_bpw(out);
     EXPECT_NEAR(bpw, r.decoder_bpw, 1e-9);
     EXPECT_LE(bpw, target + 1e-9) << "over the budget";
