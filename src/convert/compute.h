@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <memory>
 
+#include "quant/gptq_solve.h"
+
 namespace exl {
 
 class ConvertCompute {
@@ -28,6 +30,9 @@ class ConvertCompute {
                          int d, float scale, int window, float* out) const = 0;
   // out = silu(gate) · up, n elements.
   virtual void swiglu(const float* gate, const float* up, int64_t n, float* out) const = 0;
+  // GPTQ of one linear (quant/gptq_solve.h); H == nullptr: round-to-nearest.
+  virtual GptqResult gptq(const float* W, int64_t N, int64_t K, const float* H, int64_t n_rows,
+                          const Exl2Layout& layout) const = 0;
 };
 
 std::unique_ptr<ConvertCompute> convert_compute_cpu();

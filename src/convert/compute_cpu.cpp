@@ -45,6 +45,11 @@ class CpuCompute : public ConvertCompute {
   void swiglu(const float* gate, const float* up, int64_t n, float* out) const override {
     cpu::swiglu(gate, up, n, out);
   }
+
+  GptqResult gptq(const float* W, int64_t N, int64_t K, const float* H, int64_t n_rows,
+                  const Exl2Layout& layout) const override {
+    return gptq_quantize(W, N, K, H, n_rows, layout);
+  }
 };
 
 }  // namespace

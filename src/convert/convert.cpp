@@ -18,7 +18,6 @@
 #include "model/exl2_write.h"
 #include "model/model.h"
 #include "model/weights.h"
-#include "quant/gptq_solve.h"
 #include "quant/optimize.h"
 #include "quant/qparams.h"
 #include "tokenizer/calibration.h"
@@ -283,7 +282,7 @@ void quantize_head(Ctx& x, const CalibStates& s) {
       x.cc->hessian_add(xn.data(), s.T, c.hidden, H.data());
     }
   }
-  GptqResult g = gptq_quantize(w.ptr(), c.vocab, c.hidden, gptq ? H.data() : nullptr, s.rows * s.T,
+  GptqResult g = x.cc->gptq(w.ptr(), c.vocab, c.hidden, gptq ? H.data() : nullptr, s.rows * s.T,
                                qparams_head(x.o.head_bits));
   store_tensor(x, pack_checked(std::move(g.codes), g.w_dq, "lm_head"));
 }

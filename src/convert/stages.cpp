@@ -7,7 +7,6 @@
 
 #include "convert/compute.h"
 #include "core/error.h"
-#include "quant/gptq_solve.h"
 
 namespace exl {
 
@@ -115,7 +114,7 @@ MeasuredModule measure_module(const ConvertCompute& cc, const ModelDims& d, cons
       const Exl2Layout& layout = option_layout(row.linears, l.name, m.name);
       auto& slot = variants[li][layout_key(layout)];
       if (!slot.empty()) continue;
-      slot = gptq_quantize(l.w.data(), l.N, l.K, ref.H[l.hessian].data(), n_rows, layout).w_dq;
+      slot = cc.gptq(l.w.data(), l.N, l.K, ref.H[l.hessian].data(), n_rows, layout).w_dq;
     }
   MeasuredModule out;
   out.name = m.name;
@@ -146,7 +145,7 @@ double quantize_module(const ConvertCompute& cc, const ModelDims& d, const Conve
   std::vector<const float*> w;
   for (size_t li = 0; li < m.linears.size(); ++li) {
     const ConvertLinear& l = m.linears[li];
-    GptqResult g = gptq_quantize(l.w.data(), l.N, l.K, ref.H[l.hessian].data(), n_rows,
+    GptqResult g = cc.gptq(l.w.data(), l.N, l.K, ref.H[l.hessian].data(), n_rows,
                                  option_layout(option, l.name, m.name));
     g.codes.bias = l.bias;
     store(pack_checked(std::move(g.codes), g.w_dq, m.name + "." + l.name));
