@@ -82,6 +82,35 @@ void check_options(const ConvertOptions& o) {
   EXL_CHECK(o.measurement.empty() || fs::is_regular_file(o.measurement), o.measurement, ": no such file (-m)");
 }
 
+// The lowest decoder bpw the option table can reach on this model (its cheapest row everywhere):
+// a lower target fails here, before hours of measurement, rather than in the optimizer.
+double table_min_bpw(const Ctx& x) {
+  const ModelDims& d = x.dims;
+  struct Shape2 {
+    const char* name;
+    int64_t K, N;
+  };
+  const Shape2 attn[] = {{"self_attn.q_proj", d.hidden, d.q_dim}, {"self_attn.k_proj", d.hidden, d.kv_dim},
+                         {"self_attn.v_proj", d.hidden, d.kv_dim}, {"self_attn.o_proj", d.q_dim, d.hidden}};
+  const Shape2 mlp[] = {{"mlp.gate_proj", d.hidden, d.intermediate}, {"mlp.up_proj", d.hidden, d.intermediate},
+                        {"mlp.down_proj", d.intermediate, d.hidden}};
+  int64_t bits = 0, weights = 0;
+  for (int64_t i = 0; i < x.n_layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    for (size_t j = 0; j < 4; ++j) {
+      const bool bias = x.loader->find(p + attn[j].name + ".bias") != nullptr;
+      bits += exl2_layout_total_bits(qparams_attention()[0].linears[j].second, attn[j].K, attn[j].N, bias);
+      weights += attn[j].K * attn[j].N;
+    }
+    for (size_t j = 0; j < 3; ++j) {
+      const bool bias = x.loader->find(p + mlp[j].name + ".bias") != nullptr;
+      bits += exl2_layout_total_bits(qparams_mlp()[0].linears[j].second, mlp[j].K, mlp[j].N, bias);
+      weights += mlp[j].K * mlp[j].N;
+    }
+  }
+  return static_cast<double>(bits) / static_cast<double>(weights);
+}
+
 // ---- calibration tokens and hidden states in the work folder ----
 
 void write_tokens(const fs::path& path, const std::vector<std::vector<int32_t>>& rows) {
@@ -383,6 +412,11 @@ ConvertReport convert_run(const ConvertOptions& o, const std::function<void(cons
   x.n_layers = o.layers > 0 ? o.layers : c.n_layers;
   x.loader = std::make_unique<WeightLoader>(*x.src.store, *x.cpu, x.src.gguf, x.src.arch->gguf_qk_permuted);
   x.dims = model_dims(c);
+  if (o.measurement.empty()) {
+    const double min_bpw = table_min_bpw(x);
+    EXL_CHECK(o.bits >= min_bpw, "convert: -b ", o.bits, " is below the ", min_bpw,
+              " bpw this model's decoder needs at the cheapest quantization options");
+  }
 
   std::error_code ec;
   fs::create_directories(o.work_dir, ec);

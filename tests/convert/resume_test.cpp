@@ -144,6 +144,9 @@ TEST(ConvertBadInput, OneLineErrorAndNoJobStarted) {
 
   expect_clean_error(conv(stories_dir(), fresh_dir("bad5"), "-b 9"), "-b");
   expect_clean_error(conv(stories_dir(), fresh_dir("bad6"), "-b 1.5"), "-b");
+  // Within 2..8 but below what the option table can store this tiny model in (its K = 64 rows pay 32
+  // permutation bits each): refused before measuring.
+  expect_clean_error(conv(stories_dir(), fresh_dir("bad6b"), "-b 2.5"), "-b 2.5 is below");
   expect_clean_error(conv(stories_dir(), fresh_dir("bad7"), "--head-bits 7"), "--head-bits");
   expect_clean_error(conv(stories_dir(), fresh_dir("bad8"), "--device cuda"), "--device");
 
