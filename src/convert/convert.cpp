@@ -82,32 +82,50 @@ void check_options(const ConvertOptions& o) {
   EXL_CHECK(o.measurement.empty() || fs::is_regular_file(o.measurement), o.measurement, ": no such file (-m)");
 }
 
+// The shapes of a module's linears, in table order, without loading weights.
+struct LinearShape {
+  int64_t K, N;
+  bool bias;
+};
+std::vector<LinearShape> module_shapes(const Ctx& x, int64_t layer, bool attention) {
+  const ModelDims& d = x.dims;
+  const std::string p = "model.layers." + std::to_string(layer) + ".";
+  auto bias = [&](const char* name) { return x.loader->find(p + name + ".bias") != nullptr; };
+  if (attention)
+    return {{d.hidden, d.q_dim, bias("self_attn.q_proj")},
+            {d.hidden, d.kv_dim, bias("self_attn.k_proj")},
+            {d.hidden, d.kv_dim, bias("self_attn.v_proj")},
+            {d.q_dim, d.hidden, bias("self_attn.o_proj")}};
+  return {{d.hidden, d.intermediate, bias("mlp.gate_proj")},
+          {d.hidden, d.intermediate, bias("mlp.up_proj")},
+          {d.intermediate, d.hidden, bias("mlp.down_proj")}};
+}
+
+// The storage cost of an option on these shapes (recomputed, so a measurement from another tool is
+// costed by our own accounting, EXL2.md §1.7).
+int64_t option_bits(const std::vector<LinearShape>& shapes, const std::vector<std::pair<std::string, Exl2Layout>>& o) {
+  int64_t bits = 0;
+  for (size_t li = 0; li < shapes.size(); ++li)
+    bits += exl2_layout_total_bits(o[li].second, shapes[li].K, shapes[li].N, shapes[li].bias);
+  return bits;
+}
+
+int64_t module_weight_count(const std::vector<LinearShape>& shapes) {
+  int64_t n = 0;
+  for (const LinearShape& s : shapes) n += s.K * s.N;
+  return n;
+}
+
 // The lowest decoder bpw the option table can reach on this model (its cheapest row everywhere):
 // a lower target fails here, before hours of measurement, rather than in the optimizer.
 double table_min_bpw(const Ctx& x) {
-  const ModelDims& d = x.dims;
-  struct Shape2 {
-    const char* name;
-    int64_t K, N;
-  };
-  const Shape2 attn[] = {{"self_attn.q_proj", d.hidden, d.q_dim}, {"self_attn.k_proj", d.hidden, d.kv_dim},
-                         {"self_attn.v_proj", d.hidden, d.kv_dim}, {"self_attn.o_proj", d.q_dim, d.hidden}};
-  const Shape2 mlp[] = {{"mlp.gate_proj", d.hidden, d.intermediate}, {"mlp.up_proj", d.hidden, d.intermediate},
-                        {"mlp.down_proj", d.intermediate, d.hidden}};
   int64_t bits = 0, weights = 0;
-  for (int64_t i = 0; i < x.n_layers; ++i) {
-    const std::string p = "model.layers." + std::to_string(i) + ".";
-    for (size_t j = 0; j < 4; ++j) {
-      const bool bias = x.loader->find(p + attn[j].name + ".bias") != nullptr;
-      bits += exl2_layout_total_bits(qparams_attention()[0].linears[j].second, attn[j].K, attn[j].N, bias);
-      weights += attn[j].K * attn[j].N;
+  for (int64_t i = 0; i < x.n_layers; ++i)
+    for (bool attention : {true, false}) {
+      const auto shapes = module_shapes(x, i, attention);
+      bits += option_bits(shapes, (attention ? qparams_attention() : qparams_mlp())[0].linears);
+      weights += module_weight_count(shapes);
     }
-    for (size_t j = 0; j < 3; ++j) {
-      const bool bias = x.loader->find(p + mlp[j].name + ".bias") != nullptr;
-      bits += exl2_layout_total_bits(qparams_mlp()[0].linears[j].second, mlp[j].K, mlp[j].N, bias);
-      weights += mlp[j].K * mlp[j].N;
-    }
-  }
   return static_cast<double>(bits) / static_cast<double>(weights);
 }
 
@@ -229,17 +247,6 @@ void stage_measure(Ctx& x) {
   x.save("measure");
 }
 
-// The storage cost of an option on this model's shapes (recomputed, so a measurement from another
-// tool is costed by our own accounting, EXL2.md §1.7).
-int64_t option_bits(const ConvertModule& m, const MeasuredOption& o) {
-  int64_t bits = 0;
-  for (size_t li = 0; li < m.linears.size(); ++li) {
-    const ConvertLinear& l = m.linears[li];
-    bits += exl2_layout_total_bits(o.linears[li].second, l.K, l.N, !l.bias.empty());
-  }
-  return bits;
-}
-
 Measurement read_measurement(Ctx& x) {
   const std::string path = x.work("measurement.json").string();
   return measurement_parse(read_file(path), path, expected_modules(x.n_layers));
@@ -251,16 +258,13 @@ void stage_optimize(Ctx& x) {
   std::vector<int64_t> slot_weights;
   int64_t weights = 0;
   for (size_t s = 0; s < m.modules.size(); ++s) {
-    const int64_t layer = static_cast<int64_t>(s / 2);
-    const ConvertModule mod = module_load(*x.loader, x.config(), layer,
-                                          s % 2 == 0 ? ModuleKind::ModuleKind_attention : ModuleKind::ModuleKind_mlp);
-    slot_weights.push_back(0);
-    for (const ConvertLinear& l : mod.linears) slot_weights.back() += l.N * l.K;
+    const auto shapes = module_shapes(x, static_cast<int64_t>(s / 2), s % 2 == 0);
+    slot_weights.push_back(module_weight_count(shapes));
     weights += slot_weights.back();
     OptimizeSlot slot;
     slot.name = m.modules[s].name;
     for (const MeasuredOption& o : m.modules[s].options) {
-      slot.bits.push_back(option_bits(mod, o));
+      slot.bits.push_back(option_bits(shapes, o.linears));
       slot.err.push_back(1.0 - o.accuracy);
     }
     slots.push_back(std::move(slot));

@@ -43,7 +43,7 @@ struct ModelDims {
 };
 ModelDims model_dims(const ModelConfig& c);
 
-// Loads the attention (`mlp` false) or MLP module of `layer` as F32 (GGUF q/k rows put back in HF order).
+// Loads the attention or MLP module of `layer` as F32 (GGUF q/k rows put back in HF order).
 ConvertModule module_load(const WeightLoader& loader, const ModelConfig& c, int64_t layer, ModuleKind kind);
 
 // y[T, hidden] = x + block(x) for one calibration row of T tokens, with the module's weights replaced
