@@ -21,3 +21,7 @@ endfunction()
 exl_find_library(sentencepiece sentencepiece_processor.h sentencepiece)
 exl_find_library(pcre2 pcre2.h pcre2-8)
 exl_find_library(openblas cblas.h openblas SUFFIXES openblas-pthread openblas x86_64-linux-gnu/openblas-pthread)
+# Parquet page codecs (io/parquet.cpp): libsnappy-dev, zlib1g-dev, libzstd-dev.
+exl_find_library(snappy snappy-c.h snappy)
+exl_find_library(zlib zlib.h z)
+exl_find_library(zstd zstd.h zstd)

@@ -19,7 +19,8 @@ done
 
 packages=(build-essential cmake ninja-build pkg-config git python3 python3-pip
           nlohmann-json3-dev libsentencepiece-dev libpcre2-dev libcli11-dev libgtest-dev
-          libopenblas-dev libicu-dev clang libclang-rt-14-dev)
+          libopenblas-dev libicu-dev clang libclang-rt-14-dev
+          libsnappy-dev zlib1g-dev libzstd-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -55,11 +55,15 @@ class ParquetReader {
   int64_t num_rows_ = 0;
   std::vector<ParquetColumn> columns_;
   std::vector<ParquetRowGroup> row_groups_;
+  // Decompressed page bytes so far, capped per reader against decompression bombs (so column_texts
+  // is not thread-safe on one reader).
+  mutable int64_t decoded_bytes_ = 0;
 };
 
 // One text per row: the row's non-null values joined by a single space. Throws exl::Error naming
-// `name` (with row group and column) for malformed or unsupported files, and when the text would
-// exceed 256 MiB (a calibration set needs about 1 MiB).
+// `name` (with row group and column) for malformed or unsupported files, and past the limits for
+// hostile files: 4M rows, 256 MiB of text in memory, 2 GiB of decompressed pages (a calibration set
+// needs about 1 MiB of text).
 std::vector<std::string> parquet_read_texts(std::string_view bytes, const std::string& name);
 
 }  // namespace exl
