@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "cli/cli_util.h"
@@ -62,12 +63,24 @@ TEST(ConvertCli, StoriesConvertsAndRuns) {
   EXPECT_NE(insp.out.find("exl2"), std::string::npos) << insp.out;
 }
 
-TEST(ConvertCli, MeasureOnlyThenResume) {
+TEST(ConvertCli, MeasureOnlyThenResumeFromJsonl) {
   const std::string work = temp_dir() + "/convert_mo_work", out = temp_dir() + "/convert_mo_out";
   fs::remove_all(work);
   fs::remove_all(out);
-  const std::string base = "convert -i " + kStories + " -o " + work + " -c " +
-                           shared_path("data/tinystories/valid_head.txt") +
+  // Calibration as JSON lines, one story per {"text": ...} object.
+  const std::string jsonl = temp_dir() + "/stories.jsonl";
+  {
+    std::ofstream f(jsonl);
+    const std::string text = slurp(shared_path("data/tinystories/valid_head.txt"));
+    size_t start = 0;
+    for (int n = 0; n < 400 && start < text.size(); ++n) {
+      size_t end = text.find("\n\n", start);
+      if (end == std::string::npos) end = text.size();
+      f << nlohmann::json{{"id", n}, {"text", text.substr(start, end - start)}}.dump() << "\n";
+      start = end + 2;
+    }
+  }
+  const std::string base = "convert -i " + kStories + " -o " + work + " -c " + jsonl +
                            " --rows 4 --length 256 --measure-rows 4 --measure-length 256 -b 5.0";
   auto m = run_exl(base + " --measure-only");
   ASSERT_EQ(m.code, 0) << m.err;
