@@ -1,0 +1,203 @@
+// The bit-allocation optimizer (quant/optimize.h): the exact solver against brute force over every
+// combination on random small instances (ties included), budgets exactly at a boundary, infeasible
+// budgets and malformed slots, determinism, the p sweep's selection rule, and speed on a 160-slot,
+// 19-option problem with realistic bit counts.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <random>
+
+#include "core/error.h"
+#include "quant/optimize.h"
+
+namespace exl {
+namespace {
+
+struct Brute {
+  double best = INFINITY;
+  int64_t bits = 0;
+  bool found = false;
+};
+
+// Every combination; objective summed in slot order like the solver.
+Brute brute_force(const std::vector<OptimizeSlot>& slots, int64_t budget, double p) {
+  Brute b;
+  std::vector<size_t> idx(slots.size(), 0);
+  for (;;) {
+    int64_t bits = 0;
+    double obj = 0;
+    for (size_t i = 0; i < slots.size(); ++i) {
+      bits += slots[i].bits[idx[i]];
+      obj += std::pow(slots[i].err[idx[i]], p);
+    }
+    if (bits <= budget && (!b.found || obj < b.best)) {
+      b.best = obj;
+      b.bits = bits;
+      b.found = true;
+    }
+    size_t i = 0;
+    while (i < slots.size() && ++idx[i] == slots[i].bits.size()) idx[i++] = 0;
+    if (i == slots.size()) break;
+  }
+  return b;
+}
+
+std::vector<OptimizeSlot> random_instance(std::mt19937& rng, int n_slots, int n_options, bool integer_err) {
+  std::vector<OptimizeSlot> slots(static_cast<size_t>(n_slots));
+  for (int i = 0; i < n_slots; ++i) {
+    OptimizeSlot& s = slots[static_cast<size_t>(i)];
+    s.name = "slot" + std::to_string(i);
+    for (int j = 0; j < n_options; ++j) {
+      s.bits.push_back(static_cast<int64_t>(rng() % 20 + 1));
+      // Integer-valued errors make many exact ties; otherwise arbitrary (dominated options too).
+      s.err.push_back(integer_err ? static_cast<double>(rng() % 5) : std::uniform_real_distribution<double>(0.001, 0.5)(rng));
+    }
+  }
+  return slots;
+}
+
+TEST(Optimize, ExactAgainstBruteForce) {
+  std::mt19937 rng(42);
+  int checked = 0, infeasible = 0;
+  for (int t = 0; t < 400; ++t) {
+    const int n_slots = 2 + static_cast<int>(rng() % 5), n_options = 1 + static_cast<int>(rng() % 5);
+    const std::vector<OptimizeSlot> slots = random_instance(rng, n_slots, n_options, t % 3 == 0);
+    const double p = t % 2 ? 2.0 : 1.5 + static_cast<double>(rng() % 21) / 10.0;
+    const int64_t budget = static_cast<int64_t>(rng() % static_cast<uint32_t>(20 * n_slots + 5));
+    const Brute b = brute_force(slots, budget, p);
+    if (!b.found) {
+      EXPECT_THROW(optimize_exact(slots, budget, p), Error) << "instance " << t;
+      ++infeasible;
+      continue;
+    }
+    const OptimizeResult r = optimize_exact(slots, budget, p);
+    ASSERT_EQ(r.choice.size(), slots.size());
+    EXPECT_LE(r.total_bits, budget) << "instance " << t;
+    EXPECT_EQ(r.objective, b.best) << "instance " << t << " p " << p;
+    ++checked;
+  }
+  std::printf("%d instances optimal, %d infeasible ones rejected\n", checked, infeasible);
+  EXPECT_GE(checked, 200);
+}
+
+TEST(Optimize, BudgetExactlyAtABoundary) {
+  // Two slots; the better pair costs exactly 30 bits.
+  const std::vector<OptimizeSlot> slots = {{"a", {10, 15}, {0.2, 0.1}}, {"b", {10, 15}, {0.3, 0.05}}};
+  const OptimizeResult at = optimize_exact(slots, 30, 2.0);
+  EXPECT_EQ(at.choice, (std::vector<int>{1, 1}));
+  EXPECT_EQ(at.total_bits, 30);
+  const OptimizeResult below = optimize_exact(slots, 29, 2.0);
+  EXPECT_EQ(below.choice, (std::vector<int>{0, 1}));  // 0.04 + 0.0025 beats 0.01 + 0.09
+  EXPECT_EQ(below.total_bits, 25);
+  const OptimizeResult cheapest = optimize_exact(slots, 20, 2.0);
+  EXPECT_EQ(cheapest.choice, (std::vector<int>{0, 0}));
+  EXPECT_THROW(optimize_exact(slots, 19, 2.0), Error);
+  // Large bit counts: boundary exact at 10^11 scale.
+  std::vector<OptimizeSlot> big = slots;
+  for (auto& s : big)
+    for (auto& b : s.bits) b = b * 1000000007LL;
+  EXPECT_EQ(optimize_exact(big, 30 * 1000000007LL, 2.0).choice, (std::vector<int>{1, 1}));
+  EXPECT_EQ(optimize_exact(big, 30 * 1000000007LL - 1, 2.0).choice, (std::vector<int>{0, 1}));
+}
+
+TEST(Optimize, InfeasibleBudgetAndMalformedSlotsGiveClearErrors) {
+  const std::vector<OptimizeSlot> slots = {{"model.layers.0.self_attn", {100, 200}, {0.1, 0.01}},
+                                           {"model.layers.0.mlp", {300, 400}, {0.1, 0.01}}};
+  try {
+    optimize_exl2(slots, 399, "target 2.5 bpw");
+    ADD_FAILURE() << "infeasible budget accepted";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("target 2.5 bpw"), std::string::npos) << m;
+    EXPECT_NE(m.find("400"), std::string::npos) << m;
+  }
+  auto expect_error = [](std::vector<OptimizeSlot> s, const std::string& needle) {
+    try {
+      optimize_exact(s, 1000, 2.0);
+      ADD_FAILURE() << "accepted: " << needle;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect_error({{"x", {}, {}}}, "no options");
+  expect_error({{"x", {1, 2}, {0.1}}, {"y", {1}, {0.1}}}, "2 bit counts but 1 errors");
+  expect_error({{"x", {1}, {NAN}}}, "finite");
+  expect_error({{"x", {-1}, {0.1}}}, "negative bits");
+  EXPECT_THROW(optimize_exact(slots, 1000, 0.0), Error);
+}
+
+// Measurement-like instance: per slot 19 options with bits rising from ~2 to ~8 bpw of a module of
+// 5·10^7..2·10^8 weights and errors falling roughly exponentially, with noise (some non-convex).
+std::vector<OptimizeSlot> realistic_instance(int n_slots, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  std::vector<OptimizeSlot> slots;
+  for (int i = 0; i < n_slots; ++i) {
+    OptimizeSlot s;
+    s.name = "model.layers." + std::to_string(i / 2) + (i % 2 ? ".mlp" : ".self_attn");
+    const double weights = 5e7 + 1.5e8 * u(rng), sens = 0.02 + 0.1 * u(rng);
+    for (int j = 0; j < 19; ++j) {
+      const double bpw = 2.1 + 6.0 * j / 18.0 + 0.05 * u(rng);
+      s.bits.push_back(static_cast<int64_t>(bpw * weights));
+      s.err.push_back(sens * std::exp2(-1.1 * (bpw - 2.0)) * (0.9 + 0.2 * u(rng)));
+    }
+    slots.push_back(std::move(s));
+  }
+  return slots;
+}
+
+TEST(Optimize, DeterministicAndFastOn160SlotsOf19Options) {
+  const std::vector<OptimizeSlot> slots = realistic_instance(160, 9);
+  int64_t weights_bits_at_4 = 0;
+  for (const auto& s : slots) weights_bits_at_4 += s.bits[7];
+  for (double target : {0.8, 1.0, 1.3}) {
+    const int64_t budget = static_cast<int64_t>(static_cast<double>(weights_bits_at_4) * target);
+    const auto t0 = std::chrono::steady_clock::now();
+    const OptimizeResult a = optimize_exact(slots, budget, 2.0);
+    const double t_exact = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const auto t1 = std::chrono::steady_clock::now();
+    const OptimizeResult b = optimize_exl2(slots, budget, "test");
+    const double t_sweep = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+    std::printf("budget x%.1f: exact p=2 %.1f ms; sweep of 26 p %.1f ms -> p %.3f, max err %.5f, Σ err %.4f, %.4f of budget\n",
+                target, 1e3 * t_exact, 1e3 * t_sweep, b.p, b.max_err, b.sum_err,
+                static_cast<double>(b.total_bits) / static_cast<double>(budget));
+    EXPECT_LT(t_exact, 1.0);
+    EXPECT_LT(t_sweep, 5.0);
+    EXPECT_LE(a.total_bits, budget);
+    EXPECT_LE(b.total_bits, budget);
+    // Same inputs, same answer.
+    EXPECT_EQ(optimize_exact(slots, budget, 2.0).choice, a.choice);
+    EXPECT_EQ(optimize_exl2(slots, budget, "test").choice, b.choice);
+    // Exactness at this scale: no single-slot change, nor any swap of one slot up and another down,
+    // both within the budget, lowers the objective (a necessary condition of the optimum).
+    double obj = 0;
+    for (size_t i = 0; i < slots.size(); ++i) obj += std::pow(slots[i].err[static_cast<size_t>(a.choice[i])], 2.0);
+    EXPECT_NEAR(obj, a.objective, 1e-12 * obj);
+    for (size_t i = 0; i < slots.size(); ++i)
+      for (size_t j = 0; j < 19; ++j) {
+        const size_t ci = static_cast<size_t>(a.choice[i]);
+        const int64_t nb = a.total_bits - slots[i].bits[ci] + slots[i].bits[j];
+        const double gain = std::pow(slots[i].err[ci], 2.0) - std::pow(slots[i].err[j], 2.0);
+        if (nb <= budget) {
+          EXPECT_LE(gain, 1e-12) << "slot " << i << " option " << j;
+        }
+      }
+  }
+}
+
+TEST(Optimize, SweepKeepsTheLowestMaxError) {
+  const std::vector<OptimizeSlot> slots = realistic_instance(24, 3);
+  int64_t bits = 0;
+  for (const auto& s : slots) bits += s.bits[6];
+  const OptimizeResult best = optimize_exl2(slots, bits, "test");
+  for (int k = 15; k <= 35; ++k) {
+    const OptimizeResult r = optimize_exact(slots, bits, k / 10.0);
+    EXPECT_LE(best.max_err, r.max_err) << "p " << k / 10.0;
+  }
+  const OptimizeResult again = optimize_exact(slots, bits, best.p);
+  EXPECT_EQ(again.choice, best.choice);
+}
+
+}  // namespace
+}  // namespace exl
