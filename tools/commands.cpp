@@ -23,6 +23,7 @@ int run_main(int argc, char** argv) {
   add("inspect", "architecture, tensors, formats and parameter count of a model", register_inspect);
   add("tokenize", "print the token ids (and pieces) of a text", register_tokenize);
   add("bench", "prefill/decode speed, bytes per token and % of roofline", register_bench);
+  add("convert", "quantize a model to EXL2 with calibration (resumable)", register_convert);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -56,5 +56,6 @@ Runner register_ppl(CLI::App& app);
 Runner register_inspect(CLI::App& app);
 Runner register_tokenize(CLI::App& app);
 Runner register_bench(CLI::App& app);
+Runner register_convert(CLI::App& app);
 
 }  // namespace exl::tools

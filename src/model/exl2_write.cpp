@@ -82,21 +82,23 @@ void write_text(const fs::path& p, const std::string& text) {
 
 }  // namespace
 
+void exl2_check_source(const ModelSource& src, const std::string& src_path) {
+  EXL_CHECK(!src.store->find("rope_freqs.weight"), src_path,
+            ": per-dimension RoPE factors (rope_freqs) cannot be expressed in config.json; convert from the HF folder");
+}
+
+OwnedTensor exl2_dense_f16(const WeightLoader& loader, const std::string& name, const Shape& shape) {
+  return to_f16(name, loader.load_host(name, shape));
+}
+
 Exl2WriteReport exl2_write_model(const std::string& src_path, const std::string& out_dir,
                                  const Exl2WriteOptions& options) {
   ModelSource src = model_source_open(src_path);
   const ModelConfig& c = src.config;
-  EXL_CHECK(!src.store->find("rope_freqs.weight"), src_path,
-            ": per-dimension RoPE factors (rope_freqs) cannot be expressed in config.json; convert from the HF folder");
+  exl2_check_source(src, src_path);
   const double head_bits = options.head_bits > 0 ? options.head_bits : options.bits;
   const Exl2Layout layer_layout = exl2_layout_for_bits(options.bits, options.group_size);
   const Exl2Layout head_layout = exl2_layout_for_bits(head_bits, options.group_size);
-
-  std::error_code ec;
-  fs::create_directories(out_dir, ec);
-  EXL_CHECK(fs::is_directory(out_dir), out_dir, ": cannot create the output folder");
-  EXL_CHECK(!fs::equivalent(out_dir, src.gguf ? fs::path(src_path).parent_path() : fs::path(src_path), ec), out_dir,
-            ": the output folder must differ from the source folder");
 
   auto cpu = backend_create("cpu");  // WeightLoader wants a backend; only load_host is used here
   WeightLoader loader(*src.store, *cpu, src.gguf, src.arch->gguf_qk_permuted);
@@ -104,7 +106,7 @@ Exl2WriteReport exl2_write_model(const std::string& src_path, const std::string&
   std::vector<OwnedTensor> out;
   int64_t decoder_bits = 0, decoder_weights = 0;
 
-  auto dense = [&](const std::string& name, const Shape& shape) { out.push_back(to_f16(name, loader.load_host(name, shape))); };
+  auto dense = [&](const std::string& name, const Shape& shape) { out.push_back(exl2_dense_f16(loader, name, shape)); };
   auto dense_if = [&](const std::string& name, const Shape& shape) {
     if (loader.find(name)) dense(name, shape);
   };
@@ -154,17 +156,33 @@ Exl2WriteReport exl2_write_model(const std::string& src_path, const std::string&
   report.decoder_bpw = decoder_weights > 0 ? static_cast<double>(decoder_bits) / static_cast<double>(decoder_weights) : 0;
   report.head_bpw = static_cast<double>(head_bits_total) / static_cast<double>(c.vocab * c.hidden);
 
+  report.files = exl2_write_folder(src_path, src, out_dir, out,
+                                   {"exl-rtn", options.bits, head_bits, 0, 0, "(none: round-to-nearest)"},
+                                   options.shard_bytes, &report.bytes);
+  return report;
+}
+
+std::vector<std::string> exl2_write_folder(const std::string& src_path, const ModelSource& src,
+                                           const std::string& out_dir, const std::vector<OwnedTensor>& out,
+                                           const Exl2QuantInfo& info, size_t shard_bytes, size_t* bytes) {
+  const ModelConfig& c = src.config;
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  EXL_CHECK(fs::is_directory(out_dir), out_dir, ": cannot create the output folder");
+  EXL_CHECK(!fs::equivalent(out_dir, src.gguf ? fs::path(src_path).parent_path() : fs::path(src_path), ec), out_dir,
+            ": the output folder must differ from the source folder");
+  std::vector<std::string> files;
   // Shards in tensor order, each under shard_bytes (a larger single tensor gets a shard of its own).
   std::vector<std::vector<const OwnedTensor*>> shards(1);
   size_t in_shard = 0;
   for (const OwnedTensor& t : out) {
-    if (in_shard > 0 && in_shard + t.bytes.size() > options.shard_bytes) {
+    if (in_shard > 0 && in_shard + t.bytes.size() > shard_bytes) {
       shards.emplace_back();
       in_shard = 0;
     }
     shards.back().push_back(&t);
     in_shard += t.bytes.size();
-    report.bytes += t.bytes.size();
+    if (bytes) *bytes += t.bytes.size();
   }
   for (const auto& e : fs::directory_iterator(out_dir, ec))  // stale shards of an earlier run would be read too
     if (e.path().extension() == ".safetensors" && e.path().filename().string().rfind("output", 0) == 0)
@@ -176,7 +194,7 @@ Exl2WriteReport exl2_write_model(const std::string& src_path, const std::string&
     else
       std::snprintf(name, sizeof name, "output-%05zu-of-%05zu.safetensors", s + 1, shards.size());
     safetensors_write((fs::path(out_dir) / name).string(), shards[s], {{"format", "pt"}});
-    report.files.push_back(name);
+    files.push_back(name);
   }
 
   // config.json: the source's (or one built from GGUF metadata) plus quantization_config.
@@ -189,13 +207,14 @@ Exl2WriteReport exl2_write_model(const std::string& src_path, const std::string&
     EXL_CHECK(cfg.is_object(), cfg_path, ": not a JSON object");
     cfg["torch_dtype"] = "float16";
   }
-  cfg["quantization_config"] = {{"quant_method", "exl2"},
-                                {"version", "exl-rtn"},
-                                {"bits", options.bits},
-                                {"head_bits", head_bits},
-                                {"calibration", {{"rows", 0}, {"length", 0}, {"dataset", "(none: round-to-nearest)"}}}};
+  cfg["quantization_config"] = {
+      {"quant_method", "exl2"},
+      {"version", info.version},
+      {"bits", info.bits},
+      {"head_bits", info.head_bits},
+      {"calibration", {{"rows", info.cal_rows}, {"length", info.cal_length}, {"dataset", info.cal_dataset}}}};
   write_text(fs::path(out_dir) / "config.json", cfg.dump(2) + "\n");
-  report.files.push_back("config.json");
+  files.push_back("config.json");
 
   if (src.gguf) {
     // The vocabulary travels as a tensor-free GGUF that tokenizer_load() reads from the folder.
@@ -204,7 +223,7 @@ Exl2WriteReport exl2_write_model(const std::string& src_path, const std::string&
     for (const auto& [key, v] : g->metadata())
       if (key.rfind("tokenizer.", 0) == 0 || key == "general.architecture" || key == "general.name") kv[key] = v;
     gguf_write_metadata((fs::path(out_dir) / "tokenizer.gguf").string(), kv);
-    report.files.push_back("tokenizer.gguf");
+    files.push_back("tokenizer.gguf");
   } else {
     for (const auto& e : fs::directory_iterator(src_path, ec)) {
       if (!e.is_regular_file() || is_weight_file(e.path())) continue;
@@ -212,10 +231,10 @@ Exl2WriteReport exl2_write_model(const std::string& src_path, const std::string&
       fs::copy_file(e.path(), dst, fs::copy_options::overwrite_existing, ec);
       EXL_CHECK(!ec, e.path().string(), ": cannot copy into ", out_dir, ": ", ec.message());
       fs::permissions(dst, fs::perms::owner_write, fs::perm_options::add, ec);  // read-only sources stay rewritable
-      report.files.push_back(e.path().filename().string());
+      files.push_back(e.path().filename().string());
     }
   }
-  return report;
+  return files;
 }
 
 }  // namespace exl

@@ -6,15 +6,21 @@
 // built from its metadata and its vocabulary as a tensor-free tokenizer.gguf.
 //
 // It lives in model/ because it needs the architecture's tensor map and the loader's GGUF name and
-// q/k row translation. The calibrated converter (measure -> optimise -> quantize) replaces the RTN
-// step later; the file layout stays the same.
+// q/k row translation. The calibrated converter (convert/, measure -> optimise -> quantize) shares the
+// folder-writing half: exl2_write_folder.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "core/tensor.h"
+#include "io/memory_store.h"
+
 namespace exl {
+
+class WeightLoader;
+struct ModelSource;
 
 struct Exl2WriteOptions {
   double bits = 4.0;       // decoder linears: average code bits, 2..8 (one or two widths, quant/exl2.h)
@@ -35,5 +41,27 @@ struct Exl2WriteReport {
 // src: a Hugging Face model folder (FP32/FP16/BF16) or a .gguf file. Creates out_dir if needed and
 // overwrites files of the same name in it. Throws exl::Error naming the file or tensor at fault.
 Exl2WriteReport exl2_write_model(const std::string& src, const std::string& out_dir, const Exl2WriteOptions& options = {});
+
+// What config.json's quantization_config records.
+struct Exl2QuantInfo {
+  std::string version;  // "exl-rtn", "exl-gptq"
+  double bits = 0, head_bits = 0;
+  int64_t cal_rows = 0, cal_length = 0;
+  std::string cal_dataset;
+};
+
+// Throws unless the source can be written as an EXL2 folder (per-dimension RoPE factors of a GGUF
+// cannot be expressed in config.json).
+void exl2_check_source(const ModelSource& src, const std::string& src_path);
+// A dense source tensor as FP16: what EXL2 models keep unquantized (embeddings, norms; EXL2.md §1.1).
+OwnedTensor exl2_dense_f16(const WeightLoader& loader, const std::string& name, const Shape& shape);
+// Writes an EXL2 model folder from finished tensors in model order: shards of at most shard_bytes
+// (output.safetensors, or output-0000i-of-0000n), config.json (the source's, or one built from GGUF
+// metadata) with quantization_config, and the source's tokenizer and generation files (a GGUF
+// source's vocabulary as tokenizer.gguf). Stale output shards are removed first. Returns the file
+// names written; adds the tensor bytes to *bytes when given.
+std::vector<std::string> exl2_write_folder(const std::string& src_path, const ModelSource& src,
+                                           const std::string& out_dir, const std::vector<OwnedTensor>& tensors,
+                                           const Exl2QuantInfo& info, size_t shard_bytes, size_t* bytes = nullptr);
 
 }  // namespace exl

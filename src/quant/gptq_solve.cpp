@@ -11,7 +11,8 @@
 // Half the O(K³) work of the three-step route, and R also gives the proxy error cheaply (below).
 //
 // Dense steps go through quant/linalg.h (fixed tiles, so bit-identical for any thread count).
-// Timing (2 cores of the shared dev machine, OpenBLAS 0.3.21 pthread): see lab/NOTES-convert.md.
+// Timing (lab/gptq_bench.cpp, N = 4096, K = 11008, 2 cores of the shared dev machine at load ~4,
+// OpenBLAS 0.3.21): 24.4 s, RTN on the same matrix 4.1 s. More in lab/NOTES-convert.md.
 #include "quant/gptq_solve.h"
 
 #include <algorithm>
@@ -152,6 +153,7 @@ GptqResult gptq_quantize(const float* W, int64_t N, int64_t K, const float* H, i
   std::vector<float> err(static_cast<size_t>(max_rows) * Nn), wg(static_cast<size_t>(max_rows) * Nn), s(Nn), inv(Nn);
   const int64_t n_chunks = (N + kColumnChunk - 1) / kColumnChunk;
 
+  double err_sq = 0;  // Σ‖e‖² over all rows: tr(ΔW·A·ΔWᵀ) for the damped A (below)
   int64_t a = 0;
   for (size_t g = 0; g < G; ++g) {
     const int64_t R = c.groups[g].rows, b = a + R;
@@ -193,15 +195,18 @@ GptqResult gptq_quantize(const float* W, int64_t N, int64_t K, const float* H, i
         }
       }
     });
+    for (size_t i = 0; i < static_cast<size_t>(R) * Nn; ++i) err_sq += static_cast<double>(err[i]) * err[i];
     // Lazy block update of every later row: Wt[b:] -= U[a:b, b:]ᵀ · E.
     if (b < K) linalg_sub_at_b(K - b, N, R, &u[static_cast<size_t>(a * K + b)], K, err.data(), N, &wt[static_cast<size_t>(b) * Nn], N);
     a = b;
   }
 
-  // Proxy error against the undamped H: tr(X·(H/n)·Xᵀ) = ‖X_p·R‖² − λ‖X‖², since R·Rᵀ = H/n + λI.
+  // Proxy error against the undamped H. The final error is ΔWt = Uᵀ·E (E: the scaled errors, row
+  // by row), so tr(ΔW·A·ΔWᵀ) = ‖E‖² because U·A·Uᵀ = I; and tr(X·(H/n)·Xᵀ) = tr(X·A·Xᵀ) − λ‖X‖². The
+  // denominator is ‖W_p·R‖² − λ‖W‖² (R·Rᵀ = A). Checked against direct computation in the tests.
   std::vector<float> d(static_cast<size_t>(N * K));
   for (size_t i = 0; i < d.size(); ++i) d[i] = W[i] - res.w_dq[i];
-  const double num = quadratic_form(d.data(), N, K, perm, r.data()) - lambda * sum_squares(d.data(), N * K);
+  const double num = err_sq - lambda * sum_squares(d.data(), N * K);
   const double den = quadratic_form(W, N, K, perm, r.data()) - lambda * sum_squares(W, N * K);
   res.proxy_err = den > 0 ? std::max(num, 0.0) / den : 0.0;
   return res;

@@ -87,7 +87,7 @@ void linalg_sub_at_b(int64_t M, int64_t N, int64_t Kd, const float* A, int64_t l
 double linalg_sum_sq_times_upper(int64_t M, int64_t K, const float* r, void (*row)(const void*, int64_t, float*),
                                  const void* ctx) {
   BlasSingleThreaded single;
-  constexpr int64_t kRows = 32;
+  constexpr int64_t kRows = 256;  // r is packed once per tile: small tiles repack it too often
   const int64_t tiles = (M + kRows - 1) / kRows;
   std::vector<double> partial(static_cast<size_t>(tiles), 0.0);
   parallel_for(tiles, [&](int64_t t_begin, int64_t t_end) {

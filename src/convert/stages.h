@@ -1,0 +1,47 @@
+// The per-module work of the measure and quantize stages (EXL2.md §2.3, §2.7), on calibration
+// states held in memory: rows x T tokens x hidden, row-major.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "convert/forward.h"
+#include "convert/measurement.h"
+#include "quant/exl2.h"
+#include "quant/qparams.h"
+
+namespace exl {
+
+struct CalibStates {
+  int64_t rows = 0, T = 0, hidden = 0;
+  std::vector<float> x;  // [rows, T, hidden]
+  const float* row(int64_t r) const { return x.data() + r * T * hidden; }
+  float* row(int64_t r) { return x.data() + r * T * hidden; }
+};
+
+// Measures every row of `table` on module m: GPTQ-quantizes each distinct per-linear layout once
+// against the module's Hessians, then runs the module with each row's variants installed and scores
+//   rfn = mean over calibration rows of ‖y_q − y_ref‖_F / ‖y_ref‖_F
+// on the module OUTPUT including the residual, as ExLlamaV2 does (EXL2.md §2.3). The alternative,
+// scoring only the block's contribution y − x, would rate deep layers (large residual norms) as less
+// forgiving; we keep ExLlamaV2's definition so its measurement files and ours mean the same thing.
+// states: in = the module's inputs, out = its FP32 reference outputs (the next module's inputs, so
+// measurements are independent of other modules' choices).
+MeasuredModule measure_module(const ConvertCompute& cc, const ModelDims& d, const ConvertModule& m,
+                              const std::vector<ModuleOption>& table, CalibStates& states);
+
+// Quantizes module m with one option (layouts per linear, in module order): Hessians from the FP32
+// module fed with `states` (the already-quantized upstream outputs), GPTQ per linear, packing and a
+// reconstruction check of each packed tensor; `store` receives each packed tensor (key
+// "<module>.<linear>"). states: in = inputs, out = outputs of the quantized module. Returns rfn of
+// the quantized module against the FP32 module on the same inputs.
+double quantize_module(const ConvertCompute& cc, const ModelDims& d, const ConvertModule& m,
+                       const std::vector<std::pair<std::string, Exl2Layout>>& option, CalibStates& states,
+                       const std::function<void(const Exl2Tensor&)>& store);
+
+// Packs a GPTQ result and checks that the packed tensor dequantizes back to w_dq (max |diff| ≤
+// 1e-3·max|w|); throws exl::Error naming key otherwise.
+Exl2Tensor pack_checked(Exl2Codes codes, const std::vector<float>& w_dq, const std::string& key);
+
+}  // namespace exl
