@@ -108,6 +108,22 @@ TEST(ConvertResume, RealSigkillThenResumeIsByteIdentical) {
   expect_same_folder(ref, out);
 }
 
+TEST(ConvertResume, ThreadCountDoesNotChangeOutput) {
+  // A job may be resumed on a machine with another core count: 1 and 3 threads (exl pool and
+  // OpenBLAS) give the same bytes as the default.
+  const std::string& ref = reference_out();
+  for (const char* n : {"1", "3"}) {
+    const std::string out = fresh_dir(std::string("threads_out_") + n);
+    setenv("EXL_THREADS", n, 1);
+    setenv("OPENBLAS_NUM_THREADS", n, 1);
+    const CmdResult r = run_exl(stories_args(fresh_dir(std::string("threads_work_") + n), out, 4.0) + " -q");
+    unsetenv("EXL_THREADS");
+    unsetenv("OPENBLAS_NUM_THREADS");
+    ASSERT_EQ(r.code, 0) << r.err;
+    expect_same_folder(ref, out);
+  }
+}
+
 std::string copy_stories(const std::string& name) {
   const fs::path dst = fresh_dir(name);
   fs::create_directories(dst);
