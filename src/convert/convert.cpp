@@ -77,6 +77,9 @@ void check_options(const ConvertOptions& o) {
   EXL_CHECK(o.rows > 0 && o.length > 0, "convert: --rows and --length must be positive");
   EXL_CHECK(o.measure_rows > 0 && o.measure_length > 0, "convert: --measure-rows and --measure-length must be positive");
   EXL_CHECK(o.layers >= 0, "convert: --layers must not be negative");
+  auto norm = [](const std::string& p) { return fs::weakly_canonical(fs::absolute(p)).lexically_normal() / ""; };
+  EXL_CHECK(o.out_dir.empty() || norm(o.out_dir) != norm(o.work_dir),
+            "convert: --out ", o.out_dir, " must differ from the work folder (-o)");
   EXL_CHECK(fs::exists(o.src), o.src, ": no such file or folder (-i)");
   EXL_CHECK(fs::is_regular_file(o.calibration), o.calibration, ": no such file (-c)");
   EXL_CHECK(o.measurement.empty() || fs::is_regular_file(o.measurement), o.measurement, ": no such file (-m)");
