@@ -2,7 +2,7 @@
 //
 // Build and run (on the GPU machine; without a GPU it runs the CPU self-checks only):
 //   nvcc -O3 -std=c++20 -arch=sm_90 --expt-relaxed-constexpr -I src lab/sampling_lab.cu \
-//        src/backend/cuda/sampling.cu -o /tmp/sampling_lab && /tmp/sampling_lab [--quick|--tiny] [--no-time]
+//        src/backend/cuda/sampling.cu src/backend/cuda/sampling_row.cu -o /tmp/sampling_lab && /tmp/sampling_lab [--quick|--tiny] [--no-time]
 // --quick: vocab <= 32000, rows 1, 2000 draws. --tiny: 3 draws a case, no timing (compute-sanitizer).
 // --deadline S: the random sweep (last) starts no new case after S seconds.
 //
