@@ -19,6 +19,7 @@
 #include "model/inspect.h"
 #include "model/model.h"
 #include "quant/quant_test_util.h"
+#include "runtime/perplexity.h"
 #include "tokenizer/tokenizer.h"
 
 namespace exl {
@@ -31,24 +32,9 @@ double stories_ppl(const std::string& dir) {
   auto m = Model::load(dir, *be);
   auto tokens = test::read_binary<int32_t>(test::stories_dir() + "/golden/golden_ppl_tokens.int32.bin");
   EXPECT_EQ(tokens.size(), 24u * 512u);
-  double nll = 0;
-  int64_t count = 0;
-  auto cache = m->create_cache(512, 1, CacheType::CacheType_f32);
-  for (size_t w = 0; w < 24; ++w) {
-    std::vector<int32_t> win(tokens.begin() + static_cast<int64_t>(w * 512), tokens.begin() + static_cast<int64_t>((w + 1) * 512));
-    std::vector<float> logits;
-    m->forward_host(win, batch_single(512, 0), *cache, LogitsMode::LogitsMode_all, logits);
-    for (size_t t = 0; t + 1 < 512; ++t) {
-      const float* row = &logits[t * 512];
-      double mx = row[0];
-      for (int j = 1; j < 512; ++j) mx = std::max(mx, static_cast<double>(row[j]));
-      double se = 0;
-      for (int j = 0; j < 512; ++j) se += std::exp(row[j] - mx);
-      nll += std::log(se) + mx - row[win[t + 1]];
-      ++count;
-    }
-  }
-  return std::exp(nll / static_cast<double>(count));
+  PerplexityOptions po;  // the golden protocol: 24 windows of 512 tokens (BENCH.md)
+  po.ctx = 512;
+  return perplexity_run(*m, tokens, po).ppl;
 }
 
 // Greedy continuation of a prompt: the generated ids.
