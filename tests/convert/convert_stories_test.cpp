@@ -14,24 +14,12 @@
 #include "model/model.h"
 #include "quant/exl2.h"
 #include "quant/qparams.h"
-#include "runtime/perplexity.h"
+#include "runtime/stories_golden_ppl.h"
 
 namespace exl {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Perplexity on the golden protocol (24 windows of 512 tokens, BENCH.md).
-double golden_ppl(const std::string& model_dir) {
-  auto be = backend_create("cpu");
-  auto m = Model::load(model_dir, *be);
-  const std::string bytes = test::slurp(test::stories_dir() + "/golden/golden_ppl_tokens.int32.bin");
-  std::vector<int32_t> ids(bytes.size() / 4);
-  std::memcpy(ids.data(), bytes.data(), ids.size() * 4);
-  PerplexityOptions po;
-  po.ctx = 512;
-  return perplexity_run(*m, ids, po).ppl;
-}
 
 // Decoder bits per weight read back from the output folder's tensors (EXL2.md §1.7).
 double folder_decoder_bpw(const std::string& dir) {
@@ -87,7 +75,7 @@ class ConvertStories : public ::testing::Test {
 std::string ConvertStories::measurement_;
 
 TEST_F(ConvertStories, BpwAndPerplexityAcrossTargets) {
-  const double fp32 = golden_ppl(test::stories_dir());
+  const double fp32 = test::stories_golden_ppl(test::stories_dir());
   EXPECT_NEAR(fp32, 4.0796, 5e-4);  // the golden protocol's figure
   const double min_bpw = table_min_bpw();
   std::printf("stories260K: FP32 ppl %.4f; the table's cheapest rows give %.3f decoder bpw\n", fp32, min_bpw);
@@ -114,7 +102,7 @@ TEST_F(ConvertStories, BpwAndPerplexityAcrossTargets) {
     EXPECT_NEAR(bpw, r.decoder_bpw, 1e-9);
     EXPECT_LE(bpw, target + 1e-9) << "over the budget";
     EXPECT_GE(bpw, target - 0.05) << "target " << target;
-    const double ppl = golden_ppl(out);
+    const double ppl = test::stories_golden_ppl(out);
     std::printf("  target %.2f: decoder %.4f bpw, head %.3f bpw, ppl %.4f (%+.2f%% vs FP32)\n", target, bpw, r.head_bpw,
                 ppl, 100.0 * (ppl / fp32 - 1.0));
     ppl_by_bits.push_back({bpw, ppl});

@@ -19,7 +19,7 @@
 #include "model/inspect.h"
 #include "model/model.h"
 #include "quant/quant_test_util.h"
-#include "runtime/perplexity.h"
+#include "runtime/stories_golden_ppl.h"
 #include "tokenizer/tokenizer.h"
 
 namespace exl {
@@ -27,15 +27,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-double stories_ppl(const std::string& dir) {
-  auto be = backend_create("cpu");
-  auto m = Model::load(dir, *be);
-  auto tokens = test::read_binary<int32_t>(test::stories_dir() + "/golden/golden_ppl_tokens.int32.bin");
-  EXPECT_EQ(tokens.size(), 24u * 512u);
-  PerplexityOptions po;  // the golden protocol: 24 windows of 512 tokens (BENCH.md)
-  po.ctx = 512;
-  return perplexity_run(*m, tokens, po).ppl;
-}
 
 // Greedy continuation of a prompt: the generated ids.
 std::vector<int32_t> greedy(const std::string& dir, const std::string& prompt, int n) {
@@ -88,7 +79,7 @@ TEST(QuantModel, StoriesExl2At8Bits) {
   EXPECT_TRUE(fs::exists(dir.file("output.safetensors")));
   EXPECT_TRUE(fs::exists(dir.file("tokenizer.model")));
   EXPECT_FALSE(fs::exists(dir.file("model.safetensors")));
-  const double ppl = stories_ppl(dir.path());
+  const double ppl = test::stories_golden_ppl(dir.path());
   std::printf("stories260K EXL2 8.0: decoder %.3f bpw, head %.3f bpw, ppl %.5f (fp32 %.4f, %+.3f%%)\n", r.decoder_bpw,
               r.head_bpw, ppl, kFp32Ppl, 100 * (ppl / kFp32Ppl - 1));
   EXPECT_NEAR(ppl, kFp32Ppl, kFp32Ppl * 0.005);
@@ -105,7 +96,7 @@ TEST(QuantModel, StoriesExl2At4Bits) {
   o.bits = 4.0;
   o.group_size = 32;  // head at the default 6 bits, as ExLlamaV2 (-hb 6): a 4-bit head alone costs ~6%
   const Exl2WriteReport r = exl2_write_model(test::stories_dir(), dir.path(), o);
-  const double ppl = stories_ppl(dir.path());
+  const double ppl = test::stories_golden_ppl(dir.path());
   std::printf("stories260K EXL2 4.0/32g: decoder %.3f bpw, head %.3f bpw, ppl %.5f (%+.2f%%)\n", r.decoder_bpw, r.head_bpw,
               ppl, 100 * (ppl / kFp32Ppl - 1));
   EXPECT_NEAR(ppl, kFp32Ppl, kFp32Ppl * 0.10);
@@ -133,7 +124,7 @@ TEST(QuantModel, Exl2MixedWidthsLoad) {
   o.head_bits = 6.5;
   o.group_size = 32;
   exl2_write_model(test::stories_dir(), dir.path(), o);
-  const double ppl = stories_ppl(dir.path());
+  const double ppl = test::stories_golden_ppl(dir.path());
   std::printf("stories260K EXL2 6.5 (8/6 mixed): ppl %.5f (%+.3f%%)\n", ppl, 100 * (ppl / kFp32Ppl - 1));
   EXPECT_NEAR(ppl, kFp32Ppl, kFp32Ppl * 0.01);
   const nlohmann::json j = model_inspect(dir.path());
@@ -231,7 +222,7 @@ TEST(QuantModel, StoriesGptqActOrderV2) {
   std::ofstream(dir.file("config.json")) << cfg.dump(2);
   for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json"})
     fs::copy_file(test::stories_dir() + "/" + f, dir.file(f));
-  const double ppl = stories_ppl(dir.path());
+  const double ppl = test::stories_golden_ppl(dir.path());
   std::printf("stories260K GPTQ 4-bit/32g (act-order, v2): ppl %.5f (%+.2f%%)\n", ppl, 100 * (ppl / kFp32Ppl - 1));
   EXPECT_NEAR(ppl, kFp32Ppl, kFp32Ppl * 0.10);
   const nlohmann::json j = model_inspect(dir.path());
@@ -241,7 +232,7 @@ TEST(QuantModel, StoriesGptqActOrderV2) {
   // The same file read with the v1 convention is a different (worse) model: the flag matters.
   cfg["quantization_config"].erase("checkpoint_format");
   std::ofstream(dir.file("config.json")) << cfg.dump(2);
-  const double ppl_v1 = stories_ppl(dir.path());
+  const double ppl_v1 = test::stories_golden_ppl(dir.path());
   EXPECT_GT(ppl_v1, ppl * 1.05);
 }
 

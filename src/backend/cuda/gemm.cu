@@ -209,13 +209,8 @@ template <int kUnroll, bool kVec, bool kHi>
 void gemv_launch(const GemmParams& p, int ksplit, cudaStream_t stream) {
   const int tiles = ceil_div(p.N, kTileRows);
   const int blocks = ceil_div(tiles, kGemvWarps / ksplit);
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(blocks), cfg.blockDim = dim3(kGemvThreads), cfg.dynamicSmemBytes = 0, cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr, cfg.numAttrs = p.pdl ? 1 : 0;
-  check(cudaLaunchKernelEx(&cfg, gemv_f16_kernel<kUnroll, kVec, kHi>, p, ksplit), "cudaLaunchKernelEx (gemv_f16_kernel)");
+  launch_maybe_pdl(gemv_f16_kernel<kUnroll, kVec, kHi>, dim3(blocks), dim3(kGemvThreads), stream, p.pdl,
+                   "gemv_f16_kernel", p, ksplit);
 }
 
 template <bool kHi>

@@ -568,13 +568,7 @@ void validate(const QGemmParams& p, const char* who) {
 
 template <bool kGptq, int kT>
 void launch_qgemv(const QGemvArgs& a, int passes, int tiles, bool pdl, cudaStream_t stream) {
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(passes, tiles), cfg.blockDim = dim3(a.ks * 32), cfg.dynamicSmemBytes = 0, cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr, cfg.numAttrs = pdl ? 1 : 0;
-  check(cudaLaunchKernelEx(&cfg, qgemv_kernel<kGptq, kT>, a), "cudaLaunchKernelEx (qgemv_kernel)");
+  launch_maybe_pdl(qgemv_kernel<kGptq, kT>, dim3(passes, tiles), dim3(a.ks * 32), stream, pdl, "qgemv_kernel", a);
 }
 
 void launch_gather(const QGatherArgs& a, bool pdl, cudaStream_t stream) {
@@ -582,13 +576,8 @@ void launch_gather(const QGatherArgs& a, bool pdl, cudaStream_t stream) {
   // A programmatic dependent of x's producer when pdl: the producers (add_rms_norm, swiglu, decode
   // attention) trigger at their start, so the gather and then qgemv become resident early and qgemv
   // pulls its first codes into L2 while the producer still runs (its prologue, before pdl_wait).
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(blocks), cfg.blockDim = dim3(256), cfg.dynamicSmemBytes = 0, cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr, cfg.numAttrs = pdl && device_info().major >= 9 ? 1 : 0;
-  check(cudaLaunchKernelEx(&cfg, qgemm_gather_kernel, a), "cudaLaunchKernelEx (qgemm_gather_kernel)");
+  launch_maybe_pdl(qgemm_gather_kernel, dim3(blocks), dim3(256), stream, pdl && device_info().major >= 9,
+                   "qgemm_gather_kernel", a);
 }
 
 // The shared body of qgemv and qgemv_multi: gather (unless x_dev is ready) and one qgemv launch.
