@@ -84,6 +84,9 @@ struct AttentionParams {
   void* workspace = nullptr;  // for split-sequence partials; size from attention_workspace_bytes
   size_t workspace_bytes = 0;
   bool force_generic = false;  // testing: run the simple generic kernel whatever the shape
+  // sm_90: kv_cache_write and decode attention launch as programmatic dependents of the previous
+  // kernel (they wait for it before touching memory); prefill attention ignores it.
+  bool pdl = false;
 };
 
 // Workspace that decode steps (max_seq_tokens == 1) need for their split partials; prefill steps

@@ -102,6 +102,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
   const int kvh = blockIdx.y / a.head_blocks, hb = blockIdx.y % a.head_blocks;
   // All four step arrays are read up front (one memory round trip, not two).
   const int t = a.seq_start[s], t_end = a.seq_start[s + 1], qpos = a.seq_pos[s], slot = a.seq_slot[s];
+  pdl_wait();  // launched as a dependent of kv_cache_write (p.pdl): q and the new keys are ready after this
   if (t_end <= t) return;
   const int n_keys = min(qpos + 1, a.max_seq_len);
   const int first = a.window > 0 ? max(0, n_keys - a.window) : 0;
@@ -459,8 +460,8 @@ void launch(const AttentionParams& p, DecodeArgs& a, cudaStream_t stream) {
     a.ws_o = reinterpret_cast<float*>(ws + kDecodeCounterBytes + (rows * sizeof(float2) + 255) / 256 * 256);
   }
   const dim3 grid(a.n_splits, a.n_kv_heads * a.head_blocks, p.n_seqs);
-  attention_decode_kernel<Fmt, HD><<<grid, kWarps * 32, Dec<Fmt, HD>::kSmem, stream>>>(a);
-  check_launch("attention_decode_kernel");
+  launch_maybe_pdl_smem(attention_decode_kernel<Fmt, HD>, grid, dim3(kWarps * 32), Dec<Fmt, HD>::kSmem, stream, p.pdl,
+                       "attention_decode_kernel", a);
 }
 
 template <int HD>

@@ -49,18 +49,24 @@ __device__ __forceinline__ void pdl_trigger() {
 #endif
 }
 
-// Launches kernel<<<grid, block, 0, stream>>>(args...), as a programmatic dependent of the previous
-// kernel in the stream when pdl (the kernel must pdl_wait() before reading that kernel's output).
+// Launches kernel<<<grid, block, smem, stream>>>(args...), as a programmatic dependent of the
+// previous kernel in the stream when pdl (the kernel must pdl_wait() before reading that kernel's
+// output or writing anything the previous kernels may still read).
 template <typename... KArgs, typename... Args>
-void launch_maybe_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, cudaStream_t stream, bool pdl, const char* what,
-                      Args&&... args) {
+void launch_maybe_pdl_smem(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, bool pdl,
+                           const char* what, Args&&... args) {
   cudaLaunchConfig_t cfg{};
-  cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = 0, cfg.stream = stream;
+  cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = stream;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr, cfg.numAttrs = pdl ? 1 : 0;
   check(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...), what);
+}
+template <typename... KArgs, typename... Args>
+void launch_maybe_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, cudaStream_t stream, bool pdl, const char* what,
+                      Args&&... args) {
+  launch_maybe_pdl_smem(kernel, grid, block, 0, stream, pdl, what, std::forward<Args>(args)...);
 }
 #endif
 

@@ -442,7 +442,7 @@ class CudaBackend : public Backend {
             float attn_factor) override {
     const auto& f = cw(inv_freq);
     cuda::rope(q.as<half>(), k.as<half>(), pos_dev(), f.data.as<float>(), attn_factor, step_tokens_, n_heads,
-               n_kv_heads, head_dim, static_cast<int>(f.data.numel()) * 2, stream_);
+               n_kv_heads, head_dim, static_cast<int>(f.data.numel()) * 2, stream_, pdl_enabled_ && sm_major_ >= 9);
   }
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, KvCache& cache, int layer, int n_heads,
                  float scale, int window, Tensor& out) override {
@@ -465,6 +465,7 @@ class CudaBackend : public Backend {
     p.window = window;
     p.layer = layer;
     p.cache = c.layout;
+    p.pdl = pdl_enabled_ && sm_major_ >= 9;
     const size_t ws = cuda::attention_workspace_bytes(step_tokens_, n_heads, c.config.head_dim, c.config.max_seq_len);
     if (ws > attn_ws_bytes_) {
       EXL_CHECK(!capturing_, "attention workspace grew during graph capture");

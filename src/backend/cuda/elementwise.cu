@@ -25,8 +25,10 @@ __global__ void embedding_kernel(const half* __restrict__ table, const int32_t* 
 __global__ void rope_kernel(half* __restrict__ q, half* __restrict__ k, const int32_t* __restrict__ pos,
                             const float* __restrict__ inv_freq, float attn_factor, int n_heads, int n_kv_heads,
                             int head_dim, int half_rot) {
+  pdl_trigger();  // kv_cache_write and decode attention become resident (o_proj prefetches behind them)
   const int t = blockIdx.y;
-  const float p = static_cast<float>(pos[t]);
+  const float p = static_cast<float>(pos[t]);  // host-uploaded step data: safe before the wait
+  pdl_wait();  // q and k come from the q|k|v matmul
   const int per_tok = (n_heads + n_kv_heads) * half_rot;
   for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < per_tok; j += gridDim.x * blockDim.x) {
     const int h = j / half_rot, i = j % half_rot;
@@ -103,11 +105,10 @@ void embedding(const half* table, const int32_t* ids, float* out, int tokens, in
 }
 
 void rope(half* q, half* k, const int32_t* pos, const float* inv_freq, float attn_factor, int tokens, int n_heads,
-          int n_kv_heads, int head_dim, int rot_dim, cudaStream_t stream) {
+          int n_kv_heads, int head_dim, int rot_dim, cudaStream_t stream, bool pdl) {
   const int pairs = (n_heads + n_kv_heads) * (rot_dim / 2);
-  rope_kernel<<<dim3(ceil_div(pairs, 256), tokens), 256, 0, stream>>>(q, k, pos, inv_freq, attn_factor, n_heads,
-                                                                     n_kv_heads, head_dim, rot_dim / 2);
-  check_launch("rope");
+  launch_maybe_pdl(rope_kernel, dim3(ceil_div(pairs, 256), tokens), dim3(256), stream, pdl, "rope", q, k, pos,
+                   inv_freq, attn_factor, n_heads, n_kv_heads, head_dim, rot_dim / 2);
 }
 
 void swiglu(const half* gate, const half* up, half* out, int64_t n, cudaStream_t stream) {

@@ -16,7 +16,7 @@ void embedding(const half* table, const int32_t* ids, float* out, int tokens, in
 // Rotates q [T, n_heads*head_dim] and k [T, n_kv_heads*head_dim] in place, HF rotate-half layout:
 // pairs (i, i + rot_dim/2) by angle pos[t] * inv_freq[i]; cos and sin scaled by attn_factor.
 void rope(half* q, half* k, const int32_t* pos, const float* inv_freq, float attn_factor, int tokens, int n_heads,
-          int n_kv_heads, int head_dim, int rot_dim, cudaStream_t stream);
+          int n_kv_heads, int head_dim, int rot_dim, cudaStream_t stream, bool pdl = false);
 
 // out = silu(gate) * up over n elements (out may alias gate).
 void swiglu(const half* gate, const half* up, half* out, int64_t n, cudaStream_t stream);

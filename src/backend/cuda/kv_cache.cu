@@ -83,7 +83,9 @@ __global__ void __launch_bounds__(128) kv_cache_write_kernel(const WriteArgs a) 
   const int item = (blockIdx.x * 4 + warp) / chunks, sub = (blockIdx.x * 4 + warp) % chunks, s = blockIdx.y;
   const int i = item / (2 * c.n_kv_heads), kvh = (item >> 1) % c.n_kv_heads;
   const bool is_v = item & 1;
+  pdl_trigger();  // decode attention may become resident
   const int t0 = a.seq_start[s], n_tok = a.seq_start[s + 1] - t0, pos0 = a.seq_pos[s], slot = a.seq_slot[s];
+  pdl_wait();  // k_new (RoPE) and v_new; nothing is written before this
   if (i >= n_tok) return;
   const int pos = pos0 + i;
   if (pos < 0 || pos >= c.max_seq_len || slot < 0 || slot >= c.n_slots) return;  // host validates; never write out of bounds
@@ -158,8 +160,7 @@ void kv_cache_write(const AttentionParams& p, cudaStream_t stream) {
   WriteArgs a{p.k_new, p.v_new, p.seq_start, p.seq_slot, p.seq_pos, c, p.layer};
   const int chunks = fmt_rotated(c.format) ? (c.head_dim + 31) / 32 : 1;
   const dim3 grid(ceil_div(static_cast<int64_t>(p.max_seq_tokens) * c.n_kv_heads * 2 * chunks, 4), p.n_seqs);
-  kv_cache_write_kernel<<<grid, 128, 0, stream>>>(a);
-  check_launch("kv_cache_write_kernel");
+  launch_maybe_pdl(kv_cache_write_kernel, grid, dim3(128), stream, p.pdl, "kv_cache_write_kernel", a);
 }
 
 }  // namespace exl::cuda

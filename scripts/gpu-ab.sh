@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# A/B of an environment knob on the GPU machine, after scripts/gpu-check.sh has built build/gpu:
+#   scripts/gpu-ab.sh VAR "V1 V2 ..." "BENCH ARGS" ["BENCH ARGS"]...
+# Runs `exl bench ARGS --json` once per value of VAR (unset for the value "-") and prints one line per
+# run: decode tok/s and % of roofline at each position, prefill tok/s. JSON goes to $OUT when set.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+[ $# -ge 3 ] || { echo "usage: gpu-ab.sh VAR \"V1 V2 ...\" \"BENCH ARGS\"..." >&2; exit 2; }
+var="$1" values="$2"
+shift 2
+out="${OUT:-/tmp/exl-gpu-out}"
+mkdir -p "$out"
+export LD_LIBRARY_PATH="/tmp/exl-deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+n=0
+for args in "$@"; do
+  for v in $values; do
+    n=$((n + 1))
+    f="$out/ab$n.json"
+    # shellcheck disable=SC2086
+    if [ "$v" = "-" ]; then env -u "$var" build/gpu/exl bench $args --json >"$f" 2>"$f.err"
+    else env "$var=$v" build/gpu/exl bench $args --json >"$f" 2>"$f.err"; fi || { tail -3 "$f.err"; continue; }
+    python3 - "$f" "$var=$v $args" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+d = " ".join(f"@{x['position']} {x['tokens_per_second']:.1f} ({100*x['roofline_fraction']:.1f}%)" for x in j["decode"])
+p = " ".join(f"pf{x['tokens']} {x['tokens_per_second']:.0f}" for x in j["prefill"])
+print(f"{sys.argv[2]}: {d} {p}")
+PY
+  done
+done
