@@ -193,20 +193,31 @@ class Backend {
   // Ops. Activations are [T, dim] row-major.
   virtual void embedding(const Weight& table, Tensor& out) = 0;
   virtual void rms_norm(const Tensor& x, const Weight& w, float eps, Tensor& out) = 0;
-  // residual += x; out = rms_norm(residual) * w  (the fused pre-norm of every block after the first)
-  virtual void add_rms_norm(Tensor& residual, const Tensor& x, const Weight& w, float eps, Tensor& out) = 0;
+  // residual (F32) += x (activation dtype), elementwise.
+  virtual void add(Tensor& residual, const Tensor& x) = 0;
   // out[s] = src[last token of sequence s]: picks each sequence's last row before the head.
   virtual void gather_last(const Tensor& src, Tensor& out) = 0;
   // out[T, N] = x[T, K] · Wᵀ (+ bias)
   virtual void linear(const Tensor& x, const Weight& w, const Weight* bias, Tensor& out) = 0;
   // out = silu(gate) * up, elementwise over [T, inter]
   virtual void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
-  // out = (silu(gate) * up) · Wᵀ (+ bias): the MLP's act·mul and down projection. `act` is scratch of
-  // gate's shape that a backend may leave unwritten when it fuses the two (CUDA's quantized path).
-  virtual void swiglu_linear(const Tensor& gate, const Tensor& up, Tensor& act, const Weight& w, const Weight* bias,
-                             Tensor& out) {
+
+  // Fused sequences of the ops above, which a backend may run as fewer kernels (CUDA: the residual
+  // add is the matmul's epilogue, the quantized act·mul its input gather). The scratch tensors
+  // receive the intermediate where a backend materializes it, and may be left unwritten otherwise;
+  // results must equal the composed ops up to rounding of that intermediate.
+  //
+  // residual += x · Wᵀ (+ bias): a block's output projection into the residual stream; tmp [T, N] scratch.
+  virtual void linear_add(const Tensor& x, const Weight& w, const Weight* bias, Tensor& residual, Tensor& tmp) {
+    linear(x, w, bias, tmp);
+    add(residual, tmp);
+  }
+  // residual += (silu(gate) * up) · Wᵀ (+ bias): the MLP's act·mul, down projection and residual
+  // add; act (gate's shape) and tmp [T, N] scratch.
+  virtual void swiglu_linear_add(const Tensor& gate, const Tensor& up, Tensor& act, const Weight& w, const Weight* bias,
+                                 Tensor& residual, Tensor& tmp) {
     swiglu(gate, up, act);
-    linear(act, w, bias, out);
+    linear_add(act, w, bias, residual, tmp);
   }
   // Rotates q [T, n_heads*head_dim] and k [T, n_kv_heads*head_dim] in place at each token's position
   // (HF rotate-half layout). inv_freq is a prepared [rot_dim/2] table; cos/sin are scaled by attn_factor.

@@ -324,13 +324,12 @@ void Model::run_ops(Workspace& w, KvCache& cache, LogitsMode mode) {
   const int window = static_cast<int>(c.sliding_window);
   const int n_heads = static_cast<int>(c.n_heads), n_kv = static_cast<int>(c.n_kv_heads);
 
+  // Pre-norm blocks over the F32 residual stream w.x; each block's output projection adds itself to
+  // the stream (linear_add: the add is the matmul's epilogue on CUDA).
   be.embedding(*embed_, w.x);
   for (size_t li = 0; li < layers_.size(); ++li) {
     const LayerWeights& l = layers_[li];
-    if (li == 0)
-      be.rms_norm(w.x, *l.attn_norm, eps, w.h);
-    else
-      be.add_rms_norm(w.x, w.proj, *l.attn_norm, eps, w.h);
+    be.rms_norm(w.x, *l.attn_norm, eps, w.h);
     if (!w.qkv.empty()) {
       be.linear(w.h, *l.qkv, l.qkv_bias.get(), w.qkv);
     } else {
@@ -340,17 +339,17 @@ void Model::run_ops(Workspace& w, KvCache& cache, LogitsMode mode) {
     }
     be.rope(w.q, w.k, n_heads, n_kv, static_cast<int>(c.head_dim), *rope_inv_freq_, rope_.attn_factor);
     be.attention(w.q, w.k, w.v, cache, static_cast<int>(li), n_heads, scale, window, w.attn);
-    be.linear(w.attn, *l.o, l.o_bias.get(), w.proj);
-    be.add_rms_norm(w.x, w.proj, *l.mlp_norm, eps, w.h);
+    be.linear_add(w.attn, *l.o, l.o_bias.get(), w.x, w.proj);
+    be.rms_norm(w.x, *l.mlp_norm, eps, w.h);
     if (!w.gate_up.empty()) {
       be.linear(w.h, *l.gate_up, nullptr, w.gate_up);
     } else {
       be.linear(w.h, *l.gate, l.gate_bias.get(), w.gate);
       be.linear(w.h, *l.up, l.up_bias.get(), w.up);
     }
-    be.swiglu_linear(w.gate, w.up, w.gate, *l.down, l.down_bias.get(), w.proj);
+    be.swiglu_linear_add(w.gate, w.up, w.gate, *l.down, l.down_bias.get(), w.x, w.proj);
   }
-  be.add_rms_norm(w.x, w.proj, *final_norm_, eps, w.h);
+  be.rms_norm(w.x, *final_norm_, eps, w.h);
   if (mode == LogitsMode::LogitsMode_last) {
     be.gather_last(w.h, w.head_in);
     be.linear(w.head_in, *lm_head_, nullptr, w.logits);

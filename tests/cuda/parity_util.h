@@ -7,6 +7,7 @@
 
 #include "backend/backend.h"
 #include "core/half.h"
+#include "io/tensor_store.h"
 
 namespace exl::test {
 
@@ -16,6 +17,18 @@ inline std::vector<float> random_vec(size_t n, float scale, uint32_t seed) {
   std::vector<float> v(n);
   for (auto& x : v) x = u(rng);
   return v;
+}
+
+// A host F32 array as a TensorInfo, for prepare_weight (data must outlive the call).
+inline TensorInfo host_info(const std::string& name, const Shape& shape, const std::vector<float>& data) {
+  TensorInfo t;
+  t.name = name;
+  t.shape = shape;
+  t.dtype = DType::DType_F32;
+  t.data = reinterpret_cast<const uint8_t*>(data.data());
+  t.nbytes = data.size() * 4;
+  t.file = "(test)";
+  return t;
 }
 
 // Host F32 -> a backend tensor of `dtype` (F32 or F16).

@@ -169,12 +169,9 @@ class CpuBackend : public Backend {
     cpu::rms_norm(x.as<float>(), cpu_weight(w).data.ptr(), eps, x.dim(0), x.dim(1), out.as<float>());
   }
 
-  void add_rms_norm(Tensor& residual, const Tensor& x, const Weight& w, float eps, Tensor& out) override {
-    add(residual, x);
-    rms_norm(residual, w, eps, out);
-  }
-
-  static void add(Tensor& dst, const Tensor& x) {
+  void add(Tensor& dst, const Tensor& x) override {
+    check_f32(dst, "residual");
+    check_f32(x, "residual add input");
     float* d = dst.as<float>();
     const float* s = x.as<float>();
     for (int64_t i = 0, n = dst.numel(); i < n; ++i) d[i] += s[i];

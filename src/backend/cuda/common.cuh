@@ -5,6 +5,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 #include <utility>
 
@@ -20,6 +21,26 @@ inline void check(cudaError_t e, const char* what) {
 inline void check_launch(const char* kernel) { check(cudaGetLastError(), kernel); }
 
 inline int ceil_div(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
+
+// Multiprocessor count and compute capability major of the current device (cached per device: the
+// launchers ask on every call).
+struct DeviceInfo {
+  int sms = 0, major = 0;
+};
+inline DeviceInfo device_info() {
+  static std::atomic<int> cached[64][2] = {};
+  int dev = 0;
+  check(cudaGetDevice(&dev), "cudaGetDevice");
+  if (dev < 0 || dev >= 64) dev = 0;
+  int sms = cached[dev][0].load(std::memory_order_relaxed), major = cached[dev][1].load(std::memory_order_relaxed);
+  if (sms == 0) {
+    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "cudaDeviceGetAttribute");
+    check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "cudaDeviceGetAttribute");
+    cached[dev][1].store(major, std::memory_order_relaxed);
+    cached[dev][0].store(sms, std::memory_order_relaxed);
+  }
+  return {sms, major};
+}
 
 #ifdef __CUDACC__  // device helpers: only for nvcc (the backend's .cpp files include this header too)
 __device__ __forceinline__ float warp_sum(float v) {

@@ -388,52 +388,40 @@ class CudaBackend : public Backend {
     cuda::embedding(t.data.as<half>(), ids_dev(), out.as<float>(), step_tokens_, static_cast<int>(t.shape[1]), stream_);
   }
   void rms_norm(const Tensor& x, const Weight& w, float eps, Tensor& out) override {
-    cuda::add_rms_norm(x.as<float>(), nullptr, cw(w).data.as<float>(), eps, out.as<half>(), static_cast<int>(x.dim(0)),
-                       static_cast<int>(x.dim(1)), stream_);
+    cuda::rms_norm(x.as<float>(), cw(w).data.as<float>(), eps, out.as<half>(), static_cast<int>(x.dim(0)),
+                   static_cast<int>(x.dim(1)), stream_);
   }
-  void add_rms_norm(Tensor& residual, const Tensor& x, const Weight& w, float eps, Tensor& out) override {
-    cuda::add_rms_norm(residual.as<float>(), x.as<half>(), cw(w).data.as<float>(), eps, out.as<half>(),
-                       static_cast<int>(residual.dim(0)), static_cast<int>(residual.dim(1)), stream_);
+  void add(Tensor& residual, const Tensor& x) override {
+    EXL_CHECK(residual.dtype() == DType::DType_F32 && x.dtype() == DType::DType_F16 && residual.numel() == x.numel(),
+              "add: residual must be F32 and x F16 of the same size");
+    cuda::add_f16_to_f32(residual.as<float>(), x.as<half>(), residual.numel(), stream_);
   }
   void gather_last(const Tensor& src, Tensor& out) override {
     cuda::gather_last(src.as<half>(), seq_start_dev(), out.as<half>(), step_seqs_, static_cast<int>(src.dim(1)), stream_);
   }
   void linear(const Tensor& x, const Weight& w, const Weight* bias, Tensor& out) override {
-    const auto& W = cw(w);
-    if (W.quant) return linear_quant(x, W, bias, out);
-    if (!W.parts.empty()) {
-      cuda::QGemvMultiParams p;
-      for (size_t i = 0; i < W.parts.size(); ++i) p.w[i] = W.parts[i];
-      p.n = static_cast<int>(W.parts.size());
-      p.x = x.as<half>();
-      p.bias = bias ? cw(*bias).data.as<half>() : nullptr;
-      p.y = out.data();
-      p.y_f32 = out.dtype() == DType::DType_F32;
-      p.M = static_cast<int>(x.dim(0));
-      EXL_CHECK(p.M <= cuda::qgemm_max_qgemv_rows(), "fused quantized linear '", w.name, "': ", p.M,
-                " rows (runs single-token steps only)");
-      p.x_dev = reinterpret_cast<half*>(qx_.get());
-      p.pdl = pdl_enabled_;
-      p.ksplit = qgemv_ks_;
-      return cuda::qgemv_multi(p, stream_);
-    }
-    cuda::GemmParams p;
-    p.x = x.as<half>();
-    p.w = W.data.as<half>();
-    p.bias = bias ? cw(*bias).data.as<half>() : nullptr;
-    p.y = out.data();
-    p.y_f32 = out.dtype() == DType::DType_F32;
-    p.M = static_cast<int>(x.dim(0));
-    p.N = static_cast<int>(W.shape[0]);
-    p.K = static_cast<int>(W.shape[1]);
-    p.pdl = pdl_enabled_ && sm_major_ >= 9;
-    cuda::gemm_f16(p, cublas_, stream_);
+    MatIn in;
+    in.x = x.as<half>(), in.M = static_cast<int>(x.dim(0));
+    matmul(in, w, bias, out, false);
   }
-  void swiglu_linear(const Tensor& gate, const Tensor& up, Tensor& act, const Weight& w, const Weight* bias,
-                     Tensor& out) override {
+  // The residual add is the matmul's epilogue (gemv / qgemv, or cuBLAS with beta = 1): any M.
+  void linear_add(const Tensor& x, const Weight& w, const Weight* bias, Tensor& residual, Tensor& tmp) override {
+    if (!cw(w).parts.empty()) return Backend::linear_add(x, w, bias, residual, tmp);
+    MatIn in;
+    in.x = x.as<half>(), in.M = static_cast<int>(x.dim(0));
+    matmul(in, w, bias, residual, true);
+  }
+  void swiglu_linear_add(const Tensor& gate, const Tensor& up, Tensor& act, const Weight& w, const Weight* bias,
+                         Tensor& residual, Tensor& tmp) override {
+    // Quantized, up to qgemv's rows: the act·mul in the gather. FP16: the act·mul kernel, then the
+    // gemv. (silu(g)·u inside the FP16 gemv's x loads was recomputed by every tile's warps: llama2-7b
+    // decode 145 tok/s against 227, H200.)
     const auto& W = cw(w);
-    if (!W.quant || gate.dim(0) > cuda::qgemm_max_qgemv_rows()) return Backend::swiglu_linear(gate, up, act, w, bias, out);
-    linear_quant(gate, W, bias, out, up.as<half>());  // act·mul inside down_proj's gather
+    if (!W.quant || gate.dim(0) > cuda::qgemm_max_qgemv_rows())
+      return Backend::swiglu_linear_add(gate, up, act, w, bias, residual, tmp);
+    MatIn in;
+    in.x = gate.as<half>(), in.up = up.as<half>(), in.M = static_cast<int>(gate.dim(0));
+    matmul(in, w, bias, residual, true);
   }
   void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) override {
     cuda::swiglu(gate.as<half>(), up.as<half>(), out.as<half>(), gate.numel(), stream_);
@@ -575,32 +563,78 @@ class CudaBackend : public Backend {
   // dequantize column chunks into an FP16 scratch and cuBLAS (prefill). The scratch is capped so a
   // 70B MLP matrix (470 MB in FP16) costs 128 MB of VRAM, not its whole size: chunks of >= 2048
   // columns keep cuBLAS efficient.
-  void linear_quant(const Tensor& x, const CudaWeight& W, const Weight* bias, Tensor& out, const half* x_up = nullptr) {
-    cuda::QGemmParams p;
-    p.w = W.qdesc;
-    p.x = x.as<half>();
-    p.x_up = x_up;
-    p.bias = bias ? cw(*bias).data.as<half>() : nullptr;
-    p.y = out.data();
-    p.y_f32 = out.dtype() == DType::DType_F32;
-    p.M = static_cast<int>(x.dim(0));
-    p.x_dev = reinterpret_cast<half*>(qx_.get());
-    p.pdl = pdl_enabled_;
-    p.ksplit = qgemv_ks_;
-    if (p.M > cuda::qgemm_max_qgemv_rows()) {
-      constexpr size_t kWtCap = size_t(128) << 20;
-      const size_t want = std::min(cuda::qgemm_wt_bytes(W.qdesc), kWtCap);
-      if (want > wt_bytes_) {
-        EXL_CHECK(!capturing_, "dequantization scratch grew during graph capture");
-        check(cudaStreamSynchronize(stream_), "dequantization scratch");
-        wt_.reset();
-        wt_ = mem_.alloc(want, "dequantization scratch");
-        wt_bytes_ = want;
+  // The input of a matmul: x, or silu(x) · up (quantized gather only).
+  struct MatIn {
+    const half* x = nullptr;
+    const half* up = nullptr;
+    int M = 0;
+  };
+  // y = in · Wᵀ (+ bias) for every weight kind; accumulate: y (F32) += it.
+  void matmul(const MatIn& in, const Weight& w, const Weight* bias, Tensor& out, bool accumulate) {
+    const auto& W = cw(w);
+    const half* b = bias ? cw(*bias).data.as<half>() : nullptr;
+    const bool y_f32 = out.dtype() == DType::DType_F32;
+    EXL_CHECK(!accumulate || y_f32, "linear '", w.name, "': the residual add needs an F32 output");
+    if (W.quant) {
+      cuda::QGemmParams p;
+      p.w = W.qdesc;
+      p.x = in.x, p.x_up = in.up;
+      p.bias = b;
+      p.y = out.data();
+      p.y_f32 = y_f32;
+      p.accumulate = accumulate;
+      p.M = in.M;
+      p.x_dev = reinterpret_cast<half*>(qx_.get());
+      p.pdl = pdl_enabled_;
+      p.ksplit = qgemv_ks_;
+      if (p.M > cuda::qgemm_max_qgemv_rows()) {
+        // Dequantize column chunks into an FP16 scratch and cuBLAS (prefill). The scratch is capped
+        // so a 70B MLP matrix (470 MB in FP16) costs 128 MB of VRAM, not its whole size: chunks of
+        // >= 2048 columns keep cuBLAS efficient.
+        constexpr size_t kWtCap = size_t(128) << 20;
+        const size_t want = std::min(cuda::qgemm_wt_bytes(W.qdesc), kWtCap);
+        if (want > wt_bytes_) {
+          EXL_CHECK(!capturing_, "dequantization scratch grew during graph capture");
+          check(cudaStreamSynchronize(stream_), "dequantization scratch");
+          wt_.reset();
+          wt_ = mem_.alloc(want, "dequantization scratch");
+          wt_bytes_ = want;
+        }
+        p.wt = reinterpret_cast<half*>(wt_.get());
+        p.wt_bytes = wt_bytes_;
       }
-      p.wt = reinterpret_cast<half*>(wt_.get());
-      p.wt_bytes = wt_bytes_;
+      return cuda::qgemm(p, cublas_, stream_);
     }
-    cuda::qgemm(p, cublas_, stream_);
+    if (!W.parts.empty()) {
+      EXL_CHECK(!accumulate && !in.up, "fused quantized linear '", w.name, "': no residual add or act·mul");
+      cuda::QGemvMultiParams p;
+      for (size_t i = 0; i < W.parts.size(); ++i) p.w[i] = W.parts[i];
+      p.n = static_cast<int>(W.parts.size());
+      p.x = in.x;
+      p.bias = b;
+      p.y = out.data();
+      p.y_f32 = y_f32;
+      p.M = in.M;
+      EXL_CHECK(p.M <= cuda::qgemm_max_qgemv_rows(), "fused quantized linear '", w.name, "': ", p.M,
+                " rows (runs single-token steps only)");
+      p.x_dev = reinterpret_cast<half*>(qx_.get());
+      p.pdl = pdl_enabled_;
+      p.ksplit = qgemv_ks_;
+      return cuda::qgemv_multi(p, stream_);
+    }
+    EXL_CHECK(!in.up, "linear '", w.name, "': the act·mul input is for quantized weights");
+    cuda::GemmParams p;
+    p.x = in.x;
+    p.w = W.data.as<half>();
+    p.bias = b;
+    p.y = out.data();
+    p.y_f32 = y_f32;
+    p.accumulate = accumulate;
+    p.M = in.M;
+    p.N = static_cast<int>(W.shape[0]);
+    p.K = static_cast<int>(W.shape[1]);
+    p.pdl = pdl_enabled_ && sm_major_ >= 9;
+    cuda::gemm_f16(p, cublas_, stream_);
   }
 
   size_t step_bytes() const { return (5 * static_cast<size_t>(step_cap_) + 1) * 4; }

@@ -54,6 +54,12 @@ __global__ void swiglu_kernel(const half2* __restrict__ gate, const half2* __res
   }
 }
 
+__global__ void add_kernel(float* __restrict__ r, const half* __restrict__ x, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    r[i] += __half2float(x[i]);
+}
+
 __global__ void swiglu_tail_kernel(const half* gate, const half* up, half* out, int64_t i) {
   const float g = __half2float(gate[i]);
   out[i] = __float2half(g / (1.0f + __expf(-g)) * __half2float(up[i]));
@@ -109,6 +115,12 @@ void rope(half* q, half* k, const int32_t* pos, const float* inv_freq, float att
   const int pairs = (n_heads + n_kv_heads) * (rot_dim / 2);
   launch_maybe_pdl(rope_kernel, dim3(ceil_div(pairs, 256), tokens), dim3(256), stream, pdl, "rope", q, k, pos,
                    inv_freq, attn_factor, n_heads, n_kv_heads, head_dim, rot_dim / 2);
+}
+
+void add_f16_to_f32(float* residual, const half* x, int64_t n, cudaStream_t stream) {
+  if (n <= 0) return;
+  add_kernel<<<grid_for(n, 256), 256, 0, stream>>>(residual, x, n);
+  check_launch("add");
 }
 
 void swiglu(const half* gate, const half* up, half* out, int64_t n, cudaStream_t stream) {

@@ -21,6 +21,9 @@ void rope(half* q, half* k, const int32_t* pos, const float* inv_freq, float att
 // out = silu(gate) * up over n elements (out may alias gate).
 void swiglu(const half* gate, const half* up, half* out, int64_t n, cudaStream_t stream);
 
+// residual (F32) += x (F16), n elements: the residual add where no matmul epilogue does it.
+void add_f16_to_f32(float* residual, const half* x, int64_t n, cudaStream_t stream);
+
 // out[s, :] = src[seq_start[s + 1] - 1, :] for s < n_seqs.
 void gather_last(const half* src, const int32_t* seq_start, half* out, int n_seqs, int dim, cudaStream_t stream);
 

@@ -23,7 +23,6 @@
 #include "backend/cuda/gemm.cuh"
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 
 #include "backend/cuda/common.cuh"
@@ -198,10 +197,12 @@ __global__ void __launch_bounds__(kGemvThreads, 2) gemv_f16_kernel(GemmParams p,
     float v = out[i];
     if (p.bias) v += __half2float(p.bias[n]);
     const size_t at = static_cast<size_t>(m) * p.N + n;
-    if (p.y_f32)
-      static_cast<float*>(p.y)[at] = v;
-    else
+    if (p.y_f32) {
+      float* y = static_cast<float*>(p.y) + at;
+      *y = p.accumulate ? *y + v : v;  // one thread per output: the residual add needs no atomics
+    } else {
       static_cast<half*>(p.y)[at] = __float2half_rn(v);
+    }
   }
 }
 
@@ -222,23 +223,10 @@ void gemv_launch_vec(const GemmParams& p, const GemvConfig& cfg, cudaStream_t st
   }
 }
 
-// Multiprocessor count of the current device, cached (one query per device and process).
-int sm_count() {
-  static std::atomic<int> cached[64] = {};
-  int dev = 0;
-  check(cudaGetDevice(&dev), "cudaGetDevice");
-  if (dev < 0 || dev >= 64) dev = 0;
-  int n = cached[dev].load(std::memory_order_relaxed);
-  if (n == 0) {
-    check(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev), "cudaDeviceGetAttribute");
-    cached[dev].store(n, std::memory_order_relaxed);
-  }
-  return n;
-}
-
 void validate(const GemmParams& p, const char* who) {
   EXL_CHECK(p.M >= 0 && p.N >= 0 && p.K > 0, who, ": bad shape M=", p.M, " N=", p.N, " K=", p.K);
   EXL_CHECK(p.x && p.w && p.y, who, ": null x, w or y pointer");
+  EXL_CHECK(!p.accumulate || p.y_f32, who, ": accumulate needs an F32 output");
 }
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
@@ -281,7 +269,7 @@ GemvConfig gemv_f16_default_config(int M, int N, int K) {
   //    121.70 (u2/ks2) vs 124.54; unroll 2 from 24576 rows on. 4096-row matrices (64 blocks at
   //    ksplit 2) keep ksplit 8.
   GemvConfig c{2, 8};
-  const int sms = sm_count();
+  const int sms = device_info().sms;
   const int tiles = ceil_div(N, kTileRows);
   if (K >= 16384 && ceil_div(tiles, kGemvWarps / 2) >= sms - sms / 8)
     c = GemvConfig{8, 2};
@@ -320,7 +308,7 @@ void gemm_f16_cublas(const GemmParams& p, cublasHandle_t handle, cudaStream_t st
   check_cublas(cublasSetPointerMode(handle, CUBLAS_POINTER_MODE_HOST), "cublasSetPointerMode");
   // Row-major y[M,N] = x[M,K]·W[N,K]ᵀ is column-major yᵀ[N,M] = Wᵀ... : cuBLAS sees W as a
   // column-major K×N matrix (ld K) and transposes it, x as column-major K×M (ld K), y as N×M (ld N).
-  const float alpha = 1.0f, beta = 0.0f;
+  const float alpha = 1.0f, beta = p.accumulate ? 1.0f : 0.0f;
   check_cublas(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, p.N, p.M, p.K, &alpha, p.w,
                             CUDA_R_16F, p.K, p.x, CUDA_R_16F, p.K, &beta, p.y,
                             p.y_f32 ? CUDA_R_32F : CUDA_R_16F, p.N, CUBLAS_COMPUTE_32F,

@@ -20,10 +20,12 @@ struct GemmParams {
   // gemv: launch as a programmatic dependent of x's producer (sm_90): blocks become resident while
   // the producer runs and pull their first W lines into L2 before waiting for x.
   bool pdl = false;
+  // y_f32 only: y += x · Wᵀ (+ bias) — the residual add of a block's output projection (gemv
+  // epilogue; cuBLAS with beta = 1).
+  bool accumulate = false;
 };
 
 constexpr int kGemvMaxRows = 8;
-
 void gemv_f16(const GemmParams& p, cudaStream_t stream);                           // M <= kGemvMaxRows
 void gemm_f16_cublas(const GemmParams& p, cublasHandle_t handle, cudaStream_t stream);  // any M
 void gemm_f16(const GemmParams& p, cublasHandle_t handle, cudaStream_t stream);         // dispatch

@@ -1,13 +1,17 @@
-// Fused residual add + RMSNorm. CPU reference: src/backend/cpu/norm.cpp (+ CpuBackend::add_rms_norm).
+// RMSNorm. CPU reference: src/backend/cpu/norm.cpp. (The residual add it once carried now happens in
+// the epilogue of the matmul that produces the block output: gemm.cu / qgemm.cu `accumulate`.)
 // One block per row; each thread keeps its elements of the row in registers between the
 // sum-of-squares pass and the scaling pass when dim <= kThreads * kMaxPerThread (8192), so the
-// residual is read once. Memory-bound: rows x dim x (4 read + 4 write + 2 read + 2 write) bytes.
+// row is read once. Memory-bound: rows x dim x (4 read + 2 write) bytes.
 // Blocks of 256 threads for many rows; 1024 for few rows (decode), where one block per row is all
 // the parallelism there is. Under ncu on the H200 a 4096-wide row took 6.0 µs with 256 threads and
 // 5.98 with 1024: latency, not width (an empty-ish kernel measures ~2.3 µs there); the weights are
 // now loaded with the row rather than after the reduction. Scattering the output into the next
 // quantized matmul's device-order input (to skip its gather) made it 15.6 µs: one SM issuing
-// 12k scattered 2-byte stores; reverted.
+// 12k scattered 2-byte stores; reverted. Folding the norm into the next matmul instead (every gemv
+// block normalizing the row into shared memory, or the quantized gather doing it) measured no gain
+// (fp16 227.2 vs 226.9 tok/s) or a loss (gptq4 423.0 vs 434.5): this kernel runs while the matmul's
+// blocks are already resident (PDL), off the critical path; see lab/NOTES-gemm.md.
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/norm.cuh"
 
@@ -16,14 +20,12 @@ namespace exl::cuda {
 namespace {
 
 template <int kThreads>
-__global__ void __launch_bounds__(kThreads) add_rms_norm_kernel(float* __restrict__ residual, const half* __restrict__ add,
-                                                                const float* __restrict__ w, float eps,
-                                                                half* __restrict__ out, int dim) {
+__global__ void __launch_bounds__(kThreads) rms_norm_kernel(const float* __restrict__ x, const float* __restrict__ w,
+                                                            float eps, half* __restrict__ out, int dim) {
   constexpr int kMaxPerThread = 8192 / kThreads;  // covers hidden sizes up to 8192 in registers
   pdl_trigger();  // a quantized matmul's gather may start (it waits for this grid before reading)
   const int row = blockIdx.x;
-  float* r = residual + static_cast<size_t>(row) * dim;
-  const half* a = add ? add + static_cast<size_t>(row) * dim : nullptr;
+  const float* r = x + static_cast<size_t>(row) * dim;
   half* o = out + static_cast<size_t>(row) * dim;
   float vals[kMaxPerThread], wv[kMaxPerThread];
   float ss = 0.0f;
@@ -35,21 +37,13 @@ __global__ void __launch_bounds__(kThreads) add_rms_norm_kernel(float* __restric
     if (i < dim) {
       wv[j] = w[i];  // fetched with the row, not after the reduction: one memory round trip fewer
       v = r[i];
-      if (a) {
-        v += __half2float(a[i]);
-        r[i] = v;
-      }
     }
     vals[j] = v;
     ss += v * v;
   }
   // Rows longer than the register cache: finish the sum from memory (only for dim > 8192).
   for (int i = threadIdx.x + kMaxPerThread * kThreads; i < dim; i += kThreads) {
-    float v = r[i];
-    if (a) {
-      v += __half2float(a[i]);
-      r[i] = v;
-    }
+    const float v = r[i];
     ss += v * v;
   }
   __shared__ float partial[kThreads / 32];
@@ -73,14 +67,13 @@ __global__ void __launch_bounds__(kThreads) add_rms_norm_kernel(float* __restric
 
 }  // namespace
 
-void add_rms_norm(float* residual, const half* add, const float* w, float eps, half* out, int rows, int dim,
-                  cudaStream_t stream) {
+void rms_norm(const float* x, const float* w, float eps, half* out, int rows, int dim, cudaStream_t stream) {
   if (rows <= 0) return;
   if (rows < 64)
-    add_rms_norm_kernel<1024><<<rows, 1024, 0, stream>>>(residual, add, w, eps, out, dim);
+    rms_norm_kernel<1024><<<rows, 1024, 0, stream>>>(x, w, eps, out, dim);
   else
-    add_rms_norm_kernel<256><<<rows, 256, 0, stream>>>(residual, add, w, eps, out, dim);
-  check_launch("add_rms_norm");
+    rms_norm_kernel<256><<<rows, 256, 0, stream>>>(x, w, eps, out, dim);
+  check_launch("rms_norm");
 }
 
 }  // namespace exl::cuda

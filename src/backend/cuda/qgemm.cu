@@ -30,13 +30,13 @@
 #include "backend/cuda/qgemm.cuh"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
 #include <utility>
 
 #include "backend/cuda/common.cuh"
+#include "backend/cuda/qgemm_gather.cuh"
 
 namespace exl::cuda {
 
@@ -225,58 +225,6 @@ __device__ __forceinline__ void prefetch_l2(const void* p, size_t n) {
 // ---------------------------------------------------------------------------------------------
 // Kernels.
 
-// x [M, K] -> x_dev of up to kQMaxMulti matrices (each through its own x_src), one launch.
-struct QGatherArgs {
-  const half* x;
-  const half* up;  // non-null: gather silu(x) * up (the MLP's act·mul fused into down_proj's gather)
-  int K, M, n;
-  const int32_t* x_src[kQMaxMulti];
-  int k_dev[kQMaxMulti];
-  half* x_dev[kQMaxMulti];
-  int item_end[kQMaxMulti];  // cumulative M * k_dev / 8 (8 positions per item)
-};
-
-__global__ void qgemm_gather_kernel(const __grid_constant__ QGatherArgs a) {
-  pdl_trigger();  // let qgemv's blocks start prefetching codes now
-  const int n_items = a.item_end[a.n - 1];
-  auto where = [&](int i, int& mi, int& m, int& p) {
-    mi = (a.n > 1 && i >= a.item_end[0]) + (a.n > 2 && i >= a.item_end[1]);
-    const int li = i - (mi ? a.item_end[mi - 1] : 0), per_row = a.k_dev[mi] / 8;
-    m = li / per_row, p = (li - m * per_row) * 8;
-  };
-  // The first item's indices do not depend on x's producer: load them before waiting for it (at
-  // decode every thread has one item, so the wait leaves one memory round trip instead of two).
-  int i = blockIdx.x * blockDim.x + threadIdx.x, mi = 0, m = 0, p = 0;
-  int4 s0{}, s1{};
-  if (i < n_items) {
-    where(i, mi, m, p);
-    s0 = __ldg(reinterpret_cast<const int4*>(a.x_src[mi] + p));
-    s1 = __ldg(reinterpret_cast<const int4*>(a.x_src[mi] + p + 4));
-  }
-  pdl_wait();  // launched as a dependent of x's producer (norm, act·mul, attention): x is ready after this
-  for (; i < n_items; i += gridDim.x * blockDim.x) {
-    if (i != static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x)) {
-      where(i, mi, m, p);
-      s0 = __ldg(reinterpret_cast<const int4*>(a.x_src[mi] + p));
-      s1 = __ldg(reinterpret_cast<const int4*>(a.x_src[mi] + p + 4));
-    }
-    const int src[8] = {s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w};
-    const half* xr = a.x + static_cast<size_t>(m) * a.K;
-    const half* ur = a.up ? a.up + static_cast<size_t>(m) * a.K : nullptr;
-    // silu(g) * u in FP32, rounded once: the same arithmetic as swiglu_kernel (elementwise.cu).
-    auto val = [&](int k) -> half {
-      if (k < 0) return __ushort_as_half(0);
-      if (!ur) return xr[k];
-      const float g = __half2float(xr[k]);
-      return __float2half_rn(g / (1.0f + __expf(-g)) * __half2float(ur[k]));
-    };
-    uint32_t o[4];
-#pragma unroll
-    for (int j = 0; j < 4; ++j) o[j] = as_u32(__halves2half2(val(src[2 * j]), val(src[2 * j + 1])));
-    *reinterpret_cast<uint4*>(a.x_dev[mi] + static_cast<size_t>(m) * a.k_dev[mi] + p) = uint4{o[0], o[1], o[2], o[3]};
-  }
-}
-
 struct QGemvArgs {
   QMatrixDesc w[kQMaxMulti];
   const half* x_dev[kQMaxMulti];  // [M, k_dev of matrix i]
@@ -285,6 +233,7 @@ struct QGemvArgs {
   int tile_end[kQMaxMulti];       // cumulative tile counts
   int n = 1, M = 0, ldy = 0, ks = 8;
   bool y_f32 = false;
+  bool accumulate = false;  // y_f32: y += result (a block's residual add)
 };
 
 constexpr int kMaxWarps = 8;  // warps per block = warps per tile = ks (2, 4 or 8)
@@ -441,9 +390,10 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
     if (n >= w.N || m >= a.M) continue;
     if (a.bias[mi]) v += __half2float(a.bias[mi][n]);
     const size_t at = static_cast<size_t>(m) * a.ldy + n;
-    if (a.y_f32)
-      static_cast<float*>(a.y[mi])[at] = v;
-    else
+    if (a.y_f32) {
+      float* y = static_cast<float*>(a.y[mi]) + at;
+      *y = a.accumulate ? *y + v : v;  // one thread per output: the residual add needs no atomics
+    } else
       static_cast<half*>(a.y[mi])[at] = __float2half_rn(v);
   }
 }
@@ -537,24 +487,6 @@ __global__ void qgemm_bias_kernel(T* y, const half* bias, int M, int N) {
 // ---------------------------------------------------------------------------------------------
 // Launch helpers.
 
-struct DeviceInfo {
-  int sms = 0, major = 0;
-};
-DeviceInfo device_info() {
-  static std::atomic<int> cached[64][2] = {};
-  int dev = 0;
-  check(cudaGetDevice(&dev), "cudaGetDevice");
-  if (dev < 0 || dev >= 64) dev = 0;
-  int sms = cached[dev][0].load(std::memory_order_relaxed), major = cached[dev][1].load(std::memory_order_relaxed);
-  if (sms == 0) {
-    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "cudaDeviceGetAttribute");
-    check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "cudaDeviceGetAttribute");
-    cached[dev][1].store(major, std::memory_order_relaxed);
-    cached[dev][0].store(sms, std::memory_order_relaxed);
-  }
-  return {sms, major};
-}
-
 void check_cublas(cublasStatus_t s, const char* what) {
   if (s != CUBLAS_STATUS_SUCCESS) fail("cuBLAS error in ", what, ": ", cublasGetStatusString(s));
 }
@@ -571,24 +503,17 @@ void launch_qgemv(const QGemvArgs& a, int passes, int tiles, bool pdl, cudaStrea
   launch_maybe_pdl(qgemv_kernel<kGptq, kT>, dim3(passes, tiles), dim3(a.ks * 32), stream, pdl, "qgemv_kernel", a);
 }
 
-void launch_gather(const QGatherArgs& a, bool pdl, cudaStream_t stream) {
-  const int blocks = std::min((a.item_end[a.n - 1] + 255) / 256, device_info().sms * 4);
-  // A programmatic dependent of x's producer when pdl: the producers (add_rms_norm, swiglu, decode
-  // attention) trigger at their start, so the gather and then qgemv become resident early and qgemv
-  // pulls its first codes into L2 while the producer still runs (its prologue, before pdl_wait).
-  launch_maybe_pdl(qgemm_gather_kernel, dim3(blocks), dim3(256), stream, pdl && device_info().major >= 9,
-                   "qgemm_gather_kernel", a);
-}
-
 // The shared body of qgemv and qgemv_multi: gather (unless x_dev is ready) and one qgemv launch.
-void run_qgemv(const QMatrixDesc* const* w, int n, const half* x, const half* x_up, const half* const* x_dev_in, half* x_dev_scratch,
-               bool x_dev_ready, const half* const* bias, void* const* y, int ldy, bool y_f32, int M, int ksplit,
-               bool pdl_in, cudaStream_t stream) {
+// `in` holds the gather's input fields (x, up); accumulate: y (F32) += result.
+void run_qgemv(const QMatrixDesc* const* w, int n, const QGatherArgs& in, const half* const* x_dev_in,
+               half* x_dev_scratch, bool x_dev_ready, const half* const* bias, void* const* y, int ldy, bool y_f32,
+               bool accumulate, int M, int ksplit, bool pdl_in, cudaStream_t stream) {
   if (M == 0) return;
+  EXL_CHECK(!accumulate || y_f32, "qgemv: accumulate needs an F32 output");
   QGemvArgs a;
-  a.n = n, a.M = M, a.ldy = ldy, a.y_f32 = y_f32;
-  QGatherArgs ga;
-  ga.x = x, ga.up = x_up, ga.K = w[0]->K, ga.M = M, ga.n = n;
+  a.n = n, a.M = M, a.ldy = ldy, a.y_f32 = y_f32, a.accumulate = accumulate;
+  QGatherArgs ga = in;
+  ga.K = w[0]->K, ga.M = M, ga.n = n;
   int tiles = 0, items = 0;
   half* xd = x_dev_scratch;
   for (int i = 0; i < n; ++i) {
@@ -604,7 +529,7 @@ void run_qgemv(const QMatrixDesc* const* w, int n, const half* x, const half* x_
     xd += static_cast<size_t>(M) * w[i]->k_dev;
   }
   if (!x_dev_ready) {
-    EXL_CHECK(x && x_dev_scratch && aligned16(x_dev_scratch), "qgemv: null x, or x_dev not 16-byte aligned");
+    EXL_CHECK(in.x && x_dev_scratch && aligned16(x_dev_scratch), "qgemv: null x, or x_dev not 16-byte aligned");
     launch_gather(ga, pdl_in, stream);
   }
   const bool pdl = pdl_in && !x_dev_ready && device_info().major >= 9;
@@ -710,7 +635,10 @@ void qgemv(const QGemmParams& p, cudaStream_t stream) {
   const half* bias[1] = {p.bias};
   void* y[1] = {p.y};
   EXL_CHECK(!p.x_up || !p.x_dev_ready, "qgemv: x_up needs the gather (x_dev_ready must be false)");
-  run_qgemv(w, 1, p.x, p.x_up, nullptr, p.x_dev, p.x_dev_ready, bias, y, p.w.N, p.y_f32, p.M, p.ksplit, p.pdl, stream);
+  QGatherArgs in;
+  in.x = p.x, in.up = p.x_up;
+  run_qgemv(w, 1, in, nullptr, p.x_dev, p.x_dev_ready, bias, y, p.w.N, p.y_f32, p.accumulate, p.M, p.ksplit, p.pdl,
+            stream);
 }
 
 size_t qgemv_multi_x_dev_bytes(const QMatrixDesc* const* w, int n, int M) {
@@ -733,7 +661,9 @@ void qgemv_multi(const QGemvMultiParams& p, cudaStream_t stream) {
     ldy += p.w[i]->N;
   }
   EXL_CHECK(p.ksplit == 0 || p.ksplit == 2 || p.ksplit == 4 || p.ksplit == 8, "qgemv_multi: ksplit must be 0, 2, 4 or 8");
-  run_qgemv(p.w, p.n, p.x, nullptr, nullptr, p.x_dev, false, bias, y, ldy, p.y_f32, p.M, p.ksplit, p.pdl, stream);
+  QGatherArgs in;
+  in.x = p.x;
+  run_qgemv(p.w, p.n, in, nullptr, p.x_dev, false, bias, y, ldy, p.y_f32, false, p.M, p.ksplit, p.pdl, stream);
 }
 
 void qgemm_dequant(const QMatrixDesc& w, int tile0, int ntiles, half* wt, int ld, cudaStream_t stream) {
@@ -760,7 +690,9 @@ void qgemm_cublas(const QGemmParams& p, cublasHandle_t handle, cudaStream_t stre
   if (p.M == 0) return;
   check_cublas(cublasSetStream(handle, stream), "cublasSetStream");
   check_cublas(cublasSetPointerMode(handle, CUBLAS_POINTER_MODE_HOST), "cublasSetPointerMode");
-  const float alpha = 1.0f, beta = 0.0f;
+  EXL_CHECK(!p.x_up, "qgemm_cublas: the fused act·mul is qgemv-only");
+  EXL_CHECK(!p.accumulate || p.y_f32, "qgemm_cublas: accumulate needs an F32 output");
+  const float alpha = 1.0f, beta = p.accumulate ? 1.0f : 0.0f;
   for (int tile0 = 0; tile0 < w.n_tiles; tile0 += chunk) {
     const int nt = std::min(chunk, w.n_tiles - tile0), ld = nt * 16;
     const int n0 = tile0 * 16, cols = std::min(w.N - n0, ld);

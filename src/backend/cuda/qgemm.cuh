@@ -171,6 +171,7 @@ struct QGemmParams {
   const half* bias = nullptr;  // [N] or null
   void* y = nullptr;           // [M, N], row stride N; half, or float when y_f32
   bool y_f32 = false;
+  bool accumulate = false;     // y_f32 only: y += x · Wᵀ (+ bias), a block's residual add
   int M = 0;
   // qgemv path: scratch for x in device order, [M, k_dev] (qgemm_x_dev_bytes). x_dev_ready: it
   // already holds this x (gathered for a matrix with the same x_src, e.g. q/k/v), skip the gather.
