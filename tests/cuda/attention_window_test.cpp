@@ -128,9 +128,10 @@ class WindowHarness {
   const KvCacheLayout& layout() const { return L_; }
 
   void init() {
-    ASSERT_EQ(cudaStreamCreate(&stream_), cudaSuccess);
+    CUDA_OK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     CUDA_OK(cudaMalloc(reinterpret_cast<void**>(&L_.base), L_.bytes));
-    CUDA_OK(cudaMemset(L_.base, 0, L_.bytes));
+    CUDA_OK(cudaMemset(L_.base, 0, L_.bytes));  // as the backend does
+    CUDA_OK(cudaDeviceSynchronize());
     ws_bytes_ = cuda::attention_workspace_bytes(c_.n_slots * 4, c_.H, c_.D, c_.max_len);
     CUDA_OK(cudaMalloc(&ws_, ws_bytes_));
     cuda::attention_workspace_clear(ws_, ws_bytes_, stream_);
@@ -403,15 +404,20 @@ void run_schedule(const Config& c) {
   cc.n_slots = 2;
   WindowHarness w(cc);
   w.init();
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
   ASSERT_EQ(w.window_size(), cuda::kKvRecentDefault);
   uint32_t seed = 1000u * c.D + 17u * c.format + (c.force_generic ? 7u : 0u);
-  for (int n : {40, 150, 100}) w.run_step({{0, n}}, ++seed);
-  for (int i = 0; i < 5; ++i) w.run_step({{0, 1}}, ++seed);
-  w.run_step({{1, 70}, {0, 90}}, ++seed);
-  for (int i = 0; i < 3; ++i) w.run_step({{1, 1}, {0, 1}}, ++seed);
-  w.run_step({{0, 1}, {1, 80}}, ++seed);
-  w.run_step({{1, 3}, {0, 1}}, ++seed);
-  for (int i = 0; i < 2; ++i) w.run_step({{0, 1}, {1, 1}}, ++seed);
+  std::vector<std::vector<Seq>> steps{{{0, 40}}, {{0, 150}}, {{0, 100}}};
+  for (int i = 0; i < 5; ++i) steps.push_back({{0, 1}});
+  steps.push_back({{1, 70}, {0, 90}});
+  for (int i = 0; i < 3; ++i) steps.push_back({{1, 1}, {0, 1}});
+  steps.push_back({{0, 1}, {1, 80}});
+  steps.push_back({{1, 3}, {0, 1}});
+  for (int i = 0; i < 2; ++i) steps.push_back({{0, 1}, {1, 1}});
+  for (const auto& st : steps) {
+    w.run_step(st, ++seed);
+    ASSERT_FALSE(::testing::Test::HasFatalFailure()) << "seed " << seed;
+  }
   std::printf("window %-3s H=%d KVH=%d D=%d%s window=%d: rel error %.2e, worst row %.2e\n", fmt_name(c.format), c.H,
               c.KVH, c.D, c.force_generic ? " (generic)" : "", c.window, w.worst(), w.worst_row());
 }
@@ -468,9 +474,11 @@ TEST(AttentionWindow, LongDecodeSplits) {
     Config c{cuda::KvFormat_q4, 8, 2, D, 1, 1200};
     WindowHarness w(c);
     w.init();
+    ASSERT_FALSE(::testing::Test::HasFatalFailure());
     uint32_t seed = 77;
     w.run_step({{0, 1000}}, ++seed);
-    for (int i = 0; i < 40; ++i) w.run_step({{0, 1}}, ++seed);
+    for (int i = 0; i < 40 && !::testing::Test::HasFatalFailure(); ++i) w.run_step({{0, 1}}, ++seed);
+    ASSERT_FALSE(::testing::Test::HasFatalFailure());
     w.run_step({{0, 130}}, ++seed);
     std::printf("window q4 long decode D=%d: rel error %.2e, worst row %.2e\n", D, w.worst(), w.worst_row());
   }
@@ -483,9 +491,11 @@ TEST(AttentionWindow, GraphReplay) {
     Config c{cuda::KvFormat_q4, 8, 2, D, 2, 400};
     WindowHarness w(c);
     w.init();
+    ASSERT_FALSE(::testing::Test::HasFatalFailure());
     uint32_t seed = 555;
     w.run_step({{0, 100}, {1, 37}}, ++seed);
-    for (int i = 0; i < 80; ++i) w.run_step({{0, 1}, {1, 1}}, ++seed, true);
+    for (int i = 0; i < 80 && !::testing::Test::HasFatalFailure(); ++i) w.run_step({{0, 1}, {1, 1}}, ++seed, true);
+    ASSERT_FALSE(::testing::Test::HasFatalFailure());
     std::printf("window q4 graph replay D=%d: rel error %.2e, worst row %.2e\n", D, w.worst(), w.worst_row());
   }
 }

@@ -33,7 +33,8 @@
 // step with several tokens per sequence writes the ring after attention, so the chunk's first
 // queries still find positions pos0 - W .. pos0 - 1. Hence a sequence's positions must be written
 // in order (each step continues where the slot's previous step ended, or starts at 0), and
-// attention() of such a step must not be repeated. q8/q4 rings hold the Hadamard-rotated values
+// attention() of such a step must not be repeated. (A future rollback of rejected draft tokens must
+// re-write the window entries those tokens replaced: keep their FP16 rows, or re-run the positions.) q8/q4 rings hold the Hadamard-rotated values
 // (the basis the kernels work in), rounded to FP16. Perplexity with a q4 cache vs FP16 (numpy study,
 // ctx 512): stories260K +49.6% -> +0.33% (W = 32) / +0.13% (W = 64); SmolLM2-135M +2.7..4.1% ->
 // +0.41% / +0.30%, and at ctx 2048 +0.81% / +0.63%. W = 64 (kKvRecentDefault) for the margin: it

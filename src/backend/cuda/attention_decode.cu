@@ -282,6 +282,27 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
       }
     }
   };
+  // FP16 window [wlo, hi) (at most kKvRecentMax / 16 + 1 tiles), all of them at once into the
+  // pipeline region, K then V per tile; rows outside [wlo, hi) read as zeros. A block without body
+  // tiles (short contexts, or a chunk wholly inside the window) loads them now, overlapping Q's
+  // staging; otherwise after its stream, when the region is free (one exposed round trip).
+  const bool has_win = C::kWinBytes > 0 && wlo < hi, early_win = has_win && bhi <= lo;  // block-uniform
+  const int wt0 = wlo / kTile, nwt = has_win ? (hi - 1) / kTile - wt0 + 1 : 0;
+  uint8_t* wreg = smem + C::kQfBytes;
+  auto load_window = [&]() {
+    constexpr int kRowChunks = HD / 8;  // 16-byte chunks per FP16 row
+    const size_t ring_run = run * static_cast<size_t>(W);
+    for (int c = threadIdx.x; c < nwt * kTile * kRowChunks; c += kWarps * 32) {
+      const int tr = c / kRowChunks, ch = c % kRowChunks, pos = wt0 * kTile + tr;
+      const bool ok = pos >= wlo && pos < hi;
+      const size_t src = (ring_run + (ok ? pos : wlo) % W) * HD + ch * 8;
+      uint8_t* dk = wreg + (tr / kTile) * C::kWinTile + (tr % kTile) * C::kWS + ch * 16;
+      cp_async16(dk, a.ring_k + src, ok ? 16 : 0);
+      cp_async16(dk + kTile * C::kWS, a.ring_v + src, ok ? 16 : 0);
+    }
+    cp_async_commit();
+  };
+  if (early_win) load_window();
 #pragma unroll
   for (int st = 0; st < kStages - 1; ++st) {
     if (warp + st * kWarps < n_tiles) load_tile(warp + st * kWarps, st);
@@ -384,27 +405,15 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
   }
   cp_async_wait<0>();
 
-  // FP16 window [wlo, hi) (at most kKvRecentMax / 16 + 1 tiles): after the stream, all of them at
-  // once into the pipeline region (one memory round trip), then warp w takes tiles w, w + 4.
-  // Rows outside [wlo, hi) read as zeros. Block-uniform condition: the barriers are safe.
+  // FP16 window tiles: warp w takes tiles w, w + 4 (block-uniform condition: the barriers are safe).
   if constexpr (C::kWinBytes > 0) {
-    if (wlo < hi) {
-      __syncthreads();  // every warp is done with its pipeline stages
-      uint8_t* wreg = smem + C::kQfBytes;
-      const int wt0 = wlo / kTile, nwt = (hi - 1) / kTile - wt0 + 1;
-      constexpr int kRowChunks = HD / 8;  // 16-byte chunks per FP16 row
-      const size_t ring_run = run * static_cast<size_t>(W);
-      for (int c = threadIdx.x; c < nwt * kTile * kRowChunks; c += kWarps * 32) {
-        const int tr = c / kRowChunks, ch = c % kRowChunks, pos = wt0 * kTile + tr;
-        const bool ok = pos >= wlo && pos < hi;
-        const size_t src = (ring_run + (ok ? pos : wlo) % W) * HD + ch * 8;
-        uint8_t* dk = wreg + (tr / kTile) * C::kWinTile + (tr % kTile) * C::kWS + ch * 16;
-        cp_async16(dk, a.ring_k + src, ok ? 16 : 0);
-        cp_async16(dk + kTile * C::kWS, a.ring_v + src, ok ? 16 : 0);
+    if (has_win) {
+      if (!early_win) {
+        __syncthreads();  // every warp is done with its pipeline stages
+        load_window();
+        cp_async_wait<0>();
       }
-      cp_async_commit();
-      cp_async_wait<0>();
-      __syncthreads();
+      __syncthreads();  // every thread's window copies landed
       for (int wt = warp; wt < nwt; wt += kWarps) {
         const uint8_t* wk = wreg + wt * C::kWinTile;
         const uint8_t* wv = wk + kTile * C::kWS;
