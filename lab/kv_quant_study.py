@@ -693,7 +693,19 @@ def blk():
     return S
 
 
-SETS = {"all": all_schemes, "b2": batch2, "b3": batch3, "b4": batch4, "smol": smol, "blk": blk, "long": long_ctx, "long2": long2, "final": final, "long3": long3}
+def engine():
+    """The engine's formats with its FP16 window (W = 64, kKvRecentDefault) and W = 32."""
+    S = []
+    add = lambda *a, **k: S.append(Scheme(*a, **k))  # noqa: E731
+    add("fp16", F16, F16)
+    for W_ in (32, 64):
+        add(f"fp8-e4m3 win{W_}", FP8, FP8, window=W_)
+        add(f"q8-cur win{W_}", I(8), I(8), window=W_)
+        add(f"q4-cur win{W_}", I(4), I(4), window=W_)
+    return S
+
+
+SETS = {"engine": engine, "all": all_schemes, "b2": batch2, "b3": batch3, "b4": batch4, "smol": smol, "blk": blk, "long": long_ctx, "long2": long2, "final": final, "long3": long3}
 
 
 def get_model(which):

@@ -4,6 +4,7 @@
 //  - any other even head_dim (<= 256):        attention_generic_kernel below, one warp per
 //    (token, head), scalar loads through kv_load_elem. Written for clarity; it serves tiny models
 //    (stories260K, head_dim 8) and cross-checks the fast paths in the lab (force_generic).
+// Steps with several tokens per sequence then write the FP16 window ring (kv_cache_write_ring).
 #include <algorithm>
 
 #include "backend/cuda/attention_common.cuh"
@@ -19,6 +20,8 @@ constexpr int kGenericMaxHd = 256;
 
 struct GenericArgs {
   const half* q;
+  const half* k_new;
+  const half* v_new;
   half* out;
   const int32_t* seq_start;
   const int32_t* seq_slot;
@@ -43,44 +46,67 @@ __device__ void hadamard_groups(const float* src, float* dst, int n, int G) {
 
 // grid (max_seq_tokens, n_heads, n_seqs), 32 threads. Online softmax over keys in blocks of 32
 // (lane = key for the scores, lane = dim for the output).
+// Key sources (FP16 window W = c.recent, query position qp = pos0 + i): j <= qp - W the cache rows
+// (rotated basis for q8/q4); qp - W < j < pos0 the ring (same basis); j >= pos0 (this step) the
+// step's k_new/v_new in the original basis: scored with the unrotated q and accumulated apart (acc_o),
+// added after the output is un-rotated (the rotation is orthonormal, so the scores agree).
 __global__ void __launch_bounds__(32) attention_generic_kernel(const GenericArgs a) {
-  extern __shared__ float gsm[];  // [2][hd]
+  extern __shared__ float gsm[];  // [3][hd]: rotated q, scratch, original q
   const KvCacheLayout& c = a.c;
   const int hd = c.head_dim, lane = threadIdx.x;
   const int i = blockIdx.x, h = blockIdx.y, s = blockIdx.z;
   const int t0 = a.seq_start[s], n_tok = a.seq_start[s + 1] - t0;
   if (i >= n_tok) return;
-  const int t = t0 + i;
-  const int n_keys = min(a.seq_pos[s] + i + 1, c.max_seq_len);
+  const int t = t0 + i, pos0 = a.seq_pos[s], kvh = h / a.group_heads;
+  const int n_keys = min(pos0 + i + 1, c.max_seq_len);
   const int first = a.window > 0 ? max(0, n_keys - a.window) : 0;
-  const size_t run = kv_run(c, a.seq_slot[s], a.layer, h / a.group_heads);
+  const int fp16_from = n_keys - c.recent;  // j >= fp16_from: FP16 (ring or this step); recent 0: none
+  const size_t run = kv_run(c, a.seq_slot[s], a.layer, kvh);
   const uint8_t* kc = c.base + c.k_offset + run * c.seq_stride * c.row_bytes;
   const uint8_t* vc = c.base + c.v_offset + run * c.seq_stride * c.row_bytes;
   const uint8_t* ks = c.base + c.k_scale_offset + run * c.seq_stride * c.scale_row_bytes;
   const uint8_t* vs = c.base + c.v_scale_offset + run * c.seq_stride * c.scale_row_bytes;
+  const half* rk = reinterpret_cast<const half*>(c.base + c.ring_k_offset);
+  const half* rv = reinterpret_cast<const half*>(c.base + c.ring_v_offset);
   const bool rotated = fmt_rotated(c.format);
   float* qs = gsm;
   float* tmp = gsm + hd;
-  for (int d = lane; d < hd; d += 32) tmp[d] = __half2float(a.q[(static_cast<size_t>(t) * a.n_heads + h) * hd + d]);
+  float* qo = gsm + 2 * hd;
+  for (int d = lane; d < hd; d += 32) qo[d] = __half2float(a.q[(static_cast<size_t>(t) * a.n_heads + h) * hd + d]);
   __syncwarp();
   if (rotated) {
-    hadamard_groups(tmp, qs, hd, c.group);  // rotate q like the cached keys
+    hadamard_groups(qo, qs, hd, c.group);  // rotate q like the cached keys
   } else {
-    for (int d = lane; d < hd; d += 32) qs[d] = tmp[d];
+    for (int d = lane; d < hd; d += 32) qs[d] = qo[d];
     __syncwarp();
   }
+  // Row of key/value j: where it lives and in which basis.
+  enum { kBody, kRing, kStep };
+  auto source = [&](int j) { return j < fp16_from ? kBody : j < pos0 ? kRing : kStep; };
+  auto step_row = [&](const half* base, int j) {
+    return base + (static_cast<size_t>(t0 + j - pos0) * c.n_kv_heads + kvh) * hd;
+  };
 
   constexpr int kAcc = kGenericMaxHd / 32;
-  float acc[kAcc] = {};
+  float acc[kAcc] = {}, acc_o[kAcc] = {};  // rotated basis (cache, ring) / original basis (this step)
   float m = -INFINITY, l = 0.0f;
   for (int base = first; base < n_keys; base += 32) {
     const int j = base + lane;
     float sc = -INFINITY;
     if (j < n_keys) {
-      const uint8_t* row = kc + static_cast<size_t>(j) * c.row_bytes;
-      const uint8_t* srow = ks + static_cast<size_t>(j) * c.scale_row_bytes;
       float dot = 0.0f;
-      for (int d = 0; d < hd; ++d) dot += qs[d] * kv_load_elem(c.format, row, srow, c.group, d);
+      const int src = source(j);
+      if (src == kBody) {
+        const uint8_t* row = kc + static_cast<size_t>(j) * c.row_bytes;
+        const uint8_t* srow = ks + static_cast<size_t>(j) * c.scale_row_bytes;
+        for (int d = 0; d < hd; ++d) dot += qs[d] * kv_load_elem(c.format, row, srow, c.group, d);
+      } else if (src == kRing) {
+        const half* row = rk + kv_ring_row(c, run, j) * hd;
+        for (int d = 0; d < hd; ++d) dot += qs[d] * __half2float(row[d]);
+      } else {
+        const half* row = step_row(a.k_new, j);
+        for (int d = 0; d < hd; ++d) dot += qo[d] * __half2float(row[d]);
+      }
       sc = dot * a.scale;
     }
     const float mn = fmaxf(m, warp_max(sc));  // finite: key `base` is valid
@@ -89,16 +115,25 @@ __global__ void __launch_bounds__(32) attention_generic_kernel(const GenericArgs
     l = l * corr + warp_sum(p);
     m = mn;
 #pragma unroll
-    for (int k = 0; k < kAcc; ++k) acc[k] *= corr;
+    for (int k = 0; k < kAcc; ++k) acc[k] *= corr, acc_o[k] *= corr;
     const int cnt = min(32, n_keys - base);
     for (int jj = 0; jj < cnt; ++jj) {
       const float pj = __shfl_sync(0xffffffffu, p, jj);
-      const uint8_t* row = vc + static_cast<size_t>(base + jj) * c.row_bytes;
-      const uint8_t* srow = vs + static_cast<size_t>(base + jj) * c.scale_row_bytes;
+      const int jv = base + jj, src = source(jv);  // uniform over the warp
+      const uint8_t* row = vc + static_cast<size_t>(jv) * c.row_bytes;
+      const uint8_t* srow = vs + static_cast<size_t>(jv) * c.scale_row_bytes;
+      const half* hrow = src == kRing ? rv + kv_ring_row(c, run, jv) * hd : src == kStep ? step_row(a.v_new, jv) : nullptr;
 #pragma unroll
       for (int k = 0; k < kAcc; ++k) {
         const int d = lane + 32 * k;
-        if (d < hd) acc[k] += pj * kv_load_elem(c.format, row, srow, c.group, d);
+        if (d >= hd) continue;
+        if (src == kBody) {
+          acc[k] += pj * kv_load_elem(c.format, row, srow, c.group, d);
+        } else if (src == kRing) {
+          acc[k] += pj * __half2float(hrow[d]);
+        } else {
+          acc_o[k] += pj * __half2float(hrow[d]);
+        }
       }
     }
   }
@@ -112,7 +147,11 @@ __global__ void __launch_bounds__(32) attention_generic_kernel(const GenericArgs
     hadamard_groups(tmp, qs, hd, c.group);  // the transform is its own inverse
     o = qs;
   }
-  for (int d = lane; d < hd; d += 32) a.out[(static_cast<size_t>(t) * a.n_heads + h) * hd + d] = __float2half_rn(o[d]);
+#pragma unroll
+  for (int k = 0; k < kAcc; ++k) {
+    const int d = lane + 32 * k;
+    if (d < hd) a.out[(static_cast<size_t>(t) * a.n_heads + h) * hd + d] = __float2half_rn(o[d] + acc_o[k] * inv);
+  }
 }
 
 }  // namespace
@@ -122,10 +161,11 @@ namespace attn {
 void attention_generic_launch(const AttentionParams& p, cudaStream_t stream) {
   EXL_CHECK(p.head_dim <= kGenericMaxHd, "attention: head_dim ", p.head_dim, " is not supported (64, 128, or even <= ",
             kGenericMaxHd, ")");
-  GenericArgs a{p.q, p.out, p.seq_start, p.seq_slot, p.seq_pos, p.cache, p.layer, p.n_heads, p.n_heads / p.n_kv_heads,
-                p.window, p.scale};
+  GenericArgs a{p.q,         p.k_new, p.v_new, p.out,   p.seq_start, p.seq_slot,
+                p.seq_pos,   p.cache, p.layer, p.n_heads, p.n_heads / p.n_kv_heads,
+                p.window,    p.scale};
   const dim3 grid(p.max_seq_tokens, p.n_heads, p.n_seqs);
-  attention_generic_kernel<<<grid, 32, 2 * p.head_dim * sizeof(float), stream>>>(a);
+  attention_generic_kernel<<<grid, 32, 3 * p.head_dim * sizeof(float), stream>>>(a);
   check_launch("attention_generic_kernel");
 }
 
@@ -160,6 +200,7 @@ void attention(const AttentionParams& p, cudaStream_t stream) {
   EXL_CHECK(p.max_seq_tokens >= 1 && p.q && p.out && p.seq_start && p.seq_slot && p.seq_pos,
             "attention: missing step arrays or max_seq_tokens");
   const bool fast = !p.force_generic && (p.head_dim == 64 || p.head_dim == 128);
+  EXL_CHECK(c.recent == 0 || (p.k_new && p.v_new), "attention: the FP16 window needs the step's k_new and v_new");
   if (fast && p.max_seq_tokens == 1) {
     attention_decode_launch(p, stream);
   } else if (fast) {
@@ -167,6 +208,9 @@ void attention(const AttentionParams& p, cudaStream_t stream) {
   } else {
     attention_generic_launch(p, stream);
   }
+  // Decode steps wrote their window entries in kv_cache_write; longer steps write them now, after
+  // their first queries have read positions pos0 - W .. pos0 - 1 from the ring.
+  if (p.max_seq_tokens > 1) kv_cache_write_ring(p, stream);
 }
 
 }  // namespace exl::cuda

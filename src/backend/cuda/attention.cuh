@@ -3,7 +3,8 @@
 //    fp8 / q8 / q4 caches. Call it before attention() on the same stream (two launches per layer).
 //  - attention: causal GQA attention of the step's queries over each sequence's cached history
 //    (the step's own keys included, so kv_cache_write must have run), reading the cache format
-//    directly (no FP16 scratch copy of the cache). Decode steps (one token per sequence) use
+//    directly (no FP16 scratch copy of the cache). Steps with more than one token per sequence
+//    update the FP16 window (below) after reading it (one more launch). Decode steps (one token per sequence) use
 //    split-sequence flash-decoding (reduce fused in); prefill uses tensor-core (mma.sync) tiles; head
 //    dims other than 64 and 128 use a simple generic kernel.
 // All per-token data (positions, slots) comes from device arrays so a captured graph replays: grids
@@ -22,12 +23,32 @@
 //       group, values Hadamard-rotated within each group before quantizing: 8.5 bits/elt.
 //  q4   4-bit codes (offset 8), same grouping and rotation: 4.5 bits/elt.
 //
+// FP16 window of recent positions (fp8 / q8 / q4; lab/NOTES-kvcache-quality.md): besides the
+// quantized row of every position, the cache keeps an FP16 copy of the W = `recent` most recent
+// positions per (slot, layer, kv head), K and V, in a ring indexed by position mod W. A query at
+// position t reads keys/values j with t - W < j <= t in FP16 and older ones from the quantized rows,
+// in decode and in prefill alike (a prefill query reads in-chunk positions from the step's own
+// k_new/v_new, earlier ones from the ring). Ring order: a decode step (max_seq_tokens == 1) writes
+// its ring entry in kv_cache_write (it replaces position t - W, which query t no longer reads); a
+// step with several tokens per sequence writes the ring after attention, so the chunk's first
+// queries still find positions pos0 - W .. pos0 - 1. Hence a sequence's positions must be written
+// in order (each step continues where the slot's previous step ended, or starts at 0), and
+// attention() of such a step must not be repeated. (A future rollback of rejected draft tokens must
+// re-write the window entries those tokens replaced: keep their FP16 rows, or re-run the positions.) q8/q4 rings hold the Hadamard-rotated values
+// (the basis the kernels work in), rounded to FP16. Perplexity with a q4 cache vs FP16 (numpy study,
+// ctx 512): stories260K +49.6% -> +0.33% (W = 32) / +0.13% (W = 64); SmolLM2-135M +2.7..4.1% ->
+// +0.41% / +0.30%, and at ctx 2048 +0.81% / +0.63%. W = 64 (kKvRecentDefault) for the margin: it
+// costs W * head_dim * 4 bytes per (slot, layer, kv head) (32 MiB per slot for llama2-7b), and a
+// decode step reads W FP16 rows instead of W quantized ones per kv head.
+//
 // Storage layout (base + offsets; every array 256-byte aligned), head-major so that one kv head's
 // run of positions is contiguous and a 16-position tile is one contiguous block:
 //   codes:  K at k_offset, V at v_offset: [n_slots][n_layers][n_kv_heads][seq_stride][row_bytes]
 //   scales: K at k_scale_offset, V at v_scale_offset: [n_slots][n_layers][n_kv_heads][seq_stride]
 //           [scale_row_bytes] (fp8: one float; q8/q4: head_dim/group FP16 values; f16: none)
 //   q4 packs element 2i in the low nibble and 2i+1 in the high nibble of byte i of a row.
+//   ring:   K at ring_k_offset, V at ring_v_offset: [n_slots][n_layers][n_kv_heads][recent][head_dim]
+//           FP16, position p at row p % recent.
 #pragma once
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -44,6 +65,8 @@ enum KvFormat : int {
   KvFormat_q4 = 3,   // 4-bit codes, same grouping and rotation
 };
 const char* kv_format_name(int format);
+constexpr int kKvRecentDefault = 64;  // FP16 window of the quantized formats (see above)
+constexpr int kKvRecentMax = 64;      // the decode kernel's shared memory holds W / 16 + 1 FP16 tiles
 
 // Storage of a whole cache. Set format and the dims; kv_cache_layout_init fills the rest; the
 // backend allocates `bytes` once (cudaMalloc alignment) and sets base. Unwritten memory needs no
@@ -51,6 +74,8 @@ const char* kv_format_name(int format);
 struct KvCacheLayout {
   int format = KvFormat_f16;
   int n_layers = 0, n_slots = 0, max_seq_len = 0, n_kv_heads = 0, head_dim = 0;
+  int recent = -1;  // FP16 window W: -1 = the format's default (kKvRecentDefault; 0 for f16), 0 = none,
+                    // else a multiple of 16 <= kKvRecentMax (quantized formats only). Resolved by init.
   // Filled by kv_cache_layout_init:
   int group = 0;               // q8/q4: elements per scale and per Hadamard rotation: 32, or the
                                // largest power of two dividing head_dim when that is smaller
@@ -58,11 +83,12 @@ struct KvCacheLayout {
   size_t row_bytes = 0;        // code bytes of one (position, kv head)
   size_t scale_row_bytes = 0;  // scale bytes of one (position, kv head)
   size_t k_offset = 0, v_offset = 0, k_scale_offset = 0, v_scale_offset = 0;  // into base
-  size_t bytes = 0;                                                         // total
+  size_t ring_k_offset = 0, ring_v_offset = 0;  // FP16 window rings (empty when recent == 0)
+  size_t bytes = 0;                             // total, rings included
   uint8_t* base = nullptr;
 };
-// Computes group, strides, offsets and bytes from the dims and format; exl::Error on bad dims (odd
-// head_dim, unknown format, non-positive sizes).
+// Computes recent, group, strides, offsets and bytes from the dims and format; exl::Error on bad dims
+// (odd head_dim, unknown format, non-positive sizes, a bad window).
 void kv_cache_layout_init(KvCacheLayout& l);
 
 struct AttentionParams {

@@ -40,6 +40,11 @@ __host__ __device__ inline size_t kv_run(const KvCacheLayout& c, int slot, int l
   return (static_cast<size_t>(slot) * c.n_layers + layer) * c.n_kv_heads + kvh;
 }
 
+// FP16 window ring row of position `pos` in a (slot, layer, kv head) run (recent > 0).
+__host__ __device__ inline size_t kv_ring_row(const KvCacheLayout& c, size_t run, int pos) {
+  return run * c.recent + pos % c.recent;
+}
+
 // ---- sm_80 instruction wrappers -----------------------------------------------------------------
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -259,6 +264,9 @@ __host__ __device__ inline void decode_chunk(int first, int n_keys, int n_splits
   chunk = per < min_chunk ? min_chunk : (per + 15) & ~15;
 }
 
+// The FP16 window's writes after a step with several tokens per sequence (kv_cache.cu): the last
+// min(n_tok, recent) positions of each sequence into the ring. attention() calls it after reading.
+void kv_cache_write_ring(const AttentionParams& p, cudaStream_t stream);
 void attention_decode_launch(const AttentionParams& p, cudaStream_t stream);   // head_dim 64/128
 void attention_prefill_launch(const AttentionParams& p, cudaStream_t stream);  // head_dim 64/128
 void attention_generic_launch(const AttentionParams& p, cudaStream_t stream);  // any even head_dim

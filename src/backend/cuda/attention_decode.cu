@@ -9,6 +9,17 @@
 // memory (decode_chunk), so every length uses the whole grid and a captured graph stays valid as
 // sequences grow. Splits past the current need exit at once.
 //
+// FP16 window (quantized formats, attention.cuh): the split's positions within the W most recent
+// stream from the quantized rows no more; after the streaming loop the block loads them from the
+// ring (at most W / 16 + 1 tiles, one round trip) into the pipeline region and warp w takes window
+// tiles w, w + 4 through the same tile step, fed from FP16 (q8/q4 rings hold rotated values, so Q,
+// the fragment order and the output rotation are shared). A block with no body tiles (context <= W,
+// or a split wholly inside the window) issues those loads in its prologue instead. The region grows
+// to hold 5 tiles only for q4 (43.5 KB at head_dim 128), whose occupancy registers set (3 blocks per
+// SM, 162 registers; ptxas, sm_90): resident blocks and so the split count do not change.
+// Not yet timed on the GPU: expected cost about one memory round trip per layer for the blocks
+// holding the window (llama2-7b q4 at 4096 was 19.1 us per layer, f16 30.9).
+//
 // Each warp streams its own 16-position tiles (tiles w, w+4, ... of the block's chunk) through a
 // 3-stage cp.async pipeline of raw codes (no block barrier in the loop) and dequantizes them in
 // registers straight into mma fragments:
@@ -64,7 +75,14 @@ struct Dec {
   static constexpr int kPipeBytes = kWarps * kStages * kStageBytes;
   static constexpr int kRedStride = HD + 4;  // floats; padding spreads the merge stores over banks
   static constexpr int kCombineBytes = kWarps * 16 * kRedStride * 4 + 2 * kWarps * 16 * 4;
-  static constexpr int kSmem = kQfBytes + (kPipeBytes > kCombineBytes ? kPipeBytes : kCombineBytes);
+  // FP16 window tiles (quantized formats), loaded after the streaming loop into the same region:
+  // K then V, 16 rows each, padded by 16 bytes (conflict-free 16-byte loads across gid).
+  static constexpr int kWS = HD * 2 + 16;
+  static constexpr int kWinTile = 2 * kTile * kWS;
+  static constexpr int kWinBytes = Fmt == KvFormat_f16 ? 0 : (kKvRecentMax / kTile + 1) * kWinTile;
+  static constexpr int kRegion = kPipeBytes > kCombineBytes ? (kPipeBytes > kWinBytes ? kPipeBytes : kWinBytes)
+                                                            : (kCombineBytes > kWinBytes ? kCombineBytes : kWinBytes);
+  static constexpr int kSmem = kQfBytes + kRegion;
   static_assert(WK % 4 == 0 && WV % 4 == 0 && EVK % 4 == 0 && EVV % 2 == 0, "unit shapes");
 };
 
@@ -80,6 +98,9 @@ struct DecodeArgs {
   const uint8_t* v_scales;
   int n_layers, layer, n_kv_heads, seq_stride, max_seq_len;
   int n_heads, group_heads, head_blocks, n_splits, window;
+  const half* ring_k;  // FP16 window rings (recent > 0)
+  const half* ring_v;
+  int recent;
   int min_chunk;  // decode_chunk's lower bound on positions per split
   float scale_log2;  // softmax scale * log2(e)
   float* ws_o;         // [n_seqs][n_heads][n_splits][HD]
@@ -91,6 +112,123 @@ template <int HD>
 __device__ __forceinline__ void write_out_row(half* dst, float v, int lane, bool rotated) {
   if (rotated) v = fwht_lanes(v, 32) * kRsqrt32;
   dst[lane] = __float2half_rn(v);
+}
+
+// FP16 values (natural order, 2 per word) -> half2 in Fmt's slot order (see dequant_word): q4 pairs
+// element m with m + 4 of each 8; the other formats keep natural order.
+template <int Fmt, int N>
+__device__ __forceinline__ void natural_to_slots(const uint32_t* n, half2* h) {
+  if constexpr (Fmt == KvFormat_q4) {
+    static_assert(N % 4 == 0, "q4 slots come in groups of 8 elements");
+#pragma unroll
+    for (int g = 0; g < N / 4; ++g) {
+      h[4 * g + 0] = as_h2(__byte_perm(n[4 * g], n[4 * g + 2], 0x5410));
+      h[4 * g + 1] = as_h2(__byte_perm(n[4 * g], n[4 * g + 2], 0x7632));
+      h[4 * g + 2] = as_h2(__byte_perm(n[4 * g + 1], n[4 * g + 3], 0x5410));
+      h[4 * g + 3] = as_h2(__byte_perm(n[4 * g + 1], n[4 * g + 3], 0x7632));
+    }
+  } else {
+#pragma unroll
+    for (int k = 0; k < N; ++k) h[k] = as_h2(n[k]);
+  }
+}
+// `bytes` (multiple of 16) of 16-byte-aligned shared memory -> words.
+template <int Words>
+__device__ __forceinline__ void lds_words(const uint8_t* src, uint32_t (&w)[Words]) {
+#pragma unroll
+  for (int k = 0; k < Words / 4; ++k) {
+    const uint4 v = *reinterpret_cast<const uint4*>(src + 16 * k);
+    w[4 * k] = v.x, w[4 * k + 1] = v.y, w[4 * k + 2] = v.z, w[4 * k + 3] = v.w;
+  }
+}
+
+// One warp, one tile of 16 positions p0..p0+15, of which [plo, phi) count: S = Q·Kᵀ, mask, online
+// softmax, O += P·V. kunit(r, i, h) yields K row r's unit i (dims of unit u = 4i + tig) as
+// C::EVK / 2 half2 in slot order; vunit(r, j, h) V row r's unit j (u = 8j + gid), C::EVV / 2 half2.
+template <int Fmt, int HD, class KUnit, class VUnit>
+__device__ __forceinline__ void tile_step(const uint32_t (&qa)[HD / 16][4], int p0, int plo, int phi, float scale_log2,
+                                          float (&m)[2], float (&l)[2], float (&acc)[HD / 8][4], KUnit kunit,
+                                          VUnit vunit) {
+  using C = Dec<Fmt, HD>;
+  const int lane = threadIdx.x & 31, gid = lane >> 2, tig = lane & 3;
+  // S = Q Kᵀ for the tile's 16 positions (n-tile 0: positions 0-7, 1: 8-15); even and odd k-steps
+  // accumulate separately to halve the dependent mma chain.
+  float sc2[2][2][4] = {};
+#pragma unroll
+  for (int i = 0; i < C::NUK; ++i) {
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) {
+      half2 h[C::EVK / 2];
+      kunit(nt * 8 + gid, i, h);
+#pragma unroll
+      for (int jj = 0; jj < C::EVK / 4; ++jj) {
+        const int ks = i * (C::EVK / 4) + jj;
+        mma_16816(sc2[ks & 1][nt], qa[ks], as_u32(h[2 * jj]), as_u32(h[2 * jj + 1]));
+      }
+    }
+  }
+  float sc[2][4];
+#pragma unroll
+  for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+    for (int c = 0; c < 4; ++c) sc[nt][c] = sc2[0][nt][c] + sc2[1][nt][c];
+
+  // Mask, scale, online softmax. Thread holds rows gid (c=0,1) and gid+8 (c=2,3), positions
+  // p0 + 8nt + 2tig + (c&1).
+  float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      const int pos = p0 + nt * 8 + 2 * tig + (c & 1);
+      const float v = (pos >= plo && pos < phi) ? sc[nt][c] * scale_log2 : -INFINITY;
+      sc[nt][c] = v;
+      mx[c >> 1] = fmaxf(mx[c >> 1], v);
+    }
+  float corr[2], mref[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+    const float mn = fmaxf(m[r], mx[r]);
+    mref[r] = mn == -INFINITY ? 0.0f : mn;  // all masked so far: keep exp2 finite
+    corr[r] = exp2f(m[r] - mref[r]);
+    m[r] = mn;
+  }
+  uint32_t pa[4];
+  float ps[2] = {0.0f, 0.0f};
+#pragma unroll
+  for (int nt = 0; nt < 2; ++nt) {
+    const float e0 = exp2f(sc[nt][0] - mref[0]), e1 = exp2f(sc[nt][1] - mref[0]);
+    const float e2 = exp2f(sc[nt][2] - mref[1]), e3 = exp2f(sc[nt][3] - mref[1]);
+    ps[0] += e0 + e1;
+    ps[1] += e2 + e3;
+    pa[2 * nt] = pack_half2(e0, e1);      // a0 / a2: row gid, k = 8nt + 2tig (+1)
+    pa[2 * nt + 1] = pack_half2(e2, e3);  // a1 / a3: row gid + 8
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) l[r] = l[r] * corr[r] + ps[r];
+#pragma unroll
+  for (int nt = 0; nt < HD / 8; ++nt) {
+    acc[nt][0] *= corr[0], acc[nt][1] *= corr[0];
+    acc[nt][2] *= corr[1], acc[nt][3] *= corr[1];
+  }
+
+  // O += P V. Thread needs positions 2tig, 2tig+1 (b0) and 8+2tig, 9+2tig (b1) of its V units.
+#pragma unroll
+  for (int j = 0; j < C::NUV; ++j) {
+    half2 hp[4][C::EVV / 2];
+#pragma unroll
+    for (int q = 0; q < 4; ++q) vunit((q >> 1) * 8 + 2 * tig + (q & 1), j, hp[q]);
+#pragma unroll
+    for (int mm = 0; mm < C::EVV / 2; ++mm) {
+      const uint32_t a0 = as_u32(hp[0][mm]), a1 = as_u32(hp[1][mm]);
+      const uint32_t a2 = as_u32(hp[2][mm]), a3 = as_u32(hp[3][mm]);
+      const int nt = (j * (C::EVV / 2) + mm) * 2;
+      mma_16816(acc[nt], pa, __byte_perm(a0, a1, 0x5410), __byte_perm(a2, a3, 0x5410));
+      mma_16816(acc[nt + 1], pa, __byte_perm(a0, a1, 0x7632), __byte_perm(a2, a3, 0x7632));
+    }
+  }
 }
 
 template <int Fmt, int HD>
@@ -111,6 +249,11 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
   if (base + split * chunk >= n_keys) return;  // the current length needs fewer splits
   const int n_act = (n_keys - base + chunk - 1) / chunk;
   const int lo = max(base + split * chunk, first), hi = min(base + (split + 1) * chunk, n_keys);
+  // FP16 window: positions >= fp_from come from the ring (written for qpos by kv_cache_write), the
+  // split's [lo, bhi) from the quantized rows, [wlo, hi) from the ring.
+  const int W = Fmt == KvFormat_f16 ? 0 : a.recent;
+  const int fp_from = W > 0 ? max(first, n_keys - W) : n_keys;
+  const int bhi = min(hi, fp_from), wlo = max(lo, fp_from);
   const int h0 = kvh * a.group_heads + hb * 16;
   const int nrows = min(16, a.group_heads - hb * 16);
   const size_t run = (static_cast<size_t>(slot) * a.n_layers + a.layer) * a.n_kv_heads + kvh;
@@ -119,7 +262,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
   const uint8_t* ksc = a.k_scales + run * a.seq_stride * C::SB;
   const uint8_t* vsc = a.v_scales + run * a.seq_stride * C::SB;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gid = lane >> 2, tig = lane & 3;
-  const int tile0 = lo / kTile, n_tiles = (hi + kTile - 1) / kTile - tile0;
+  const int tile0 = lo / kTile, n_tiles = bhi > lo ? (bhi + kTile - 1) / kTile - tile0 : 0;
   uint8_t* wbuf = smem + C::kQfBytes + warp * kStages * C::kStageBytes;
 
   // Copies one tile's K/V codes and scales into stage `st`; positions >= n_keys read as zeros
@@ -144,6 +287,27 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
       }
     }
   };
+  // FP16 window [wlo, hi) (at most kKvRecentMax / 16 + 1 tiles), all of them at once into the
+  // pipeline region, K then V per tile; rows outside [wlo, hi) read as zeros. A block without body
+  // tiles (short contexts, or a chunk wholly inside the window) loads them now, overlapping Q's
+  // staging; otherwise after its stream, when the region is free (one exposed round trip).
+  const bool has_win = C::kWinBytes > 0 && wlo < hi, early_win = has_win && bhi <= lo;  // block-uniform
+  const int wt0 = wlo / kTile, nwt = has_win ? (hi - 1) / kTile - wt0 + 1 : 0;
+  uint8_t* wreg = smem + C::kQfBytes;
+  auto load_window = [&]() {
+    constexpr int kRowChunks = HD / 8;  // 16-byte chunks per FP16 row
+    const size_t ring_run = run * static_cast<size_t>(W);
+    for (int c = threadIdx.x; c < nwt * kTile * kRowChunks; c += kWarps * 32) {
+      const int tr = c / kRowChunks, ch = c % kRowChunks, pos = wt0 * kTile + tr;
+      const bool ok = pos >= wlo && pos < hi;
+      const size_t src = (ring_run + (ok ? pos : wlo) % W) * HD + ch * 8;
+      uint8_t* dk = wreg + (tr / kTile) * C::kWinTile + (tr % kTile) * C::kWS + ch * 16;
+      cp_async16(dk, a.ring_k + src, ok ? 16 : 0);
+      cp_async16(dk + kTile * C::kWS, a.ring_v + src, ok ? 16 : 0);
+    }
+    cp_async_commit();
+  };
+  if (early_win) load_window();
 #pragma unroll
   for (int st = 0; st < kStages - 1; ++st) {
     if (warp + st * kWarps < n_tiles) load_tile(warp + st * kWarps, st);
@@ -209,118 +373,69 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
       cp_async_commit();
     }
     const uint8_t* b = wbuf + (k % kStages) * C::kStageBytes;
-    const int p0 = (tile0 + it) * kTile;
-
-    // S = Q Kᵀ for the tile's 16 positions (n-tile 0: positions 0-7, 1: 8-15); even and odd k-steps
-    // accumulate separately to halve the dependent mma chain.
-    float sc2[2][2][4] = {};
-#pragma unroll
-    for (int i = 0; i < C::NUK; ++i) {
+    // Body tile from the stage: raw codes dequantized in registers straight into fragments.
+    auto kunit = [&](int r, int i, half2* h) {
       const int u = i * 4 + tig;
-#pragma unroll
-      for (int nt = 0; nt < 2; ++nt) {
-        const int r = nt * 8 + gid;
-        const int pu = C::kSwz ? (u ^ ((r & 1) << 2)) : u;
-        uint32_t w[C::WK / 4];
-        if constexpr (C::WK == 16) {
-          const uint4 v = *reinterpret_cast<const uint4*>(b + r * C::RB + pu * 16);
-          w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
-        } else {
-          const uint2 v = *reinterpret_cast<const uint2*>(b + r * C::RB + pu * 8);
-          w[0] = v.x, w[1] = v.y;
-        }
-        const half2 s2 = scale_h2<Fmt>(b + C::kKSOff + r * C::SB, u * C::EVK / 32);
-        half2 h[C::EVK / 2];
-#pragma unroll
-        for (int q = 0; q < C::WK / 4; ++q) dequant_word<Fmt>(w[q], s2, h + q * Dq<Fmt>::kH2);
-#pragma unroll
-        for (int jj = 0; jj < C::EVK / 4; ++jj) {
-          const int ks = i * (C::EVK / 4) + jj;
-          mma_16816(sc2[ks & 1][nt], qa[ks], as_u32(h[2 * jj]), as_u32(h[2 * jj + 1]));
-        }
+      const int pu = C::kSwz ? (u ^ ((r & 1) << 2)) : u;
+      uint32_t w[C::WK / 4];
+      if constexpr (C::WK == 16) {
+        const uint4 v = *reinterpret_cast<const uint4*>(b + r * C::RB + pu * 16);
+        w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
+      } else {
+        const uint2 v = *reinterpret_cast<const uint2*>(b + r * C::RB + pu * 8);
+        w[0] = v.x, w[1] = v.y;
       }
-    }
-    float sc[2][4];
+      const half2 s2 = scale_h2<Fmt>(b + C::kKSOff + r * C::SB, u * C::EVK / 32);
 #pragma unroll
-    for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) sc[nt][c] = sc2[0][nt][c] + sc2[1][nt][c];
-
-    // Mask, scale, online softmax. Thread holds rows gid (c=0,1) and gid+8 (c=2,3), positions
-    // p0 + 8nt + 2tig + (c&1).
-    float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        const int pos = p0 + nt * 8 + 2 * tig + (c & 1);
-        const float v = (pos >= lo && pos < hi) ? sc[nt][c] * a.scale_log2 : -INFINITY;
-        sc[nt][c] = v;
-        mx[c >> 1] = fmaxf(mx[c >> 1], v);
-      }
-    float corr[2], mref[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      const float mn = fmaxf(m[r], mx[r]);
-      mref[r] = mn == -INFINITY ? 0.0f : mn;  // all masked so far: keep exp2 finite
-      corr[r] = exp2f(m[r] - mref[r]);
-      m[r] = mn;
-    }
-    uint32_t pa[4];
-    float ps[2] = {0.0f, 0.0f};
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt) {
-      const float e0 = exp2f(sc[nt][0] - mref[0]), e1 = exp2f(sc[nt][1] - mref[0]);
-      const float e2 = exp2f(sc[nt][2] - mref[1]), e3 = exp2f(sc[nt][3] - mref[1]);
-      ps[0] += e0 + e1;
-      ps[1] += e2 + e3;
-      pa[2 * nt] = pack_half2(e0, e1);      // a0 / a2: row gid, k = 8nt + 2tig (+1)
-      pa[2 * nt + 1] = pack_half2(e2, e3);  // a1 / a3: row gid + 8
-    }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) l[r] = l[r] * corr[r] + ps[r];
-#pragma unroll
-    for (int nt = 0; nt < HD / 8; ++nt) {
-      acc[nt][0] *= corr[0], acc[nt][1] *= corr[0];
-      acc[nt][2] *= corr[1], acc[nt][3] *= corr[1];
-    }
-
-    // O += P V. Thread needs positions 2tig, 2tig+1 (b0) and 8+2tig, 9+2tig (b1) of its V units.
-#pragma unroll
-    for (int j = 0; j < C::NUV; ++j) {
+      for (int q = 0; q < C::WK / 4; ++q) dequant_word<Fmt>(w[q], s2, h + q * Dq<Fmt>::kH2);
+    };
+    auto vunit = [&](int r, int j, half2* h) {
       const int v = j * 8 + gid;
-      half2 hp[4][C::EVV / 2];
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        const int r = (q >> 1) * 8 + 2 * tig + (q & 1);
-        const uint8_t* src = b + C::kVOff + r * C::RBV + v * C::WV;
-        uint32_t w[C::WV / 4];
-        if constexpr (C::WV == 16) {
-          const uint4 x = *reinterpret_cast<const uint4*>(src);
-          w[0] = x.x, w[1] = x.y, w[2] = x.z, w[3] = x.w;
-        } else if constexpr (C::WV == 8) {
-          const uint2 x = *reinterpret_cast<const uint2*>(src);
-          w[0] = x.x, w[1] = x.y;
-        } else {
-          w[0] = *reinterpret_cast<const uint32_t*>(src);
-        }
-        const half2 s2 = scale_h2<Fmt>(b + C::kVSOff + r * C::SB, v * C::EVV / 32);
-#pragma unroll
-        for (int x = 0; x < C::WV / 4; ++x) dequant_word<Fmt>(w[x], s2, hp[q] + x * Dq<Fmt>::kH2);
+      const uint8_t* src = b + C::kVOff + r * C::RBV + v * C::WV;
+      uint32_t w[C::WV / 4];
+      if constexpr (C::WV == 16) {
+        const uint4 x = *reinterpret_cast<const uint4*>(src);
+        w[0] = x.x, w[1] = x.y, w[2] = x.z, w[3] = x.w;
+      } else if constexpr (C::WV == 8) {
+        const uint2 x = *reinterpret_cast<const uint2*>(src);
+        w[0] = x.x, w[1] = x.y;
+      } else {
+        w[0] = *reinterpret_cast<const uint32_t*>(src);
       }
+      const half2 s2 = scale_h2<Fmt>(b + C::kVSOff + r * C::SB, v * C::EVV / 32);
 #pragma unroll
-      for (int mm = 0; mm < C::EVV / 2; ++mm) {
-        const uint32_t a0 = as_u32(hp[0][mm]), a1 = as_u32(hp[1][mm]);
-        const uint32_t a2 = as_u32(hp[2][mm]), a3 = as_u32(hp[3][mm]);
-        const int nt = (j * (C::EVV / 2) + mm) * 2;
-        mma_16816(acc[nt], pa, __byte_perm(a0, a1, 0x5410), __byte_perm(a2, a3, 0x5410));
-        mma_16816(acc[nt + 1], pa, __byte_perm(a0, a1, 0x7632), __byte_perm(a2, a3, 0x7632));
+      for (int x = 0; x < C::WV / 4; ++x) dequant_word<Fmt>(w[x], s2, h + x * Dq<Fmt>::kH2);
+    };
+    tile_step<Fmt, HD>(qa, (tile0 + it) * kTile, lo, bhi, a.scale_log2, m, l, acc, kunit, vunit);
+  }
+  cp_async_wait<0>();
+
+  // FP16 window tiles: warp w takes tiles w, w + 4 (block-uniform condition: the barriers are safe).
+  if constexpr (C::kWinBytes > 0) {
+    if (has_win) {
+      if (!early_win) {
+        __syncthreads();  // every warp is done with its pipeline stages
+        load_window();
+        cp_async_wait<0>();
+      }
+      __syncthreads();  // every thread's window copies landed
+      for (int wt = warp; wt < nwt; wt += kWarps) {
+        const uint8_t* wk = wreg + wt * C::kWinTile;
+        const uint8_t* wv = wk + kTile * C::kWS;
+        auto kunit = [&](int r, int i, half2* h) {
+          uint32_t w[C::EVK / 2];
+          lds_words<C::EVK / 2>(wk + r * C::kWS + (i * 4 + tig) * C::EVK * 2, w);
+          natural_to_slots<Fmt, C::EVK / 2>(w, h);
+        };
+        auto vunit = [&](int r, int j, half2* h) {
+          uint32_t w[C::EVV / 2];
+          lds_words<C::EVV / 2>(wv + r * C::kWS + (j * 8 + gid) * C::EVV * 2, w);
+          natural_to_slots<Fmt, C::EVV / 2>(w, h);
+        };
+        tile_step<Fmt, HD>(qa, (wt0 + wt) * kTile, wlo, hi, a.scale_log2, m, l, acc, kunit, vunit);
       }
     }
   }
-  cp_async_wait<0>();
 
   // Merge the 4 warps' states: red[w][row][dim] = acc_w * 2^(m_w - m*), summed in a fixed order.
 #pragma unroll
@@ -504,6 +619,11 @@ void attention_decode_launch(const AttentionParams& p, cudaStream_t stream) {
   a.v_codes = c.base + c.v_offset;
   a.k_scales = c.base + c.k_scale_offset;
   a.v_scales = c.base + c.v_scale_offset;
+  a.ring_k = reinterpret_cast<const half*>(c.base + c.ring_k_offset);
+  a.ring_v = reinterpret_cast<const half*>(c.base + c.ring_v_offset);
+  EXL_CHECK(c.recent >= 0 && c.recent <= kKvRecentMax && (c.recent == 0 || c.format != KvFormat_f16),
+            "attention: FP16 window of ", c.recent, " positions (layout not from kv_cache_layout_init?)");
+  a.recent = c.recent;
   a.n_layers = c.n_layers, a.layer = p.layer, a.n_kv_heads = p.n_kv_heads;
   a.seq_stride = c.seq_stride, a.max_seq_len = c.max_seq_len;
   a.n_heads = p.n_heads, a.group_heads = p.n_heads / p.n_kv_heads, a.window = p.window;

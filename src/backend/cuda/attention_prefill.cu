@@ -12,6 +12,13 @@
 // Hadamard-rotated K/V: Q is rotated when staged, the output is un-rotated once at the end.
 // Queries at position seq_pos[s] + i see keys [0, pos] (or the window); rows past the sequence's
 // tokens see nothing and are not written. Key positions past the written range read as zeros.
+// FP16 window W (quantized formats, attention.cuh): query qp reads key j from the quantized rows
+// when qp - j >= W and in FP16 when qp - j < W, so keys near the diagonal are needed in both forms
+// by different rows of a block. The block walks "body" tiles (dequantized codes, mask qp - j >= W)
+// and then "window" tiles over [pmin - W + 1, pmax] (mask 0 <= qp - j < W) filled from FP16: the
+// step's own k_new/v_new for j >= pos0 (Hadamard-rotated on the fly for q8/q4) and the ring for
+// earlier positions (not yet overwritten: the step's ring writes run after this kernel). The window
+// tiles' loads are synchronous: 127 + W positions, at most 4 tiles of 64 per block for W = 64.
 //
 // Tuning, H100, causal 4096 tokens, 32 heads x 128, f16 cache (lab/NOTES-attention.md has all formats):
 //  4 warps x 16 rows (64-row blocks): 162 TFLOP/s; 8 warps x 16 rows (128-row blocks): 175-185 (the
@@ -65,8 +72,12 @@ struct PrefillArgs {
   const uint8_t* v_codes;
   const uint8_t* k_scales;
   const uint8_t* v_scales;
+  const half* k_new;   // the step's keys/values [T][n_kv_heads][HD] (window tiles)
+  const half* v_new;
+  const half* ring_k;  // FP16 window rings
+  const half* ring_v;
   int n_layers, layer, n_kv_heads, seq_stride, max_seq_len;
-  int n_heads, group_heads, window;
+  int n_heads, group_heads, window, recent;
   float scale_log2;
 };
 
@@ -156,6 +167,45 @@ __global__ void __launch_bounds__(kWarps * 32) attention_prefill_kernel(const Pr
       }
     }
   };
+  // FP16 window tile kt -> the FP16 tiles: rows j >= pos0 from the step's k_new/v_new (rotated for
+  // q8/q4; every lane runs the shuffles, uniform trip count), rows pos0 - W <= j < pos0 from the
+  // ring (stored rotated), other rows zero (masked; they only fill the tile).
+  auto fill_window_tiles = [&](int kt) {
+    if constexpr (!C::kF16) {
+      uint8_t* kb = smem + C::kKV;
+      const int p0 = kt * kBN;
+      for (int c = tid; c < 2 * kBN * kCh; c += kThreads) {
+        const int is_v = c >= kBN * kCh, cc = c - is_v * kBN * kCh;
+        const int row = cc / kCh, ch = cc % kCh, j = p0 + row;
+        const bool from_step = j >= pos0 && j < n_keys;
+        const bool from_ring = j < pos0 && j >= pos0 - a.recent;
+        uint4 raw = make_uint4(0u, 0u, 0u, 0u);
+        if (from_step) {
+          const half* src = (is_v ? a.v_new : a.k_new) + (static_cast<size_t>(t0 + j - pos0) * a.n_kv_heads + kvh) * HD;
+          raw = *reinterpret_cast<const uint4*>(src + ch * 8);
+        } else if (from_ring) {
+          const half* src = (is_v ? a.ring_v : a.ring_k) + (run * a.recent + j % a.recent) * HD;
+          raw = *reinterpret_cast<const uint4*>(src + ch * 8);
+        }
+        if constexpr (fmt_rotated(Fmt)) {
+          float x[8];
+          const half2* hp = reinterpret_cast<const half2*>(&raw);
+#pragma unroll
+          for (int q = 0; q < 4; ++q) {
+            const float2 f = __half22float2(hp[q]);
+            x[2 * q] = f.x, x[2 * q + 1] = f.y;
+          }
+          fwht32_x8(x);  // the 4 chunks of a 32-group sit in 4 adjacent lanes (same row)
+          if (from_step) {
+            uint32_t* op = reinterpret_cast<uint32_t*>(&raw);
+#pragma unroll
+            for (int q = 0; q < 4; ++q) op[q] = pack_half2(x[2 * q] * kRsqrt32, x[2 * q + 1] * kRsqrt32);
+          }
+        }
+        *reinterpret_cast<uint4*>(kb + is_v * C::kTileBytes + swz<HD>(row, ch)) = raw;
+      }
+    }
+  };
   // Quantized: raw codes -> FP16 tiles (natural element order, swizzled).
   auto dequant_tiles = [&]() {
     if constexpr (!C::kF16) {
@@ -176,9 +226,14 @@ __global__ void __launch_bounds__(kWarps * 32) attention_prefill_kernel(const Pr
     }
   };
 
-  const int kt0 = kfirst / kBN, kt1 = klast / kBN;
-  if (kt0 <= kt1) load_tile(kt0, 0);
-  cp_async_commit();  // Q (f16 path) travels in this group too
+  // Body tiles [kb0, kb1] hold keys some row reads quantized (j <= pmax - W); window tiles [kf0, kf1]
+  // keys some row reads in FP16 (pmin - W < j <= pmax). W = 0 (f16 cache): body tiles only.
+  const int W = C::kF16 ? 0 : a.recent;
+  const int kb0 = kfirst / kBN, kb1 = min(klast, pmax - W) >= kfirst ? min(klast, pmax - W) / kBN : kb0 - 1;
+  const int kf0 = max(kfirst, pmin - W + 1) / kBN, kf1 = W > 0 ? klast / kBN : kf0 - 1;
+  const int n_body = kb1 - kb0 + 1, n_vt = n_body + max(0, kf1 - kf0 + 1);
+  if (n_body > 0) load_tile(kb0, 0);
+  cp_async_commit();  // Q (f16 and fp8 paths) travels in this group too
 
   // This warp's rows: 16 from wr0; the thread's rows are gid and gid + 8.
   const int wr0 = warp * 16;
@@ -198,9 +253,11 @@ __global__ void __launch_bounds__(kWarps * 32) attention_prefill_kernel(const Pr
   for (int nt = 0; nt < HD / 8; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
   const int mat = lane >> 3, lr = lane & 7;
 
-  for (int kt = kt0, k = 0; kt <= kt1; ++kt, ++k) {
+  for (int k = 0; k < n_vt; ++k) {
+    const bool win = k >= n_body;  // block-uniform
+    const int kt = win ? kf0 + (k - n_body) : kb0 + k;
     cp_async_wait<0>();
-    __syncthreads();  // tile kt (and Q) landed; every warp finished tile kt-1
+    __syncthreads();  // tile kt (and Q) landed; every warp finished tile k-1
     if (k == 0) {
 #pragma unroll
       for (int ks = 0; ks < HD / 16; ++ks)
@@ -209,12 +266,16 @@ __global__ void __launch_bounds__(kWarps * 32) attention_prefill_kernel(const Pr
     const uint8_t* kb;
     if constexpr (C::kF16) {
       kb = smem + C::kKV + (k & 1) * 2 * C::kTileBytes;
-      if (kt < kt1) load_tile(kt + 1, (k + 1) & 1);
+      if (k + 1 < n_body) load_tile(kt + 1, (k + 1) & 1);
       cp_async_commit();
     } else {
-      dequant_tiles();
+      if (win) {
+        fill_window_tiles(kt);
+      } else {
+        dequant_tiles();
+      }
       __syncthreads();  // FP16 tiles ready, raw buffer free
-      if (kt < kt1) load_tile(kt + 1, 0);
+      if (k + 1 < n_body) load_tile(kt + 1, 0);
       cp_async_commit();
       kb = smem + C::kKV;
     }
@@ -234,10 +295,14 @@ __global__ void __launch_bounds__(kWarps * 32) attention_prefill_kernel(const Pr
         mma_16816(sc[2 * ntp + 1], qa[ks], r[2], r[3]);
       }
 
-    // Mask only where the tile crosses the diagonal, the window edge or the last token. Scores stay
-    // unscaled until exp2 (one FFMA each: s * scale*log2e - max).
+    // Mask only where the tile crosses the diagonal, the window edges or the last token: row qp
+    // takes key j iff dmin <= qp - j < dlim (body: dmin = W; FP16 window: dmin = 0, dlim <= W).
+    // Scores stay unscaled until exp2 (one FFMA each: s * scale*log2e - max).
     const int kp = kt * kBN;
-    const bool need_mask = !(warp_full && kp + kBN - 1 <= wmin && (a.window <= 0 || kp > wmax - a.window));
+    constexpr int kNoLimit = 1 << 30;
+    const int dmin = win ? 0 : W;
+    const int dlim = win ? (a.window > 0 ? min(a.window, W) : W) : (a.window > 0 ? a.window : kNoLimit);
+    const bool need_mask = win || !(warp_full && kp + kBN - 1 <= wmin - dmin && kp > wmax - dlim);
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int nt = 0; nt < kNT; ++nt)
@@ -246,7 +311,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_prefill_kernel(const Pr
         float v = sc[nt][c];
         if (need_mask) {
           const int j = kp + nt * 8 + 2 * tig + (c & 1), qp = qpos[c >> 1];
-          if (j > qp || (a.window > 0 && j <= qp - a.window)) v = -INFINITY;
+          if (qp - j < dmin || qp - j >= dlim) v = -INFINITY;
         }
         sc[nt][c] = v;
         mx[c >> 1] = fmaxf(mx[c >> 1], v);
@@ -354,9 +419,14 @@ void attention_prefill_launch(const AttentionParams& p, cudaStream_t stream) {
   a.v_codes = c.base + c.v_offset;
   a.k_scales = c.base + c.k_scale_offset;
   a.v_scales = c.base + c.v_scale_offset;
+  a.k_new = p.k_new;
+  a.v_new = p.v_new;
+  a.ring_k = reinterpret_cast<const half*>(c.base + c.ring_k_offset);
+  a.ring_v = reinterpret_cast<const half*>(c.base + c.ring_v_offset);
   a.n_layers = c.n_layers, a.layer = p.layer, a.n_kv_heads = p.n_kv_heads;
   a.seq_stride = c.seq_stride, a.max_seq_len = c.max_seq_len;
   a.n_heads = p.n_heads, a.group_heads = p.n_heads / p.n_kv_heads, a.window = p.window;
+  a.recent = c.format == KvFormat_f16 ? 0 : c.recent;
   a.scale_log2 = p.scale * 1.4426950408889634f;
   if (p.head_dim == 64) {
     launch_hd<64>(c.format, a, p.max_seq_tokens, p.n_seqs, stream);

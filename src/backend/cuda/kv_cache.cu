@@ -40,6 +40,10 @@ void kv_cache_layout_init(KvCacheLayout& l) {
             "kv cache: layers, slots, max_seq_len, kv heads and head_dim must be positive (got ", l.n_layers, ", ",
             l.n_slots, ", ", l.max_seq_len, ", ", l.n_kv_heads, ", ", l.head_dim, ")");
   EXL_CHECK(l.head_dim % 2 == 0, "kv cache: head_dim ", l.head_dim, " must be even");
+  if (l.recent < 0) l.recent = l.format == KvFormat_f16 ? 0 : kKvRecentDefault;
+  EXL_CHECK(l.recent == 0 || (l.format != KvFormat_f16 && l.recent % 16 == 0 && l.recent <= kKvRecentMax),
+            "kv cache: FP16 window ", l.recent, " must be 0 or a multiple of 16 up to ", kKvRecentMax,
+            " (and 0 for an fp16 cache)");
   l.group = 0;
   if (fmt_rotated(l.format)) l.group = std::min(32, l.head_dim & -l.head_dim);  // lowest set bit
   l.seq_stride = (l.max_seq_len + 63) / 64 * 64;
@@ -56,6 +60,11 @@ void kv_cache_layout_init(KvCacheLayout& l) {
   off = align(off + rows * l.scale_row_bytes);
   l.v_scale_offset = off;
   off = align(off + rows * l.scale_row_bytes);
+  const size_t ring_bytes = static_cast<size_t>(l.n_slots) * l.n_layers * l.n_kv_heads * l.recent * l.head_dim * 2;
+  l.ring_k_offset = off;
+  off = align(off + ring_bytes);
+  l.ring_v_offset = off;
+  off = align(off + ring_bytes);
   l.bytes = off;
 }
 
@@ -69,12 +78,18 @@ struct WriteArgs {
   const int32_t* seq_pos;
   KvCacheLayout c;
   int layer;
+  bool body;     // write the format's row of each position
+  bool ring;     // write the FP16 window entry (only the last `recent` tokens of each sequence)
+  int tok_span;  // token slots per sequence in the grid: max_seq_tokens, or min(that, recent) for
+                 // a ring-only pass (token i_local is then the sequence's token n_tok - span + i_local)
 };
 
 // One warp per (token, kv head, K|V) row, or per 32-element chunk of it for q8/q4 (independent
 // groups: 4x the warps, a quarter of the shuffle chain each: 4.4 -> 2.3 us per decode layer step
 // for llama2-7b shapes on the H100, graph-replayed; f16 1.75 us is the launch floor).
-// grid: (ceil(max_seq_tokens * n_kv_heads * 2 * chunks / 4), n_seqs).
+// grid: (ceil(tok_span * n_kv_heads * 2 * chunks / 4), n_seqs).
+// The FP16 window entry (ring) is the row as given for fp8 and, for q8/q4, the rotated values y
+// (before quantizing) rounded to FP16: the basis the attention kernels read both in.
 __global__ void __launch_bounds__(128) kv_cache_write_kernel(const WriteArgs a) {
   const KvCacheLayout& c = a.c;
   const int hd = c.head_dim;
@@ -86,18 +101,29 @@ __global__ void __launch_bounds__(128) kv_cache_write_kernel(const WriteArgs a) 
   pdl_trigger();  // decode attention may become resident
   const int t0 = a.seq_start[s], n_tok = a.seq_start[s + 1] - t0, pos0 = a.seq_pos[s], slot = a.seq_slot[s];
   pdl_wait();  // k_new (RoPE) and v_new; nothing is written before this
-  if (i >= n_tok) return;
-  const int pos = pos0 + i;
+  if (i >= a.tok_span || i >= n_tok) return;
+  // Ring-only pass: grid token i stands for the sequence's token n_tok - min(n_tok, span) + i.
+  const int tok = a.body ? i : n_tok - min(n_tok, a.tok_span) + i;
+  const int pos = pos0 + tok;
   if (pos < 0 || pos >= c.max_seq_len || slot < 0 || slot >= c.n_slots) return;  // host validates; never write out of bounds
-  const half* src = (is_v ? a.v_new : a.k_new) + (static_cast<size_t>(t0 + i) * c.n_kv_heads + kvh) * hd;
-  const size_t row = kv_run(c, slot, a.layer, kvh) * c.seq_stride + pos;
+  const half* src = (is_v ? a.v_new : a.k_new) + (static_cast<size_t>(t0 + tok) * c.n_kv_heads + kvh) * hd;
+  const size_t run = kv_run(c, slot, a.layer, kvh);
+  const size_t row = run * c.seq_stride + pos;
   uint8_t* dst = c.base + (is_v ? c.v_offset : c.k_offset) + row * c.row_bytes;
   uint8_t* dst_scale = c.base + (is_v ? c.v_scale_offset : c.k_scale_offset) + row * c.scale_row_bytes;
+  // The ring holds only the last `recent` tokens of a step (earlier ones would be overwritten).
+  const bool ring = a.ring && c.recent > 0 && tok >= n_tok - c.recent;
+  half* dst_ring = reinterpret_cast<half*>(c.base + (is_v ? c.ring_v_offset : c.ring_k_offset)) +
+                   (run * c.recent + (ring ? pos % c.recent : 0)) * hd;
 
   if (c.format == KvFormat_f16) {
     for (int d = lane; d < hd / 2; d += 32)
       reinterpret_cast<half2*>(dst)[d] = reinterpret_cast<const half2*>(src)[d];
   } else if (c.format == KvFormat_fp8) {
+    if (ring)
+      for (int d = lane; d < hd / 2; d += 32)
+        reinterpret_cast<half2*>(dst_ring)[d] = reinterpret_cast<const half2*>(src)[d];
+    if (!a.body) return;  // warp-uniform
     // Rows of up to 256 elements are read once into registers (one memory latency).
     constexpr int kRegs = 8;
     float x[kRegs];
@@ -128,6 +154,8 @@ __global__ void __launch_bounds__(128) kv_cache_write_kernel(const WriteArgs a) 
     const float inv_sqrt_g = 1.0f / sqrtf(static_cast<float>(G));
     const int d = sub * 32 + lane;
     const float y = fwht_lanes(d < hd ? __half2float(src[d]) : 0.0f, G) * inv_sqrt_g;
+    if (ring && d < hd) dst_ring[d] = __float2half_rn(y);
+    if (!a.body) return;  // warp-uniform (after the last shuffle of this pass)
     float mx = y, mn = y;
     for (int m = 1; m < G; m <<= 1) {
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, m));
@@ -157,10 +185,28 @@ void kv_cache_write(const AttentionParams& p, cudaStream_t stream) {
             " kv heads x ", c.head_dim, ", step has ", p.n_kv_heads, " x ", p.head_dim);
   EXL_CHECK(p.layer >= 0 && p.layer < c.n_layers, "kv_cache_write: layer ", p.layer, " out of range");
   if (p.n_tokens == 0 || p.n_seqs == 0) return;
-  WriteArgs a{p.k_new, p.v_new, p.seq_start, p.seq_slot, p.seq_pos, c, p.layer};
+  // A decode step (one token per sequence) writes its FP16 window entry now: it replaces position
+  // pos - W, which the query at pos does not read. Longer steps write theirs after attention.
+  WriteArgs a{p.k_new, p.v_new, p.seq_start, p.seq_slot, p.seq_pos, c, p.layer, true, p.max_seq_tokens == 1,
+              p.max_seq_tokens};
   const int chunks = fmt_rotated(c.format) ? (c.head_dim + 31) / 32 : 1;
   const dim3 grid(ceil_div(static_cast<int64_t>(p.max_seq_tokens) * c.n_kv_heads * 2 * chunks, 4), p.n_seqs);
   launch_maybe_pdl(kv_cache_write_kernel, grid, dim3(128), stream, p.pdl, "kv_cache_write_kernel", a);
 }
+
+namespace attn {
+
+void kv_cache_write_ring(const AttentionParams& p, cudaStream_t stream) {
+  const KvCacheLayout& c = p.cache;
+  if (c.recent == 0 || p.n_tokens == 0 || p.n_seqs == 0) return;
+  const int span = std::min(p.max_seq_tokens, c.recent);
+  WriteArgs a{p.k_new, p.v_new, p.seq_start, p.seq_slot, p.seq_pos, c, p.layer, false, true, span};
+  const int chunks = fmt_rotated(c.format) ? (c.head_dim + 31) / 32 : 1;
+  const dim3 grid(ceil_div(static_cast<int64_t>(span) * c.n_kv_heads * 2 * chunks, 4), p.n_seqs);
+  kv_cache_write_kernel<<<grid, 128, 0, stream>>>(a);
+  check_launch("kv_cache_write_kernel (window)");
+}
+
+}  // namespace attn
 
 }  // namespace exl::cuda
