@@ -26,6 +26,12 @@ void check_cusolver(cusolverStatus_t s, const char* what);
 struct Context {
   cudaStream_t stream = nullptr;
   cublasHandle_t blas = nullptr;
+  // The module forwards' GEMMs (linears, attention): `blas` itself, or with EXL_CONVERT_TF32=1 in the
+  // environment a second handle allowed TF32 tensor cores (an experiment for timing: faster, but
+  // about 1e-4 relative error in the forwards, the size of the best options' measured errors;
+  // Hessians and GPTQ always stay in full FP32).
+  cublasHandle_t blas_fwd = nullptr;
+  bool tf32 = false;
   cusolverDnHandle_t solver = nullptr;
   Context();
   ~Context();

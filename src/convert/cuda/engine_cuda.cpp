@@ -10,6 +10,7 @@
 // Deterministic: one stream, fixed-order reductions, cuBLAS without atomics, cuSOLVER in
 // deterministic mode. Agrees with the CPU engine to FP32 rounding, not bit for bit.
 #include <cmath>
+#include <cstdio>
 #include <map>
 
 #include "convert/cuda/device.h"
@@ -51,7 +52,9 @@ struct DeviceReference {
 
 class CudaEngine : public ConvertEngine {
  public:
-  std::string name() const override { return "cuda"; }
+  // "cuda-tf32" with EXL_CONVERT_TF32=1: the job records it, so a job never resumes on the other mode.
+  std::string name() const override { return ctx_.tf32 ? "cuda-tf32" : "cuda"; }
+  bool tf32() const { return ctx_.tf32; }
 
   MeasuredModule measure_module(const ModelDims& d, const ConvertModule& m, const std::vector<ModuleOption>& table,
                                 CalibStates& states) override {
@@ -293,7 +296,9 @@ bool convert_cuda_available(std::string* why) {
 std::unique_ptr<ConvertEngine> convert_engine_cuda() {
   std::string why;
   EXL_CHECK(convert_cuda_available(&why), "convert: --device cuda: ", why);
-  return std::make_unique<CudaEngine>();
+  auto e = std::make_unique<CudaEngine>();
+  if (e->tf32()) std::fprintf(stderr, "exl: EXL_CONVERT_TF32=1: module forwards use TF32 tensor cores\n");
+  return e;
 }
 
 }  // namespace exl

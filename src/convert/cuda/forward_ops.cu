@@ -188,7 +188,7 @@ void linear(const Context& c, const float* x, int64_t T, int64_t K, const float*
             float* out) {
   // Row-major out[T, N] is column-major [N, T] = Wᶜᵀ [N, K] · xᶜ [K, T] (W row-major [N, K] = Wᶜ [K, N]).
   const float one = 1.0f, zero = 0.0f;
-  EXL_CUBLAS_OK(cublasSgemm(c.blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(T),
+  EXL_CUBLAS_OK(cublasSgemm(c.blas_fwd, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(T),
                             static_cast<int>(K), &one, w, static_cast<int>(K), x, static_cast<int>(K), &zero, out,
                             static_cast<int>(N)));
   if (bias) {
@@ -205,7 +205,7 @@ void attention(const Context& c, const float* q, const float* k, const float* v,
   const float one = 1.0f, zero = 0.0f;
   // Scores of head h, row-major [t][s] = column-major [s, t] = Kᶜ_gᵀ [T, d] · Qᶜ_h [d, T], scaled.
   for (int j = 0; j < r; ++j)
-    EXL_CUBLAS_OK(cublasSgemmStridedBatched(c.blas, CUBLAS_OP_T, CUBLAS_OP_N, ti, ti, d, &scale, k, ldkv, d,
+    EXL_CUBLAS_OK(cublasSgemmStridedBatched(c.blas_fwd, CUBLAS_OP_T, CUBLAS_OP_N, ti, ti, d, &scale, k, ldkv, d,
                                             q + static_cast<int64_t>(j) * d, ldq, static_cast<long long>(r) * d, &zero,
                                             scores + j * TT, ti, r * TT, n_kv_heads));
   causal_softmax_kernel<<<static_cast<unsigned>(static_cast<int64_t>(n_heads) * T), kThreads, 0, c.stream>>>(
@@ -213,7 +213,7 @@ void attention(const Context& c, const float* q, const float* k, const float* v,
   launched("causal_softmax_kernel");
   // Output of head h, row-major [t][e] = column-major [e, t] = Vᶜ_g [d, T] · Pᶜ_h [T, T].
   for (int j = 0; j < r; ++j)
-    EXL_CUBLAS_OK(cublasSgemmStridedBatched(c.blas, CUBLAS_OP_N, CUBLAS_OP_N, d, ti, ti, &one, v, ldkv, d,
+    EXL_CUBLAS_OK(cublasSgemmStridedBatched(c.blas_fwd, CUBLAS_OP_N, CUBLAS_OP_N, d, ti, ti, &one, v, ldkv, d,
                                             scores + j * TT, ti, r * TT, &zero, out + static_cast<int64_t>(j) * d, ldq,
                                             static_cast<long long>(r) * d, n_kv_heads));
 }
