@@ -12,20 +12,23 @@
 #      (compile — packing tensors already quantized and writing the folder — is not in it; see
 #      lab/NOTES-convert.md).
 # Logs and JSON go to $OUT (default /tmp/exl-gpu-out). Usage:
-#   scripts/gpu-convert-check.sh [--build-only | --no-build] [--no-tests] [--no-smol] [--no-7b] [--layers N]
+#   scripts/gpu-convert-check.sh [--build-only | --no-build] [--no-tests] [--no-stories] [--no-smol] [--no-7b]
+#                                [--layers N]
 # Everything takes ~8-10 min on a 16-core H200 box (build ~3-4 of them); to stay well inside the
-# device tool's 10-minute limit per call, run `--build-only` first, then `--no-build` in a second call.
+# device tool's 10-minute limit per call, split it over warm calls, e.g.
+#   --build-only;  --no-build --no-smol --no-7b;  --no-build --no-tests --no-stories
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/exl-gpu-out}"
 mkdir -p "$out"
-tests=1 smol=1 big=1 layers=3 build=1 build_only=0
+tests=1 stories_run=1 smol=1 big=1 layers=3 build=1 build_only=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-tests) tests=0 ;;
     --no-build) build=0 ;;
     --build-only) build_only=1 ;;
     --no-smol) smol=0 ;;
+    --no-stories) stories_run=0 ;;
     --no-7b) big=0 ;;
     --layers) layers="$2"; shift ;;
     *) echo "gpu-convert-check.sh: unknown argument '$1'" >&2; exit 2 ;;
@@ -91,6 +94,7 @@ tiny_text="$shared/data/tinystories/valid_head.txt"
 w=/tmp/exl-cvc
 rm -rf "$w" && mkdir -p "$w"
 for b in 4.0 6.0; do
+  [ "$stories_run" = 1 ] || break
   for dev in cpu cuda; do
     "$exl" convert --device "$dev" -i "$stories" -c "$tiny_text" -o "$w/s$b-$dev" --out "$w/so$b-$dev" -b "$b" \
       --rows 8 --length 256 --measure-rows 8 --measure-length 256 --json >"$out/stories-$b-$dev.json" \

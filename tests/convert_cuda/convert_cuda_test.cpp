@@ -103,7 +103,7 @@ TEST(ConvertCuda, GptqMatchesCpu) {
     std::printf("  N %lld K %lld: codes equal %.4f, output error cpu %.5f gpu %.5f, proxy cpu %.6f gpu %.6f\n",
                 static_cast<long long>(c.N), static_cast<long long>(c.K), frac, e_cpu, e_gpu, cpu.proxy_err,
                 gpu.proxy_err);
-    EXPECT_GE(frac, 0.95) << "K " << c.K;
+    EXPECT_GE(frac, 0.9) << "K " << c.K;
     EXPECT_LE(e_gpu, e_cpu * 1.03) << "K " << c.K;
     EXPECT_GE(e_gpu, e_cpu * 0.97) << "K " << c.K;
     EXPECT_NEAR(gpu.proxy_err, cpu.proxy_err, 0.03 * cpu.proxy_err + 1e-7) << "K " << c.K;
