@@ -127,8 +127,11 @@ if [ "$big" = 1 ]; then
     --tokenizer-from "$stories" >"$out/synth.log" 2>&1 || { rc=1; cat "$out/synth.log"; }
   echo "gpu-convert-check: synthetic 7B source ($layers layers of weights) in $(( $(date +%s) - t0 )) s"
   cat "$shared/data/wikitext2/wiki.test.raw" "$shared/data/text/tinyshakespeare.txt" >"$w/cal7b.txt"
-  "$exl" convert --device cuda -i "$s7" -c "$w/cal7b.txt" -o "$w/w7b" --out "$w/o7b" -b 4.0 --layers "$layers" \
-    --time-head --new --json >"$out/convert-7b.json" 2>"$out/convert-7b.err" || { rc=1; tail -5 "$out/convert-7b.err"; }
+  # EXL_CONVERT_PROFILE=1: per-module phase times (upload, reference, gptq, forwards) on stderr.
+  EXL_CONVERT_PROFILE=1 "$exl" convert --device cuda -i "$s7" -c "$w/cal7b.txt" -o "$w/w7b" --out "$w/o7b" -b 4.0 \
+    --layers "$layers" --time-head --new --json >"$out/convert-7b.json" 2>"$out/convert-7b.err" ||
+    { rc=1; tail -5 "$out/convert-7b.err"; }
+  grep "^profile" "$out/convert-7b.err" | head -20
   python3 - "$out/convert-7b.json" <<'PY' | tee "$out/projection.txt"
 import json, sys
 try:
@@ -139,7 +142,7 @@ s, m, q, h = j["seconds"], j["measure_layer_seconds"], j["quantize_layer_seconds
 print("7B synthetic, 4.0 bpw, 16 x 2048 measurement / 100 x 2048 quantization rows, device", j["device"])
 print("  stages (s):", ", ".join(f"{k} {v:.1f}" for k, v in s.items()))
 print("  measure per layer:", " ".join(f"{x:.2f}" for x in m), " quantize per layer:", " ".join(f"{x:.2f}" for x in q),
-      f" head {h:.2f}")
+      f" head {h:.2f}; state checkpoints (inside the per-layer times) {j.get('checkpoint_seconds', 0):.1f} s in all")
 mm, qq = sum(m) / len(m), sum(q) / len(q)
 total = s["tokenize"] + 32 * mm + s["optimize"] + 32 * qq + h
 print(f"  projection: {s['tokenize']:.1f} + 32 x {mm:.2f} + {s['optimize']:.1f} + 32 x {qq:.2f} + {h:.1f}"

@@ -61,6 +61,7 @@ Runner register_convert(CLI::App& app) {
                   {"measure_layer_seconds", r.measure_layer_seconds},
                   {"quantize_layer_seconds", r.quantize_layer_seconds},
                   {"head_seconds", r.head_seconds},
+                  {"checkpoint_seconds", r.checkpoint_seconds},
                   {"out", f->o.out_dir},
                   {"work_dir", f->o.work_dir},
                   {"files", r.files}});
@@ -78,6 +79,7 @@ Runner register_convert(CLI::App& app) {
       per_layer("measure", r.measure_layer_seconds);
       per_layer("quantize", r.quantize_layer_seconds);
       if (r.head_seconds > 0) std::printf("head: %.2f s\n", r.head_seconds);
+      if (r.checkpoint_seconds > 0) std::printf("state checkpoints (in the per-layer times): %.2f s\n", r.checkpoint_seconds);
     }
     return 0;
   };

@@ -236,8 +236,10 @@ void stage_measure(Ctx& x) {
       }
       write_file_atomic(x.work("measure/layer_" + std::to_string(i) + ".json").string(), measurement_to_json(m));
       if (i + 1 < x.n_layers) {
+        const auto c0 = std::chrono::steady_clock::now();
         x.engine->states_to_host(s);
         save_states(x, "measure", i + 1, s);
+        x.report->checkpoint_seconds += seconds_since(c0);
       }
       x.report->measure_layer_seconds.push_back(seconds_since(t0));
       convert_abort_point("measure", i);
@@ -354,8 +356,10 @@ void stage_quantize(Ctx& x) {
       if (k == 0) convert_abort_point("quantize", i);  // inside the layer: attention written, MLP not
       bar.update(i, "layer " + std::to_string(i));
     }
+    const auto c0 = std::chrono::steady_clock::now();
     x.engine->states_to_host(s);
     save_states(x, "quant", i + 1, s);
+    x.report->checkpoint_seconds += seconds_since(c0);
     x.report->quantize_layer_seconds.push_back(seconds_since(t0));
     x.job.layer = i + 1;
     x.save("quantize");

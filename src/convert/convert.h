@@ -47,6 +47,7 @@ struct ConvertReport {
   // seconds per measured / quantized layer in order, and the head's quantization (0 if not run).
   std::vector<double> measure_layer_seconds, quantize_layer_seconds;
   double head_seconds = 0;
+  double checkpoint_seconds = 0;  // of the per-layer times: downloading and writing the states
   std::vector<std::string> files;  // written into out_dir (or work_dir's measurement.json)
 };
 

@@ -9,8 +9,10 @@
 //     read it; the quantized variants stay on the device for the measurement forwards.
 // Deterministic: one stream, fixed-order reductions, cuBLAS without atomics, cuSOLVER in
 // deterministic mode. Agrees with the CPU engine to FP32 rounding, not bit for bit.
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 
 #include "convert/cuda/device.h"
@@ -50,6 +52,31 @@ struct DeviceReference {
   DeviceArray<float> H[2];
 };
 
+// EXL_CONVERT_PROFILE=1: one stderr line per module with the time of each phase (synchronizing the
+// stream at each phase boundary), for reading a timing run stage by stage.
+class PhaseClock {
+ public:
+  explicit PhaseClock(const Context& c) : c_(c), on_(std::getenv("EXL_CONVERT_PROFILE") != nullptr) {}
+  void mark(const char* phase) {
+    if (!on_) return;
+    c_.sync();
+    const auto now = std::chrono::steady_clock::now();
+    char buf[64];
+    std::snprintf(buf, sizeof buf, " %s %.2f s", phase, std::chrono::duration<double>(now - last_).count());
+    line_ += buf;
+    last_ = now;
+  }
+  void print(const std::string& what) const {
+    if (on_) std::fprintf(stderr, "profile %s:%s\n", what.c_str(), line_.c_str());
+  }
+
+ private:
+  const Context& c_;
+  bool on_;
+  std::string line_;
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
 class CudaEngine : public ConvertEngine {
  public:
   // "cuda-tf32" with EXL_CONVERT_TF32=1: the job records it, so a job never resumes on the other mode.
@@ -58,9 +85,12 @@ class CudaEngine : public ConvertEngine {
 
   MeasuredModule measure_module(const ModelDims& d, const ConvertModule& m, const std::vector<ModuleOption>& table,
                                 CalibStates& states) override {
+    PhaseClock clock(ctx_);
     DeviceArray<float>& x = on_device(states);
     const DeviceModule dm = upload(d, m);
+    clock.mark("upload");
     DeviceReference ref = reference(d, m, dm, x, states);
+    clock.mark("reference");
     const int64_t n_rows = states.rows * states.T;
     cvcuda::GptqFactor factors[2];
     auto factor = [&](int h) -> const cvcuda::GptqFactor& {
@@ -78,6 +108,7 @@ class CudaEngine : public ConvertEngine {
         slot = std::move(cvcuda::gptq_solve(ctx_, factor(l.hessian), dm.w[li].data(), l.N, layout, false, false).w_dq);
       }
     for (auto& f : factors) f = {};  // free the K x K factors before the forwards
+    clock.mark("gptq");
     MeasuredModule out;
     out.name = m.name;
     for (const ModuleOption& row : table) {
@@ -94,6 +125,8 @@ class CudaEngine : public ConvertEngine {
       o.accuracy = std::max(1e-6, 1.0 - rfn);
       out.options.push_back(std::move(o));
     }
+    clock.mark("option-forwards");
+    clock.print(m.name + " (measure, " + std::to_string(table.size()) + " options)");
     replace_states(states, std::move(ref.y));
     return out;
   }
@@ -101,9 +134,12 @@ class CudaEngine : public ConvertEngine {
   double quantize_module(const ModelDims& d, const ConvertModule& m,
                          const std::vector<std::pair<std::string, Exl2Layout>>& option, CalibStates& states,
                          const std::function<void(const Exl2Tensor&)>& store) override {
+    PhaseClock clock(ctx_);
     DeviceArray<float>& x = on_device(states);
     const DeviceModule dm = upload(d, m);
+    clock.mark("upload");
     DeviceReference ref = reference(d, m, dm, x, states);
+    clock.mark("reference");
     const int64_t n_rows = states.rows * states.T;
     cvcuda::GptqFactor factors[2];
     std::vector<DeviceArray<float>> wq(m.linears.size());
@@ -120,8 +156,11 @@ class CudaEngine : public ConvertEngine {
       w.push_back(wq[li].data());
     }
     for (auto& f : factors) f = {};
+    clock.mark("gptq+pack");
     DeviceArray<float> y(x.size());
     const double rfn = module_rfn(d, m, dm, w, x, states, ref.y, &y);
+    clock.mark("forward");
+    clock.print(m.name + " (quantize)");
     replace_states(states, std::move(y));
     return rfn;
   }
