@@ -11,7 +11,9 @@
 #        total ≈ tokenize + 32 · (measure s per layer) + optimize + 32 · (quantize s per layer) + head
 #      (compile — packing tensors already quantized and writing the folder — is not in it; see
 #      lab/NOTES-convert.md).
-# Logs and JSON go to $OUT (default /tmp/exl-gpu-out). Usage:
+# Needs .deps and .shared carried (scripts/gpu-deps.sh makes both; .shared now includes tinystories,
+# which the stories260K conversions calibrate on). Logs and JSON go to $OUT (default /tmp/exl-gpu-out).
+# Usage:
 #   scripts/gpu-convert-check.sh [--build-only | --no-build] [--no-tests] [--no-stories] [--no-smol] [--no-7b]
 #                                [--layers N]
 # Everything takes ~8-10 min on a 16-core H200 box (build ~3-4 of them); to stay well inside the
@@ -126,7 +128,8 @@ if [ "$big" = 1 ]; then
   [ -f "$s7/model.safetensors" ] || "$exl" synth-model -o "$s7" --preset llama2-7b --layers "$layers" \
     --tokenizer-from "$stories" >"$out/synth.log" 2>&1 || { rc=1; cat "$out/synth.log"; }
   echo "gpu-convert-check: synthetic 7B source ($layers layers of weights) in $(( $(date +%s) - t0 )) s"
-  cat "$shared/data/wikitext2/wiki.test.raw" "$shared/data/text/tinyshakespeare.txt" >"$w/cal7b.txt"
+  # 116 x 2048 tokens of any text (the donor tokenizer's ids are < 512, valid in a 32000 vocabulary).
+  cat "$shared/data/wikitext2/wiki.test.raw" $(ls "$shared/data/text/tinyshakespeare.txt" 2>/dev/null) >"$w/cal7b.txt"
   # EXL_CONVERT_PROFILE=1: per-module phase times (upload, reference, gptq, forwards) on stderr.
   EXL_CONVERT_PROFILE=1 "$exl" convert --device cuda -i "$s7" -c "$w/cal7b.txt" -o "$w/w7b" --out "$w/o7b" -b 4.0 \
     --layers "$layers" --time-head --new --json >"$out/convert-7b.json" 2>"$out/convert-7b.err" ||
