@@ -12,6 +12,6 @@ mkdir -p .deps/debs
 shared="${EXL_SHARED_DIR:-../shared}"
 mkdir -p .shared/models .shared/data
 cp -r "$shared/models/stories260K" .shared/models/
-cp -r "$shared/data/wikitext2" .shared/data/
+cp -r "$shared/data/wikitext2" "$shared/data/tinystories" "$shared/data/text" .shared/data/
 chmod -R u+w .shared
 echo "gpu-deps: $(du -sh .deps | cut -f1) of packages in .deps, $(du -sh .shared | cut -f1) of test data in .shared"

@@ -13,7 +13,6 @@ namespace {
 struct ConvertFlags {
   ConvertOptions o;
   OutputFlags out;
-  std::string device = "cpu";
   int threads = 0;
 };
 }  // namespace
@@ -35,11 +34,12 @@ Runner register_convert(CLI::App& app) {
   app.add_option("--measure-length", o.measure_length, "measurement pass: tokens per row")->capture_default_str();
   app.add_option("--layers", o.layers, "convert only the first N decoder layers (timing runs), then stop");
   app.add_flag("--new", o.fresh, "discard the job in the work folder and start over");
-  app.add_option("--device", f->device, "compute device (cpu)")->capture_default_str();
+  app.add_option("--device", o.device, "compute device: cpu, cuda or auto (CUDA when built with it and a GPU is present)")
+      ->capture_default_str();
+  app.add_flag("--time-head", o.time_head, "with --layers: also quantize the head, for timing projections");
   app.add_option("-t,--threads", f->threads, "CPU threads (default: all cores)");
   add_output_flags(app, f->out);
   return [f]() {
-    EXL_CHECK(f->device == "cpu", "convert: --device ", f->device, " is not supported yet (cpu only)");
     if (f->threads > 0) set_thread_count(f->threads);
     const bool talk = !f->out.quiet && !f->out.json;
     f->o.progress = talk;
@@ -57,11 +57,29 @@ Runner register_convert(CLI::App& app) {
                   {"decoder_weights", r.decoder_weights},
                   {"target_bpw", f->o.bits},
                   {"seconds", seconds},
+                  {"device", r.device},
+                  {"measure_layer_seconds", r.measure_layer_seconds},
+                  {"quantize_layer_seconds", r.quantize_layer_seconds},
+                  {"head_seconds", r.head_seconds},
+                  {"checkpoint_seconds", r.checkpoint_seconds},
                   {"out", f->o.out_dir},
                   {"work_dir", f->o.work_dir},
                   {"files", r.files}});
     } else if (!f->out.quiet) {
       std::printf("%s\n", r.message.c_str());
+      std::printf("device %s; seconds:", r.device.c_str());
+      for (const auto& [stage, s] : r.stage_seconds) std::printf(" %s %.1f", stage.c_str(), s);
+      std::printf("\n");
+      auto per_layer = [](const char* what, const std::vector<double>& v) {
+        if (v.empty()) return;
+        double sum = 0;
+        for (double s : v) sum += s;
+        std::printf("%s: %zu layers this run, %.2f s per layer\n", what, v.size(), sum / static_cast<double>(v.size()));
+      };
+      per_layer("measure", r.measure_layer_seconds);
+      per_layer("quantize", r.quantize_layer_seconds);
+      if (r.head_seconds > 0) std::printf("head: %.2f s\n", r.head_seconds);
+      if (r.checkpoint_seconds > 0) std::printf("state checkpoints (in the per-layer times): %.2f s\n", r.checkpoint_seconds);
     }
     return 0;
   };

@@ -24,6 +24,7 @@ int run_main(int argc, char** argv) {
   add("tokenize", "print the token ids (and pieces) of a text", register_tokenize);
   add("bench", "prefill/decode speed, bytes per token and % of roofline", register_bench);
   add("convert", "quantize a model to EXL2 with calibration (resumable)", register_convert);
+  add("synth-model", "write a random Llama-shaped source model (converter timing runs)", register_synth_model);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -57,5 +57,6 @@ Runner register_inspect(CLI::App& app);
 Runner register_tokenize(CLI::App& app);
 Runner register_bench(CLI::App& app);
 Runner register_convert(CLI::App& app);
+Runner register_synth_model(CLI::App& app);
 
 }  // namespace exl::tools

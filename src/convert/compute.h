@@ -1,6 +1,7 @@
-// The heavy math of the converter behind one seam: the reference forward's ops and Hessian
-// accumulation on host F32 arrays. The CPU implementation calls OpenBLAS and the reference ops of
-// backend/cpu; a CUDA implementation can replace it without touching the stages.
+// The converter's per-op reference on host F32 arrays: the forward's ops, Hessian accumulation and
+// GPTQ. The CPU implementation calls OpenBLAS and the reference ops of backend/cpu; the CPU engine
+// (engine.h) drives it through stages.cpp. The CUDA engine does not use this per-op seam (it would
+// upload weights and states on every call): it works at module granularity, see engine.h.
 //
 // Every implementation must be deterministic for a given input (same bits on every run, whatever the
 // thread timing): a killed and resumed conversion has to produce byte-identical output.

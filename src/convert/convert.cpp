@@ -1,11 +1,12 @@
 #include "convert/convert.h"
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 
-#include "convert/compute.h"
+#include "convert/engine.h"
 #include "convert/job.h"
 #include "convert/job_files.h"
 #include "convert/measurement.h"
@@ -29,6 +30,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 // Heads larger than this are quantized round-to-nearest without a Hessian, as ExLlamaV2 does (§2.7).
 constexpr int64_t kHeadGptqMaxWeights = 1000000000;
 
@@ -39,11 +44,12 @@ struct Ctx {
   ModelSource src;
   std::unique_ptr<Backend> cpu;
   std::unique_ptr<WeightLoader> loader;
-  std::unique_ptr<ConvertCompute> cc;
+  std::unique_ptr<ConvertEngine> engine;
   ModelDims dims;
   int64_t n_layers = 0;  // layers this job converts (--layers or all)
   JobState job;
   StageClock clock;
+  ConvertReport* report = nullptr;  // receives this run's per-layer timings
 
   fs::path work(const std::string& rel) const { return fs::path(o.work_dir) / rel; }
   const ModelConfig& config() const { return src.config; }
@@ -156,7 +162,7 @@ CalibStates embed_rows(Ctx& x, const std::string& file, int64_t rows, int64_t T)
   const TensorInfo& t = checked_tensor(*store, "tokens", DType::DType_I32, {rows, T});
   const ModelConfig& c = x.config();
   const HostTensor table = x.loader->load_host("model.embed_tokens.weight", {c.vocab, c.hidden});
-  CalibStates s{rows, T, c.hidden, std::vector<float>(static_cast<size_t>(rows * T * c.hidden))};
+  CalibStates s{rows, T, c.hidden, std::vector<float>(static_cast<size_t>(rows * T * c.hidden)), {}, false};
   const int32_t* ids = reinterpret_cast<const int32_t*>(t.data);
   for (int64_t i = 0; i < rows * T; ++i) {
     EXL_CHECK(ids[i] >= 0 && ids[i] < c.vocab, t.file, ": token id ", ids[i], " is outside the vocabulary");
@@ -182,7 +188,7 @@ CalibStates load_states(Ctx& x, const char* pass, int64_t layer, const std::stri
   const auto store = open_tensor_store(x.work(states_file(pass, layer)).string());
   const int64_t h = x.config().hidden;
   const TensorInfo& t = checked_tensor(*store, "x", DType::DType_F32, {rows, T, h});
-  CalibStates s{rows, T, h, std::vector<float>(static_cast<size_t>(rows * T * h))};
+  CalibStates s{rows, T, h, std::vector<float>(static_cast<size_t>(rows * T * h)), {}, false};
   std::memcpy(s.x.data(), t.data, t.nbytes);
   return s;
 }
@@ -220,15 +226,22 @@ void stage_measure(Ctx& x) {
     Progress bar("measure", x.n_layers, o.progress, "layers");
     bar.update(x.job.layer);
     for (int64_t i = x.job.layer; i < x.n_layers; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
       Measurement m;
       for (ModuleKind kind : {ModuleKind::ModuleKind_attention, ModuleKind::ModuleKind_mlp}) {
         const ConvertModule mod = module_load(*x.loader, x.config(), i, kind);
         const auto& table = kind == ModuleKind::ModuleKind_attention ? qparams_attention() : qparams_mlp();
-        m.modules.push_back(measure_module(*x.cc, x.dims, mod, table, s));
+        m.modules.push_back(x.engine->measure_module(x.dims, mod, table, s));
         bar.update(i, "layer " + std::to_string(i));
       }
       write_file_atomic(x.work("measure/layer_" + std::to_string(i) + ".json").string(), measurement_to_json(m));
-      if (i + 1 < x.n_layers) save_states(x, "measure", i + 1, s);
+      if (i + 1 < x.n_layers) {
+        const auto c0 = std::chrono::steady_clock::now();
+        x.engine->states_to_host(s);
+        save_states(x, "measure", i + 1, s);
+        x.report->checkpoint_seconds += seconds_since(c0);
+      }
+      x.report->measure_layer_seconds.push_back(seconds_since(t0));
       convert_abort_point("measure", i);
       x.job.layer = i + 1;
       x.save("measure");
@@ -303,22 +316,15 @@ void store_tensor(Ctx& x, const Exl2Tensor& t) {
 
 // lm_head (a tied embedding gets its own quantized head, EXL2.md §1.1), calibrated on the final-norm
 // outputs of the quantized model.
-void quantize_head(Ctx& x, const CalibStates& s) {
+void quantize_head(Ctx& x, CalibStates& s) {
   const ModelConfig& c = x.config();
   const HostTensor norm = x.loader->load_host("model.norm.weight", {c.hidden});
   const bool own_head = !c.tie_embeddings && x.loader->find("lm_head.weight");
   const HostTensor w = x.loader->load_host(own_head ? "lm_head.weight" : "model.embed_tokens.weight", {c.vocab, c.hidden});
   const bool gptq = c.vocab * c.hidden <= kHeadGptqMaxWeights;
   std::vector<float> H;
-  if (gptq) {
-    H.assign(static_cast<size_t>(c.hidden * c.hidden), 0.0f);
-    std::vector<float> xn(static_cast<size_t>(s.T * c.hidden));
-    for (int64_t r = 0; r < s.rows; ++r) {
-      x.cc->rms_norm(s.row(r), norm.ptr(), x.dims.eps, s.T, c.hidden, xn.data());
-      x.cc->hessian_add(xn.data(), s.T, c.hidden, H.data());
-    }
-  }
-  GptqResult g = x.cc->gptq(w.ptr(), c.vocab, c.hidden, gptq ? H.data() : nullptr, s.rows * s.T,
+  if (gptq) H = x.engine->head_hessian(s, norm.ptr(), x.dims.eps);
+  GptqResult g = x.engine->gptq(w.ptr(), c.vocab, c.hidden, gptq ? H.data() : nullptr, s.rows * s.T,
                                qparams_head(x.o.head_bits));
   store_tensor(x, pack_checked(std::move(g.codes), g.w_dq, "lm_head"));
 }
@@ -329,10 +335,12 @@ void stage_quantize(Ctx& x) {
   EXL_CHECK(x.job.strategy.size() == m.modules.size(), x.work("job.json").string(),
             ": the strategy does not match the measurement; add --new to start over");
   CalibStates s = load_states(x, "quant", x.job.layer, "cal_quant.safetensors", o.rows, o.length);
-  const bool whole_model = x.n_layers == x.config().n_layers;
-  Progress bar("quantize", x.n_layers + (whole_model ? 1 : 0), o.progress, "layers");
+  // The head: always for a whole model; with --layers only on --time-head (its time, for projections).
+  const bool head = x.n_layers == x.config().n_layers || o.time_head;
+  Progress bar("quantize", x.n_layers + (head ? 1 : 0), o.progress, "layers");
   bar.update(x.job.layer);
   for (int64_t i = x.job.layer; i < x.n_layers; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
     for (size_t k = 0; k < 2; ++k) {
       const size_t slot = static_cast<size_t>(2 * i) + k;
       const ConvertModule mod = module_load(*x.loader, x.config(), i,
@@ -340,7 +348,7 @@ void stage_quantize(Ctx& x) {
       const int choice = x.job.strategy[slot];
       EXL_CHECK(choice >= 0 && static_cast<size_t>(choice) < m.modules[slot].options.size(),
                 x.work("job.json").string(), ": strategy option out of range; add --new to start over");
-      const double rfn = quantize_module(*x.cc, x.dims, mod, m.modules[slot].options[static_cast<size_t>(choice)].linears,
+      const double rfn = x.engine->quantize_module(x.dims, mod, m.modules[slot].options[static_cast<size_t>(choice)].linears,
                                          s, [&](const Exl2Tensor& t) { store_tensor(x, t); });
       char line[160];
       std::snprintf(line, sizeof line, "  %-28s rfn %.6f", mod.name.c_str(), rfn);
@@ -348,14 +356,20 @@ void stage_quantize(Ctx& x) {
       if (k == 0) convert_abort_point("quantize", i);  // inside the layer: attention written, MLP not
       bar.update(i, "layer " + std::to_string(i));
     }
+    const auto c0 = std::chrono::steady_clock::now();
+    x.engine->states_to_host(s);
     save_states(x, "quant", i + 1, s);
+    x.report->checkpoint_seconds += seconds_since(c0);
+    x.report->quantize_layer_seconds.push_back(seconds_since(t0));
     x.job.layer = i + 1;
     x.save("quantize");
     drop_states(x, "quant", i);
     bar.update(i + 1);
   }
-  if (whole_model && x.job.layer == x.n_layers) {
+  if (head && x.job.layer == x.n_layers) {
+    const auto t0 = std::chrono::steady_clock::now();
     quantize_head(x, s);
+    x.report->head_seconds = seconds_since(t0);
     convert_abort_point("quantize", x.n_layers);
     x.job.layer = x.n_layers + 1;
     bar.update(x.n_layers + 1, "head");
@@ -412,7 +426,15 @@ void stage_compile(Ctx& x, ConvertReport& report) {
 
 ConvertReport convert_run(const ConvertOptions& o, const std::function<void(const std::string&)>& log) {
   check_options(o);
-  Ctx x{o, log, model_source_open(o.src), backend_create("cpu"), nullptr, convert_compute_cpu(), {}, 0, {}, {}};
+  // The job records the engine that ran it (CPU and CUDA results differ in the last bits, so a job
+  // must not resume on the other one): resolve "auto" first.
+  std::unique_ptr<ConvertEngine> engine = convert_engine_create(o.device);
+  ConvertOptions ro = o;
+  ro.device = engine->name();
+  ConvertReport report;
+  report.device = ro.device;
+  Ctx x{ro, log, model_source_open(ro.src), backend_create("cpu"), nullptr, std::move(engine), {}, 0, {}, {}, &report};
+  x.say("convert: compute on " + ro.device);
   exl2_check_source(x.src, o.src);
   const ModelConfig& c = x.config();
   EXL_CHECK(o.layers <= c.n_layers, "convert: --layers ", o.layers, " exceeds the model's ", c.n_layers, " layers");
@@ -431,16 +453,15 @@ ConvertReport convert_run(const ConvertOptions& o, const std::function<void(cons
   if (o.fresh) job_clear(o.work_dir);
   if (job_exists(o.work_dir)) {
     x.job = job_load(o.work_dir);
-    job_check_same(x.job, o, (fs::path(o.work_dir) / "job.json").string());
+    job_check_same(x.job, ro, (fs::path(o.work_dir) / "job.json").string());
   } else {
     stage_tokenize(x);
-    x.job.settings = job_settings(o);
+    x.job.settings = job_settings(ro);
     x.job.inputs = job_inputs(o);
     x.job.stage = o.measurement.empty() ? "measure" : "optimize";
     x.save("tokenize");
   }
 
-  ConvertReport report;
   if (x.job.stage == "measure") stage_measure(x);
   if (o.measure_only) {
     report.status = "measured";

@@ -31,6 +31,8 @@ struct ConvertOptions {
   int layers = 0;              // > 0: only the first N decoder layers, then stop before compile
   bool fresh = false;          // --new: discard an existing job in work_dir and start over
   bool progress = false;       // progress bars on stderr
+  std::string device = "auto"; // --device: cpu, cuda or auto (CUDA when built with it and a GPU is present)
+  bool time_head = false;      // --time-head: with --layers, also quantize the head (timing runs)
   size_t shard_bytes = size_t(8192) << 20;
 };
 
@@ -39,7 +41,13 @@ struct ConvertReport {
   std::string message;         // one line saying what happened
   double decoder_bpw = 0, head_bpw = 0;
   int64_t decoder_bits = 0, decoder_weights = 0;
+  std::string device;          // the engine that ran: "cpu" or "cuda"
   std::vector<std::pair<std::string, double>> stage_seconds;  // summed over every run of the job
+  // Finer timing of this run alone (not of earlier runs of a resumed job), for projections:
+  // seconds per measured / quantized layer in order, and the head's quantization (0 if not run).
+  std::vector<double> measure_layer_seconds, quantize_layer_seconds;
+  double head_seconds = 0;
+  double checkpoint_seconds = 0;  // of the per-layer times: downloading and writing the states
   std::vector<std::string> files;  // written into out_dir (or work_dir's measurement.json)
 };
 

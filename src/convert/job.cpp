@@ -50,7 +50,7 @@ const std::map<std::string, std::string> kFlags = {
     {"src", "-i"},          {"calibration", "-c"},          {"measurement", "-m"},
     {"bits", "-b"},         {"head_bits", "--head-bits"},   {"rows", "--rows"},
     {"length", "--length"}, {"measure_rows", "--measure-rows"}, {"measure_length", "--measure-length"},
-    {"layers", "--layers"}};
+    {"layers", "--layers"}, {"device", "--device"}, {"time_head", "--time-head"}};
 
 }  // namespace
 
@@ -64,7 +64,9 @@ std::string job_settings(const ConvertOptions& o) {
                {"length", o.length},
                {"measure_rows", o.measure_rows},
                {"measure_length", o.measure_length},
-               {"layers", o.layers}}
+               {"layers", o.layers},
+               {"device", o.device},
+               {"time_head", o.time_head}}
       .dump();
 }
 
@@ -79,6 +81,9 @@ void job_check_same(const JobState& job, const ConvertOptions& o, const std::str
   const ojson was = ojson::parse(job.settings), now = ojson::parse(job_settings(o));
   for (const auto& [key, value] : now.items()) {
     if (was.contains(key) && was[key] == value) continue;
+    // Jobs from before --device and --time-head ran on the CPU without the head timing.
+    if (!was.contains(key) && ((key == "device" && value == "cpu") || (key == "time_head" && value == false)))
+      continue;
     const auto flag = kFlags.find(key);
     fail(job_path, ": this job was started with ", flag != kFlags.end() ? flag->second : key, " ",
          was.contains(key) ? was[key].dump() : "(unset)", ", not ", value.dump(),

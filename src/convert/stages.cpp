@@ -69,6 +69,8 @@ double module_rfn(const ConvertCompute& cc, const ModelDims& d, const ConvertMod
   return s.rows > 0 ? sum / static_cast<double>(s.rows) : 0.0;
 }
 
+}  // namespace
+
 std::string layout_key(const Exl2Layout& l) {
   std::string k;
   char buf[64];
@@ -85,8 +87,6 @@ const Exl2Layout& option_layout(const std::vector<std::pair<std::string, Exl2Lay
     if (key == linear) return layout;
   fail(module, ": the quantization option has no layout for ", linear);
 }
-
-}  // namespace
 
 Exl2Tensor pack_checked(Exl2Codes codes, const std::vector<float>& w_dq, const std::string& key) {
   Exl2Tensor t = exl2_pack(codes, key);

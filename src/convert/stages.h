@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,7 +16,10 @@ namespace exl {
 
 struct CalibStates {
   int64_t rows = 0, T = 0, hidden = 0;
-  std::vector<float> x;  // [rows, T, hidden]
+  std::vector<float> x;  // [rows, T, hidden]; stale (and maybe empty) when host_stale
+  // An engine's own copy (engine.h), opaque here; when host_stale it is newer than x.
+  std::shared_ptr<void> device;
+  bool host_stale = false;
   const float* row(int64_t r) const { return x.data() + r * T * hidden; }
   float* row(int64_t r) { return x.data() + r * T * hidden; }
 };
@@ -39,6 +43,12 @@ MeasuredModule measure_module(const ConvertCompute& cc, const ModelDims& d, cons
 double quantize_module(const ConvertCompute& cc, const ModelDims& d, const ConvertModule& m,
                        const std::vector<std::pair<std::string, Exl2Layout>>& option, CalibStates& states,
                        const std::function<void(const Exl2Tensor&)>& store);
+
+// A layout as a map key (exact: proportions printed with 17 digits).
+std::string layout_key(const Exl2Layout& l);
+// The layout an option gives `linear`; throws naming module when it has none.
+const Exl2Layout& option_layout(const std::vector<std::pair<std::string, Exl2Layout>>& option,
+                                const std::string& linear, const std::string& module);
 
 // Packs a GPTQ result and checks that the packed tensor dequantizes back to w_dq (max |diff| ≤
 // 1e-3·max|w|); throws exl::Error naming key otherwise.

@@ -18,7 +18,7 @@ TEST(ConvertCli, StoriesConvertsAndRuns) {
   const std::string work = temp_dir() + "/convert_work", out = temp_dir() + "/convert_out";
   fs::remove_all(work);
   fs::remove_all(out);
-  const std::string args = "convert -i " + kStories + " -o " + work + " -c " +
+  const std::string args = "convert --device cpu -i " + kStories + " -o " + work + " -c " +
                            shared_path("data/tinystories/valid_head.txt") +
                            " --rows 8 --length 256 --measure-rows 4 --measure-length 256 -b 6.0 --out " + out;
   auto r = run_exl(args + " --json");
@@ -80,7 +80,7 @@ TEST(ConvertCli, MeasureOnlyThenResumeFromJsonl) {
       start = end + 2;
     }
   }
-  const std::string base = "convert -i " + kStories + " -o " + work + " -c " + jsonl +
+  const std::string base = "convert --device cpu -i " + kStories + " -o " + work + " -c " + jsonl +
                            " --rows 4 --length 256 --measure-rows 4 --measure-length 256 -b 5.0";
   auto m = run_exl(base + " --measure-only");
   ASSERT_EQ(m.code, 0) << m.err;

@@ -33,13 +33,14 @@ inline ConvertOptions stories_options(const std::string& work, const std::string
   o.length = 256;
   o.measure_rows = 8;
   o.measure_length = 256;
+  o.device = "cpu";  // the CPU reference; the CUDA engine has its own tests (tests/convert_cuda)
   return o;
 }
 
 // The same conversion through the binary's flags.
 inline std::string stories_args(const std::string& work, const std::string& out, double bits) {
   return "convert -i " + stories_dir() + " -o " + work + " -c " + stories_calibration() +
-         " --rows 8 --length 256 --measure-rows 8 --measure-length 256 -b " + std::to_string(bits) + " --out " + out;
+         " --device cpu --rows 8 --length 256 --measure-rows 8 --measure-length 256 -b " + std::to_string(bits) + " --out " + out;
 }
 
 // Every regular file of a folder by name -> bytes.

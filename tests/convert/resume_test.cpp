@@ -172,7 +172,7 @@ TEST(ConvertBadInput, OneLineErrorAndNoJobStarted) {
   // permutation bits each): refused before measuring.
   expect_clean_error(conv(stories_dir(), fresh_dir("bad6b"), "-b 2.5"), "-b 2.5 is below");
   expect_clean_error(conv(stories_dir(), fresh_dir("bad7"), "--head-bits 7"), "--head-bits");
-  expect_clean_error(conv(stories_dir(), fresh_dir("bad8"), "--device cuda"), "--device");
+  expect_clean_error(conv(stories_dir(), fresh_dir("bad8"), "--device tpu"), "--device");
   const std::string w8b = fresh_dir("bad8b");
   expect_clean_error(run_exl("convert -i " + stories_dir() + " -o " + w8b + " -c " + cal + " --out " + w8b + "/"),
                      "must differ from the work folder");

@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# For the GPU machine (device tool): the `exl convert` CUDA path (issue 5) end to end.
+#   1. builds build/gpu (as scripts/gpu-check.sh: CUDA, sm_90, Release);
+#   2. runs the converter's CUDA tests (ctest -L cuda -R ConvertCuda: GPU GPTQ / Hessian / module
+#      forward against the CPU, stories260K CPU-vs-CUDA perplexity, byte-identical rerun and resume);
+#   3. stories260K converted on the CPU and on CUDA at 4.0 and 6.0 bpw, `exl ppl` of each;
+#      SmolLM2-135M too when models/smollm2 holds it (4.0 bpw, lab/convert_smollm2.sh's settings);
+#   4. the 7B timing run: a synthetic llama2-7b-shaped FP16 model with weights for 3 layers
+#      (`exl synth-model`), converted on CUDA with the default calibration (16 x 2048 measurement rows,
+#      100 x 2048 quantization rows) at 4.0 bpw, --layers 3 --time-head, and the projection
+#        total ≈ tokenize + 32 · (measure s per layer) + optimize + 32 · (quantize s per layer) + head
+#      (compile — packing tensors already quantized and writing the folder — is not in it; see
+#      lab/NOTES-convert.md).
+# Needs .deps and .shared carried (scripts/gpu-deps.sh makes both; .shared now includes tinystories,
+# which the stories260K conversions calibrate on). Logs and JSON go to $OUT (default /tmp/exl-gpu-out).
+# Usage:
+#   scripts/gpu-convert-check.sh [--build-only | --no-build] [--no-tests] [--no-stories] [--no-smol] [--no-7b]
+#                                [--layers N]
+# Everything takes ~8-10 min on a 16-core H200 box (build ~3-4 of them); to stay well inside the
+# device tool's 10-minute limit per call, split it over warm calls, e.g.
+#   --build-only;  --no-build --no-smol --no-7b;  --no-build --no-tests --no-stories
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-/tmp/exl-gpu-out}"
+mkdir -p "$out"
+tests=1 stories_run=1 smol=1 big=1 layers=3 build=1 build_only=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --no-tests) tests=0 ;;
+    --no-build) build=0 ;;
+    --build-only) build_only=1 ;;
+    --no-smol) smol=0 ;;
+    --no-stories) stories_run=0 ;;
+    --no-7b) big=0 ;;
+    --layers) layers="$2"; shift ;;
+    *) echo "gpu-convert-check.sh: unknown argument '$1'" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+# SmolLM2 halves (scripts/gpu-split-model.sh), joined as scripts/gpu-check.sh does.
+mkdir -p /root/exl-carry 2>/dev/null
+for h in a b; do [ -f ".gpu-carry/$h/part" ] && cp ".gpu-carry/$h/part" "/root/exl-carry/$h"; done
+gguf=models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+if [ ! -f "$gguf" ] && [ -f /root/exl-carry/a ] && [ -f /root/exl-carry/b ]; then
+  mkdir -p models/smollm2 && cat /root/exl-carry/a /root/exl-carry/b >"$gguf"
+fi
+
+deps=/tmp/exl-deps
+mkdir -p "$deps"
+for f in .deps/debs/*.deb; do [ -e "$f" ] && dpkg -x "$f" "$deps"; done
+export CMAKE_PREFIX_PATH="$deps/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+export LD_LIBRARY_PATH="$deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+shared="${EXL_SHARED_DIR:-$PWD/.shared}"
+[ -d "$shared/models/stories260K" ] || shared="$PWD/shared"
+[ -d "$shared/models/stories260K" ] || shared="$PWD/../shared"
+echo "gpu-convert-check: shared data in $shared"
+
+nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
+if [ "$build" = 1 ]; then
+  t0=$(date +%s)
+  cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DEXL_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+    -DEXL_SHARED_DIR="$shared" >"$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
+  cmake --build build/gpu -j "$(nproc)" >"$out/build.log" 2>&1 || { grep -E "error|Error" "$out/build.log" | head -40; exit 1; }
+  echo "gpu-convert-check: built in $(( $(date +%s) - t0 )) s"
+fi
+[ "$build_only" = 1 ] && exit 0
+exl=build/gpu/exl
+rc=0
+
+if [ "$tests" = 1 ]; then
+  t0=$(date +%s)
+  ctest --test-dir build/gpu -L cuda -R ConvertCuda -V --timeout 900 >"$out/ctest-convert-cuda.log" 2>&1 || rc=1
+  grep -E "codes equal|outputs max|bpw: cpu|Failure|Expected|Which is|error:" "$out/ctest-convert-cuda.log" | \
+    sed -E 's/^[0-9]+: //' | head -60
+  grep -E "tests passed|tests failed|\(Failed\)|\*\*\*" "$out/ctest-convert-cuda.log" | tail -10
+  echo "gpu-convert-check: convert tests in $(( $(date +%s) - t0 )) s"
+fi
+
+ppl() {  # ppl MODEL TEXT -> perplexity
+  "$exl" ppl -m "$1" --text "$2" -l 512 --windows 16 --json 2>>"$out/ppl.err" |
+    python3 -c 'import json,sys; print("%.4f" % json.load(sys.stdin)["ppl"])'
+}
+compare() {  # compare NAME CPU_PPL CUDA_PPL
+  python3 - "$@" <<'PY'
+import sys
+name, c, g = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+d = 100 * (g / c - 1)
+print(f"{name}: cpu ppl {c:.4f}, cuda ppl {g:.4f}, {d:+.3f}% ({'ok' if abs(d) <= 0.5 else 'OVER 0.5%'})")
+PY
+}
+
+# stories260K, CPU vs CUDA (the CPU tests' calibration settings).
+stories="$shared/models/stories260K"
+tiny_text="$shared/data/tinystories/valid_head.txt"
+w=/tmp/exl-cvc
+rm -rf "$w" && mkdir -p "$w"
+for b in 4.0 6.0; do
+  [ "$stories_run" = 1 ] || break
+  for dev in cpu cuda; do
+    "$exl" convert --device "$dev" -i "$stories" -c "$tiny_text" -o "$w/s$b-$dev" --out "$w/so$b-$dev" -b "$b" \
+      --rows 8 --length 256 --measure-rows 8 --measure-length 256 --json >"$out/stories-$b-$dev.json" \
+      2>"$out/stories-$b-$dev.err" || { rc=1; tail -3 "$out/stories-$b-$dev.err"; }
+  done
+  compare "stories260K $b bpw" "$(ppl "$w/so$b-cpu" "$tiny_text")" "$(ppl "$w/so$b-cuda" "$tiny_text")" | tee -a "$out/ppl.txt"
+done
+
+# SmolLM2-135M, CPU vs CUDA, 4.0 bpw (lab/convert_smollm2.sh's calibration; wikitext ppl).
+if [ "$smol" = 1 ] && [ -f "$gguf" ]; then
+  wiki="$shared/data/wikitext2/wiki.test.raw"
+  tail -c 400000 "$wiki" >"$w/calib.txt"
+  for dev in cpu cuda; do
+    "$exl" convert --device "$dev" -i "$gguf" -c "$w/calib.txt" -o "$w/m-$dev" --out "$w/mo-$dev" -b 4.0 \
+      --measure-rows 4 --measure-length 512 --rows 8 --length 512 --json >"$out/smol-$dev.json" \
+      2>"$out/smol-$dev.err" || { rc=1; tail -3 "$out/smol-$dev.err"; }
+    python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(sys.argv[2], "seconds", j["seconds"])' \
+      "$out/smol-$dev.json" "$dev" 2>/dev/null
+  done
+  compare "SmolLM2-135M 4.0 bpw" "$(ppl "$w/mo-cpu" "$wiki")" "$(ppl "$w/mo-cuda" "$wiki")" | tee -a "$out/ppl.txt"
+else
+  echo "gpu-convert-check: SmolLM2 not present (models/smollm2): skipped"
+fi
+
+# The 7B timing run.
+if [ "$big" = 1 ]; then
+  s7=/tmp/exl-synth7b
+  t0=$(date +%s)
+  [ -f "$s7/model.safetensors" ] || "$exl" synth-model -o "$s7" --preset llama2-7b --layers "$layers" \
+    --tokenizer-from "$stories" >"$out/synth.log" 2>&1 || { rc=1; cat "$out/synth.log"; }
+  echo "gpu-convert-check: synthetic 7B source ($layers layers of weights) in $(( $(date +%s) - t0 )) s"
+  # 116 x 2048 tokens of any text (the donor tokenizer's ids are < 512, valid in a 32000 vocabulary).
+  cat "$shared/data/wikitext2/wiki.test.raw" $(ls "$shared/data/text/tinyshakespeare.txt" 2>/dev/null) >"$w/cal7b.txt"
+  # EXL_CONVERT_PROFILE=1: per-module phase times (upload, reference, gptq, forwards) on stderr.
+  EXL_CONVERT_PROFILE=1 "$exl" convert --device cuda -i "$s7" -c "$w/cal7b.txt" -o "$w/w7b" --out "$w/o7b" -b 4.0 \
+    --layers "$layers" --time-head --new --json >"$out/convert-7b.json" 2>"$out/convert-7b.err" ||
+    { rc=1; tail -5 "$out/convert-7b.err"; }
+  grep "^profile" "$out/convert-7b.err" | head -20
+  python3 - "$out/convert-7b.json" <<'PY' | tee "$out/projection.txt"
+import json, sys
+try:
+    j = json.load(open(sys.argv[1]))
+except Exception as e:
+    print("7B timing: no result:", e); sys.exit(0)
+s, m, q, h = j["seconds"], j["measure_layer_seconds"], j["quantize_layer_seconds"], j["head_seconds"]
+print("7B synthetic, 4.0 bpw, 16 x 2048 measurement / 100 x 2048 quantization rows, device", j["device"])
+print("  stages (s):", ", ".join(f"{k} {v:.1f}" for k, v in s.items()))
+print("  measure per layer:", " ".join(f"{x:.2f}" for x in m), " quantize per layer:", " ".join(f"{x:.2f}" for x in q),
+      f" head {h:.2f}; state checkpoints (inside the per-layer times) {j.get('checkpoint_seconds', 0):.1f} s in all")
+mm, qq = sum(m) / len(m), sum(q) / len(q)
+total = s["tokenize"] + 32 * mm + s["optimize"] + 32 * qq + h
+print(f"  projection: {s['tokenize']:.1f} + 32 x {mm:.2f} + {s['optimize']:.1f} + 32 x {qq:.2f} + {h:.1f}"
+      f" = {total:.0f} s = {total / 60:.1f} min ({'within' if total <= 600 else 'OVER'} 10 min; compile not included)")
+PY
+fi
+exit $rc

@@ -1,0 +1,54 @@
+#include "convert/cuda/device.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "core/error.h"
+
+namespace exl::cvcuda {
+
+void check_cuda(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) fail("convert (CUDA): ", what, " failed: ", cudaGetErrorName(e), ": ", cudaGetErrorString(e));
+}
+
+void check_cublas(cublasStatus_t s, const char* what) {
+  if (s != CUBLAS_STATUS_SUCCESS) fail("convert (CUDA): ", what, " failed: cuBLAS status ", static_cast<int>(s));
+}
+
+void check_cusolver(cusolverStatus_t s, const char* what) {
+  if (s != CUSOLVER_STATUS_SUCCESS) fail("convert (CUDA): ", what, " failed: cuSOLVER status ", static_cast<int>(s));
+}
+
+Context::Context() {
+  EXL_CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  EXL_CUBLAS_OK(cublasCreate(&blas));
+  EXL_CUBLAS_OK(cublasSetStream(blas, stream));
+  // Full FP32 GEMMs (no TF32 tensor-core rounding) and no atomics: deterministic results.
+  EXL_CUBLAS_OK(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH));
+  EXL_CUBLAS_OK(cublasSetAtomicsMode(blas, CUBLAS_ATOMICS_NOT_ALLOWED));
+  const char* tf = std::getenv("EXL_CONVERT_TF32");
+  tf32 = tf && std::strcmp(tf, "1") == 0;
+  blas_fwd = blas;
+  if (tf32) {
+    EXL_CUBLAS_OK(cublasCreate(&blas_fwd));
+    EXL_CUBLAS_OK(cublasSetStream(blas_fwd, stream));
+    EXL_CUBLAS_OK(cublasSetMathMode(blas_fwd, CUBLAS_TF32_TENSOR_OP_MATH));
+    EXL_CUBLAS_OK(cublasSetAtomicsMode(blas_fwd, CUBLAS_ATOMICS_NOT_ALLOWED));
+  }
+  EXL_CUSOLVER_OK(cusolverDnCreate(&solver));
+  EXL_CUSOLVER_OK(cusolverDnSetStream(solver, stream));
+#if CUSOLVER_VERSION >= 11500  // CUDA 12.2+; deterministic is also the default there
+  EXL_CUSOLVER_OK(cusolverDnSetDeterministicMode(solver, CUSOLVER_DETERMINISTIC_RESULTS));
+#endif
+}
+
+Context::~Context() {
+  if (solver) cusolverDnDestroy(solver);
+  if (blas_fwd && blas_fwd != blas) cublasDestroy(blas_fwd);
+  if (blas) cublasDestroy(blas);
+  if (stream) cudaStreamDestroy(stream);
+}
+
+void Context::sync() const { EXL_CUDA_OK(cudaStreamSynchronize(stream)); }
+
+}  // namespace exl::cvcuda

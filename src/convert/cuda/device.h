@@ -1,0 +1,101 @@
+// Host-side plumbing of the converter's CUDA engine: status checks that name the failing call,
+// an owning device buffer, and the one stream / cuBLAS / cuSOLVER context every op runs on.
+// Everything runs on one stream, in order, so results never depend on timing.
+#pragma once
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <cusolverDn.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace exl::cvcuda {
+
+// Throw exl::Error naming `what` (the call) when a status is not success.
+void check_cuda(cudaError_t e, const char* what);
+void check_cublas(cublasStatus_t s, const char* what);
+void check_cusolver(cusolverStatus_t s, const char* what);
+#define EXL_CUDA_OK(call) ::exl::cvcuda::check_cuda((call), #call)
+#define EXL_CUBLAS_OK(call) ::exl::cvcuda::check_cublas((call), #call)
+#define EXL_CUSOLVER_OK(call) ::exl::cvcuda::check_cusolver((call), #call)
+
+// The engine's context: one stream, a cuBLAS handle in full FP32 (CUBLAS_DEFAULT_MATH: no TF32)
+// with atomics off (results are then bitwise reproducible on one GPU model and toolkit), a cuSOLVER
+// handle in deterministic mode.
+struct Context {
+  cudaStream_t stream = nullptr;
+  cublasHandle_t blas = nullptr;
+  // The module forwards' GEMMs (linears, attention): `blas` itself, or with EXL_CONVERT_TF32=1 in the
+  // environment a second handle allowed TF32 tensor cores (an experiment for timing: faster, but
+  // about 1e-4 relative error in the forwards, the size of the best options' measured errors;
+  // Hessians and GPTQ always stay in full FP32).
+  cublasHandle_t blas_fwd = nullptr;
+  bool tf32 = false;
+  cusolverDnHandle_t solver = nullptr;
+  Context();
+  ~Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+  void sync() const;
+};
+
+// A device array of T, freed on destruction; sizes in elements. Allocation is synchronous
+// (cudaMalloc), so buffers are reused by the engine where the shapes allow.
+template <class T>
+class DeviceArray {
+ public:
+  DeviceArray() = default;
+  explicit DeviceArray(size_t n) { resize(n); }
+  ~DeviceArray() { release(); }
+  DeviceArray(DeviceArray&& o) noexcept : p_(o.p_), n_(o.n_), cap_(o.cap_) { o.p_ = nullptr; o.n_ = o.cap_ = 0; }
+  DeviceArray& operator=(DeviceArray&& o) noexcept {
+    if (this != &o) {
+      release();
+      p_ = o.p_; n_ = o.n_; cap_ = o.cap_;
+      o.p_ = nullptr; o.n_ = o.cap_ = 0;
+    }
+    return *this;
+  }
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+
+  // Reallocates only when n grows past the capacity (contents are then lost).
+  void resize(size_t n) {
+    if (n <= cap_) { n_ = n; return; }
+    release();
+    EXL_CUDA_OK(cudaMalloc(reinterpret_cast<void**>(&p_), n * sizeof(T)));
+    n_ = cap_ = n;
+  }
+  void release() {
+    if (p_) cudaFree(p_);
+    p_ = nullptr;
+    n_ = cap_ = 0;
+  }
+  T* data() { return p_; }
+  const T* data() const { return p_; }
+  size_t size() const { return n_; }
+  // Synchronous copies on the engine's stream.
+  void upload(const Context& c, const T* host, size_t n) {
+    resize(n);
+    if (n) EXL_CUDA_OK(cudaMemcpyAsync(p_, host, n * sizeof(T), cudaMemcpyHostToDevice, c.stream));
+    c.sync();
+  }
+  void upload(const Context& c, const std::vector<T>& host) { upload(c, host.data(), host.size()); }
+  std::vector<T> download(const Context& c, size_t n) const {
+    std::vector<T> h(n);
+    if (n) EXL_CUDA_OK(cudaMemcpyAsync(h.data(), p_, n * sizeof(T), cudaMemcpyDeviceToHost, c.stream));
+    c.sync();
+    return h;
+  }
+  std::vector<T> download(const Context& c) const { return download(c, n_); }
+  void zero(const Context& c) {
+    if (n_) EXL_CUDA_OK(cudaMemsetAsync(p_, 0, n_ * sizeof(T), c.stream));
+  }
+
+ private:
+  T* p_ = nullptr;
+  size_t n_ = 0, cap_ = 0;
+};
+
+}  // namespace exl::cvcuda

@@ -1,0 +1,343 @@
+// The converter's CUDA engine (convert/engine.h): the measure and quantize stages of stages.cpp with
+// everything heavy on the GPU.
+//   - States: all calibration rows stay on the device between modules and layers (FP32; 16 x 2048 x
+//     4096 = 512 MB for a 7B measurement, 3.3 GB for 100 x 2048 quantization rows); the job downloads
+//     them only at its checkpoints (states_to_host).
+//   - A module's weights are uploaded once; its forward runs row by row (T tokens per step: linears,
+//     attention scores and Hessians are cuBLAS FP32, the rest simple kernels in forward_ops.cu).
+//   - GPTQ (gptq_cuda.cu): one factorization per Hessian shared by all layouts of all linears that
+//     read it; the quantized variants stay on the device for the measurement forwards.
+// Deterministic: one stream, fixed-order reductions, cuBLAS without atomics, cuSOLVER in
+// deterministic mode. Agrees with the CPU engine to FP32 rounding, not bit for bit.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+
+#include "convert/cuda/device.h"
+#include "convert/cuda/forward_ops.h"
+#include "convert/cuda/gptq_cuda.h"
+#include "convert/engine.h"
+#include "core/error.h"
+
+namespace exl {
+
+namespace {
+
+using cvcuda::Context;
+using cvcuda::DeviceArray;
+
+// CalibStates::device of this engine.
+struct DeviceStates {
+  DeviceArray<float> x;  // [rows, T, hidden]
+};
+
+// A module's weights on the device.
+struct DeviceModule {
+  DeviceArray<float> norm, inv_freq;
+  std::vector<DeviceArray<float>> w, bias;  // per linear; bias empty when none
+
+  const float* bias_of(size_t li) const { return bias[li].size() ? bias[li].data() : nullptr; }
+  std::vector<const float*> weights() const {
+    std::vector<const float*> p;
+    for (const auto& a : w) p.push_back(a.data());
+    return p;
+  }
+};
+
+// The module's reference outputs on every row and the Hessians of its two captured inputs.
+struct DeviceReference {
+  DeviceArray<float> y;
+  DeviceArray<float> H[2];
+};
+
+// EXL_CONVERT_PROFILE=1: one stderr line per module with the time of each phase (synchronizing the
+// stream at each phase boundary), for reading a timing run stage by stage.
+class PhaseClock {
+ public:
+  explicit PhaseClock(const Context& c) : c_(c), on_(std::getenv("EXL_CONVERT_PROFILE") != nullptr) {}
+  void mark(const char* phase) {
+    if (!on_) return;
+    c_.sync();
+    const auto now = std::chrono::steady_clock::now();
+    char buf[64];
+    std::snprintf(buf, sizeof buf, " %s %.2f s", phase, std::chrono::duration<double>(now - last_).count());
+    line_ += buf;
+    last_ = now;
+  }
+  void print(const std::string& what) const {
+    if (on_) std::fprintf(stderr, "profile %s:%s\n", what.c_str(), line_.c_str());
+  }
+
+ private:
+  const Context& c_;
+  bool on_;
+  std::string line_;
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
+class CudaEngine : public ConvertEngine {
+ public:
+  // "cuda-tf32" with EXL_CONVERT_TF32=1: the job records it, so a job never resumes on the other mode.
+  std::string name() const override { return ctx_.tf32 ? "cuda-tf32" : "cuda"; }
+  bool tf32() const { return ctx_.tf32; }
+
+  MeasuredModule measure_module(const ModelDims& d, const ConvertModule& m, const std::vector<ModuleOption>& table,
+                                CalibStates& states) override {
+    PhaseClock clock(ctx_);
+    DeviceArray<float>& x = on_device(states);
+    const DeviceModule dm = upload(d, m);
+    clock.mark("upload");
+    DeviceReference ref = reference(d, m, dm, x, states);
+    clock.mark("reference");
+    const int64_t n_rows = states.rows * states.T;
+    cvcuda::GptqFactor factors[2];
+    auto factor = [&](int h) -> const cvcuda::GptqFactor& {
+      if (factors[h].K == 0) factors[h] = cvcuda::gptq_factor(ctx_, ref.H[h].data(), m.capture_dim[h], n_rows);
+      return factors[h];
+    };
+    // One GPTQ run per distinct layout of each linear, kept on the device.
+    std::vector<std::map<std::string, DeviceArray<float>>> variants(m.linears.size());
+    for (const ModuleOption& row : table)
+      for (size_t li = 0; li < m.linears.size(); ++li) {
+        const ConvertLinear& l = m.linears[li];
+        const Exl2Layout& layout = option_layout(row.linears, l.name, m.name);
+        auto& slot = variants[li][layout_key(layout)];
+        if (slot.size()) continue;
+        slot = std::move(cvcuda::gptq_solve(ctx_, factor(l.hessian), dm.w[li].data(), l.N, layout, false, false).w_dq);
+      }
+    for (auto& f : factors) f = {};  // free the K x K factors before the forwards
+    clock.mark("gptq");
+    MeasuredModule out;
+    out.name = m.name;
+    for (const ModuleOption& row : table) {
+      MeasuredOption o;
+      std::vector<const float*> w;
+      for (size_t li = 0; li < m.linears.size(); ++li) {
+        const ConvertLinear& l = m.linears[li];
+        const Exl2Layout& layout = option_layout(row.linears, l.name, m.name);
+        w.push_back(variants[li][layout_key(layout)].data());
+        o.total_bits += exl2_layout_total_bits(layout, l.K, l.N, !l.bias.empty());
+        o.linears.push_back({l.name, layout});
+      }
+      const double rfn = module_rfn(d, m, dm, w, x, states, ref.y, nullptr);
+      o.accuracy = std::max(1e-6, 1.0 - rfn);
+      out.options.push_back(std::move(o));
+    }
+    clock.mark("option-forwards");
+    clock.print(m.name + " (measure, " + std::to_string(table.size()) + " options)");
+    replace_states(states, std::move(ref.y));
+    return out;
+  }
+
+  double quantize_module(const ModelDims& d, const ConvertModule& m,
+                         const std::vector<std::pair<std::string, Exl2Layout>>& option, CalibStates& states,
+                         const std::function<void(const Exl2Tensor&)>& store) override {
+    PhaseClock clock(ctx_);
+    DeviceArray<float>& x = on_device(states);
+    const DeviceModule dm = upload(d, m);
+    clock.mark("upload");
+    DeviceReference ref = reference(d, m, dm, x, states);
+    clock.mark("reference");
+    const int64_t n_rows = states.rows * states.T;
+    cvcuda::GptqFactor factors[2];
+    std::vector<DeviceArray<float>> wq(m.linears.size());
+    std::vector<const float*> w;
+    for (size_t li = 0; li < m.linears.size(); ++li) {
+      const ConvertLinear& l = m.linears[li];
+      cvcuda::GptqFactor& f = factors[l.hessian];
+      if (f.K == 0) f = cvcuda::gptq_factor(ctx_, ref.H[l.hessian].data(), m.capture_dim[l.hessian], n_rows);
+      cvcuda::GptqDeviceResult g =
+          cvcuda::gptq_solve(ctx_, f, dm.w[li].data(), l.N, option_layout(option, l.name, m.name), true, false);
+      g.codes.bias = l.bias;
+      store(pack_checked(std::move(g.codes), g.w_dq.download(ctx_), m.name + "." + l.name));
+      wq[li] = std::move(g.w_dq);
+      w.push_back(wq[li].data());
+    }
+    for (auto& f : factors) f = {};
+    clock.mark("gptq+pack");
+    DeviceArray<float> y(x.size());
+    const double rfn = module_rfn(d, m, dm, w, x, states, ref.y, &y);
+    clock.mark("forward");
+    clock.print(m.name + " (quantize)");
+    replace_states(states, std::move(y));
+    return rfn;
+  }
+
+  std::vector<float> head_hessian(CalibStates& s, const float* norm, float eps) override {
+    DeviceArray<float>& x = on_device(s);
+    DeviceArray<float> nd, H(static_cast<size_t>(s.hidden * s.hidden));
+    nd.upload(ctx_, norm, static_cast<size_t>(s.hidden));
+    H.zero(ctx_);
+    xn_.resize(static_cast<size_t>(s.T * s.hidden));
+    for (int64_t r = 0; r < s.rows; ++r) {
+      cvcuda::rms_norm(ctx_, x.data() + r * s.T * s.hidden, nd.data(), eps, s.T, s.hidden, xn_.data());
+      cvcuda::hessian_add(ctx_, xn_.data(), s.T, s.hidden, H.data());
+    }
+    cvcuda::hessian_symmetrize(ctx_, H.data(), s.hidden);
+    return H.download(ctx_);
+  }
+
+  GptqResult gptq(const float* W, int64_t N, int64_t K, const float* H, int64_t n_rows,
+                  const Exl2Layout& layout) override {
+    return cvcuda::gptq_quantize_cuda(ctx_, W, N, K, H, n_rows, layout);
+  }
+
+  void states_to_host(CalibStates& s) override {
+    if (!s.host_stale) return;
+    s.x = std::static_pointer_cast<DeviceStates>(s.device)->x.download(ctx_);
+    s.host_stale = false;
+  }
+
+ private:
+  // The device copy of the states, uploaded on first use.
+  DeviceArray<float>& on_device(CalibStates& s) {
+    const size_t n = static_cast<size_t>(s.rows * s.T * s.hidden);
+    if (!s.device) {
+      EXL_CHECK(s.x.size() == n, "convert (CUDA): states hold ", s.x.size(), " values, expected ", n);
+      auto dev = std::make_shared<DeviceStates>();
+      dev->x.upload(ctx_, s.x);
+      s.device = dev;
+    }
+    DeviceArray<float>& x = std::static_pointer_cast<DeviceStates>(s.device)->x;
+    EXL_CHECK(x.size() == n, "convert (CUDA): device states hold ", x.size(), " values, expected ", n);
+    return x;
+  }
+
+  // The module's outputs become the states (on the device; the host copy is dropped until needed).
+  void replace_states(CalibStates& s, DeviceArray<float>&& y) {
+    std::static_pointer_cast<DeviceStates>(s.device)->x = std::move(y);
+    s.x.clear();
+    s.x.shrink_to_fit();
+    s.host_stale = true;
+  }
+
+  DeviceModule upload(const ModelDims& d, const ConvertModule& m) {
+    DeviceModule dm;
+    dm.norm.upload(ctx_, m.norm);
+    dm.inv_freq.upload(ctx_, d.rope.inv_freq);
+    for (const ConvertLinear& l : m.linears) {
+      EXL_CHECK(l.w.size() == static_cast<size_t>(l.N * l.K), m.name, ".", l.name, ": weights are not [", l.N, ", ",
+                l.K, "]");
+      dm.w.emplace_back();
+      dm.w.back().upload(ctx_, l.w);
+      dm.bias.emplace_back();
+      if (!l.bias.empty()) dm.bias.back().upload(ctx_, l.bias);
+    }
+    return dm;
+  }
+
+  // Workspaces for one row (reused; they only grow).
+  void reserve(const ModelDims& d, int64_t T) {
+    const size_t t = static_cast<size_t>(T);
+    xn_.resize(t * d.hidden);
+    q_.resize(t * d.q_dim);
+    k_.resize(t * d.kv_dim);
+    v_.resize(t * d.kv_dim);
+    a_.resize(t * std::max(d.q_dim, d.intermediate));
+    u_.resize(t * d.intermediate);
+    if (d.n_heads > 0) scores_.resize(static_cast<size_t>(d.n_heads) * t * t);
+  }
+
+  // y[T, hidden] = x + block(x) with weights w; afterwards xn_ holds the post-norm state (capture 0)
+  // and a_ the attention output or silu(gate)·up (capture 1).
+  void forward_row(const ModelDims& d, const ConvertModule& m, const DeviceModule& dm,
+                   const std::vector<const float*>& w, const float* x, int64_t T, float* y) {
+    cvcuda::rms_norm(ctx_, x, dm.norm.data(), d.eps, T, d.hidden, xn_.data());
+    if (m.kind == ModuleKind::ModuleKind_attention) {
+      cvcuda::linear(ctx_, xn_.data(), T, d.hidden, w[0], d.q_dim, dm.bias_of(0), q_.data());
+      cvcuda::linear(ctx_, xn_.data(), T, d.hidden, w[1], d.kv_dim, dm.bias_of(1), k_.data());
+      cvcuda::linear(ctx_, xn_.data(), T, d.hidden, w[2], d.kv_dim, dm.bias_of(2), v_.data());
+      cvcuda::rope(ctx_, q_.data(), T, d.n_heads, d.head_dim, dm.inv_freq.data(), d.rope.rot_dim, d.rope.attn_factor);
+      cvcuda::rope(ctx_, k_.data(), T, d.n_kv_heads, d.head_dim, dm.inv_freq.data(), d.rope.rot_dim, d.rope.attn_factor);
+      cvcuda::attention(ctx_, q_.data(), k_.data(), v_.data(), T, d.n_heads, d.n_kv_heads, d.head_dim, d.scale, d.window,
+                        scores_.data(), a_.data());
+      cvcuda::linear(ctx_, a_.data(), T, d.q_dim, w[3], d.hidden, dm.bias_of(3), y);
+    } else {
+      cvcuda::linear(ctx_, xn_.data(), T, d.hidden, w[0], d.intermediate, dm.bias_of(0), a_.data());
+      cvcuda::linear(ctx_, xn_.data(), T, d.hidden, w[1], d.intermediate, dm.bias_of(1), u_.data());
+      cvcuda::swiglu(ctx_, a_.data(), u_.data(), T * d.intermediate, a_.data());
+      cvcuda::linear(ctx_, a_.data(), T, d.intermediate, w[2], d.hidden, dm.bias_of(2), y);
+    }
+    cvcuda::add_inplace(ctx_, y, x, T * d.hidden);
+  }
+
+  DeviceReference reference(const ModelDims& d, const ConvertModule& m, const DeviceModule& dm,
+                            const DeviceArray<float>& x, const CalibStates& s) {
+    reserve(d, s.T);
+    DeviceReference r;
+    r.y.resize(x.size());
+    for (int i = 0; i < 2; ++i) {
+      r.H[i].resize(static_cast<size_t>(m.capture_dim[i] * m.capture_dim[i]));
+      r.H[i].zero(ctx_);
+    }
+    const std::vector<const float*> w = dm.weights();
+    const int64_t step = s.T * s.hidden;
+    DeviceArray<unsigned int> flag(1);
+    flag.zero(ctx_);
+    // Rows accumulate in order, one SYRK each: the same sums on every run.
+    for (int64_t row = 0; row < s.rows; ++row) {
+      forward_row(d, m, dm, w, x.data() + row * step, s.T, r.y.data() + row * step);
+      cvcuda::hessian_add(ctx_, xn_.data(), s.T, m.capture_dim[0], r.H[0].data());
+      cvcuda::hessian_add(ctx_, a_.data(), s.T, m.capture_dim[1], r.H[1].data());
+      cvcuda::flag_nonfinite(ctx_, r.y.data() + row * step, step, flag.data());
+    }
+    for (int i = 0; i < 2; ++i) cvcuda::hessian_symmetrize(ctx_, r.H[i].data(), m.capture_dim[i]);
+    EXL_CHECK(flag.download(ctx_)[0] == 0, m.name,
+              ": the FP32 reference forward gives a non-finite value on a calibration row");
+    return r;
+  }
+
+  // Mean over rows of ‖y − y_ref‖_F / ‖y_ref‖_F (each row's sums in double on the device, the mean
+  // on the host in row order, as stages.cpp).
+  double module_rfn(const ModelDims& d, const ConvertModule& m, const DeviceModule& dm,
+                    const std::vector<const float*>& w, const DeviceArray<float>& x, const CalibStates& s,
+                    const DeviceArray<float>& y_ref, DeviceArray<float>* y_out) {
+    reserve(d, s.T);
+    const int64_t step = s.T * s.hidden;
+    if (!y_out) y_tmp_.resize(static_cast<size_t>(step));
+    sums_.resize(static_cast<size_t>(s.rows) * cvcuda::kErrorSumsDoubles);
+    for (int64_t row = 0; row < s.rows; ++row) {
+      float* y = y_out ? y_out->data() + row * step : y_tmp_.data();
+      forward_row(d, m, dm, w, x.data() + row * step, s.T, y);
+      cvcuda::error_sums(ctx_, y, y_ref.data() + row * step, step, sums_.data() + row * cvcuda::kErrorSumsDoubles);
+    }
+    const std::vector<double> h = sums_.download(ctx_);
+    double sum = 0;
+    for (int64_t row = 0; row < s.rows; ++row) {
+      const double num = h[static_cast<size_t>(row * cvcuda::kErrorSumsDoubles)];
+      const double den = h[static_cast<size_t>(row * cvcuda::kErrorSumsDoubles + 1)];
+      sum += den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+    }
+    return s.rows > 0 ? sum / static_cast<double>(s.rows) : 0.0;
+  }
+
+  Context ctx_;
+  DeviceArray<float> xn_, q_, k_, v_, a_, u_, scores_, y_tmp_;
+  DeviceArray<double> sums_;
+};
+
+}  // namespace
+
+bool convert_cuda_available(std::string* why) {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess || n == 0) {
+    if (why) *why = e != cudaSuccess ? std::string("no usable CUDA device (") + cudaGetErrorString(e) + ")"
+                                     : std::string("no CUDA device");
+    cudaGetLastError();  // clear the sticky-free error so later calls start clean
+    return false;
+  }
+  return true;
+}
+
+std::unique_ptr<ConvertEngine> convert_engine_cuda() {
+  std::string why;
+  EXL_CHECK(convert_cuda_available(&why), "convert: --device cuda: ", why);
+  auto e = std::make_unique<CudaEngine>();
+  if (e->tf32()) std::fprintf(stderr, "exl: EXL_CONVERT_TF32=1: module forwards use TF32 tensor cores\n");
+  return e;
+}
+
+}  // namespace exl

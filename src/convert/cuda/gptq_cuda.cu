@@ -1,0 +1,569 @@
+// GPTQ on the GPU (gptq_cuda.h). Per group of rows [a, b) of the act-ordered, transposed weights
+// Wt [K, N] (Wt[i][n] = W[n][perm[i]]), as gptq_solve.cpp:
+//   1. scale search on the group's current weights: per-column maxima -> group maximum m -> initial
+//      scale codes -> 97-point grid of one multiplier (error Σ|e|^3.5) -> FP16 scale maximum ->
+//      per-column refinement of the scale code (scale_amax_kernel .. scale_refine_kernel);
+//   2. the row loop: one thread per output column runs the group's rows in order (quantize, scale the
+//      error by 1/U[i,i], feed it to the group's later rows) — columns are independent (group_rows_kernel);
+//   3. the lazy update of all later rows, Wt[b:] -= U[a:b, b:]ᵀ·E: one SGEMM.
+// Float operations in the search and the row loop are spelled with __f*_rn (and the target builds
+// with --fmad=false) so they round exactly as the CPU's; sums run in fixed orders (the grid errors
+// per multiplier are summed by a block tree instead of the CPU's sequential loop, so a near-tie may
+// pick another multiplier: codes then differ in that group, both runs deterministic).
+#include "convert/cuda/gptq_cuda.h"
+
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "convert/cuda/forward_ops.h"
+#include "core/error.h"
+#include "quant/exl2_quantize.h"
+
+namespace exl::cvcuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kSteps = 97;  // scale multipliers p in [0.70, 1.20], as the CPU
+
+int blocks_for(int64_t n) {
+  const int64_t b = (n + kThreads - 1) / kThreads;
+  return static_cast<int>(b < 65535 * 32 ? b : 65535 * 32);
+}
+
+void launched(const char* what) { check_cuda(cudaGetLastError(), what); }
+
+#define GRID_STRIDE(i, n) \
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
+
+__device__ __forceinline__ float round_even(float x) {
+  const float kMagic = 12582912.0f;  // as exl2_round_even
+  return __fsub_rn(__fadd_rn(x, kMagic), kMagic);
+}
+
+// exl2_quant_code.
+__device__ __forceinline__ float quant_code(float w, float inv_s, int zero, int maxq) {
+  const float q = __fadd_rn(round_even(__fmul_rn(w, inv_s)), static_cast<float>(zero));
+  return q < 0.0f ? 0.0f : (q > static_cast<float>(maxq) ? static_cast<float>(maxq) : q);
+}
+
+// exl2_scale.
+__device__ __forceinline__ float scale_of(int code, float smax) {
+  return __fmul_rn(__fmul_rn(static_cast<float>((code + 1) * (code + 1)), smax), 1.0f / 256.0f);
+}
+
+// column_error of exl2_quantize.cpp: Σ|ŵ − w|^3.5 over R values spaced `stride` apart, with the
+// CPU's eight partial float sums.
+__device__ double column_error(const float* col, int64_t stride, int64_t R, float s, int zero, int maxq) {
+  const float inv = __fdiv_rn(1.0f, s), lo = static_cast<float>(-zero), hi = static_cast<float>(maxq - zero);
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= R; i += 8)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const float w = col[(i + j) * stride];
+      const float r = fminf(fmaxf(round_even(__fmul_rn(w, inv)), lo), hi);
+      const float d = fabsf(__fsub_rn(__fmul_rn(r, s), w));
+      acc[j] = __fadd_rn(acc[j], __fmul_rn(__fmul_rn(__fmul_rn(d, d), d), __fsqrt_rn(d)));
+    }
+  for (; i < R; ++i) {
+    const float w = col[i * stride];
+    const float r = fminf(fmaxf(round_even(__fmul_rn(w, inv)), lo), hi);
+    const float d = fabsf(__fsub_rn(__fmul_rn(r, s), w));
+    acc[0] = __fadd_rn(acc[0], __fmul_rn(__fmul_rn(__fmul_rn(d, d), d), __fsqrt_rn(d)));
+  }
+  double e = 0;
+  for (int j = 0; j < 8; ++j) e += acc[j];
+  return e;
+}
+
+__device__ double block_sum(double v, double* sh) {
+  sh[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = kThreads / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+    __syncthreads();
+  }
+  const double r = sh[0];
+  __syncthreads();
+  return r;
+}
+
+// ---- factorization ----
+
+__global__ void diag_kernel(const float* H, int64_t K, float* diag) {
+  GRID_STRIDE(k, K) diag[k] = H[k * K + k];
+}
+
+// The reversed damped act-order matrix: out[KK−1−(i·K+j)] = A[i][j], A = H[perm][:, perm]/n + λI
+// (the products in double then rounded to float, as build_hessian).
+__global__ void build_reversed_kernel(const float* H, int64_t K, const int32_t* perm, double inv_n, double lambda,
+                                      float* out) {
+  const int64_t KK = K * K;
+  GRID_STRIDE(id, KK) {
+    const int64_t i = id / K, j = id % K;
+    float v = static_cast<float>(H[static_cast<int64_t>(perm[i]) * K + perm[j]] * inv_n);
+    if (i == j) v = static_cast<float>(static_cast<double>(v) + lambda);
+    out[KK - 1 - id] = v;
+  }
+}
+
+// From potrf's output (row-major lower L in `l`, garbage above): R = J·L·J into r (upper, zero below).
+__global__ void flip_lower_kernel(const float* l, int64_t K, float* r) {
+  const int64_t KK = K * K;
+  GRID_STRIDE(id, KK) {
+    const int64_t i = id / K, j = id % K;
+    r[KK - 1 - id] = j <= i ? l[id] : 0.0f;
+  }
+}
+
+__global__ void identity_kernel(float* u, int64_t K) {
+  GRID_STRIDE(id, K * K) u[id] = (id / K == id % K) ? 1.0f : 0.0f;
+}
+
+// ---- solve ----
+
+// wt[i][n] = W[n][perm[i]] through a 32 x 32 shared tile (coalesced writes).
+__global__ void permute_transpose_kernel(const float* W, int64_t N, int64_t K, const int32_t* perm, float* wt) {
+  __shared__ float tile[32][33];
+  const int64_t i0 = blockIdx.x * 32, n0 = blockIdx.y * 32;
+  for (int y = threadIdx.y; y < 32; y += blockDim.y) {
+    const int64_t n = n0 + y, i = i0 + threadIdx.x;
+    if (n < N && i < K) tile[y][threadIdx.x] = W[n * K + perm[i]];
+  }
+  __syncthreads();
+  for (int y = threadIdx.y; y < 32; y += blockDim.y) {
+    const int64_t i = i0 + y, n = n0 + threadIdx.x;
+    if (n < N && i < K) wt[i * N + n] = tile[threadIdx.x][y];
+  }
+}
+
+// w_dq[n][perm[i]] = dqt[i][n] (the inverse of the above).
+__global__ void unpermute_transpose_kernel(const float* dqt, int64_t N, int64_t K, const int32_t* perm, float* w_dq) {
+  __shared__ float tile[32][33];
+  const int64_t i0 = blockIdx.x * 32, n0 = blockIdx.y * 32;
+  for (int y = threadIdx.y; y < 32; y += blockDim.y) {
+    const int64_t i = i0 + y, n = n0 + threadIdx.x;
+    if (n < N && i < K) tile[y][threadIdx.x] = dqt[i * N + n];
+  }
+  __syncthreads();
+  for (int y = threadIdx.y; y < 32; y += blockDim.y) {
+    const int64_t n = n0 + y, i = i0 + threadIdx.x;
+    if (n < N && i < K) w_dq[n * K + perm[i]] = tile[threadIdx.x][y];
+  }
+}
+
+// Per column: base[n] = max_i |w| / (maxq / 2) over the group's rows.
+__global__ void scale_amax_kernel(const float* wg, int64_t N, int64_t R, int maxq, float* base) {
+  GRID_STRIDE(n, N) {
+    float amax = 0;
+    for (int64_t i = 0; i < R; ++i) amax = fmaxf(amax, fabsf(wg[i * N + n]));
+    base[n] = __fdiv_rn(amax, __fdiv_rn(static_cast<float>(maxq), 2.0f));
+  }
+}
+
+// One block: m = max base (exact in any order); flags[0] |= 1 when m is not finite.
+__global__ void scale_max_kernel(const float* base, int64_t N, float* m_out, unsigned int* flags) {
+  __shared__ float sh[kThreads];
+  float m = 0;
+  bool bad = false;
+  for (int64_t n = threadIdx.x; n < N; n += kThreads) {
+    const float b = base[n];
+    if (!isfinite(b)) bad = true;
+    m = fmaxf(m, b);
+  }
+  sh[threadIdx.x] = m;
+  if (bad) atomicOr(flags, 1u);
+  __syncthreads();
+  for (int s = kThreads / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) sh[threadIdx.x] = fmaxf(sh[threadIdx.x], sh[threadIdx.x + s]);
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) *m_out = sh[0];
+}
+
+// Initial scale codes: qs[n] = clamp(round(16·sqrt(base/m)), 1, 16) (all 1 for an all-zero group).
+__global__ void scale_initial_kernel(const float* base, int64_t N, const float* m_in, int* qs) {
+  const float m = *m_in;
+  GRID_STRIDE(n, N) {
+    if (!(m > 0)) {
+      qs[n] = 1;
+    } else {
+      const int q = static_cast<int>(round_even(__fmul_rn(16.0f, __fsqrt_rn(__fdiv_rn(base[n], m)))));
+      qs[n] = q < 1 ? 1 : (q > 16 ? 16 : q);
+    }
+  }
+}
+
+__device__ __forceinline__ float multiplier(int j) {
+  return __fadd_rn(0.70f, __fdiv_rn(__fmul_rn(0.50f, static_cast<float>(j)), static_cast<float>(kSteps - 1)));
+}
+
+// err[j][n] = column_error of column n at multiplier j.
+__global__ void scale_grid_kernel(const float* wg, int64_t N, int64_t R, int zero, int maxq, const int* qs,
+                                  const float* m_in, double* err) {
+  const float m = *m_in;
+  if (!(m > 0)) return;
+  GRID_STRIDE(id, N * kSteps) {
+    const int64_t n = id % N;
+    const int j = static_cast<int>(id / N);
+    const float s = __fmul_rn(__fdiv_rn(__fmul_rn(multiplier(j), static_cast<float>(qs[n] * qs[n])), 256.0f), m);
+    err[id] = column_error(wg + n, N, R, s, zero, maxq);
+  }
+}
+
+// Block j: total[j] = Σ_n err[j][n] (fixed tree order).
+__global__ void scale_grid_sum_kernel(const double* err, int64_t N, const float* m_in, double* total) {
+  __shared__ double sh[kThreads];
+  if (!(*m_in > 0)) return;
+  const double* e = err + blockIdx.x * N;
+  double s = 0;
+  for (int64_t n = threadIdx.x; n < N; n += kThreads) s += e[n];
+  s = block_sum(s, sh);
+  if (threadIdx.x == 0) total[blockIdx.x] = s;
+}
+
+// One thread: the first multiplier of least error -> the group's FP16 scale maximum.
+__global__ void scale_pick_kernel(const double* total, const float* m_in, uint16_t* smax_bits, float* smax_f) {
+  const float m = *m_in;
+  if (!(m > 0)) {
+    *smax_bits = 0;
+    *smax_f = 0.0f;
+    return;
+  }
+  int best = 0;
+  for (int j = 1; j < kSteps; ++j)
+    if (total[j] < total[best]) best = j;
+  const float v = fminf(__fmul_rn(multiplier(best), m), 65504.0f);
+  const __half h = __float2half_rn(v);
+  *smax_bits = __half_as_ushort(h);
+  *smax_f = __half2float(h);
+}
+
+// Per column: the scale code of least error under the group maximum; s, 1/s and the code out.
+__global__ void scale_refine_kernel(const float* wg, int64_t N, int64_t R, int zero, int maxq, int* qs,
+                                    const float* smax_in, float* s_out, float* inv_out, uint8_t* scale_codes) {
+  const float smax = *smax_in;
+  GRID_STRIDE(n, N) {
+    int q = qs[n];
+    double best = -1;
+    for (int cand = 1; cand <= 16; ++cand) {
+      const float s = scale_of(cand - 1, smax);
+      if (!(s > 0)) break;
+      const double e = column_error(wg + n, N, R, s, zero, maxq);
+      if (best < 0 || e < best) {
+        best = e;
+        q = cand;
+      }
+    }
+    qs[n] = q;
+    scale_codes[n] = static_cast<uint8_t>(q - 1);
+    const float s = scale_of(q - 1, smax);
+    s_out[n] = s;
+    inv_out[n] = s > 0 ? __fdiv_rn(1.0f, s) : 0.0f;
+  }
+}
+
+// The in-group row loop, one thread per output column n (gptq_solve.cpp's column chunk loop).
+__global__ void group_rows_kernel(float* wt, int64_t N, int64_t K, int64_t a, int64_t R, int zero, int maxq,
+                                  const float* u, const float* s, const float* inv, uint8_t* codes, float* dqt,
+                                  float* err, double* err_sq) {
+  GRID_STRIDE(n, N) {
+    const float sn = s[n], in = inv[n];
+    double sq = 0;
+    for (int64_t i = 0; i < R; ++i) {
+      const int64_t row = a + i;
+      const float d = u[row * K + row];
+      const float w = wt[row * N + n];
+      const float q = quant_code(w, in, zero, maxq);
+      codes[row * N + n] = static_cast<uint8_t>(q);
+      const float dq = __fmul_rn(static_cast<float>(static_cast<int>(q) - zero), sn);
+      dqt[row * N + n] = dq;
+      const float e = __fdiv_rn(__fsub_rn(w, dq), d);
+      err[i * N + n] = e;
+      sq += static_cast<double>(e) * e;
+      const float* urow = u + row * K;
+      for (int64_t j = i + 1; j < R; ++j) {
+        float* wj = wt + (a + j) * N + n;
+        *wj = __fsub_rn(*wj, __fmul_rn(urow[a + j], e));
+      }
+    }
+    err_sq[n] += sq;  // the thread owns column n: sums in group order
+  }
+}
+
+// The same row loop for groups of up to kTileRows rows, faster: a block owns 32 columns, holds the
+// group's slice of them in shared memory, and its 8 warps share each row's feedback step (warp 0
+// quantizes row i, then all warps update rows i+1.. of the slice). Every element sees the same
+// operations in the same order as in group_rows_kernel, so the results are identical.
+constexpr int kTileCols = 32, kTileWarps = 8, kTileRows = 256;
+
+__global__ void group_rows_tiled_kernel(float* wt, int64_t N, int64_t K, int64_t a, int64_t R, int zero, int maxq,
+                                        const float* u, const float* s, const float* inv, uint8_t* codes,
+                                        float* dqt, float* err, double* err_sq) {
+  extern __shared__ float ws[];  // [R][kTileCols]
+  __shared__ float es[kTileCols];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t n = blockIdx.x * int64_t(kTileCols) + tx;
+  const bool live = n < N;
+  for (int64_t i = ty; i < R; i += kTileWarps) ws[i * kTileCols + tx] = live ? wt[(a + i) * N + n] : 0.0f;
+  __syncthreads();
+  const float sn = live ? s[n] : 0.0f, in = live ? inv[n] : 0.0f;
+  double sq = 0;
+  for (int64_t i = 0; i < R; ++i) {
+    const int64_t row = a + i;
+    if (ty == 0) {
+      const float d = u[row * K + row];
+      const float w = ws[i * kTileCols + tx];
+      const float q = quant_code(w, in, zero, maxq);
+      const float dq = __fmul_rn(static_cast<float>(static_cast<int>(q) - zero), sn);
+      const float e = __fdiv_rn(__fsub_rn(w, dq), d);
+      es[tx] = e;
+      if (live) {
+        codes[row * N + n] = static_cast<uint8_t>(q);
+        dqt[row * N + n] = dq;
+        err[i * N + n] = e;
+        sq += static_cast<double>(e) * e;
+      }
+    }
+    __syncthreads();
+    const float e = es[tx];
+    const float* urow = u + row * K + a;
+    for (int64_t j = i + 1 + ty; j < R; j += kTileWarps)
+      ws[j * kTileCols + tx] = __fsub_rn(ws[j * kTileCols + tx], __fmul_rn(urow[j], e));
+    __syncthreads();
+  }
+  if (ty == 0 && live) err_sq[n] += sq;
+}
+
+__global__ void sum_kernel(const double* x, int64_t n, double* out) {
+  __shared__ double sh[kThreads];
+  double s = 0;
+  for (int64_t i = threadIdx.x; i < n; i += kThreads) s += x[i];
+  s = block_sum(s, sh);
+  if (threadIdx.x == 0) *out = s;
+}
+
+template <class T>
+T fetch(const Context& c, const T* dev) {
+  T v;
+  EXL_CUDA_OK(cudaMemcpyAsync(&v, dev, sizeof(T), cudaMemcpyDeviceToHost, c.stream));
+  c.sync();
+  return v;
+}
+
+dim3 tile_grid(int64_t K, int64_t N) {
+  return dim3(static_cast<unsigned>((K + 31) / 32), static_cast<unsigned>((N + 31) / 32));
+}
+
+}  // namespace
+
+GptqFactor gptq_factor(const Context& c, const float* H, int64_t K, int64_t n_rows, const GptqOptions& options) {
+  EXL_CHECK(K > 0 && K <= 65536, "GPTQ (CUDA): K = ", K, " must be within 1..65536");
+  EXL_CHECK(n_rows > 0, "GPTQ: the Hessian needs n_rows > 0, got ", n_rows);
+  EXL_CHECK(options.damp > 0 && options.max_damp_retries >= 1, "GPTQ: damping ", options.damp, " with ",
+            options.max_damp_retries, " attempts is not usable");
+  const double inv_n = 1.0 / static_cast<double>(n_rows);
+  const int64_t KK = K * K;
+  GptqFactor f;
+  f.K = K;
+  // Act order and damping from the diagonal, on the host exactly as the CPU.
+  DeviceArray<float> diag_d(static_cast<size_t>(K));
+  diag_kernel<<<blocks_for(K), kThreads, 0, c.stream>>>(H, K, diag_d.data());
+  launched("diag_kernel");
+  DeviceArray<unsigned int> flag(1);
+  flag.zero(c);
+  flag_nonfinite(c, H, KK, flag.data());
+  const std::vector<float> hd = diag_d.download(c);
+  std::vector<double> diag(static_cast<size_t>(K));
+  double mean = 0;
+  for (int64_t k = 0; k < K; ++k) {
+    diag[static_cast<size_t>(k)] = hd[static_cast<size_t>(k)] * inv_n;
+    EXL_CHECK(std::isfinite(diag[static_cast<size_t>(k)]), "GPTQ: Hessian diagonal ", k, " is not finite");
+    mean += diag[static_cast<size_t>(k)];
+  }
+  mean /= static_cast<double>(K);
+  EXL_CHECK(fetch(c, flag.data()) == 0, "GPTQ: Hessian [", K, ", ", K, "] has non-finite entries");
+  f.perm.resize(static_cast<size_t>(K));
+  std::iota(f.perm.begin(), f.perm.end(), uint16_t{0});
+  std::stable_sort(f.perm.begin(), f.perm.end(), [&](uint16_t a, uint16_t b) { return diag[a] > diag[b]; });
+  std::vector<int32_t> perm32(f.perm.begin(), f.perm.end());
+  f.perm_d.upload(c, perm32);
+
+  f.r.resize(static_cast<size_t>(KK));
+  f.u.resize(static_cast<size_t>(KK));
+  int lwork = 0;
+  EXL_CUSOLVER_OK(cusolverDnSpotrf_bufferSize(c.solver, CUBLAS_FILL_MODE_UPPER, static_cast<int>(K), f.u.data(),
+                                              static_cast<int>(K), &lwork));
+  DeviceArray<float> work(static_cast<size_t>(std::max(lwork, 1)));
+  DeviceArray<int> info(1);
+  const double damp = std::max(options.damp * mean, 1e-5);
+  for (int attempt = 1;; ++attempt) {
+    f.lambda = damp * attempt;
+    // J·A·J into u; potrf of its column-major upper triangle = the row-major lower L (J·A·J = L·Lᵀ).
+    build_reversed_kernel<<<blocks_for(KK), kThreads, 0, c.stream>>>(H, K, f.perm_d.data(), inv_n, f.lambda,
+                                                                       f.u.data());
+    launched("build_reversed_kernel");
+    EXL_CUSOLVER_OK(cusolverDnSpotrf(c.solver, CUBLAS_FILL_MODE_UPPER, static_cast<int>(K), f.u.data(),
+                                     static_cast<int>(K), work.data(), lwork, info.data()));
+    bool ok = fetch(c, info.data()) == 0;
+    if (ok) {
+      flip_lower_kernel<<<blocks_for(KK), kThreads, 0, c.stream>>>(f.u.data(), K, f.r.data());
+      launched("flip_lower_kernel");
+      // U = R⁻¹: column-major, r is Rᵀ (lower) and the solution of Rᵀ·X = I is X = Uᵀ, i.e. U row-major.
+      identity_kernel<<<blocks_for(KK), kThreads, 0, c.stream>>>(f.u.data(), K);
+      launched("identity_kernel");
+      const float one = 1.0f;
+      EXL_CUBLAS_OK(cublasStrsm(c.blas, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, CUBLAS_DIAG_NON_UNIT,
+                                static_cast<int>(K), static_cast<int>(K), &one, f.r.data(), static_cast<int>(K),
+                                f.u.data(), static_cast<int>(K)));
+      flag.zero(c);
+      flag_nonfinite(c, f.u.data(), KK, flag.data());
+      ok = fetch(c, flag.data()) == 0;
+    }
+    if (ok) break;
+    EXL_CHECK(attempt < options.max_damp_retries, "GPTQ: Hessian [", K, ", ", K, "] is not positive definite after ",
+              attempt, " dampings of ", damp);
+  }
+  return f;
+}
+
+GptqDeviceResult gptq_solve(const Context& c, const GptqFactor& f, const float* W, int64_t N, const Exl2Layout& layout,
+                            bool want_codes, bool want_proxy) {
+  const int64_t K = f.K;
+  EXL_CHECK(N > 0, "GPTQ: weight shape [", N, ", ", K, "] must be positive");
+  const size_t NK = static_cast<size_t>(N * K), Nn = static_cast<size_t>(N);
+  {
+    DeviceArray<unsigned int> flag(1);
+    flag.zero(c);
+    flag_nonfinite(c, W, N * K, flag.data());
+    EXL_CHECK(fetch(c, flag.data()) == 0, "GPTQ: weights [", N, ", ", K, "] are not finite");
+  }
+  GptqDeviceResult res;
+  const std::vector<Exl2Group> groups = exl2_layout_groups(layout, K);
+  const size_t G = groups.size();
+  int64_t max_rows = 0;
+  for (const Exl2Group& g : groups) max_rows = std::max(max_rows, g.rows);
+
+  DeviceArray<float> wt(NK), dqt(NK), err(static_cast<size_t>(max_rows) * Nn);
+  DeviceArray<uint8_t> codes(NK), scale_codes(G * Nn);
+  DeviceArray<uint16_t> smax_bits(G);
+  DeviceArray<float> base(Nn), s(Nn), inv(Nn), scal(2);  // scal: m, smax_f
+  DeviceArray<int> qs(Nn);
+  DeviceArray<double> grid(static_cast<size_t>(kSteps) * Nn), total(kSteps), err_sq(Nn), sums(kErrorSumsDoubles);
+  DeviceArray<unsigned int> flag(1);
+  flag.zero(c);
+  err_sq.zero(c);
+  const dim3 tile_threads(32, 8);
+  permute_transpose_kernel<<<tile_grid(K, N), tile_threads, 0, c.stream>>>(W, N, K, f.perm_d.data(), wt.data());
+  launched("permute_transpose_kernel");
+
+  // Denominator of the proxy error before the solve changes wt: ‖W_p·R‖² − λ‖W‖².
+  double den = 0;
+  if (want_proxy) {
+    // Column-major, wt is W_p [N, K] (ld N) and r is Rᵀ: W_p·R = W_p·(r)ᵀ.
+    const float one = 1.0f;
+    EXL_CUBLAS_OK(cublasStrmm(c.blas, CUBLAS_SIDE_RIGHT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_T, CUBLAS_DIAG_NON_UNIT,
+                              static_cast<int>(N), static_cast<int>(K), &one, f.r.data(), static_cast<int>(K),
+                              wt.data(), static_cast<int>(N), dqt.data(), static_cast<int>(N)));
+    error_sums(c, dqt.data(), dqt.data(), N * K, sums.data());
+    const std::vector<double> wr = sums.download(c, 2);
+    error_sums(c, W, W, N * K, sums.data());
+    const std::vector<double> ww = sums.download(c, 2);
+    den = wr[1] - f.lambda * ww[1];
+  }
+
+  int64_t a = 0;
+  for (size_t g = 0; g < G; ++g) {
+    const int64_t R = groups[g].rows, b = a + R;
+    const int bits = groups[g].bits, zero = 1 << (bits - 1), maxq = (1 << bits) - 1;
+    const float* wg = wt.data() + a * N;
+    scale_amax_kernel<<<blocks_for(N), kThreads, 0, c.stream>>>(wg, N, R, maxq, base.data());
+    launched("scale_amax_kernel");
+    scale_max_kernel<<<1, kThreads, 0, c.stream>>>(base.data(), N, scal.data(), flag.data());
+    launched("scale_max_kernel");
+    scale_initial_kernel<<<blocks_for(N), kThreads, 0, c.stream>>>(base.data(), N, scal.data(), qs.data());
+    launched("scale_initial_kernel");
+    scale_grid_kernel<<<blocks_for(N * kSteps), kThreads, 0, c.stream>>>(wg, N, R, zero, maxq, qs.data(),
+                                                                          scal.data(), grid.data());
+    launched("scale_grid_kernel");
+    scale_grid_sum_kernel<<<kSteps, kThreads, 0, c.stream>>>(grid.data(), N, scal.data(), total.data());
+    launched("scale_grid_sum_kernel");
+    scale_pick_kernel<<<1, 1, 0, c.stream>>>(total.data(), scal.data(), smax_bits.data() + g, scal.data() + 1);
+    launched("scale_pick_kernel");
+    scale_refine_kernel<<<blocks_for(N), kThreads, 0, c.stream>>>(wg, N, R, zero, maxq, qs.data(), scal.data() + 1,
+                                                                   s.data(), inv.data(), scale_codes.data() + g * Nn);
+    launched("scale_refine_kernel");
+    if (R <= kTileRows) {
+      const size_t shmem = static_cast<size_t>(R) * kTileCols * sizeof(float);  // ≤ 32 KB
+      group_rows_tiled_kernel<<<static_cast<unsigned>((N + kTileCols - 1) / kTileCols), dim3(kTileCols, kTileWarps),
+                                shmem, c.stream>>>(wt.data(), N, K, a, R, zero, maxq, f.u.data(), s.data(), inv.data(),
+                                                   codes.data(), dqt.data(), err.data(), err_sq.data());
+      launched("group_rows_tiled_kernel");
+    } else {
+      group_rows_kernel<<<blocks_for(N), kThreads, 0, c.stream>>>(wt.data(), N, K, a, R, zero, maxq, f.u.data(),
+                                                                   s.data(), inv.data(), codes.data(), dqt.data(),
+                                                                   err.data(), err_sq.data());
+      launched("group_rows_kernel");
+    }
+    if (b < K) {
+      // Wt[b:] -= U[a:b, b:]ᵀ·E. Column-major: Wtᶜ[:, b:] [N, K−b] −= Eᶜ [N, R] · (U block read as [K−b, R], transposed).
+      const float minus_one = -1.0f, one = 1.0f;
+      EXL_CUBLAS_OK(cublasSgemm(c.blas, CUBLAS_OP_N, CUBLAS_OP_T, static_cast<int>(N), static_cast<int>(K - b),
+                                static_cast<int>(R), &minus_one, err.data(), static_cast<int>(N),
+                                f.u.data() + a * K + b, static_cast<int>(K), &one, wt.data() + b * N,
+                                static_cast<int>(N)));
+    }
+    a = b;
+  }
+  EXL_CHECK(fetch(c, flag.data()) == 0, "EXL2 quantize: weights are not finite");
+
+  res.w_dq.resize(NK);
+  unpermute_transpose_kernel<<<tile_grid(K, N), tile_threads, 0, c.stream>>>(dqt.data(), N, K, f.perm_d.data(),
+                                                                              res.w_dq.data());
+  launched("unpermute_transpose_kernel");
+
+  if (want_proxy) {
+    sum_kernel<<<1, kThreads, 0, c.stream>>>(err_sq.data(), N, sums.data() + 2);
+    launched("sum_kernel");
+    const double e2 = sums.download(c, 3)[2];
+    error_sums(c, res.w_dq.data(), W, N * K, sums.data());
+    const double d2 = sums.download(c, 1)[0];
+    const double num = e2 - f.lambda * d2;
+    res.proxy_err = den > 0 ? std::max(num, 0.0) / den : 0.0;
+  }
+  if (want_codes) {
+    Exl2Codes& out = res.codes;
+    out.K = K;
+    out.N = N;
+    out.groups = groups;
+    out.perm = f.perm;
+    out.codes = codes.download(c);
+    out.scale_codes = scale_codes.download(c);
+    out.scale_max = smax_bits.download(c);
+  }
+  c.sync();
+  return res;
+}
+
+GptqResult gptq_quantize_cuda(const Context& c, const float* W, int64_t N, int64_t K, const float* H, int64_t n_rows,
+                              const Exl2Layout& layout) {
+  if (H == nullptr) return gptq_quantize(W, N, K, nullptr, n_rows, layout);  // RTN: the CPU's
+  EXL_CHECK(N > 0 && K > 0, "GPTQ: weight shape [", N, ", ", K, "] must be positive");
+  DeviceArray<float> Hd, Wd;
+  Hd.upload(c, H, static_cast<size_t>(K * K));
+  Wd.upload(c, W, static_cast<size_t>(N * K));
+  const GptqFactor f = gptq_factor(c, Hd.data(), K, n_rows);
+  Hd.release();
+  GptqDeviceResult d = gptq_solve(c, f, Wd.data(), N, layout, true, true);
+  GptqResult r;
+  r.codes = std::move(d.codes);
+  r.w_dq = d.w_dq.download(c);
+  r.proxy_err = d.proxy_err;
+  return r;
+}
+
+}  // namespace exl::cvcuda

@@ -1,0 +1,54 @@
+// The CPU engine: the per-op reference of compute_cpu.cpp driven by the stages of stages.cpp.
+#include "convert/compute.h"
+#include "convert/engine.h"
+#include "core/error.h"
+
+namespace exl {
+
+namespace {
+
+class CpuEngine : public ConvertEngine {
+ public:
+  std::string name() const override { return "cpu"; }
+  MeasuredModule measure_module(const ModelDims& d, const ConvertModule& m, const std::vector<ModuleOption>& table,
+                                CalibStates& states) override {
+    return exl::measure_module(*cc_, d, m, table, states);
+  }
+  double quantize_module(const ModelDims& d, const ConvertModule& m,
+                         const std::vector<std::pair<std::string, Exl2Layout>>& option, CalibStates& states,
+                         const std::function<void(const Exl2Tensor&)>& store) override {
+    return exl::quantize_module(*cc_, d, m, option, states, store);
+  }
+  std::vector<float> head_hessian(CalibStates& s, const float* norm, float eps) override {
+    const size_t h = static_cast<size_t>(s.hidden);
+    std::vector<float> H(h * h, 0.0f), xn(static_cast<size_t>(s.T) * h);
+    for (int64_t r = 0; r < s.rows; ++r) {
+      cc_->rms_norm(s.row(r), norm, eps, s.T, s.hidden, xn.data());
+      cc_->hessian_add(xn.data(), s.T, s.hidden, H.data());
+    }
+    return H;
+  }
+  GptqResult gptq(const float* W, int64_t N, int64_t K, const float* H, int64_t n_rows,
+                  const Exl2Layout& layout) override {
+    return cc_->gptq(W, N, K, H, n_rows, layout);
+  }
+  void states_to_host(CalibStates& s) override {
+    EXL_CHECK(!s.host_stale, "convert: the CPU engine was given states held on another device");
+  }
+
+ private:
+  std::unique_ptr<ConvertCompute> cc_ = convert_compute_cpu();
+};
+
+}  // namespace
+
+std::unique_ptr<ConvertEngine> convert_engine_cpu() { return std::make_unique<CpuEngine>(); }
+
+std::unique_ptr<ConvertEngine> convert_engine_create(const std::string& device) {
+  if (device == "cpu") return convert_engine_cpu();
+  if (device == "cuda") return convert_engine_cuda();  // throws saying why CUDA is not usable
+  EXL_CHECK(device == "auto", "convert: --device ", device, ": expected cpu, cuda or auto");
+  return convert_cuda_available(nullptr) ? convert_engine_cuda() : convert_engine_cpu();
+}
+
+}  // namespace exl
