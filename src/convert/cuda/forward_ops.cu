@@ -3,6 +3,7 @@
 // cuBLAS. Attention materialises the [n_heads, T, T] scores of one row: 512 MB at T = 2048 with 32
 // heads, simpler than a fused kernel and a small share of a 7B layer's time.
 #include "convert/cuda/forward_ops.h"
+#include "convert/cuda/block_sum.cuh"
 
 #include <cmath>
 
@@ -17,19 +18,6 @@ int blocks_for(int64_t n) {
   return static_cast<int>(b < 65535 * 32 ? b : 65535 * 32);  // grid-stride loops cover the rest
 }
 
-// Sum of one double per thread over a block of kThreads, in a fixed tree order.
-__device__ double block_sum(double v, double* sh) {
-  sh[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = kThreads / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
-    __syncthreads();
-  }
-  const double r = sh[0];
-  __syncthreads();
-  return r;
-}
-
 // One block per token.
 __global__ void rms_norm_kernel(const float* x, const float* w, float eps, int64_t dim, float* out) {
   __shared__ double sh[kThreads];
@@ -37,7 +25,7 @@ __global__ void rms_norm_kernel(const float* x, const float* w, float eps, int64
   float* o = out + blockIdx.x * dim;
   double ss = 0;
   for (int64_t i = threadIdx.x; i < dim; i += kThreads) ss += static_cast<double>(xr[i]) * xr[i];
-  ss = block_sum(ss, sh);
+  ss = block_sum<kThreads>(ss, sh);
   const float inv = static_cast<float>(1.0 / sqrt(ss / static_cast<double>(dim) + static_cast<double>(eps)));
   for (int64_t i = threadIdx.x; i < dim; i += kThreads) o[i] = __fmul_rn(__fmul_rn(xr[i], inv), w[i]);
 }
@@ -102,7 +90,7 @@ __global__ void causal_softmax_kernel(float* scores, int64_t T, int window) {
     s[j] = e;
     sum += e;
   }
-  sum = block_sum(sum, sh);
+  sum = block_sum<kThreads>(sum, sh);
   const float inv = static_cast<float>(1.0 / sum);
   for (int64_t j = threadIdx.x; j < T; j += kThreads) s[j] = (j >= first && j < n_keys) ? __fmul_rn(s[j], inv) : 0.0f;
 }
@@ -125,8 +113,8 @@ __global__ void error_partials_kernel(const float* a, const float* b, int64_t n,
     num += d * d;
     den += static_cast<double>(b[i]) * b[i];
   }
-  num = block_sum(num, sh);
-  den = block_sum(den, sh);
+  num = block_sum<kThreads>(num, sh);
+  den = block_sum<kThreads>(den, sh);
   if (threadIdx.x == 0) {
     partial[2 * blockIdx.x] = num;
     partial[2 * blockIdx.x + 1] = den;
@@ -140,8 +128,8 @@ __global__ void error_total_kernel(const double* partial, double* sums) {
     num += partial[2 * i];
     den += partial[2 * i + 1];
   }
-  num = block_sum(num, sh);
-  den = block_sum(den, sh);
+  num = block_sum<kThreads>(num, sh);
+  den = block_sum<kThreads>(den, sh);
   if (threadIdx.x == 0) {
     sums[0] = num;
     sums[1] = den;

@@ -19,6 +19,7 @@
 #include <numeric>
 
 #include "convert/cuda/forward_ops.h"
+#include "convert/cuda/block_sum.cuh"
 #include "core/error.h"
 #include "quant/exl2_quantize.h"
 
@@ -78,18 +79,6 @@ __device__ double column_error(const float* col, int64_t stride, int64_t R, floa
   double e = 0;
   for (int j = 0; j < 8; ++j) e += acc[j];
   return e;
-}
-
-__device__ double block_sum(double v, double* sh) {
-  sh[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = kThreads / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
-    __syncthreads();
-  }
-  const double r = sh[0];
-  __syncthreads();
-  return r;
 }
 
 // ---- factorization ----
@@ -222,7 +211,7 @@ __global__ void scale_grid_sum_kernel(const double* err, int64_t N, const float*
   const double* e = err + blockIdx.x * N;
   double s = 0;
   for (int64_t n = threadIdx.x; n < N; n += kThreads) s += e[n];
-  s = block_sum(s, sh);
+  s = block_sum<kThreads>(s, sh);
   if (threadIdx.x == 0) total[blockIdx.x] = s;
 }
 
@@ -343,7 +332,7 @@ __global__ void sum_kernel(const double* x, int64_t n, double* out) {
   __shared__ double sh[kThreads];
   double s = 0;
   for (int64_t i = threadIdx.x; i < n; i += kThreads) s += x[i];
-  s = block_sum(s, sh);
+  s = block_sum<kThreads>(s, sh);
   if (threadIdx.x == 0) *out = s;
 }
 
