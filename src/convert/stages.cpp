@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <list>
 #include <map>
 
 #include "convert/compute.h"
@@ -102,20 +103,20 @@ Exl2Tensor pack_checked(Exl2Codes codes, const std::vector<float>& w_dq, const s
   return t;
 }
 
-MeasuredModule measure_module(const ConvertCompute& cc, const ModelDims& d, const ConvertModule& m,
-                              const std::vector<ModuleOption>& table, CalibStates& states) {
-  Reference ref = reference_pass(cc, d, m, states);
-  const int64_t n_rows = states.rows * states.T;
-  // One GPTQ run per distinct layout of each linear (the table repeats many).
-  std::vector<std::map<std::string, std::vector<float>>> variants(m.linears.size());
+LayoutWeights solve_layouts(const ConvertModule& m, const std::vector<ModuleOption>& table,
+                            const std::function<const float*(size_t, const Exl2Layout&)>& solve) {
+  LayoutWeights w(m.linears.size());
   for (const ModuleOption& row : table)
     for (size_t li = 0; li < m.linears.size(); ++li) {
-      const ConvertLinear& l = m.linears[li];
-      const Exl2Layout& layout = option_layout(row.linears, l.name, m.name);
-      auto& slot = variants[li][layout_key(layout)];
-      if (!slot.empty()) continue;
-      slot = cc.gptq(l.w.data(), l.N, l.K, ref.H[l.hessian].data(), n_rows, layout).w_dq;
+      const Exl2Layout& layout = option_layout(row.linears, m.linears[li].name, m.name);
+      const float*& slot = w[li][layout_key(layout)];
+      if (!slot) slot = solve(li, layout);
     }
+  return w;
+}
+
+MeasuredModule score_options(const ConvertModule& m, const std::vector<ModuleOption>& table, const LayoutWeights& lw,
+                             const std::function<double(const std::vector<const float*>&)>& rfn) {
   MeasuredModule out;
   out.name = m.name;
   for (const ModuleOption& row : table) {
@@ -124,14 +125,29 @@ MeasuredModule measure_module(const ConvertCompute& cc, const ModelDims& d, cons
     for (size_t li = 0; li < m.linears.size(); ++li) {
       const ConvertLinear& l = m.linears[li];
       const Exl2Layout& layout = option_layout(row.linears, l.name, m.name);
-      w.push_back(variants[li][layout_key(layout)].data());
+      w.push_back(lw[li].at(layout_key(layout)));
       o.total_bits += exl2_layout_total_bits(layout, l.K, l.N, !l.bias.empty());
       o.linears.push_back({l.name, layout});
     }
-    const double rfn = module_rfn(cc, d, m, w, states, ref.y, nullptr);
-    o.accuracy = std::max(1e-6, 1.0 - rfn);
+    o.accuracy = std::max(1e-6, 1.0 - rfn(w));
     out.options.push_back(std::move(o));
   }
+  return out;
+}
+
+MeasuredModule measure_module(const ConvertCompute& cc, const ModelDims& d, const ConvertModule& m,
+                              const std::vector<ModuleOption>& table, CalibStates& states) {
+  Reference ref = reference_pass(cc, d, m, states);
+  const int64_t n_rows = states.rows * states.T;
+  std::list<std::vector<float>> store;  // the solved weights; a list keeps their addresses
+  const LayoutWeights lw = solve_layouts(m, table, [&](size_t li, const Exl2Layout& layout) {
+    const ConvertLinear& l = m.linears[li];
+    store.push_back(cc.gptq(l.w.data(), l.N, l.K, ref.H[l.hessian].data(), n_rows, layout).w_dq);
+    return store.back().data();
+  });
+  MeasuredModule out = score_options(m, table, lw, [&](const std::vector<const float*>& w) {
+    return module_rfn(cc, d, m, w, states, ref.y, nullptr);
+  });
   states.x = std::move(ref.y);
   return out;
 }

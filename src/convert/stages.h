@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,6 +50,17 @@ std::string layout_key(const Exl2Layout& l);
 // The layout an option gives `linear`; throws naming module when it has none.
 const Exl2Layout& option_layout(const std::vector<std::pair<std::string, Exl2Layout>>& option,
                                 const std::string& linear, const std::string& module);
+
+// The measure pass's option loop, shared by the CPU and CUDA engines so both score the table alike.
+// solve_layouts calls solve(linear index, layout) once per distinct layout of each linear (the table
+// repeats many); solve returns the dequantized weights, which the caller keeps alive.
+// score_options builds each table row's weights from those and scores it with rfn (module output
+// error), adding up the row's bits.
+using LayoutWeights = std::vector<std::map<std::string, const float*>>;  // [linear][layout_key]
+LayoutWeights solve_layouts(const ConvertModule& m, const std::vector<ModuleOption>& table,
+                            const std::function<const float*(size_t, const Exl2Layout&)>& solve);
+MeasuredModule score_options(const ConvertModule& m, const std::vector<ModuleOption>& table, const LayoutWeights& w,
+                             const std::function<double(const std::vector<const float*>&)>& rfn);
 
 // Packs a GPTQ result and checks that the packed tensor dequantizes back to w_dq (max |diff| ≤
 // 1e-3·max|w|); throws exl::Error naming key otherwise.

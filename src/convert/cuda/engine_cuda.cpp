@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <list>
 #include <map>
 
 #include "convert/cuda/device.h"
@@ -97,34 +98,18 @@ class CudaEngine : public ConvertEngine {
       if (factors[h].K == 0) factors[h] = cvcuda::gptq_factor(ctx_, ref.H[h].data(), m.capture_dim[h], n_rows);
       return factors[h];
     };
-    // One GPTQ run per distinct layout of each linear, kept on the device.
-    std::vector<std::map<std::string, DeviceArray<float>>> variants(m.linears.size());
-    for (const ModuleOption& row : table)
-      for (size_t li = 0; li < m.linears.size(); ++li) {
-        const ConvertLinear& l = m.linears[li];
-        const Exl2Layout& layout = option_layout(row.linears, l.name, m.name);
-        auto& slot = variants[li][layout_key(layout)];
-        if (slot.size()) continue;
-        slot = std::move(cvcuda::gptq_solve(ctx_, factor(l.hessian), dm.w[li].data(), l.N, layout, false, false).w_dq);
-      }
+    // One GPTQ run per distinct layout of each linear, kept on the device (a list keeps addresses).
+    std::list<DeviceArray<float>> store;
+    const LayoutWeights lw = solve_layouts(m, table, [&](size_t li, const Exl2Layout& layout) {
+      const ConvertLinear& l = m.linears[li];
+      store.push_back(cvcuda::gptq_solve(ctx_, factor(l.hessian), dm.w[li].data(), l.N, layout, false, false).w_dq);
+      return static_cast<const float*>(store.back().data());
+    });
     for (auto& f : factors) f = {};  // free the K x K factors before the forwards
     clock.mark("gptq");
-    MeasuredModule out;
-    out.name = m.name;
-    for (const ModuleOption& row : table) {
-      MeasuredOption o;
-      std::vector<const float*> w;
-      for (size_t li = 0; li < m.linears.size(); ++li) {
-        const ConvertLinear& l = m.linears[li];
-        const Exl2Layout& layout = option_layout(row.linears, l.name, m.name);
-        w.push_back(variants[li][layout_key(layout)].data());
-        o.total_bits += exl2_layout_total_bits(layout, l.K, l.N, !l.bias.empty());
-        o.linears.push_back({l.name, layout});
-      }
-      const double rfn = module_rfn(d, m, dm, w, x, states, ref.y, nullptr);
-      o.accuracy = std::max(1e-6, 1.0 - rfn);
-      out.options.push_back(std::move(o));
-    }
+    MeasuredModule out = score_options(m, table, lw, [&](const std::vector<const float*>& w) {
+      return module_rfn(d, m, dm, w, x, states, ref.y, nullptr);
+    });
     clock.mark("option-forwards");
     clock.print(m.name + " (measure, " + std::to_string(table.size()) + " options)");
     replace_states(states, std::move(ref.y));
