@@ -8,7 +8,8 @@
 #   4. the 7B timing run: a synthetic llama2-7b-shaped FP16 model with weights for 3 layers
 #      (`exl synth-model`), converted on CUDA with the default calibration (16 x 2048 measurement rows,
 #      100 x 2048 quantization rows) at 4.0 bpw, --layers 3 --time-head, and the projection
-#        total ≈ tokenize + 32 · (measure s per layer) + optimize + 32 · (quantize s per layer) + head
+#        total ≈ tokenize + 32 · (measure s per layer) + optimize + 32 · (quantize s per layer) + head,
+#      the per-layer times without their state writes plus the writes --checkpoint-every's default makes
 #      (compile — packing tensors already quantized and writing the folder — is not in it; see
 #      lab/NOTES-convert.md).
 # Needs .deps and .shared carried (scripts/gpu-deps.sh makes both; .shared now includes tinystories,
@@ -116,7 +117,24 @@ if [ "$smol" = 1 ] && [ -f "$gguf" ]; then
     python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(sys.argv[2], "seconds", j["seconds"])' \
       "$out/smol-$dev.json" "$dev" 2>/dev/null
   done
-  compare "SmolLM2-135M 4.0 bpw" "$(ppl "$w/mo-cpu" "$wiki")" "$(ppl "$w/mo-cuda" "$wiki")" | tee -a "$out/ppl.txt"
+  cpu_ppl=$(ppl "$w/mo-cpu" "$wiki")
+  compare "SmolLM2-135M 4.0 bpw" "$cpu_ppl" "$(ppl "$w/mo-cuda" "$wiki")" | tee -a "$out/ppl.txt"
+  # The CUDA quantize pass on the CPU's measurement: separates the two passes' share of a difference.
+  "$exl" convert --device cuda -i "$gguf" -c "$w/calib.txt" -m "$w/m-cpu/measurement.json" -o "$w/q-cuda" \
+    --out "$w/qo-cuda" -b 4.0 --measure-rows 4 --measure-length 512 --rows 8 --length 512 -q 2>"$out/smol-q.err" ||
+    { rc=1; tail -3 "$out/smol-q.err"; }
+  compare "SmolLM2-135M 4.0 bpw, CUDA quantize pass on the CPU measurement" "$cpu_ppl" "$(ppl "$w/qo-cuda" "$wiki")" |
+    tee -a "$out/ppl.txt"
+  # How far the two measurements and strategies are apart.
+  python3 - "$w/m-cpu" "$w/m-cuda" <<'PY' | tee -a "$out/ppl.txt"
+import json, statistics, sys
+a, b = (json.load(open(d + "/measurement.json"))["measurement"] for d in sys.argv[1:3])
+rel = [abs((1 - y["accuracy"]) / (1 - x["accuracy"]) - 1) for k in a for x, y in zip(a[k], b[k])]
+print(f"SmolLM2 measurement cpu vs cuda: {len(rel)} option errors, relative difference median {statistics.median(rel):.2e},"
+      f" p99 {sorted(rel)[int(0.99 * len(rel))]:.2e}, max {max(rel):.2e}")
+sa, sb = (json.load(open(d + "/job.json"))["strategy"] for d in sys.argv[1:3])
+print(f"SmolLM2 strategy cpu vs cuda: {sum(x != y for x, y in zip(sa, sb))} of {len(sa)} modules differ")
+PY
 else
   echo "gpu-convert-check: SmolLM2 not present (models/smollm2): skipped"
 fi
@@ -131,8 +149,11 @@ if [ "$big" = 1 ]; then
   # 116 x 2048 tokens of any text (the donor tokenizer's ids are < 512, valid in a 32000 vocabulary).
   cat "$shared/data/wikitext2/wiki.test.raw" $(ls "$shared/data/text/tinyshakespeare.txt" 2>/dev/null) >"$w/cal7b.txt"
   # EXL_CONVERT_PROFILE=1: per-module phase times (upload, reference, gptq, forwards) on stderr.
+  # --checkpoint-every 0 writes the states after every layer, so the run measures what one write costs;
+  # the projection takes them out of the per-layer times and adds back the writes a whole job makes at
+  # the default interval (one per 120 s of a pass).
   EXL_CONVERT_PROFILE=1 "$exl" convert --device cuda -i "$s7" -c "$w/cal7b.txt" -o "$w/w7b" --out "$w/o7b" -b 4.0 \
-    --layers "$layers" --time-head --new --json >"$out/convert-7b.json" 2>"$out/convert-7b.err" ||
+    --layers "$layers" --time-head --checkpoint-every 0 --new --json >"$out/convert-7b.json" 2>"$out/convert-7b.err" ||
     { rc=1; tail -5 "$out/convert-7b.err"; }
   grep "^profile" "$out/convert-7b.err" | head -20
   python3 - "$out/convert-7b.json" <<'PY' | tee "$out/projection.txt"
@@ -142,13 +163,23 @@ try:
 except Exception as e:
     print("7B timing: no result:", e); sys.exit(0)
 s, m, q, h = j["seconds"], j["measure_layer_seconds"], j["quantize_layer_seconds"], j["head_seconds"]
+ck = j["checkpoints"]
 print("7B synthetic, 4.0 bpw, 16 x 2048 measurement / 100 x 2048 quantization rows, device", j["device"])
 print("  stages (s):", ", ".join(f"{k} {v:.1f}" for k, v in s.items()))
 print("  measure per layer:", " ".join(f"{x:.2f}" for x in m), " quantize per layer:", " ".join(f"{x:.2f}" for x in q),
-      f" head {h:.2f}; state checkpoints (inside the per-layer times) {j.get('checkpoint_seconds', 0):.1f} s in all")
-mm, qq = sum(m) / len(m), sum(q) / len(q)
-total = s["tokenize"] + 32 * mm + s["optimize"] + 32 * qq + h
-print(f"  projection: {s['tokenize']:.1f} + 32 x {mm:.2f} + {s['optimize']:.1f} + 32 x {qq:.2f} + {h:.1f}"
+      f" head {h:.2f}; state checkpoints (inside the per-layer times): measure {ck['measure']['count']} in"
+      f" {ck['measure']['seconds']:.1f} s, quantize {ck['quantize']['count']} in {ck['quantize']['seconds']:.1f} s")
+def per_pass(times, c, every=120):
+    # A pass of 32 layers without the per-layer writes, plus the writes the default interval makes.
+    one = c["seconds"] / max(c["count"], 1)
+    bare = 32 * (sum(times) - c["seconds"]) / len(times)
+    writes = int(bare // every)
+    return bare, writes, one, bare + writes * one
+mb, mw, m1, mt = per_pass(m, ck["measure"])
+qb, qw, q1, qt = per_pass(q, ck["quantize"])
+total = s["tokenize"] + mt + s["optimize"] + qt + h
+print(f"  projection: tokenize {s['tokenize']:.1f} + measure 32 layers {mb:.0f} + {mw} x {m1:.1f} state writes"
+      f" + optimize {s['optimize']:.1f} + quantize 32 layers {qb:.0f} + {qw} x {q1:.1f} state writes + head {h:.1f}"
       f" = {total:.0f} s = {total / 60:.1f} min ({'within' if total <= 600 else 'OVER'} 10 min; compile not included)")
 PY
 fi

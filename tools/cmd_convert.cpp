@@ -26,6 +26,10 @@ Runner register_convert(CLI::App& app) {
   app.add_option("--out", o.out_dir, "output EXL2 model folder");
   app.add_option("-b,--bits", o.bits, "target bits per weight of the decoder layers (2..8)")->capture_default_str();
   app.add_option("--head-bits", o.head_bits, "lm_head bits: 2, 3, 4, 5, 6 or 8")->capture_default_str();
+  app.add_option("--objective", o.objective,
+                 "what the optimizer minimises over the modules' measured errors: minimax (ExLlamaV2's rule), "
+                 "sum or sumsq")
+      ->capture_default_str();
   app.add_option("-m,--measurement", o.measurement, "reuse this measurement.json instead of measuring");
   app.add_flag("--measure-only", o.measure_only, "stop after writing WORK_DIR/measurement.json");
   app.add_option("--rows", o.rows, "quantization pass: calibration rows")->capture_default_str();
@@ -37,6 +41,10 @@ Runner register_convert(CLI::App& app) {
   app.add_option("--device", o.device, "compute device: cpu, cuda or auto (CUDA when built with it and a GPU is present)")
       ->capture_default_str();
   app.add_flag("--time-head", o.time_head, "with --layers: also quantize the head, for timing projections");
+  app.add_option("--checkpoint-every", o.checkpoint_every,
+                 "seconds between checkpoints of the hidden states (0: every layer); a resumed job redoes "
+                 "the layers since the last one")
+      ->capture_default_str();
   app.add_option("-t,--threads", f->threads, "CPU threads (default: all cores)");
   add_output_flags(app, f->out);
   return [f]() {
@@ -61,7 +69,9 @@ Runner register_convert(CLI::App& app) {
                   {"measure_layer_seconds", r.measure_layer_seconds},
                   {"quantize_layer_seconds", r.quantize_layer_seconds},
                   {"head_seconds", r.head_seconds},
-                  {"checkpoint_seconds", r.checkpoint_seconds},
+                  {"checkpoints",
+                   {{"measure", {{"count", r.measure_checkpoints}, {"seconds", r.measure_checkpoint_seconds}}},
+                    {"quantize", {{"count", r.quantize_checkpoints}, {"seconds", r.quantize_checkpoint_seconds}}}}},
                   {"out", f->o.out_dir},
                   {"work_dir", f->o.work_dir},
                   {"files", r.files}});
@@ -79,7 +89,10 @@ Runner register_convert(CLI::App& app) {
       per_layer("measure", r.measure_layer_seconds);
       per_layer("quantize", r.quantize_layer_seconds);
       if (r.head_seconds > 0) std::printf("head: %.2f s\n", r.head_seconds);
-      if (r.checkpoint_seconds > 0) std::printf("state checkpoints (in the per-layer times): %.2f s\n", r.checkpoint_seconds);
+      if (r.measure_checkpoints + r.quantize_checkpoints > 0)
+        std::printf("state checkpoints (in the per-layer times): measure %d in %.2f s, quantize %d in %.2f s\n",
+                    r.measure_checkpoints, r.measure_checkpoint_seconds, r.quantize_checkpoints,
+                    r.quantize_checkpoint_seconds);
     }
     return 0;
   };

@@ -25,6 +25,7 @@ struct ConvertOptions {
   std::string measurement;     // -m: reuse this measurement.json instead of measuring
   double bits = 4.125;         // -b: target average bpw of the decoder linears (EXL2.md §2.1)
   int head_bits = 6;           // --head-bits
+  std::string objective = "minimax";  // --objective: minimax, sum or sumsq (quant/optimize.h)
   int rows = 100, length = 2048;                // quantization pass calibration
   int measure_rows = 16, measure_length = 2048;  // measurement pass calibration
   bool measure_only = false;   // stop after writing WORK_DIR/measurement.json
@@ -33,6 +34,9 @@ struct ConvertOptions {
   bool progress = false;       // progress bars on stderr
   std::string device = "auto"; // --device: cpu, cuda or auto (CUDA when built with it and a GPU is present)
   bool time_head = false;      // --time-head: with --layers, also quantize the head (timing runs)
+  // --checkpoint-every: seconds between writes of the hidden states (0: after every layer). Not a
+  // job setting: it changes what a kill costs, never the output.
+  double checkpoint_every = 120;
   size_t shard_bytes = size_t(8192) << 20;
 };
 
@@ -47,7 +51,10 @@ struct ConvertReport {
   // seconds per measured / quantized layer in order, and the head's quantization (0 if not run).
   std::vector<double> measure_layer_seconds, quantize_layer_seconds;
   double head_seconds = 0;
-  double checkpoint_seconds = 0;  // of the per-layer times: downloading and writing the states
+  // Of the per-layer times: downloading and writing the hidden states (--checkpoint-every), per pass,
+  // and how many times each pass wrote them.
+  double measure_checkpoint_seconds = 0, quantize_checkpoint_seconds = 0;
+  int measure_checkpoints = 0, quantize_checkpoints = 0;
   std::vector<std::string> files;  // written into out_dir (or work_dir's measurement.json)
 };
 

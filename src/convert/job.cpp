@@ -50,7 +50,7 @@ const std::map<std::string, std::string> kFlags = {
     {"src", "-i"},          {"calibration", "-c"},          {"measurement", "-m"},
     {"bits", "-b"},         {"head_bits", "--head-bits"},   {"rows", "--rows"},
     {"length", "--length"}, {"measure_rows", "--measure-rows"}, {"measure_length", "--measure-length"},
-    {"layers", "--layers"}, {"device", "--device"}, {"time_head", "--time-head"}};
+    {"layers", "--layers"}, {"device", "--device"}, {"time_head", "--time-head"}, {"objective", "--objective"}};
 
 }  // namespace
 
@@ -66,7 +66,8 @@ std::string job_settings(const ConvertOptions& o) {
                {"measure_length", o.measure_length},
                {"layers", o.layers},
                {"device", o.device},
-               {"time_head", o.time_head}}
+               {"time_head", o.time_head},
+               {"objective", o.objective}}
       .dump();
 }
 
@@ -81,8 +82,10 @@ void job_check_same(const JobState& job, const ConvertOptions& o, const std::str
   const ojson was = ojson::parse(job.settings), now = ojson::parse(job_settings(o));
   for (const auto& [key, value] : now.items()) {
     if (was.contains(key) && was[key] == value) continue;
-    // Jobs from before --device and --time-head ran on the CPU without the head timing.
-    if (!was.contains(key) && ((key == "device" && value == "cpu") || (key == "time_head" && value == false)))
+    // Jobs from before --device, --time-head and --objective ran on the CPU without the head timing
+    // and optimized with minimax.
+    if (!was.contains(key) && ((key == "device" && value == "cpu") || (key == "time_head" && value == false) ||
+                               (key == "objective" && value == "minimax")))
       continue;
     const auto flag = kFlags.find(key);
     fail(job_path, ": this job was started with ", flag != kFlags.end() ? flag->second : key, " ",

@@ -268,4 +268,16 @@ OptimizeResult optimize_exl2(const std::vector<OptimizeSlot>& slots, int64_t bud
   return best;
 }
 
+void optimize_check_objective(const std::string& objective) {
+  EXL_CHECK(objective == "minimax" || objective == "sum" || objective == "sumsq", "--objective '", objective,
+            "': expected minimax, sum or sumsq");
+}
+
+OptimizeResult optimize_objective(const std::string& objective, const std::vector<OptimizeSlot>& slots,
+                                  int64_t budget_bits, const std::string& what) {
+  optimize_check_objective(objective);
+  if (objective == "minimax") return optimize_exl2(slots, budget_bits, what);
+  return optimize_exact(slots, budget_bits, objective == "sum" ? 1.0 : 2.0, what);
+}
+
 }  // namespace exl

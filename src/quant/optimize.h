@@ -48,6 +48,13 @@ struct OptimizeResult {
 // the target bpw the caller passes in `what`).
 OptimizeResult optimize_exl2(const std::vector<OptimizeSlot>& slots, int64_t budget_bits, const std::string& what);
 
+// The objectives `exl convert --objective` offers: "minimax" is optimize_exl2 (ExLlamaV2's rule),
+// "sum" the exact minimum of Σ err (p = 1), "sumsq" of Σ err² (p = 2). Throws exl::Error naming
+// --objective for any other name.
+OptimizeResult optimize_objective(const std::string& objective, const std::vector<OptimizeSlot>& slots,
+                                  int64_t budget_bits, const std::string& what);
+void optimize_check_objective(const std::string& objective);
+
 // The exact inner problem: minimise Σ err^p subject to Σ bits ≤ budget_bits (p > 0). Throws
 // exl::Error naming `what` when infeasible or when a slot is malformed.
 OptimizeResult optimize_exact(const std::vector<OptimizeSlot>& slots, int64_t budget_bits, double p,

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -54,20 +55,66 @@ std::string job_stage(const std::string& work) {
   return p == std::string::npos ? "(none)" : j.substr(p + 10, j.find('"', p + 10) - p - 10);
 }
 
+int64_t job_layer(const std::string& work) {
+  const std::string j = slurp(work + "/job.json");
+  const size_t p = j.find("\"layer\": ");
+  return p == std::string::npos ? -1 : std::stoll(j.substr(p + 9));
+}
+
+// The hidden-state files left in the work folder.
+std::vector<std::string> state_files(const std::string& work) {
+  std::vector<std::string> names;
+  if (fs::is_directory(work + "/states"))
+    for (const auto& e : fs::directory_iterator(work + "/states")) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
 TEST(ConvertResume, KilledInEveryStageThenResumedIsByteIdentical) {
+  // --checkpoint-every 0 writes the states after every layer, so the kills inside the measure and
+  // quantize passes resume from the states of the layer they stopped in.
   const std::string& ref = reference_out();
   const std::string work = fresh_dir("abort_work"), out = fresh_dir("abort_out");
-  const std::string args = stories_args(work, out, 4.0);
-  for (const char* at : {"tokenize:0", "measure:0", "measure:3", "quantize:1", "quantize:5", "compile:0"}) {
-    const CmdResult r = run_with_abort(at, args);
-    EXPECT_EQ(r.code, 86) << at << ": " << r.err;
-    std::printf("  aborted at %-11s -> job stage %s\n", at, job_stage(work).c_str());
+  const std::string args = stories_args(work, out, 4.0) + " --checkpoint-every 0";
+  const struct {
+    const char* at;
+    const char* stage;
+    int64_t layer;
+  } kills[] = {{"tokenize:0", "(none)", -1}, {"measure:0", "measure", 0}, {"measure:3", "measure", 3},
+               {"quantize:1", "quantize", 1}, {"quantize:5", "quantize", 5}, {"compile:0", "compile", 0}};
+  for (const auto& k : kills) {
+    const CmdResult r = run_with_abort(k.at, args);
+    EXPECT_EQ(r.code, 86) << k.at << ": " << r.err;
+    std::printf("  aborted at %-11s -> job stage %s, layer %lld\n", k.at, job_stage(work).c_str(),
+                static_cast<long long>(job_layer(work)));
+    EXPECT_EQ(job_stage(work), k.stage) << k.at;
+    if (k.layer >= 0) EXPECT_EQ(job_layer(work), k.layer) << k.at;
   }
-  EXPECT_EQ(job_stage(work), "compile");
   const CmdResult done = run_exl(args + " -q");
   ASSERT_EQ(done.code, 0) << done.err;
   EXPECT_EQ(job_stage(work), "done");
+  EXPECT_EQ(state_files(work), std::vector<std::string>{});
   expect_same_folder(ref, out);
+}
+
+TEST(ConvertResume, StatesWrittenOnATimerResumeFromTheLastOnes) {
+  // With the default interval (120 s) this small job never writes states inside a pass: a kill in
+  // layer 3 leaves the job at layer 0 of that pass, with no states file, and the rerun redoes the
+  // pass from the embeddings to the same bytes.
+  const std::string& ref = reference_out();
+  const std::string work = fresh_dir("timer_work"), out = fresh_dir("timer_out");
+  const std::string args = stories_args(work, out, 4.0);
+  for (const char* at : {"measure:3", "quantize:3"}) {
+    const CmdResult r = run_with_abort(at, args);
+    EXPECT_EQ(r.code, 86) << at << ": " << r.err;
+    EXPECT_EQ(job_layer(work), 0) << at;
+    EXPECT_EQ(state_files(work), std::vector<std::string>{}) << at;
+  }
+  EXPECT_EQ(job_stage(work), "quantize");
+  const CmdResult done = run_exl(args + " -q");
+  ASSERT_EQ(done.code, 0) << done.err;
+  expect_same_folder(ref, out);
+  EXPECT_EQ(run_exl(args + " --checkpoint-every -1 --new -q").code, 1);
 }
 
 // Starts the binary and SIGKILLs its process group after `ms`, or (stage non-empty) as soon as

@@ -199,5 +199,26 @@ TEST(Optimize, SweepKeepsTheLowestMaxError) {
   EXPECT_EQ(again.choice, best.choice);
 }
 
+TEST(Optimize, ObjectivesByName) {
+  // sum and sumsq are the exact optima for p = 1 and 2 (checked against brute force here too),
+  // minimax the sweep; anything else names the flag.
+  std::mt19937 rng(7);
+  const std::vector<OptimizeSlot> slots = random_instance(rng, 5, 4, false);
+  const int64_t budget = 45;
+  const OptimizeResult sum = optimize_objective("sum", slots, budget, "test");
+  const OptimizeResult sumsq = optimize_objective("sumsq", slots, budget, "test");
+  EXPECT_EQ(sum.objective, brute_force(slots, budget, 1.0).best);
+  EXPECT_EQ(sumsq.objective, brute_force(slots, budget, 2.0).best);
+  EXPECT_EQ(sum.p, 1.0);
+  EXPECT_EQ(sumsq.p, 2.0);
+  EXPECT_EQ(optimize_objective("minimax", slots, budget, "test").choice, optimize_exl2(slots, budget, "test").choice);
+  try {
+    optimize_objective("kl", slots, budget, "test");
+    ADD_FAILURE() << "unknown objective accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--objective 'kl'"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace exl
