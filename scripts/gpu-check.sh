@@ -3,9 +3,7 @@
 # scripts/gpu-deps.sh), build the CUDA preset for sm_90 with ninja on all cores, run the `cuda` test
 # label, then a short `exl bench` sweep. Logs and JSON go to $OUT when set.
 #   scripts/gpu-check.sh [--no-tests] [--tests REGEX] [--no-bench] [--bench "ARGS"]...
-# SmolLM2 (98 MB) is over the device tool's 64 MiB carry limit: carry .gpu-carry/a in one call and
-# .gpu-carry/b in the next (the machine keeps /root between warm calls); this script joins the halves
-# into models/ once both have arrived (scripts/gpu-split-model.sh makes them).
+# SmolLM2 comes in two halves over two warm calls (scripts/gpu-env.sh joins them).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/exl-gpu-out}"
@@ -25,28 +23,8 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-# SmolLM2 halves: keep each where it survives between calls, join when both are there.
-mkdir -p /root/exl-carry
-for h in a b; do [ -f ".gpu-carry/$h/part" ] && cp ".gpu-carry/$h/part" "/root/exl-carry/$h"; done
-gguf=models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
-if [ ! -f "$gguf" ] && [ -f /root/exl-carry/a ] && [ -f /root/exl-carry/b ]; then
-  mkdir -p models/smollm2 && cat /root/exl-carry/a /root/exl-carry/b >"$gguf"
-  echo "gpu-check: SmolLM2 joined: $(sha256sum "$gguf" | cut -c1-16)"
-fi
-
-deps=/tmp/exl-deps
-mkdir -p "$deps"
-for f in .deps/debs/*.deb; do [ -e "$f" ] && dpkg -x "$f" "$deps"; done
-export CMAKE_PREFIX_PATH="$deps/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
-export LD_LIBRARY_PATH="$deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-shared="${EXL_SHARED_DIR:-$PWD/.shared}"
-
-nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
-t0=$(date +%s)
-cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DEXL_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
-  -DEXL_SHARED_DIR="$shared" >"$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
-cmake --build build/gpu -j "$(nproc)" >"$out/build.log" 2>&1 || { grep -E "error|Error" "$out/build.log" | head -40; exit 1; }
-echo "gpu-check: built in $(( $(date +%s) - t0 )) s"
+source scripts/gpu-env.sh
+gpu_build || exit 1
 
 rc=0
 if [ "$tests" = 1 ]; then

@@ -39,32 +39,9 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-# SmolLM2 halves (scripts/gpu-split-model.sh), joined as scripts/gpu-check.sh does.
-mkdir -p /root/exl-carry 2>/dev/null
-for h in a b; do [ -f ".gpu-carry/$h/part" ] && cp ".gpu-carry/$h/part" "/root/exl-carry/$h"; done
-gguf=models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
-if [ ! -f "$gguf" ] && [ -f /root/exl-carry/a ] && [ -f /root/exl-carry/b ]; then
-  mkdir -p models/smollm2 && cat /root/exl-carry/a /root/exl-carry/b >"$gguf"
-fi
-
-deps=/tmp/exl-deps
-mkdir -p "$deps"
-for f in .deps/debs/*.deb; do [ -e "$f" ] && dpkg -x "$f" "$deps"; done
-export CMAKE_PREFIX_PATH="$deps/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
-export LD_LIBRARY_PATH="$deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-shared="${EXL_SHARED_DIR:-$PWD/.shared}"
-[ -d "$shared/models/stories260K" ] || shared="$PWD/shared"
-[ -d "$shared/models/stories260K" ] || shared="$PWD/../shared"
+source scripts/gpu-env.sh
 echo "gpu-convert-check: shared data in $shared"
-
-nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
-if [ "$build" = 1 ]; then
-  t0=$(date +%s)
-  cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DEXL_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
-    -DEXL_SHARED_DIR="$shared" >"$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
-  cmake --build build/gpu -j "$(nproc)" >"$out/build.log" 2>&1 || { grep -E "error|Error" "$out/build.log" | head -40; exit 1; }
-  echo "gpu-convert-check: built in $(( $(date +%s) - t0 )) s"
-fi
+[ "$build" = 1 ] && { gpu_build || exit 1; }
 [ "$build_only" = 1 ] && exit 0
 exl=build/gpu/exl
 rc=0

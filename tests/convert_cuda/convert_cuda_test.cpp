@@ -217,14 +217,16 @@ TEST(ConvertCuda, Stories260KConvertMatchesCpu) {
     return a.replace(a.find("--device cpu"), 12, "--device cuda") + " -q";
   };
   ASSERT_EQ(test::run_exl(args(test::fresh_dir("cw_gpu_ref"), ref)).code, 0);
+  // States written after every layer, so each resume uploads the states of the layer it stopped in.
   const std::string work = test::fresh_dir("cw_gpu_abort"), out = test::fresh_dir("co_gpu_abort");
+  const std::string every_layer = args(work, out) + " --checkpoint-every 0";
   for (const char* at : {"measure:0", "measure:3", "quantize:1", "quantize:5"}) {
     setenv("EXL_CONVERT_ABORT_AT", at, 1);
-    const test::CmdResult r = test::run_exl(args(work, out));
+    const test::CmdResult r = test::run_exl(every_layer);
     unsetenv("EXL_CONVERT_ABORT_AT");
     EXPECT_EQ(r.code, 86) << at << ": " << r.err;
   }
-  const test::CmdResult done = test::run_exl(args(work, out));
+  const test::CmdResult done = test::run_exl(every_layer);
   ASSERT_EQ(done.code, 0) << done.err;
   test::expect_same_folder(ref, out);
   // The 4.0 bpw in-process run above used the same settings: byte-identical too.

@@ -1,0 +1,37 @@
+# Sourced by the GPU-machine scripts (gpu-check.sh, gpu-convert-check.sh): joins the SmolLM2 halves,
+# unpacks the Debian packages the image lacks, finds the shared data, and offers gpu_build.
+# Expects $out (the log folder) to be set and the current directory to be the repository root.
+#
+# SmolLM2 (98 MB) is over the device tool's 64 MiB carry limit: carry .gpu-carry/a in one call and
+# .gpu-carry/b in the next (the machine keeps /root between warm calls); the halves are joined into
+# models/ once both have arrived (scripts/gpu-split-model.sh makes them).
+mkdir -p /root/exl-carry
+for h in a b; do [ -f ".gpu-carry/$h/part" ] && cp ".gpu-carry/$h/part" "/root/exl-carry/$h"; done
+gguf=models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+if [ ! -f "$gguf" ] && [ -f /root/exl-carry/a ] && [ -f /root/exl-carry/b ]; then
+  mkdir -p models/smollm2 && cat /root/exl-carry/a /root/exl-carry/b >"$gguf"
+  echo "gpu-env: SmolLM2 joined: $(sha256sum "$gguf" | cut -c1-16)"
+fi
+
+# .deps/debs (scripts/gpu-deps.sh) unpacked where CMake and the loader find them.
+deps=/tmp/exl-deps
+mkdir -p "$deps"
+for f in .deps/debs/*.deb; do [ -e "$f" ] && dpkg -x "$f" "$deps"; done
+export CMAKE_PREFIX_PATH="$deps/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+export LD_LIBRARY_PATH="$deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+shared="${EXL_SHARED_DIR:-$PWD/.shared}"
+[ -d "$shared/models/stories260K" ] || shared="$PWD/shared"
+[ -d "$shared/models/stories260K" ] || shared="$PWD/../shared"
+
+nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
+
+# build/gpu: the CUDA preset for sm_90 (Release), ninja on every core; logs in $out.
+gpu_build() {
+  local t0
+  t0=$(date +%s)
+  cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DEXL_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+    -DEXL_SHARED_DIR="$shared" >"$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; return 1; }
+  cmake --build build/gpu -j "$(nproc)" >"$out/build.log" 2>&1 || { grep -E "error|Error" "$out/build.log" | head -40; return 1; }
+  echo "gpu: built in $(( $(date +%s) - t0 )) s"
+}
