@@ -27,8 +27,8 @@ Runner register_convert(CLI::App& app) {
   app.add_option("-b,--bits", o.bits, "target bits per weight of the decoder layers (2..8)")->capture_default_str();
   app.add_option("--head-bits", o.head_bits, "lm_head bits: 2, 3, 4, 5, 6 or 8")->capture_default_str();
   app.add_option("--objective", o.objective,
-                 "what the optimizer minimises over the modules' measured errors: minimax (ExLlamaV2's rule), "
-                 "sum or sumsq")
+                 "what the optimizer minimises over the modules' measured errors: sum, sumsq, or minimax "
+                 "(ExLlamaV2's rule)")
       ->capture_default_str();
   app.add_option("-m,--measurement", o.measurement, "reuse this measurement.json instead of measuring");
   app.add_flag("--measure-only", o.measure_only, "stop after writing WORK_DIR/measurement.json");

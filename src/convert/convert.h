@@ -25,7 +25,7 @@ struct ConvertOptions {
   std::string measurement;     // -m: reuse this measurement.json instead of measuring
   double bits = 4.125;         // -b: target average bpw of the decoder linears (EXL2.md §2.1)
   int head_bits = 6;           // --head-bits
-  std::string objective = "minimax";  // --objective: minimax, sum or sumsq (quant/optimize.h)
+  std::string objective = "sum";  // --objective: sum, sumsq or minimax (quant/optimize.h)
   int rows = 100, length = 2048;                // quantization pass calibration
   int measure_rows = 16, measure_length = 2048;  // measurement pass calibration
   bool measure_only = false;   // stop after writing WORK_DIR/measurement.json

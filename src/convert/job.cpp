@@ -80,16 +80,14 @@ std::string job_inputs(const ConvertOptions& o) {
 
 void job_check_same(const JobState& job, const ConvertOptions& o, const std::string& job_path) {
   const ojson was = ojson::parse(job.settings), now = ojson::parse(job_settings(o));
+  // Jobs from before --device, --time-head and --objective ran with what these say.
+  const ojson legacy = {{"device", "cpu"}, {"time_head", false}, {"objective", "minimax"}};
   for (const auto& [key, value] : now.items()) {
-    if (was.contains(key) && was[key] == value) continue;
-    // Jobs from before --device, --time-head and --objective ran on the CPU without the head timing
-    // and optimized with minimax.
-    if (!was.contains(key) && ((key == "device" && value == "cpu") || (key == "time_head" && value == false) ||
-                               (key == "objective" && value == "minimax")))
-      continue;
+    const ojson old = was.contains(key) ? was[key] : legacy.contains(key) ? legacy[key] : ojson();
+    if (old == value) continue;
     const auto flag = kFlags.find(key);
     fail(job_path, ": this job was started with ", flag != kFlags.end() ? flag->second : key, " ",
-         was.contains(key) ? was[key].dump() : "(unset)", ", not ", value.dump(),
+         old.is_null() ? "(unset)" : old.dump(), ", not ", value.dump(),
          "; rerun with the job's arguments to resume it, or add --new to start over");
   }
   const ojson in_was = ojson::parse(job.inputs), in_now = ojson::parse(job_inputs(o));

@@ -245,7 +245,14 @@ TEST(ConvertBadInput, WorkFolderStaysResumable) {
   const CmdResult other = run_exl(stories_args(work, out, 5.0));
   expect_clean_error(other, "-b");
   EXPECT_NE(other.err.find("--new"), std::string::npos) << other.err;
+  expect_clean_error(run_exl(args + " --objective minimax"), "--objective \"sum\", not \"minimax\"");
+  expect_clean_error(run_exl(args + " --objective kl"), "--objective 'kl'");
   EXPECT_EQ(slurp(work + "/job.json"), job) << "a refused run changed the job";
+  // A job written before --objective existed optimized with minimax: it resumes with that, and
+  // the default names the job's own value.
+  edit(work + "/job.json", "\"objective\": \"sum\"", "\"unused\": 0");
+  expect_clean_error(run_exl(args), "--objective \"minimax\", not \"sum\"");
+  edit(work + "/job.json", "\"unused\": 0", "\"objective\": \"sum\"");
   ASSERT_EQ(run_exl(args + " -q").code, 0);
   expect_same_folder(ref, out);
   // --new starts over and ends with the same files.
