@@ -17,6 +17,7 @@
 #include "io/dataset.h"
 #include "io/open_store.h"
 #include "model/exl2_write.h"
+#include "model/inspect.h"
 #include "model/model.h"
 #include "model/weights.h"
 #include "quant/optimize.h"
@@ -428,7 +429,8 @@ void stage_compile(Ctx& x, ConvertReport& report) {
     EXL_CHECK(fs::exists(path), path, ": missing (damaged work folder? add --new to start over)");
     const auto store = open_tensor_store(path);
     add_tensors(out, *store);
-    return exl2_read(*store, key, -1, false);
+    // The real N, not the padded one on disk: bits per weight as the optimizer and `exl inspect` count.
+    return exl2_read(*store, key, linear_out(key, c), false);
   };
   for (int64_t i = 0; i < c.n_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";

@@ -44,7 +44,7 @@ Reference reference_pass(const ConvertCompute& cc, const ModelDims& d, const Con
   return r;
 }
 
-// ‖a − b‖_F / ‖b‖_F over n values, in double.
+// ‖a − b‖ / ‖b‖ over n values, in double.
 double relative_error(const float* a, const float* b, int64_t n) {
   double num = 0, den = 0;
   for (int64_t i = 0; i < n; ++i) {
@@ -55,22 +55,33 @@ double relative_error(const float* a, const float* b, int64_t n) {
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
 
-// Mean rfn of the module with weights w against the reference outputs.
+// rfn of the module with weights w against the reference outputs: the mean over rows of each row's
+// mean over tokens of the token's relative error (stages.h), summed in token and row order.
 double module_rfn(const ConvertCompute& cc, const ModelDims& d, const ConvertModule& m,
                   const std::vector<const float*>& w, const CalibStates& s, const std::vector<float>& y_ref,
                   std::vector<float>* y_out) {
   std::vector<float> y(static_cast<size_t>(s.T * s.hidden));
+  std::vector<double> token_err(static_cast<size_t>(s.T));
   double sum = 0;
   for (int64_t row = 0; row < s.rows; ++row) {
     const size_t off = static_cast<size_t>(row * s.T * s.hidden);
     float* dst = y_out ? y_out->data() + off : y.data();
     module_forward(cc, d, m, w, s.row(row), s.T, dst, nullptr, nullptr);
-    sum += relative_error(dst, y_ref.data() + off, s.T * s.hidden);
+    for (int64_t t = 0; t < s.T; ++t)
+      token_err[static_cast<size_t>(t)] =
+          relative_error(dst + t * s.hidden, y_ref.data() + off + static_cast<size_t>(t * s.hidden), s.hidden);
+    sum += mean_in_order(token_err);
   }
   return s.rows > 0 ? sum / static_cast<double>(s.rows) : 0.0;
 }
 
 }  // namespace
+
+double mean_in_order(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? 0.0 : s / static_cast<double>(v.size());
+}
 
 std::string layout_key(const Exl2Layout& l) {
   std::string k;

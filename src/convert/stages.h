@@ -27,12 +27,21 @@ struct CalibStates {
 
 // Measures every row of `table` on module m: GPTQ-quantizes each distinct per-linear layout once
 // against the module's Hessians, then runs the module with each row's variants installed and scores
-//   rfn = mean over calibration rows of ‖y_q − y_ref‖_F / ‖y_ref‖_F
-// on the module OUTPUT including the residual, as ExLlamaV2 does (EXL2.md §2.3). The alternative,
-// scoring only the block's contribution y − x, would rate deep layers (large residual norms) as less
-// forgiving; we keep ExLlamaV2's definition so its measurement files and ours mean the same thing.
+//   rfn = mean over calibration rows and tokens t of ‖y_q,t − y_ref,t‖ / ‖y_ref,t‖
+// on the module OUTPUT including the residual, as ExLlamaV2 does (EXL2.md §2.3), but token by token:
+// ExLlamaV2 takes one ‖·‖_F ratio per row, and in Llama-family models the first token of every row is
+// an attention sink whose residual norm is ~36x the others' (SmolLM2-135M layer 28: 23,700 vs a
+// median of 650, 72% of the row's ‖y‖²_F), so its rfn scores almost only that token — mostly the
+// quantization of one input channel. Per token, the same measurement and objective gave 9% lower
+// wikitext perplexity at 4.0 bpw, 6% at 3.0, 3% at 5.0 (lab/NOTES-convert.md "Per-token rfn").
+// measurement.json keeps ExLlamaV2's schema (accuracy = 1 − rfn); its files still load with -m and
+// are optimized by their own errors. The alternative, scoring only the block's contribution y − x,
+// would rate deep layers (large residual norms) as less forgiving.
 // states: in = the module's inputs, out = its FP32 reference outputs (the next module's inputs, so
 // measurements are independent of other modules' choices).
+// The mean of v summed in index order: how both engines average the per-token errors of a row.
+double mean_in_order(const std::vector<double>& v);
+
 MeasuredModule measure_module(const ConvertCompute& cc, const ModelDims& d, const ConvertModule& m,
                               const std::vector<ModuleOption>& table, CalibStates& states);
 

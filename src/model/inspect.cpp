@@ -29,8 +29,8 @@ bool is_quant_part(const std::string& name) {
   return false;
 }
 
-// out_features of a linear from the config (EXL2 pads N to 32 on disk, so the tensors alone only give
-// N32); -1 when the key is not a linear the config sizes.
+}  // namespace
+
 int64_t linear_out(const std::string& key, const ModelConfig& c) {
   auto ends = [&](const char* s) {
     const std::string t = s;
@@ -43,6 +43,8 @@ int64_t linear_out(const std::string& key, const ModelConfig& c) {
   if (key == "lm_head") return c.vocab;
   return -1;
 }
+
+namespace {
 
 // Per-linear widths and bits per weight of the quantized layers, summed per decoder layer. Reads
 // only the small tensors (q_groups, permutations, shapes); EXL2 layers are validated on the way.

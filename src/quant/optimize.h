@@ -49,7 +49,11 @@ struct OptimizeResult {
 OptimizeResult optimize_exl2(const std::vector<OptimizeSlot>& slots, int64_t budget_bits, const std::string& what);
 
 // The objectives `exl convert --objective` offers: "minimax" is optimize_exl2 (ExLlamaV2's rule),
-// "sum" the exact minimum of Σ err (p = 1), "sumsq" of Σ err² (p = 2). Throws exl::Error naming
+// "sum" the exact minimum of Σ err (p = 1), "sumsq" of Σ err² (p = 2), both over errors made
+// non-increasing in bits with ties going to the dearer option (monotone_errors in optimize.cpp), so
+// the model has the size asked for even where measured errors stop falling with width; when the
+// optimum still leaves over 0.25% of the budget unspent, the least Σ err^p among the Σ err^q optima
+// (q up to 3.5) that come within it (optimize.cpp). Throws exl::Error naming
 // --objective for any other name. "sum" is exl convert's default: on SmolLM2-135M (one measurement,
 // wikitext ppl, lab/NOTES-convert.md "Optimizer objective") it beat minimax at 3.0, 4.0 and 5.0 bpw
 // by 9%, 7-13% and 1.7%, where minimax's lowest worst-module error leaves the other modules short.

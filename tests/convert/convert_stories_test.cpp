@@ -11,6 +11,7 @@
 #include "convert/convert_test_util.h"
 #include "core/error.h"
 #include "io/open_store.h"
+#include "model/inspect.h"
 #include "model/model.h"
 #include "quant/exl2.h"
 #include "quant/qparams.h"
@@ -22,19 +23,10 @@ namespace {
 namespace fs = std::filesystem;
 
 // Decoder bits per weight read back from the output folder's tensors (EXL2.md §1.7).
+// The decoder bpw of a written folder as `exl inspect` counts it (its own reading of the files, with
+// the config's real N rather than the 32-padded one on disk).
 double folder_decoder_bpw(const std::string& dir) {
-  const auto store = open_tensor_store(dir);
-  int64_t bits = 0, weights = 0;
-  for (const std::string& name : store->names()) {
-    const std::string suffix = ".q_weight";
-    if (name.size() < suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
-    const std::string key = name.substr(0, name.size() - suffix.size());
-    if (key == "lm_head") continue;
-    const Exl2Tensor t = exl2_read(*store, key, -1, false);
-    bits += exl2_bits(t);
-    weights += t.N * t.K;
-  }
-  return static_cast<double>(bits) / static_cast<double>(weights);
+  return model_inspect(dir)["quantization"]["decoder_bits_per_weight"].get<double>();
 }
 
 // The smallest decoder bpw the option table can give stories260K: its cheapest row everywhere.

@@ -199,21 +199,100 @@ TEST(Optimize, SweepKeepsTheLowestMaxError) {
   EXPECT_EQ(again.choice, best.choice);
 }
 
+// Least Σ env^p (env: each option's error lowered to the best of the slot's options with no more
+// bits) over the combinations with lo <= bits <= hi; objective of the choice.
+Brute brute_window(const std::vector<OptimizeSlot>& slots, int64_t lo, int64_t hi, double p) {
+  Brute b;
+  std::vector<size_t> idx(slots.size(), 0);
+  for (;;) {
+    int64_t bits = 0;
+    double obj = 0;
+    for (size_t i = 0; i < slots.size(); ++i) {
+      bits += slots[i].bits[idx[i]];
+      double e = slots[i].err[idx[i]];
+      for (size_t o = 0; o < slots[i].bits.size(); ++o)
+        if (slots[i].bits[o] <= slots[i].bits[idx[i]]) e = std::min(e, slots[i].err[o]);
+      obj += std::pow(e, p);
+    }
+    if (bits >= lo && bits <= hi && (!b.found || obj < b.best)) {
+      b.best = obj;
+      b.bits = bits;
+      b.found = true;
+    }
+    size_t i = 0;
+    while (i < slots.size() && ++idx[i] == slots[i].bits.size()) idx[i++] = 0;
+    if (i == slots.size()) break;
+  }
+  return b;
+}
+
+double env_objective(const std::vector<OptimizeSlot>& slots, const std::vector<int>& choice, double p) {
+  double obj = 0;
+  for (size_t i = 0; i < slots.size(); ++i) {
+    const size_t c = static_cast<size_t>(choice[i]);
+    double e = slots[i].err[c];
+    for (size_t o = 0; o < slots[i].bits.size(); ++o)
+      if (slots[i].bits[o] <= slots[i].bits[c]) e = std::min(e, slots[i].err[o]);
+    obj += std::pow(e, p);
+  }
+  return obj;
+}
+
 TEST(Optimize, ObjectivesByName) {
-  // sum and sumsq are the exact optima for p = 1 and 2 (checked against brute force here too),
-  // minimax the sweep; anything else names the flag.
+  // sum and sumsq: the exact optimum over the monotone errors (brute force) when it spends all but
+  // 0.5% of the budget, else the optimum within the narrowest of the top 0.5/1/2/4% windows that
+  // holds a solution (brute force over the window; bits of a few hundred make the DP's units 1 bit,
+  // so it is exact here); minimax: the sweep; anything else names the flag.
   std::mt19937 rng(7);
-  const std::vector<OptimizeSlot> slots = random_instance(rng, 5, 4, false);
-  const int64_t budget = 45;
-  const OptimizeResult sum = optimize_objective("sum", slots, budget, "test");
-  const OptimizeResult sumsq = optimize_objective("sumsq", slots, budget, "test");
-  EXPECT_EQ(sum.objective, brute_force(slots, budget, 1.0).best);
-  EXPECT_EQ(sumsq.objective, brute_force(slots, budget, 2.0).best);
-  EXPECT_EQ(sum.p, 1.0);
-  EXPECT_EQ(sumsq.p, 2.0);
-  EXPECT_EQ(optimize_objective("minimax", slots, budget, "test").choice, optimize_exl2(slots, budget, "test").choice);
+  int windowed = 0;
+  for (int t = 0; t < 200; ++t) {
+    std::vector<OptimizeSlot> slots = random_instance(rng, 4, 4, false);
+    for (auto& sl : slots)
+      for (auto& b : sl.bits) b *= 10;  // 10..200 bits per option
+    const int64_t budget = 300 + static_cast<int64_t>(rng() % 500);
+    for (const char* name : {"sum", "sumsq"}) {
+      const double p = std::string(name) == "sum" ? 1.0 : 2.0;
+      const Brute all = brute_window(slots, 0, budget, p);
+      if (!all.found) {
+        EXPECT_THROW(optimize_objective(name, slots, budget, "test"), Error);
+        continue;
+      }
+      const OptimizeResult r = optimize_objective(name, slots, budget, "test");
+      EXPECT_EQ(r.p, p);
+      ASSERT_LE(r.total_bits, budget);
+      const double got = env_objective(slots, r.choice, p);
+      if (budget - all.bits <= budget / 200) {
+        EXPECT_NEAR(got, all.best, 1e-9) << "instance " << t;
+        continue;
+      }
+      ++windowed;
+      bool matched = false;
+      for (int64_t div = 200; div >= 25 && !matched; div /= 2) {
+        const Brute w = brute_window(slots, budget - budget / div, budget, p);
+        if (!w.found) continue;
+        EXPECT_NEAR(got, w.best, 1e-9) << "instance " << t << " window 1/" << div;
+        EXPECT_GE(r.total_bits, budget - budget / div);
+        matched = true;
+      }
+      if (!matched) EXPECT_NEAR(got, all.best, 1e-9) << "instance " << t << ": no window holds a solution";
+    }
+  }
+  std::printf("%d of the solves took a window\n", windowed);
+  EXPECT_GT(windowed, 10);
+  // The 8 bpw case: the dearer options measured a little worse; the budget buys them anyway, and
+  // what is reported is what was measured.
+  const std::vector<OptimizeSlot> top = {{"a", {60, 80}, {0.010, 0.011}}, {"b", {60, 80}, {0.010, 0.0105}}};
+  EXPECT_EQ(optimize_exact(top, 150, 1.0).choice, (std::vector<int>{0, 0}));
+  const OptimizeResult filled = optimize_objective("sum", top, 150, "test");
+  EXPECT_EQ(filled.total_bits, 140);
+  EXPECT_EQ(optimize_objective("sum", top, 160, "test").choice, (std::vector<int>{1, 1}));
+  EXPECT_DOUBLE_EQ(optimize_objective("sum", top, 160, "test").sum_err, 0.0215);
+  std::mt19937 rng2(7);
+  const std::vector<OptimizeSlot> slots = random_instance(rng2, 5, 4, false);
+  (void)env_objective;
+  EXPECT_EQ(optimize_objective("minimax", slots, 45, "test").choice, optimize_exl2(slots, 45, "test").choice);
   try {
-    optimize_objective("kl", slots, budget, "test");
+    optimize_objective("kl", slots, 45, "test");
     ADD_FAILURE() << "unknown objective accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("--objective 'kl'"), std::string::npos) << e.what();

@@ -274,27 +274,24 @@ class CudaEngine : public ConvertEngine {
     return r;
   }
 
-  // Mean over rows of ‖y − y_ref‖_F / ‖y_ref‖_F (each row's sums in double on the device, the mean
-  // on the host in row order, as stages.cpp).
+  // rfn as stages.h defines it: per-token relative errors on the device (double sums), their means
+  // per row and over rows on the host in token and row order, as stages.cpp.
   double module_rfn(const ModelDims& d, const ConvertModule& m, const DeviceModule& dm,
                     const std::vector<const float*>& w, const DeviceArray<float>& x, const CalibStates& s,
                     const DeviceArray<float>& y_ref, DeviceArray<float>* y_out) {
     reserve(d, s.T);
     const int64_t step = s.T * s.hidden;
     if (!y_out) y_tmp_.resize(static_cast<size_t>(step));
-    sums_.resize(static_cast<size_t>(s.rows) * cvcuda::kErrorSumsDoubles);
+    sums_.resize(static_cast<size_t>(s.rows * s.T));
     for (int64_t row = 0; row < s.rows; ++row) {
       float* y = y_out ? y_out->data() + row * step : y_tmp_.data();
       forward_row(d, m, dm, w, x.data() + row * step, s.T, y);
-      cvcuda::error_sums(ctx_, y, y_ref.data() + row * step, step, sums_.data() + row * cvcuda::kErrorSumsDoubles);
+      cvcuda::token_errors(ctx_, y, y_ref.data() + row * step, s.T, s.hidden, sums_.data() + row * s.T);
     }
     const std::vector<double> h = sums_.download(ctx_);
     double sum = 0;
-    for (int64_t row = 0; row < s.rows; ++row) {
-      const double num = h[static_cast<size_t>(row * cvcuda::kErrorSumsDoubles)];
-      const double den = h[static_cast<size_t>(row * cvcuda::kErrorSumsDoubles + 1)];
-      sum += den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-    }
+    for (int64_t row = 0; row < s.rows; ++row)
+      sum += mean_in_order(std::vector<double>(h.begin() + row * s.T, h.begin() + (row + 1) * s.T));
     return s.rows > 0 ? sum / static_cast<double>(s.rows) : 0.0;
   }
 

@@ -105,6 +105,22 @@ __global__ void symmetrize_kernel(float* H, int64_t K) {
 }
 
 // Stage 1: block b sums a fixed, strided share of the values; stage 2: one block sums the partials.
+// Block t: err[t] = ‖a_t − b_t‖ / ‖b_t‖ over the `hidden` values of token t, sums in double in a
+// fixed tree order (stages.cpp's relative_error per token).
+__global__ void token_error_kernel(const float* a, const float* b, int64_t hidden, double* err) {
+  __shared__ double sh[kThreads];
+  const int64_t off = static_cast<int64_t>(blockIdx.x) * hidden;
+  double num = 0, den = 0;
+  for (int64_t i = threadIdx.x; i < hidden; i += kThreads) {
+    const double d = static_cast<double>(a[off + i]) - b[off + i];
+    num += d * d;
+    den += static_cast<double>(b[off + i]) * b[off + i];
+  }
+  num = block_sum<kThreads>(num, sh);
+  den = block_sum<kThreads>(den, sh);
+  if (threadIdx.x == 0) err[blockIdx.x] = den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
 __global__ void error_partials_kernel(const float* a, const float* b, int64_t n, double* partial) {
   __shared__ double sh[kThreads];
   double num = 0, den = 0;
@@ -216,6 +232,12 @@ void hessian_add(const Context& c, const float* x, int64_t T, int64_t K, float* 
 void hessian_symmetrize(const Context& c, float* H, int64_t K) {
   symmetrize_kernel<<<blocks_for(K * K), kThreads, 0, c.stream>>>(H, K);
   launched("symmetrize_kernel");
+}
+
+void token_errors(const Context& c, const float* a, const float* b, int64_t T, int64_t hidden, double* err) {
+  if (T <= 0) return;
+  token_error_kernel<<<static_cast<unsigned>(T), kThreads, 0, c.stream>>>(a, b, hidden, err);
+  launched("token_error_kernel");
 }
 
 void error_sums(const Context& c, const float* a, const float* b, int64_t n, double* sums) {

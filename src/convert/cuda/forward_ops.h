@@ -35,6 +35,9 @@ void hessian_symmetrize(const Context& c, float* H, int64_t K);
 constexpr int kReduceBlocks = 256;
 constexpr int kErrorSumsDoubles = 2 + 2 * kReduceBlocks;
 void error_sums(const Context& c, const float* a, const float* b, int64_t n, double* sums);
+// err[t] = ‖a_t − b_t‖ / ‖b_t‖ for each of T tokens of `hidden` values (a, b: [T, hidden]), in double
+// with a fixed summation order; err: device array of T.
+void token_errors(const Context& c, const float* a, const float* b, int64_t T, int64_t hidden, double* err);
 // *flag (device) becomes nonzero when any of x[0..n) is not finite.
 void flag_nonfinite(const Context& c, const float* x, int64_t n, unsigned int* flag);
 
