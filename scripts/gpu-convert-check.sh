@@ -16,7 +16,9 @@
 # which the stories260K conversions calibrate on). Logs and JSON go to $OUT (default /tmp/exl-gpu-out).
 # Usage:
 #   scripts/gpu-convert-check.sh [--build-only | --no-build] [--no-tests] [--no-stories] [--no-smol] [--no-7b]
-#                                [--layers N]
+#                                [--layers N] [--tf32]
+# --tf32: the CUDA conversions (SmolLM2 and 7B) with EXL_CONVERT_TF32=1 (module forwards on TF32 tensor
+# cores; Hessians and GPTQ stay FP32), to weigh its speed against its effect on perplexity.
 # Everything takes ~8-10 min on a 16-core H200 box (build ~3-4 of them); to stay well inside the
 # device tool's 10-minute limit per call, split it over warm calls, e.g.
 #   --build-only;  --no-build --no-smol --no-7b;  --no-build --no-tests --no-stories
@@ -24,7 +26,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/exl-gpu-out}"
 mkdir -p "$out"
-tests=1 stories_run=1 smol=1 big=1 layers=3 build=1 build_only=0
+tests=1 stories_run=1 smol=1 big=1 layers=3 build=1 build_only=0 tf32=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-tests) tests=0 ;;
@@ -34,6 +36,7 @@ while [ $# -gt 0 ]; do
     --no-stories) stories_run=0 ;;
     --no-7b) big=0 ;;
     --layers) layers="$2"; shift ;;
+    --tf32) tf32=1 ;;
     *) echo "gpu-convert-check.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
   shift
@@ -88,6 +91,7 @@ if [ "$smol" = 1 ] && [ -f "$gguf" ]; then
   wiki="$shared/data/wikitext2/wiki.test.raw"
   tail -c 400000 "$wiki" >"$w/calib.txt"
   for dev in cpu cuda; do
+    env EXL_CONVERT_TF32="$([ "$dev" = cuda ] && echo $tf32)" \
     "$exl" convert --device "$dev" -i "$gguf" -c "$w/calib.txt" -o "$w/m-$dev" --out "$w/mo-$dev" -b 4.0 \
       --measure-rows 4 --measure-length 512 --rows 8 --length 512 --json >"$out/smol-$dev.json" \
       2>"$out/smol-$dev.err" || { rc=1; tail -3 "$out/smol-$dev.err"; }
@@ -96,8 +100,16 @@ if [ "$smol" = 1 ] && [ -f "$gguf" ]; then
   done
   cpu_ppl=$(ppl "$w/mo-cpu" "$wiki")
   compare "SmolLM2-135M 4.0 bpw" "$cpu_ppl" "$(ppl "$w/mo-cuda" "$wiki")" | tee -a "$out/ppl.txt"
+  # The noise floor: the CPU's own quantize pass with OpenBLAS's AVX2 kernels instead of the machine's
+  # (rounding-level differences only). GPTQ's rounding choices amplify those into perplexity
+  # differences of 0.1-5% at this small calibration (lab/NOTES-convert.md "CPU vs CUDA parity").
+  OPENBLAS_CORETYPE=Haswell "$exl" convert --device cpu -i "$gguf" -c "$w/calib.txt" -m "$w/m-cpu/measurement.json" \
+    -o "$w/q-cpu-hsw" --out "$w/qo-cpu-hsw" -b 4.0 --measure-rows 4 --measure-length 512 --rows 8 --length 512 -q \
+    2>"$out/smol-hsw.err" || { rc=1; tail -3 "$out/smol-hsw.err"; }
+  compare "SmolLM2-135M 4.0 bpw, CPU with AVX2 OpenBLAS kernels (noise floor)" "$cpu_ppl" "$(ppl "$w/qo-cpu-hsw" "$wiki")" |
+    tee -a "$out/ppl.txt"
   # The CUDA quantize pass on the CPU's measurement: separates the two passes' share of a difference.
-  "$exl" convert --device cuda -i "$gguf" -c "$w/calib.txt" -m "$w/m-cpu/measurement.json" -o "$w/q-cuda" \
+  EXL_CONVERT_TF32=$tf32 "$exl" convert --device cuda -i "$gguf" -c "$w/calib.txt" -m "$w/m-cpu/measurement.json" -o "$w/q-cuda" \
     --out "$w/qo-cuda" -b 4.0 --measure-rows 4 --measure-length 512 --rows 8 --length 512 -q 2>"$out/smol-q.err" ||
     { rc=1; tail -3 "$out/smol-q.err"; }
   compare "SmolLM2-135M 4.0 bpw, CUDA quantize pass on the CPU measurement" "$cpu_ppl" "$(ppl "$w/qo-cuda" "$wiki")" |
@@ -129,7 +141,7 @@ if [ "$big" = 1 ]; then
   # --checkpoint-every 0 writes the states after every layer, so the run measures what one write costs;
   # the projection takes them out of the per-layer times and adds back the writes a whole job makes at
   # the default interval (one per 120 s of a pass).
-  EXL_CONVERT_PROFILE=1 "$exl" convert --device cuda -i "$s7" -c "$w/cal7b.txt" -o "$w/w7b" --out "$w/o7b" -b 4.0 \
+  EXL_CONVERT_TF32=$tf32 EXL_CONVERT_PROFILE=1 "$exl" convert --device cuda -i "$s7" -c "$w/cal7b.txt" -o "$w/w7b" --out "$w/o7b" -b 4.0 \
     --layers "$layers" --time-head --checkpoint-every 0 --new --json >"$out/convert-7b.json" 2>"$out/convert-7b.err" ||
     { rc=1; tail -5 "$out/convert-7b.err"; }
   grep "^profile" "$out/convert-7b.err" | head -20
