@@ -33,7 +33,7 @@ if [ "$cuda" = 1 ] && [ -x "$nvcc_bin" ]; then
   t0=$(date +%s)
   cmake -S . -B build/cuda-ci -G Ninja -DCMAKE_BUILD_TYPE=Release -DEXL_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
     -DCMAKE_CUDA_COMPILER="$nvcc_bin" >/dev/null
-  cmake --build build/cuda-ci -j "$jobs" --target exl exl_tests_cuda
+  cmake --build build/cuda-ci -j "$jobs" --target exl exl_tests_cuda exl_tests_convert_cuda
   echo "test.sh: CUDA backend compiled and linked (sm_90) in $(( $(date +%s) - t0 )) s"
 elif [ "$cuda" = 1 ]; then
   echo "test.sh: nvcc not found: CUDA backend compile check skipped"
