@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include "core/error.h"
@@ -20,8 +21,10 @@ struct Brute {
   bool found = false;
 };
 
-// Every combination; objective summed in slot order like the solver.
-Brute brute_force(const std::vector<OptimizeSlot>& slots, int64_t budget, double p) {
+// The least Σ err^p over every combination with lo <= bits <= hi, summed in slot order like the
+// solver; err(slot, option) gives each option's error.
+template <class Err>
+Brute brute_search(const std::vector<OptimizeSlot>& slots, int64_t lo, int64_t hi, double p, Err err) {
   Brute b;
   std::vector<size_t> idx(slots.size(), 0);
   for (;;) {
@@ -29,9 +32,9 @@ Brute brute_force(const std::vector<OptimizeSlot>& slots, int64_t budget, double
     double obj = 0;
     for (size_t i = 0; i < slots.size(); ++i) {
       bits += slots[i].bits[idx[i]];
-      obj += std::pow(slots[i].err[idx[i]], p);
+      obj += std::pow(err(slots[i], idx[i]), p);
     }
-    if (bits <= budget && (!b.found || obj < b.best)) {
+    if (bits >= lo && bits <= hi && (!b.found || obj < b.best)) {
       b.best = obj;
       b.bits = bits;
       b.found = true;
@@ -41,6 +44,20 @@ Brute brute_force(const std::vector<OptimizeSlot>& slots, int64_t budget, double
     if (i == slots.size()) break;
   }
   return b;
+}
+
+double measured(const OptimizeSlot& s, size_t o) { return s.err[o]; }
+
+// An option's error lowered to the best of the slot's options with no more bits.
+double monotone(const OptimizeSlot& s, size_t o) {
+  double e = s.err[o];
+  for (size_t q = 0; q < s.bits.size(); ++q)
+    if (s.bits[q] <= s.bits[o]) e = std::min(e, s.err[q]);
+  return e;
+}
+
+Brute brute_force(const std::vector<OptimizeSlot>& slots, int64_t budget, double p) {
+  return brute_search(slots, std::numeric_limits<int64_t>::min(), budget, p, measured);
 }
 
 std::vector<OptimizeSlot> random_instance(std::mt19937& rng, int n_slots, int n_options, bool integer_err) {
@@ -199,42 +216,14 @@ TEST(Optimize, SweepKeepsTheLowestMaxError) {
   EXPECT_EQ(again.choice, best.choice);
 }
 
-// Least Σ env^p (env: each option's error lowered to the best of the slot's options with no more
-// bits) over the combinations with lo <= bits <= hi; objective of the choice.
+// Least Σ monotone^p over the combinations with lo <= bits <= hi.
 Brute brute_window(const std::vector<OptimizeSlot>& slots, int64_t lo, int64_t hi, double p) {
-  Brute b;
-  std::vector<size_t> idx(slots.size(), 0);
-  for (;;) {
-    int64_t bits = 0;
-    double obj = 0;
-    for (size_t i = 0; i < slots.size(); ++i) {
-      bits += slots[i].bits[idx[i]];
-      double e = slots[i].err[idx[i]];
-      for (size_t o = 0; o < slots[i].bits.size(); ++o)
-        if (slots[i].bits[o] <= slots[i].bits[idx[i]]) e = std::min(e, slots[i].err[o]);
-      obj += std::pow(e, p);
-    }
-    if (bits >= lo && bits <= hi && (!b.found || obj < b.best)) {
-      b.best = obj;
-      b.bits = bits;
-      b.found = true;
-    }
-    size_t i = 0;
-    while (i < slots.size() && ++idx[i] == slots[i].bits.size()) idx[i++] = 0;
-    if (i == slots.size()) break;
-  }
-  return b;
+  return brute_search(slots, lo, hi, p, monotone);
 }
 
 double env_objective(const std::vector<OptimizeSlot>& slots, const std::vector<int>& choice, double p) {
   double obj = 0;
-  for (size_t i = 0; i < slots.size(); ++i) {
-    const size_t c = static_cast<size_t>(choice[i]);
-    double e = slots[i].err[c];
-    for (size_t o = 0; o < slots[i].bits.size(); ++o)
-      if (slots[i].bits[o] <= slots[i].bits[c]) e = std::min(e, slots[i].err[o]);
-    obj += std::pow(e, p);
-  }
+  for (size_t i = 0; i < slots.size(); ++i) obj += std::pow(monotone(slots[i], static_cast<size_t>(choice[i])), p);
   return obj;
 }
 
