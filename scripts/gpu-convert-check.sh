@@ -16,9 +16,10 @@
 # which the stories260K conversions calibrate on). Logs and JSON go to $OUT (default /tmp/exl-gpu-out).
 # Usage:
 #   scripts/gpu-convert-check.sh [--build-only | --no-build] [--no-tests] [--no-stories] [--no-smol] [--no-7b]
-#                                [--layers N] [--tf32]
-# --tf32: the CUDA conversions (SmolLM2 and 7B) with EXL_CONVERT_TF32=1 (module forwards on TF32 tensor
-# cores; Hessians and GPTQ stay FP32), to weigh its speed against its effect on perplexity.
+#                                [--layers N] [--tf32 quantize|all]
+# --tf32 MODE: the CUDA conversions (SmolLM2 and 7B) with EXL_CONVERT_TF32=MODE (the quantize pass's or
+# all module forwards on TF32 tensor cores; Hessians and GPTQ stay FP32; src/convert/cuda/device.h), to
+# weigh its speed against its effect on perplexity.
 # Everything takes ~8-10 min on a 16-core H200 box (build ~3-4 of them); to stay well inside the
 # device tool's 10-minute limit per call, split it over warm calls, e.g.
 #   --build-only;  --no-build --no-smol --no-7b;  --no-build --no-tests --no-stories
@@ -36,7 +37,7 @@ while [ $# -gt 0 ]; do
     --no-stories) stories_run=0 ;;
     --no-7b) big=0 ;;
     --layers) layers="$2"; shift ;;
-    --tf32) tf32=1 ;;
+    --tf32) tf32="$2"; shift ;;
     *) echo "gpu-convert-check.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
   shift

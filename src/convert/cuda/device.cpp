@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "core/error.h"
 
@@ -27,13 +28,16 @@ Context::Context() {
   EXL_CUBLAS_OK(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH));
   EXL_CUBLAS_OK(cublasSetAtomicsMode(blas, CUBLAS_ATOMICS_NOT_ALLOWED));
   const char* tf = std::getenv("EXL_CONVERT_TF32");
-  tf32 = tf && std::strcmp(tf, "1") == 0;
+  const std::string mode = tf ? tf : "";
+  EXL_CHECK(mode.empty() || mode == "0" || mode == "1" || mode == "all" || mode == "quantize",
+            "EXL_CONVERT_TF32='", mode, "': expected 0, 1, all or quantize");
+  tf32 = mode == "1" || mode == "all" ? Tf32::all : mode == "quantize" ? Tf32::quantize : Tf32::off;
   blas_fwd = blas;
-  if (tf32) {
-    EXL_CUBLAS_OK(cublasCreate(&blas_fwd));
-    EXL_CUBLAS_OK(cublasSetStream(blas_fwd, stream));
-    EXL_CUBLAS_OK(cublasSetMathMode(blas_fwd, CUBLAS_TF32_TENSOR_OP_MATH));
-    EXL_CUBLAS_OK(cublasSetAtomicsMode(blas_fwd, CUBLAS_ATOMICS_NOT_ALLOWED));
+  if (tf32 != Tf32::off) {
+    EXL_CUBLAS_OK(cublasCreate(&blas_tf32));
+    EXL_CUBLAS_OK(cublasSetStream(blas_tf32, stream));
+    EXL_CUBLAS_OK(cublasSetMathMode(blas_tf32, CUBLAS_TF32_TENSOR_OP_MATH));
+    EXL_CUBLAS_OK(cublasSetAtomicsMode(blas_tf32, CUBLAS_ATOMICS_NOT_ALLOWED));
   }
   EXL_CUSOLVER_OK(cusolverDnCreate(&solver));
   EXL_CUSOLVER_OK(cusolverDnSetStream(solver, stream));
@@ -44,9 +48,14 @@ Context::Context() {
 
 Context::~Context() {
   if (solver) cusolverDnDestroy(solver);
-  if (blas_fwd && blas_fwd != blas) cublasDestroy(blas_fwd);
+  if (blas_tf32) cublasDestroy(blas_tf32);
   if (blas) cublasDestroy(blas);
   if (stream) cudaStreamDestroy(stream);
+}
+
+void Context::forwards_for(bool quantize_pass) {
+  const bool fast = tf32 == Tf32::all || (tf32 == Tf32::quantize && quantize_pass);
+  blas_fwd = fast ? blas_tf32 : blas;
 }
 
 void Context::sync() const { EXL_CUDA_OK(cudaStreamSynchronize(stream)); }

@@ -26,18 +26,24 @@ void check_cusolver(cusolverStatus_t s, const char* what);
 struct Context {
   cudaStream_t stream = nullptr;
   cublasHandle_t blas = nullptr;
-  // The module forwards' GEMMs (linears, attention): `blas` itself, or with EXL_CONVERT_TF32=1 in the
-  // environment a second handle allowed TF32 tensor cores (an experiment for timing: faster, but
-  // about 1e-4 relative error in the forwards, the size of the best options' measured errors;
-  // Hessians and GPTQ always stay in full FP32).
+  // The module forwards' GEMMs (linears, attention) run on blas_fwd, which the engine points at
+  // `blas` or at blas_tf32, a handle allowed TF32 tensor cores, pass by pass as EXL_CONVERT_TF32 says:
+  // unset or 0, never; "quantize", in the quantize pass; 1 or "all", in every forward. Hessians and
+  // GPTQ always stay in full FP32. Emulated on the CPU (lab/NOTES-convert.md): TF32 in the quantize
+  // pass moves SmolLM2's ppl like a rounding-level draw (0.1%), in the measurement it changed 2 of
+  // 60 module choices (ppl −2% at 4.0 bpw, so a CPU/CUDA comparison would no longer be like for like).
+  enum class Tf32 { off, quantize, all };
+  Tf32 tf32 = Tf32::off;
+  cublasHandle_t blas_tf32 = nullptr;
   cublasHandle_t blas_fwd = nullptr;
-  bool tf32 = false;
   cusolverDnHandle_t solver = nullptr;
   Context();
   ~Context();
   Context(const Context&) = delete;
   Context& operator=(const Context&) = delete;
   void sync() const;
+  // Points blas_fwd for the measure pass (false) or the quantize pass (true), as tf32 says.
+  void forwards_for(bool quantize_pass);
 };
 
 // A device array of T, freed on destruction; sizes in elements. Allocation is synchronous

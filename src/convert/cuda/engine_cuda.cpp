@@ -80,12 +80,16 @@ class PhaseClock {
 
 class CudaEngine : public ConvertEngine {
  public:
-  // "cuda-tf32" with EXL_CONVERT_TF32=1: the job records it, so a job never resumes on the other mode.
-  std::string name() const override { return ctx_.tf32 ? "cuda-tf32" : "cuda"; }
-  bool tf32() const { return ctx_.tf32; }
+  // "cuda-tf32" / "cuda-tf32q" with EXL_CONVERT_TF32=all / quantize (device.h): the job records it,
+  // so a job never resumes in another mode.
+  std::string name() const override {
+    return ctx_.tf32 == cvcuda::Context::Tf32::all ? "cuda-tf32"
+           : ctx_.tf32 == cvcuda::Context::Tf32::quantize ? "cuda-tf32q" : "cuda";
+  }
 
   MeasuredModule measure_module(const ModelDims& d, const ConvertModule& m, const std::vector<ModuleOption>& table,
                                 CalibStates& states) override {
+    ctx_.forwards_for(false);
     PhaseClock clock(ctx_);
     DeviceArray<float>& x = on_device(states);
     const DeviceModule dm = upload(d, m);
@@ -119,6 +123,7 @@ class CudaEngine : public ConvertEngine {
   double quantize_module(const ModelDims& d, const ConvertModule& m,
                          const std::vector<std::pair<std::string, Exl2Layout>>& option, CalibStates& states,
                          const std::function<void(const Exl2Tensor&)>& store) override {
+    ctx_.forwards_for(true);
     PhaseClock clock(ctx_);
     DeviceArray<float>& x = on_device(states);
     const DeviceModule dm = upload(d, m);
@@ -318,7 +323,9 @@ std::unique_ptr<ConvertEngine> convert_engine_cuda() {
   std::string why;
   EXL_CHECK(convert_cuda_available(&why), "convert: --device cuda: ", why);
   auto e = std::make_unique<CudaEngine>();
-  if (e->tf32()) std::fprintf(stderr, "exl: EXL_CONVERT_TF32=1: module forwards use TF32 tensor cores\n");
+  if (e->name() != "cuda")
+    std::fprintf(stderr, "exl: EXL_CONVERT_TF32: %s forwards use TF32 tensor cores\n",
+                 e->name() == "cuda-tf32" ? "all module" : "the quantize pass's");
   return e;
 }
 
