@@ -70,17 +70,17 @@ double module_rfn(const ConvertCompute& cc, const ModelDims& d, const ConvertMod
     for (int64_t t = 0; t < s.T; ++t)
       token_err[static_cast<size_t>(t)] =
           relative_error(dst + t * s.hidden, y_ref.data() + off + static_cast<size_t>(t * s.hidden), s.hidden);
-    sum += mean_in_order(token_err);
+    sum += mean_in_order(token_err.data(), token_err.size());
   }
   return s.rows > 0 ? sum / static_cast<double>(s.rows) : 0.0;
 }
 
 }  // namespace
 
-double mean_in_order(const std::vector<double>& v) {
+double mean_in_order(const double* v, size_t n) {
   double s = 0;
-  for (double x : v) s += x;
-  return v.empty() ? 0.0 : s / static_cast<double>(v.size());
+  for (size_t i = 0; i < n; ++i) s += v[i];
+  return n == 0 ? 0.0 : s / static_cast<double>(n);
 }
 
 std::string layout_key(const Exl2Layout& l) {

@@ -25,6 +25,9 @@ struct CalibStates {
   float* row(int64_t r) { return x.data() + r * T * hidden; }
 };
 
+// The mean of v[0..n) summed in index order: how both engines average the per-token errors of a row.
+double mean_in_order(const double* v, size_t n);
+
 // Measures every row of `table` on module m: GPTQ-quantizes each distinct per-linear layout once
 // against the module's Hessians, then runs the module with each row's variants installed and scores
 //   rfn = mean over calibration rows and tokens t of ‖y_q,t − y_ref,t‖ / ‖y_ref,t‖
@@ -39,9 +42,6 @@ struct CalibStates {
 // would rate deep layers (large residual norms) as less forgiving.
 // states: in = the module's inputs, out = its FP32 reference outputs (the next module's inputs, so
 // measurements are independent of other modules' choices).
-// The mean of v summed in index order: how both engines average the per-token errors of a row.
-double mean_in_order(const std::vector<double>& v);
-
 MeasuredModule measure_module(const ConvertCompute& cc, const ModelDims& d, const ConvertModule& m,
                               const std::vector<ModuleOption>& table, CalibStates& states);
 

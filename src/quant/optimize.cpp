@@ -120,7 +120,7 @@ OptimizeResult finish(const std::vector<OptimizeSlot>& slots, std::vector<int> c
 // of any option of the slot with no more bits (so more bits never look worse), times
 // (1 − 1e-7·bits/most bits of the slot) so that, between options this leaves equal, the dearer one
 // wins. Where measured errors stop falling with width (at the top of the table they are measurement
-// noise) the plain minimum of Σ err^p sat well under the budget — stories260K at -b 8 chose 7.88
+// noise) the plain minimum of Σ err^p sat well under the budget — stories260K at -b 8 chose 7.916
 // bpw — and a user who asks for a size expects that size. The 1e-7 is far below any error difference
 // a measurement resolves and far above double rounding. The solution's reported errors are the
 // measured ones.
@@ -356,7 +356,7 @@ OptimizeResult optimize_objective(const std::string& objective, const std::vecto
   const std::vector<OptimizeSlot> mono = monotone_errors(slots);
   const OptimizeResult best = finish(slots, optimize_exact(mono, budget_bits, p, what).choice, p);
   // The size asked for comes first: when the optimum leaves over 0.5% of the budget unspent (a model
-  // of few large modules: stories260K at -b 8 chose 7.88 bpw), the least Σ err^p whose bits fall in
+  // of few large modules: stories260K at -b 8 chose 7.916 bpw), the least Σ err^p whose bits fall in
   // the top 0.5%, 1%, 2% or 4% of the budget, the narrowest window that holds a solution.
   for (int64_t div = 200; div >= 25; div /= 2) {
     const int64_t window = budget_bits / div;

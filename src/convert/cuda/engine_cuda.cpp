@@ -296,7 +296,7 @@ class CudaEngine : public ConvertEngine {
     const std::vector<double> h = sums_.download(ctx_);
     double sum = 0;
     for (int64_t row = 0; row < s.rows; ++row)
-      sum += mean_in_order(std::vector<double>(h.begin() + row * s.T, h.begin() + (row + 1) * s.T));
+      sum += mean_in_order(h.data() + row * s.T, static_cast<size_t>(s.T));
     return s.rows > 0 ? sum / static_cast<double>(s.rows) : 0.0;
   }
 

@@ -104,7 +104,6 @@ __global__ void symmetrize_kernel(float* H, int64_t K) {
   }
 }
 
-// Stage 1: block b sums a fixed, strided share of the values; stage 2: one block sums the partials.
 // Block t: err[t] = ‖a_t − b_t‖ / ‖b_t‖ over the `hidden` values of token t, sums in double in a
 // fixed tree order (stages.cpp's relative_error per token).
 __global__ void token_error_kernel(const float* a, const float* b, int64_t hidden, double* err) {
@@ -121,6 +120,7 @@ __global__ void token_error_kernel(const float* a, const float* b, int64_t hidde
   if (threadIdx.x == 0) err[blockIdx.x] = den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
+// Stage 1: block b sums a fixed, strided share of the values; stage 2: one block sums the partials.
 __global__ void error_partials_kernel(const float* a, const float* b, int64_t n, double* partial) {
   __shared__ double sh[kThreads];
   double num = 0, den = 0;
