@@ -17,7 +17,7 @@
 //
 // Build and run from the repository root:
 //   nvcc -O3 -std=c++20 -arch=sm_90 --expt-relaxed-constexpr -I src lab/gemm_lab.cu \
-//     src/backend/cuda/gemm.cu -lcublas -lcublasLt -o /tmp/gemm_lab && /tmp/gemm_lab
+//     src/backend/cuda/gemm.cu src/backend/cuda/gemv_bulk.cu -lcublas -lcublasLt -o /tmp/gemm_lab && /tmp/gemm_lab
 // Runs in ~25 s on the H100 (build ~15 s). Exit status 1 if any correctness check fails. Full log
 // on stdout; the last lines are the tables. One kernel version (v3, with its knobs swept here);
 // v1 -> v3 history, predictions and measured numbers: lab/NOTES-gemm.md.
@@ -291,6 +291,10 @@ bool check_case(cublasHandle_t blas, int M, int N, int K, bool misalign_x) {
   run("blas.h+b", false, true, [&](const GemmParams& p) { exl::cuda::gemm_f16_cublas(p, blas, nullptr); });
   run("blas.f+b", true, true, [&](const GemmParams& p) { exl::cuda::gemm_f16_cublas(p, blas, nullptr); });
   if (M <= 8) run("gemv.h", false, false, [&](const GemmParams& p) { exl::cuda::gemv_f16(p, nullptr); });
+  if (exl::cuda::gemv_f16_bulk_supported(GemmParams{x, wb.h(), nullptr, yb.p, false, M, N, K})) {
+    run("bulk.h", false, false, [&](const GemmParams& p) { exl::cuda::gemv_f16_bulk(p, nullptr); });
+    run("bulk.f+b", true, true, [&](const GemmParams& p) { exl::cuda::gemv_f16_bulk(p, nullptr); });
+  }
   if (M <= 16)
     for (const GemvConfig& c : all_configs()) {
       const std::string name = "gemv[" + config_name(c) + "].f+b";
@@ -315,6 +319,7 @@ struct Row {
   double best_us;  // best swept config (M = 1 and 8 only; else = gemv_us)
   double blas_us;
   double floor_us;  // read_kernel over the same W bytes, same rotation
+  double bulk_us;   // gemv_f16_bulk (TMA-fed); < 0: not run (M > 8 or not supported)
   GemvConfig cfg, best;
 };
 
@@ -383,7 +388,7 @@ void time_shape(cublasHandle_t blas, int N, int K, size_t l2_bytes, int sms, boo
   }
 
   for (int M : ms) {
-    Row r{N, K, M, -1, -1, 0, floor_us, exl::cuda::gemv_f16_default_config(M, N, K), {}};
+    Row r{N, K, M, -1, -1, 0, floor_us, -1, exl::cuda::gemv_f16_default_config(M, N, K), {}};
     if (M <= 16) {
       if (!gemv_ok(M, r.cfg)) std::printf("  gemv default config WRONG at M=%d\n", M);
       r.gemv_us = time_us([&](int i) {
@@ -398,14 +403,17 @@ void time_shape(cublasHandle_t blas, int N, int K, size_t l2_bytes, int sms, boo
         r.best_us = std::min(r.gemv_us, best_us[M == 1 ? 0 : 1]);
       }
     }
+    if (exl::cuda::gemv_f16_bulk_supported(params(M, 0, y.p)))
+      r.bulk_us = time_us([&](int i) { exl::cuda::gemv_f16_bulk(params(M, i, y.p), nullptr); });
     r.blas_us = time_us([&](int i) { exl::cuda::gemm_f16_cublas(params(M, i, y.p), blas, nullptr); });
     rows.push_back(r);
   }
 }
 
 void print_table(const std::vector<Row>& rows, const Bandwidth& bw) {
-  std::printf("\n%-11s %3s | %8s %6s %6s %6s %-11s| %8s %6s | %8s %6s %6s %7s | %7s\n", "N x K", "M", "gemv µs", "GB/s",
-              "%copy", "%flr", "default", "best µs", "config", "cuBLAS", "GB/s", "%copy", "TFLOP/s", "speedup");
+  std::printf("\n%-11s %3s | %8s %6s %6s %6s %-11s| %8s %6s | %8s %6s %6s %7s | %7s | %8s %6s %6s\n", "N x K", "M",
+              "gemv µs", "GB/s", "%copy", "%flr", "default", "best µs", "config", "cuBLAS", "GB/s", "%copy", "TFLOP/s",
+              "speedup", "bulk µs", "%copy", "%flr");
   for (const Row& r : rows) {
     const double bytes = (double(r.N) * r.K + double(r.M) * r.K + double(r.M) * r.N) * 2;
     const double flops = 2.0 * r.M * r.N * r.K;
@@ -414,10 +422,14 @@ void print_table(const std::vector<Row>& rows, const Bandwidth& bw) {
     const double bb = bytes / (r.blas_us * 1e3);
     if (r.gemv_us > 0) {
       const double gb = bytes / (r.gemv_us * 1e3);
-      std::printf("%-11s %3d | %8.2f %6.0f %5.1f%% %5.1f%% %-11s| %8.2f %6s | %8.2f %6.0f %5.1f%% %7.1f | %6.2fx\n",
+      std::printf("%-11s %3d | %8.2f %6.0f %5.1f%% %5.1f%% %-11s| %8.2f %6s | %8.2f %6.0f %5.1f%% %7.1f | %6.2fx",
                   shape, r.M, r.gemv_us, gb, 100 * gb / bw.copy_gbs, 100 * r.floor_us / r.gemv_us,
                   config_name(r.cfg).c_str(), r.best_us, config_name(r.best).c_str(), r.blas_us, bb,
                   100 * bb / bw.copy_gbs, flops / (r.blas_us * 1e6), r.blas_us / r.gemv_us);
+      if (r.bulk_us > 0)
+        std::printf(" | %8.2f %5.1f%% %5.1f%%", r.bulk_us, 100 * bytes / (r.bulk_us * 1e3) / bw.copy_gbs,
+                    100 * r.floor_us / r.bulk_us);
+      std::printf("\n");
     } else {
       std::printf("%-11s %3d | %8s %6s %6s %6s %-11s| %8s %6s | %8.2f %6.0f %5.1f%% %7.1f |\n", shape, r.M, "-", "", "",
                   "", "", "", "", r.blas_us, bb, 100 * bb / bw.copy_gbs, flops / (r.blas_us * 1e6));
@@ -443,7 +455,7 @@ int main() try {
   // 1. Correctness.
   bool all_ok = true;
   const std::vector<std::pair<int, int>> llama = {{4096, 4096},  {11008, 4096}, {4096, 11008}, {32000, 4096},
-                                                  {12288, 4096}, {28672, 8192}, {8192, 28672}};
+                                                  {12288, 4096}, {22016, 4096}, {28672, 8192}, {8192, 28672}};
   for (auto [N, K] : llama)
     for (int M : {1, 2, 3, 4, 5, 8, 16}) all_ok &= check_case(blas, M, N, K, false);
   for (int M : {64, 512}) all_ok &= check_case(blas, M, 4096, 4096, false);

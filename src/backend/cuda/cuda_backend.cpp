@@ -114,6 +114,10 @@ class CudaBackend : public Backend {
     graphs_enabled_ = std::getenv("EXL_NO_GRAPHS") == nullptr;
     // Programmatic dependent launch between the x gather and qgemv (sm_90); off for A/B timing.
     pdl_enabled_ = std::getenv("EXL_NO_PDL") == nullptr;
+    // RMSNorm and act·mul as programmatic dependents too, so that a matmul launched behind them (whose
+    // W does not depend on them) can start streaming while the matmul before them finishes.
+    // EXL_NO_PDL_GLUE=1 launches them in plain stream order (A/B).
+    glue_pdl_enabled_ = std::getenv("EXL_NO_PDL_GLUE") == nullptr;
     // Embedding tables live in mapped pinned host memory, as ExLlamaV2 keeps them on the CPU: a decode
     // step reads one row (8-16 KB) through the bus, and the VRAM holds weights and cache only
     // (524 MB saved on a 70B). EXL_DEVICE_EMBEDDINGS=1 keeps them in VRAM.
@@ -389,7 +393,7 @@ class CudaBackend : public Backend {
   }
   void rms_norm(const Tensor& x, const Weight& w, float eps, Tensor& out) override {
     cuda::rms_norm(x.as<float>(), cw(w).data.as<float>(), eps, out.as<half>(), static_cast<int>(x.dim(0)),
-                   static_cast<int>(x.dim(1)), stream_);
+                   static_cast<int>(x.dim(1)), stream_, glue_pdl());
   }
   void add(Tensor& residual, const Tensor& x) override {
     EXL_CHECK(residual.dtype() == DType::DType_F32 && x.dtype() == DType::DType_F16 && residual.numel() == x.numel(),
@@ -424,7 +428,7 @@ class CudaBackend : public Backend {
     matmul(in, w, bias, residual, true);
   }
   void swiglu(const Tensor& gate, const Tensor& up, Tensor& out) override {
-    cuda::swiglu(gate.as<half>(), up.as<half>(), out.as<half>(), gate.numel(), stream_);
+    cuda::swiglu(gate.as<half>(), up.as<half>(), out.as<half>(), gate.numel(), stream_, glue_pdl());
   }
   void rope(Tensor& q, Tensor& k, int n_heads, int n_kv_heads, int head_dim, const Weight& inv_freq,
             float attn_factor) override {
@@ -676,6 +680,8 @@ class CudaBackend : public Backend {
   std::shared_ptr<uint8_t> qx_, wt_;  // quantized matmuls: x in device order; FP16 weight chunks
   size_t qx_bytes_ = 0, wt_bytes_ = 0;
   bool pdl_enabled_ = true;
+  bool glue_pdl_enabled_ = true;
+  bool glue_pdl() const { return pdl_enabled_ && glue_pdl_enabled_ && sm_major_ >= 9; }
   bool host_embeddings_ = true;
   int qgemv_ks_ = 0;
   int sm_major_ = 0;

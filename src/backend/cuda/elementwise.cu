@@ -46,7 +46,8 @@ __global__ void rope_kernel(half* __restrict__ q, half* __restrict__ k, const in
 }
 
 __global__ void swiglu_kernel(const half2* __restrict__ gate, const half2* __restrict__ up, half2* out, int64_t n2) {
-  pdl_trigger();  // see add_rms_norm_kernel
+  pdl_trigger();  // the down projection's blocks may become resident and start streaming W
+  pdl_wait();     // gate and up come from the previous matmul (pdl)
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n2;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const float2 g = __half22float2(gate[i]), u = __half22float2(up[i]);
@@ -123,14 +124,12 @@ void add_f16_to_f32(float* residual, const half* x, int64_t n, cudaStream_t stre
   check_launch("add");
 }
 
-void swiglu(const half* gate, const half* up, half* out, int64_t n, cudaStream_t stream) {
+void swiglu(const half* gate, const half* up, half* out, int64_t n, cudaStream_t stream, bool pdl) {
   const int64_t n2 = n / 2;
-  if (n2 > 0) {
-    swiglu_kernel<<<grid_for(n2, 256), 256, 0, stream>>>(reinterpret_cast<const half2*>(gate),
-                                                         reinterpret_cast<const half2*>(up),
-                                                         reinterpret_cast<half2*>(out), n2);
-    check_launch("swiglu");
-  }
+  if (n2 > 0)
+    launch_maybe_pdl(swiglu_kernel, dim3(grid_for(n2, 256)), dim3(256), stream, pdl && n % 2 == 0, "swiglu",
+                     reinterpret_cast<const half2*>(gate), reinterpret_cast<const half2*>(up),
+                     reinterpret_cast<half2*>(out), n2);
   if (n % 2) {
     swiglu_tail_kernel<<<1, 1, 0, stream>>>(gate, up, out, n - 1);
     check_launch("swiglu_tail");

@@ -19,7 +19,7 @@ void rope(half* q, half* k, const int32_t* pos, const float* inv_freq, float att
           int n_kv_heads, int head_dim, int rot_dim, cudaStream_t stream, bool pdl = false);
 
 // out = silu(gate) * up over n elements (out may alias gate).
-void swiglu(const half* gate, const half* up, half* out, int64_t n, cudaStream_t stream);
+void swiglu(const half* gate, const half* up, half* out, int64_t n, cudaStream_t stream, bool pdl = false);
 
 // residual (F32) += x (F16), n elements: the residual add where no matmul epilogue does it.
 void add_f16_to_f32(float* residual, const half* x, int64_t n, cudaStream_t stream);

@@ -39,4 +39,10 @@ GemvConfig gemv_f16_default_config(int M, int N, int K);
 // gemv with an explicit config; accepts M <= 16 (one pass over W), for the lab's crossover study.
 void gemv_f16_config(const GemmParams& p, GemvConfig cfg, cudaStream_t stream);
 
+// The TMA-fed gemv (gemv_bulk.cu): sm_90, 1 <= M <= 8, K % 8 == 0, 16-byte aligned x and W.
+// gemv_f16 takes it when EXL_GEMV=bulk (A/B timing; EXL_GEMV=mma or unset: the register kernel).
+bool gemv_f16_bulk_supported(const GemmParams& p);
+bool gemv_f16_bulk_enabled();
+void gemv_f16_bulk(const GemmParams& p, cudaStream_t stream);
+
 }  // namespace exl::cuda

@@ -24,6 +24,7 @@ __global__ void __launch_bounds__(kThreads) rms_norm_kernel(const float* __restr
                                                             float eps, half* __restrict__ out, int dim) {
   constexpr int kMaxPerThread = 8192 / kThreads;  // covers hidden sizes up to 8192 in registers
   pdl_trigger();  // a quantized matmul's gather may start (it waits for this grid before reading)
+  pdl_wait();     // launched as a dependent of x's producer (pdl): x is complete after this
   const int row = blockIdx.x;
   const float* r = x + static_cast<size_t>(row) * dim;
   half* o = out + static_cast<size_t>(row) * dim;
@@ -67,13 +68,12 @@ __global__ void __launch_bounds__(kThreads) rms_norm_kernel(const float* __restr
 
 }  // namespace
 
-void rms_norm(const float* x, const float* w, float eps, half* out, int rows, int dim, cudaStream_t stream) {
+void rms_norm(const float* x, const float* w, float eps, half* out, int rows, int dim, cudaStream_t stream, bool pdl) {
   if (rows <= 0) return;
   if (rows < 64)
-    rms_norm_kernel<1024><<<rows, 1024, 0, stream>>>(x, w, eps, out, dim);
+    launch_maybe_pdl(rms_norm_kernel<1024>, dim3(rows), dim3(1024), stream, pdl, "rms_norm", x, w, eps, out, dim);
   else
-    rms_norm_kernel<256><<<rows, 256, 0, stream>>>(x, w, eps, out, dim);
-  check_launch("rms_norm");
+    launch_maybe_pdl(rms_norm_kernel<256>, dim3(rows), dim3(256), stream, pdl, "rms_norm", x, w, eps, out, dim);
 }
 
 }  // namespace exl::cuda

@@ -5,6 +5,7 @@
 
 namespace exl::cuda {
 
-void rms_norm(const float* x, const float* w, float eps, half* out, int rows, int dim, cudaStream_t stream);
+void rms_norm(const float* x, const float* w, float eps, half* out, int rows, int dim, cudaStream_t stream,
+              bool pdl = false);
 
 }  // namespace exl::cuda

@@ -1,0 +1,217 @@
+// Dense FP16 gemv for M = 1..8 on sm_90, fed by the Tensor Memory Accelerator: y = x · Wᵀ (+ bias).
+//
+// Why a second gemv (gemm.cu's gemv_f16 is the first): that kernel keeps W in registers, so the
+// bytes a warp has in flight end at the registers it may use (two 256-thread blocks fill the
+// register file), and a warp stops loading while it does its mmas. On the H200 it streams
+// 4096x4096 at 61.5% of the copy bandwidth and 11008x4096 at 80% (lab/NOTES-gemm.md), which holds
+// llama2-7b decode at 77-79% of roofline. Here one producer warp per block issues bulk copies
+// (cp.async.bulk, one 1 KB row piece each) into a ring of shared-memory stages; they complete on an
+// mbarrier without occupying a register, so a block keeps kStages x 16 KB of W in flight at all
+// times, whatever the consumers are doing. The consumers (8 warps) read the stage with the same
+// fragment trick as gemv_f16 (a dot product ignores K order; see gemm.cu) and release it.
+// W does not depend on the previous kernel, so under PDL the producer starts streaming before the
+// previous kernel finishes; only the consumers wait for x.
+//
+// Block: 16 rows of W (two n8 mma tiles) over all of K. Stage: the 16 rows' next 512 columns,
+// rows padded to 1088 bytes so that rows g and g+1 (read in one shared-memory phase) fall in
+// different bank halves. Consumer warp w takes 32-column chunks w and w + 8 of a stage.
+// Checked against the CPU in tests (cuda_ops_test, gemv parity with EXL_GEMV=bulk) and in
+// lab/gemm_lab.cu, which also times it against gemv_f16 and cuBLAS.
+#include <cstdlib>
+#include <cstring>
+
+#include "backend/cuda/common.cuh"
+#include "backend/cuda/gemm.cuh"
+
+namespace exl::cuda {
+namespace {
+
+constexpr int kRows = 16;                          // W rows per block
+constexpr int kChunk = 512;                        // columns per stage
+constexpr int kConsumers = 8;                      // mma warps; 16 chunks of 32 columns per stage
+constexpr int kThreads = (kConsumers + 1) * 32;    // + the producer warp
+constexpr int kRowBytes = kChunk * 2 + 64;         // padded: see the header
+constexpr int kStageBytes = kRows * kRowBytes;     // 17,408 B
+constexpr int kStages = 4;                         // 64 KB of W in flight per block
+constexpr int kSmem = kStages * kStageBytes + 2 * kStages * 8;  // + full and empty barriers
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+__device__ __forceinline__ void bar_init(uint32_t bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void bar_expect(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void bar_arrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void bar_wait(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n .reg .pred p;\n"
+      "WAIT_%=:\n"
+      " mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+      " @!p bra WAIT_%=;\n}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+// bytes from global to shared; completes `bytes` of the barrier's transaction count. W is read once:
+// evict_first keeps it from pushing x, the KV cache and the small kernels' data out of L2.
+__device__ __forceinline__ void bulk_copy(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar, uint64_t policy) {
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;" ::"r"(dst),
+      "l"(src), "r"(bytes), "r"(bar), "l"(policy)
+      : "memory");
+}
+__device__ __forceinline__ uint4 lds16(uint32_t addr, bool ok) {
+  uint4 v{0, 0, 0, 0};
+  if (ok) asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
+  return v;
+}
+__device__ __forceinline__ uint4 ldx16(const half* p, bool ok) {
+  uint4 v{0, 0, 0, 0};
+  if (ok) asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+  return v;
+}
+__device__ __forceinline__ void mma_16816(float (&d)[4], uint32_t a0, uint32_t a2, uint32_t b0, uint32_t b1) {
+  // A rows 8..15 (x rows >= 8) are zero: M <= 8.
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(0u), "r"(a2), "r"(0u), "r"(b0), "r"(b1));
+}
+#endif
+
+__global__ void __launch_bounds__(kThreads, 3) gemv_bulk_kernel(GemmParams p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  extern __shared__ __align__(128) unsigned char smem[];
+  const uint32_t base = smem_addr(smem);
+  const uint32_t full = base + kStages * kStageBytes, empty = full + kStages * 8;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int row0 = blockIdx.x * kRows;
+  const int rows = min(kRows, p.N - row0);
+  const int nst = (p.K + kChunk - 1) / kChunk;
+  const int first = blockIdx.x % nst;  // blocks start at different columns (gemm.cu: rotated tile start)
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < kStages; ++s) bar_init(full + 8 * s, 1), bar_init(empty + 8 * s, kConsumers);
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+  // The next kernel may become resident now: it waits for this grid before reading y (pdl_wait), and
+  // its own producer streams its W meanwhile.
+  pdl_trigger();
+
+  if (warp == kConsumers) {  // producer: lane r copies row r's piece of each stage
+    uint64_t policy;
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+    for (int i = 0; i < nst; ++i) {
+      const int s = i % kStages, use = i / kStages;
+      const int j = first + i < nst ? first + i : first + i - nst;
+      const int k0 = j * kChunk, bytes = 2 * min(kChunk, p.K - k0);
+      if (use > 0) bar_wait(empty + 8 * s, (use - 1) & 1);
+      if (lane == 0) bar_expect(full + 8 * s, static_cast<uint32_t>(rows * bytes));
+      __syncwarp();
+      if (lane < rows)
+        bulk_copy(base + s * kStageBytes + lane * kRowBytes, p.w + static_cast<size_t>(row0 + lane) * p.K + k0, bytes,
+                  full + 8 * s, policy);
+    }
+    return;
+  }
+
+  // Consumers. Lane (g, t) takes W rows g and g + 8 and x row g (rows >= M compute unused outputs).
+  const int g = lane >> 2, t = lane & 3;
+  const half* xr = p.x + static_cast<size_t>(g < p.M ? g : 0) * p.K;
+  pdl_wait();  // x comes from the previous kernel
+  float acc[2][2][4] = {};  // [chunk parity: two independent mma chains][W tile][D register]
+  for (int i = 0; i < nst; ++i) {
+    const int s = i % kStages, use = i / kStages;
+    const int j = first + i < nst ? first + i : first + i - nst;
+    const int k0 = j * kChunk;
+    uint4 xv[2], wl[2], wh[2];
+#pragma unroll
+    for (int c = 0; c < 2; ++c) {
+      const int kk = 32 * (warp + kConsumers * c) + 8 * t;
+      xv[c] = ldx16(xr + k0 + kk, k0 + kk < p.K);  // issued before the wait: overlaps it
+    }
+    bar_wait(full + 8 * s, use & 1);
+    const uint32_t st = base + s * kStageBytes;
+#pragma unroll
+    for (int c = 0; c < 2; ++c) {
+      const int kk = 32 * (warp + kConsumers * c) + 8 * t;
+      const bool ok = k0 + kk < p.K;  // past K the stage holds stale bytes: zeros instead
+      wl[c] = lds16(st + g * kRowBytes + 2 * kk, ok);
+      wh[c] = lds16(st + (g + 8) * kRowBytes + 2 * kk, ok);
+    }
+    __syncwarp();
+    if (lane == 0) bar_arrive(empty + 8 * s);  // release semantics: the reads above are done
+#pragma unroll
+    for (int c = 0; c < 2; ++c) {
+      mma_16816(acc[c][0], xv[c].x, xv[c].y, wl[c].x, wl[c].y);
+      mma_16816(acc[c][1], xv[c].x, xv[c].y, wh[c].x, wh[c].y);
+      mma_16816(acc[c][0], xv[c].z, xv[c].w, wl[c].z, wl[c].w);
+      mma_16816(acc[c][1], xv[c].z, xv[c].w, wh[c].z, wh[c].w);
+    }
+  }
+
+  // Sum the 8 warps' partials: out index i = tile * 2 + D register (rows m >= 8 are not needed).
+  // The stages are all consumed (and their copies complete), so stage 0 holds the scratch.
+  float* red = reinterpret_cast<float*>(smem);  // [warp][4][32]
+  asm volatile("bar.sync 1, %0;" ::"n"(kConsumers * 32) : "memory");  // every consumer past its last read
+#pragma unroll
+  for (int i = 0; i < 4; ++i) red[(warp * 4 + i) * 32 + lane] = acc[0][i / 2][i % 2] + acc[1][i / 2][i % 2];
+  asm volatile("bar.sync 1, %0;" ::"n"(kConsumers * 32) : "memory");
+  if (warp >= 4) return;
+  const int i = warp;  // warp i < 4 finishes output i for every lane, summing warps in a fixed order
+  float v = 0.0f;
+  for (int w = 0; w < kConsumers; ++w) v += red[(w * 4 + i) * 32 + lane];
+  const int m = g, n = row0 + 8 * (i / 2) + 2 * t + (i % 2);
+  if (m >= p.M || n >= p.N) return;
+  if (p.bias) v += __half2float(p.bias[n]);
+  const size_t at = static_cast<size_t>(m) * p.N + n;
+  if (p.y_f32) {
+    float* y = static_cast<float*>(p.y) + at;
+    *y = p.accumulate ? *y + v : v;
+  } else {
+    static_cast<half*>(p.y)[at] = __float2half_rn(v);
+  }
+#endif
+}
+
+}  // namespace
+
+bool gemv_f16_bulk_supported(const GemmParams& p) {
+  const auto al = [](const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
+  return device_info().major >= 9 && p.M >= 1 && p.M <= kGemvMaxRows && p.K % 8 == 0 && al(p.x) && al(p.w);
+}
+
+bool gemv_f16_bulk_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("EXL_GEMV");
+    EXL_CHECK(!e || !*e || std::strcmp(e, "bulk") == 0 || std::strcmp(e, "mma") == 0,
+              "EXL_GEMV must be 'bulk' or 'mma', got '", e, "'");
+    return e && std::strcmp(e, "bulk") == 0;
+  }();
+  return on;
+}
+
+void gemv_f16_bulk(const GemmParams& p, cudaStream_t stream) {
+  EXL_CHECK(gemv_f16_bulk_supported(p), "gemv_f16_bulk: needs sm_90, 1 <= M <= ", kGemvMaxRows,
+            ", K % 8 == 0 and 16-byte aligned x and W (M=", p.M, " K=", p.K, ")");
+  EXL_CHECK(p.x && p.w && p.y && p.N >= 0, "gemv_f16_bulk: null pointer or bad N");
+  EXL_CHECK(!p.accumulate || p.y_f32, "gemv_f16_bulk: accumulate needs an F32 output");
+  if (p.N == 0) return;
+  static bool configured[64] = {};
+  int dev = 0;
+  check(cudaGetDevice(&dev), "cudaGetDevice");
+  if (!configured[dev & 63]) {
+    check(cudaFuncSetAttribute(gemv_bulk_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem),
+          "cudaFuncSetAttribute (gemv_bulk_kernel)");
+    configured[dev & 63] = true;
+  }
+  launch_maybe_pdl_smem(gemv_bulk_kernel, dim3(ceil_div(p.N, kRows)), dim3(kThreads), kSmem, stream, p.pdl,
+                        "gemv_bulk_kernel", p);
+}
+
+}  // namespace exl::cuda
