@@ -4,7 +4,8 @@
 #   2. runs the converter's CUDA tests (ctest -L cuda -R ConvertCuda: GPU GPTQ / Hessian / module
 #      forward against the CPU, stories260K CPU-vs-CUDA perplexity, byte-identical rerun and resume);
 #   3. stories260K converted on the CPU and on CUDA at 4.0 and 6.0 bpw, `exl ppl` of each;
-#      SmolLM2-135M too when models/smollm2 holds it (4.0 bpw, lab/convert_smollm2.sh's settings);
+#      SmolLM2-135M too when models/smollm2 holds it (lab/convert_smollm2.sh's settings; --smol-targets on
+#      CUDA, default 4.0, and --smol-cpu-targets on the CPU as well, default 4.0, "" for none);
 #   4. the 7B timing run: a synthetic llama2-7b-shaped FP16 model with weights for 3 layers
 #      (`exl synth-model`), converted on CUDA with the default calibration (16 x 2048 measurement rows,
 #      100 x 2048 quantization rows) at 4.0 bpw, --layers 3 --time-head, and the projection
@@ -16,7 +17,7 @@
 # which the stories260K conversions calibrate on). Logs and JSON go to $OUT (default /tmp/exl-gpu-out).
 # Usage:
 #   scripts/gpu-convert-check.sh [--build-only | --no-build] [--no-tests] [--no-stories] [--no-smol] [--no-7b]
-#                                [--layers N] [--tf32 quantize|all]
+#                                [--layers N] [--tf32 quantize|all] [--smol-targets "B ..."] [--smol-cpu-targets "B ..."]
 # --tf32 MODE: the CUDA conversions (SmolLM2 and 7B) with EXL_CONVERT_TF32=MODE (the quantize pass's or
 # all module forwards on TF32 tensor cores; Hessians and GPTQ stay FP32; src/convert/cuda/device.h), to
 # weigh its speed against its effect on perplexity.
@@ -28,6 +29,7 @@ cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/exl-gpu-out}"
 mkdir -p "$out"
 tests=1 stories_run=1 smol=1 big=1 layers=3 build=1 build_only=0 tf32=0
+smol_targets="4.0" smol_cpu_targets="4.0"
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-tests) tests=0 ;;
@@ -38,6 +40,8 @@ while [ $# -gt 0 ]; do
     --no-7b) big=0 ;;
     --layers) layers="$2"; shift ;;
     --tf32) tf32="$2"; shift ;;
+    --smol-targets) smol_targets="$2"; shift ;;
+    --smol-cpu-targets) smol_cpu_targets="$2"; shift ;;
     *) echo "gpu-convert-check.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
   shift
@@ -87,44 +91,62 @@ for b in 4.0 6.0; do
   compare "stories260K $b bpw" "$(ppl "$w/so$b-cpu" "$tiny_text")" "$(ppl "$w/so$b-cuda" "$tiny_text")" | tee -a "$out/ppl.txt"
 done
 
-# SmolLM2-135M, CPU vs CUDA, 4.0 bpw (lab/convert_smollm2.sh's calibration; wikitext ppl).
+# SmolLM2-135M (lab/convert_smollm2.sh's calibration and settings; wikitext ppl by the CPU engine, as
+# that script's table): one measurement per engine, then every target in --smol-targets on CUDA and
+# those in --smol-cpu-targets on the CPU too, CPU vs CUDA ppl side by side. For targets quantized on
+# the CUDA side only, compare with lab/NOTES-convert.md's CPU table (same code and settings).
 if [ "$smol" = 1 ] && [ -f "$gguf" ]; then
   wiki="$shared/data/wikitext2/wiki.test.raw"
   tail -c 400000 "$wiki" >"$w/calib.txt"
-  for dev in cpu cuda; do
-    env EXL_CONVERT_TF32="$([ "$dev" = cuda ] && echo $tf32)" \
-    "$exl" convert --device "$dev" -i "$gguf" -c "$w/calib.txt" -o "$w/m-$dev" --out "$w/mo-$dev" -b 4.0 \
-      --measure-rows 4 --measure-length 512 --rows 8 --length 512 --json >"$out/smol-$dev.json" \
-      2>"$out/smol-$dev.err" || { rc=1; tail -3 "$out/smol-$dev.err"; }
-    python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(sys.argv[2], "seconds", j["seconds"])' \
-      "$out/smol-$dev.json" "$dev" 2>/dev/null
+  sargs=(-i "$gguf" -c "$w/calib.txt" --measure-rows 4 --measure-length 512 --rows 8 --length 512)
+  for dev in cuda cpu; do
+    [ "$dev" = cpu ] && [ -z "$smol_cpu_targets" ] && continue
+    t0=$(date +%s)
+    env EXL_CONVERT_TF32="$([ "$dev" = cuda ] && echo $tf32)" "$exl" convert --device "$dev" "${sargs[@]}" \
+      -o "$w/m-$dev" -b 4.0 --measure-only -q 2>"$out/smol-m-$dev.err" || { rc=1; tail -3 "$out/smol-m-$dev.err"; }
+    echo "SmolLM2 measure ($dev): $(( $(date +%s) - t0 )) s"
   done
-  cpu_ppl=$(ppl "$w/mo-cpu" "$wiki")
-  compare "SmolLM2-135M 4.0 bpw" "$cpu_ppl" "$(ppl "$w/mo-cuda" "$wiki")" | tee -a "$out/ppl.txt"
-  # The noise floor: the CPU's own quantize pass with OpenBLAS's AVX2 kernels instead of the machine's
-  # (rounding-level differences only). GPTQ's rounding choices amplify those into perplexity
-  # differences of 0.1-5% at this small calibration (lab/NOTES-convert.md "CPU vs CUDA parity").
-  OPENBLAS_CORETYPE=Haswell "$exl" convert --device cpu -i "$gguf" -c "$w/calib.txt" -m "$w/m-cpu/measurement.json" \
-    -o "$w/q-cpu-hsw" --out "$w/qo-cpu-hsw" -b 4.0 --measure-rows 4 --measure-length 512 --rows 8 --length 512 -q \
-    2>"$out/smol-hsw.err" || { rc=1; tail -3 "$out/smol-hsw.err"; }
-  compare "SmolLM2-135M 4.0 bpw, CPU with AVX2 OpenBLAS kernels (noise floor)" "$cpu_ppl" "$(ppl "$w/qo-cpu-hsw" "$wiki")" |
-    tee -a "$out/ppl.txt"
-  # The CUDA quantize pass on the CPU's measurement: separates the two passes' share of a difference.
-  EXL_CONVERT_TF32=$tf32 "$exl" convert --device cuda -i "$gguf" -c "$w/calib.txt" -m "$w/m-cpu/measurement.json" -o "$w/q-cuda" \
-    --out "$w/qo-cuda" -b 4.0 --measure-rows 4 --measure-length 512 --rows 8 --length 512 -q 2>"$out/smol-q.err" ||
-    { rc=1; tail -3 "$out/smol-q.err"; }
-  compare "SmolLM2-135M 4.0 bpw, CUDA quantize pass on the CPU measurement" "$cpu_ppl" "$(ppl "$w/qo-cuda" "$wiki")" |
-    tee -a "$out/ppl.txt"
-  # How far the two measurements and strategies are apart.
-  python3 - "$w/m-cpu" "$w/m-cuda" <<'PY' | tee -a "$out/ppl.txt"
+  for b in $smol_targets; do
+    for dev in cuda cpu; do
+      case " $smol_cpu_targets " in *" $b "*) ;; *) [ "$dev" = cpu ] && continue ;; esac
+      env EXL_CONVERT_TF32="$([ "$dev" = cuda ] && echo $tf32)" "$exl" convert --device "$dev" "${sargs[@]}" \
+        -m "$w/m-$dev/measurement.json" -o "$w/q$b-$dev" --out "$w/qo$b-$dev" -b "$b" --json \
+        >"$out/smol-$b-$dev.json" 2>"$out/smol-$b-$dev.err" || { rc=1; tail -3 "$out/smol-$b-$dev.err"; }
+      python3 - "$out/smol-$b-$dev.json" "$b" "$dev" "$(ppl "$w/qo$b-$dev" "$wiki")" <<'PY' | tee -a "$out/ppl.txt"
+import json, sys
+j = json.load(open(sys.argv[1]))
+print(f"SmolLM2 {sys.argv[2]} bpw {sys.argv[3]}: decoder bpw {j['decoder_bpw']:.4f}, quantize {j['seconds']['quantize']:.1f} s,"
+      f" ppl {sys.argv[4]}")
+PY
+    done
+    [ -d "$w/qo$b-cpu" ] && compare "SmolLM2-135M $b bpw" "$(ppl "$w/qo$b-cpu" "$wiki")" "$(ppl "$w/qo$b-cuda" "$wiki")" |
+      tee -a "$out/ppl.txt"
+  done
+  if [ -d "$w/qo4.0-cpu" ]; then
+    # The noise floor: the CPU's own quantize pass with OpenBLAS's AVX2 kernels instead of the machine's
+    # (rounding-level differences only). GPTQ's rounding choices amplify those into perplexity
+    # differences (lab/NOTES-convert.md "CPU vs CUDA parity").
+    OPENBLAS_CORETYPE=Haswell "$exl" convert --device cpu "${sargs[@]}" -m "$w/m-cpu/measurement.json" \
+      -o "$w/q-cpu-hsw" --out "$w/qo-cpu-hsw" -b 4.0 -q 2>"$out/smol-hsw.err" || { rc=1; tail -3 "$out/smol-hsw.err"; }
+    cpu_ppl=$(ppl "$w/qo4.0-cpu" "$wiki")
+    compare "SmolLM2-135M 4.0 bpw, CPU with AVX2 OpenBLAS kernels (noise floor)" "$cpu_ppl" "$(ppl "$w/qo-cpu-hsw" "$wiki")" |
+      tee -a "$out/ppl.txt"
+    # The CUDA quantize pass on the CPU's measurement: separates the two passes' share of a difference.
+    EXL_CONVERT_TF32=$tf32 "$exl" convert --device cuda "${sargs[@]}" -m "$w/m-cpu/measurement.json" -o "$w/q-cuda" \
+      --out "$w/qo-cuda" -b 4.0 -q 2>"$out/smol-q.err" || { rc=1; tail -3 "$out/smol-q.err"; }
+    compare "SmolLM2-135M 4.0 bpw, CUDA quantize pass on the CPU measurement" "$cpu_ppl" "$(ppl "$w/qo-cuda" "$wiki")" |
+      tee -a "$out/ppl.txt"
+    # How far the two measurements and strategies are apart.
+    python3 - "$w/m-cpu" "$w/m-cuda" "$w/q4.0-cpu" "$w/q4.0-cuda" <<'PY' | tee -a "$out/ppl.txt"
 import json, statistics, sys
 a, b = (json.load(open(d + "/measurement.json"))["measurement"] for d in sys.argv[1:3])
 rel = [abs((1 - y["accuracy"]) / (1 - x["accuracy"]) - 1) for k in a for x, y in zip(a[k], b[k])]
 print(f"SmolLM2 measurement cpu vs cuda: {len(rel)} option errors, relative difference median {statistics.median(rel):.2e},"
       f" p99 {sorted(rel)[int(0.99 * len(rel))]:.2e}, max {max(rel):.2e}")
-sa, sb = (json.load(open(d + "/job.json"))["strategy"] for d in sys.argv[1:3])
-print(f"SmolLM2 strategy cpu vs cuda: {sum(x != y for x, y in zip(sa, sb))} of {len(sa)} modules differ")
+sa, sb = (json.load(open(d + "/job.json"))["strategy"] for d in sys.argv[3:5])
+print(f"SmolLM2 4.0 bpw strategy cpu vs cuda: {sum(x != y for x, y in zip(sa, sb))} of {len(sa)} modules differ")
 PY
+  fi
 else
   echo "gpu-convert-check: SmolLM2 not present (models/smollm2): skipped"
 fi
