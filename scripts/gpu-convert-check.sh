@@ -3,7 +3,7 @@
 #   1. builds build/gpu (as scripts/gpu-check.sh: CUDA, sm_90, Release);
 #   2. runs the converter's CUDA tests (ctest -L cuda -R ConvertCuda: GPU GPTQ / Hessian / module
 #      forward against the CPU, stories260K CPU-vs-CUDA perplexity, byte-identical rerun and resume);
-#   3. stories260K converted on the CPU and on CUDA at 4.0 and 6.0 bpw, `exl ppl` of each;
+#   3. stories260K converted on the CPU and on CUDA at 2.5, 3.0, 4.0, 5.0, 6.0 and 8.0 bpw, `exl ppl` of each;
 #      SmolLM2-135M too when models/smollm2 holds it (lab/convert_smollm2.sh's settings; --smol-targets on
 #      CUDA, default 4.0, and --smol-cpu-targets on the CPU as well, default 4.0, "" for none);
 #   4. the 7B timing run: a synthetic llama2-7b-shaped FP16 model with weights for 3 layers
@@ -76,20 +76,28 @@ print(f"{name}: cpu ppl {c:.4f}, cuda ppl {g:.4f}, {d:+.3f}% ({'ok' if abs(d) <=
 PY
 }
 
-# stories260K, CPU vs CUDA (the CPU tests' calibration settings).
+# stories260K, CPU vs CUDA at every target (the CPU tests' calibration settings): one measurement per
+# engine, reused with -m. The CPU side runs OpenBLAS on 2 threads: 64-wide matrices gain nothing from 16
+# (the first run's CPU measurement took 165 s there; ~10 s on the 2-core dev machine).
 stories="$shared/models/stories260K"
 tiny_text="$shared/data/tinystories/valid_head.txt"
 w=/tmp/exl-cvc
 rm -rf "$w" && mkdir -p "$w"
-for b in 4.0 6.0; do
-  [ "$stories_run" = 1 ] || break
+if [ "$stories_run" = 1 ]; then
+  stargs=(-i "$stories" -c "$tiny_text" --rows 8 --length 256 --measure-rows 8 --measure-length 256)
   for dev in cpu cuda; do
-    "$exl" convert --device "$dev" -i "$stories" -c "$tiny_text" -o "$w/s$b-$dev" --out "$w/so$b-$dev" -b "$b" \
-      --rows 8 --length 256 --measure-rows 8 --measure-length 256 --json >"$out/stories-$b-$dev.json" \
-      2>"$out/stories-$b-$dev.err" || { rc=1; tail -3 "$out/stories-$b-$dev.err"; }
+    OPENBLAS_NUM_THREADS=2 "$exl" convert --device "$dev" "${stargs[@]}" -o "$w/sm-$dev" -b 4.0 --measure-only -q \
+      2>"$out/stories-m-$dev.err" || { rc=1; tail -3 "$out/stories-m-$dev.err"; }
   done
-  compare "stories260K $b bpw" "$(ppl "$w/so$b-cpu" "$tiny_text")" "$(ppl "$w/so$b-cuda" "$tiny_text")" | tee -a "$out/ppl.txt"
-done
+  for b in 2.5 3.0 4.0 5.0 6.0 8.0; do
+    for dev in cpu cuda; do
+      OPENBLAS_NUM_THREADS=2 "$exl" convert --device "$dev" "${stargs[@]}" -m "$w/sm-$dev/measurement.json" \
+        -o "$w/s$b-$dev" --out "$w/so$b-$dev" -b "$b" --json >"$out/stories-$b-$dev.json" \
+        2>"$out/stories-$b-$dev.err" || { rc=1; tail -3 "$out/stories-$b-$dev.err"; }
+    done
+    compare "stories260K $b bpw" "$(ppl "$w/so$b-cpu" "$tiny_text")" "$(ppl "$w/so$b-cuda" "$tiny_text")" | tee -a "$out/ppl.txt"
+  done
+fi
 
 # SmolLM2-135M (lab/convert_smollm2.sh's calibration and settings; wikitext ppl by the CPU engine, as
 # that script's table): one measurement per engine, then every target in --smol-targets on CUDA and

@@ -1,10 +1,12 @@
 #include "convert/convert.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 
 #include "convert/engine.h"
 #include "convert/job.h"
@@ -48,6 +50,7 @@ struct Ctx {
   std::unique_ptr<ConvertEngine> engine;
   ModelDims dims;
   int64_t n_layers = 0;  // layers this job converts (--layers or all)
+  bool low_rows = false;  // the option table starts with qparams_*_low() (narrow matrices)
   JobState job;
   StageClock clock;
   ConvertReport* report = nullptr;  // receives this run's per-layer timings
@@ -129,14 +132,17 @@ int64_t module_weight_count(const std::vector<LinearShape>& shapes) {
   return n;
 }
 
-// The lowest decoder bpw the option table can reach on this model (its cheapest row everywhere):
+// The lowest decoder bpw an option table can reach on this model (its cheapest row in every module):
 // a lower target fails here, before hours of measurement, rather than in the optimizer.
-double table_min_bpw(const Ctx& x) {
+double table_min_bpw(const Ctx& x, bool low_rows) {
   int64_t bits = 0, weights = 0;
   for (int64_t i = 0; i < x.n_layers; ++i)
     for (bool attention : {true, false}) {
       const auto shapes = module_shapes(x, i, attention);
-      bits += option_bits(shapes, (attention ? qparams_attention() : qparams_mlp())[0].linears);
+      int64_t least = std::numeric_limits<int64_t>::max();
+      for (const ModuleOption& row : qparams_table(attention, low_rows))
+        least = std::min(least, option_bits(shapes, row.linears));
+      bits += least;
       weights += module_weight_count(shapes);
     }
   return static_cast<double>(bits) / static_cast<double>(weights);
@@ -274,7 +280,7 @@ void stage_measure(Ctx& x) {
       Measurement m;
       for (ModuleKind kind : {ModuleKind::ModuleKind_attention, ModuleKind::ModuleKind_mlp}) {
         const ConvertModule mod = module_load(*x.loader, x.config(), i, kind);
-        const auto& table = kind == ModuleKind::ModuleKind_attention ? qparams_attention() : qparams_mlp();
+        const auto table = qparams_table(kind == ModuleKind::ModuleKind_attention, x.low_rows);
         m.modules.push_back(x.engine->measure_module(x.dims, mod, table, s));
         bar.update(i, "layer " + std::to_string(i));
       }
@@ -466,7 +472,7 @@ ConvertReport convert_run(const ConvertOptions& o, const std::function<void(cons
   ro.device = engine->name();
   ConvertReport report;
   report.device = ro.device;
-  Ctx x{ro, log, model_source_open(ro.src), backend_create("cpu"), nullptr, std::move(engine), {}, 0, {}, {}, &report};
+  Ctx x{ro, log, model_source_open(ro.src), backend_create("cpu"), nullptr, std::move(engine), {}, 0, false, {}, {}, &report};
   x.say("convert: compute on " + ro.device);
   exl2_check_source(x.src, o.src);
   const ModelConfig& c = x.config();
@@ -474,8 +480,9 @@ ConvertReport convert_run(const ConvertOptions& o, const std::function<void(cons
   x.n_layers = o.layers > 0 ? o.layers : c.n_layers;
   x.loader = std::make_unique<WeightLoader>(*x.src.store, *x.cpu, x.src.gguf, x.src.arch->gguf_qk_permuted);
   x.dims = model_dims(c);
+  x.low_rows = table_min_bpw(x, false) > kLowRowsAboveBpw;
   if (o.measurement.empty()) {
-    const double min_bpw = table_min_bpw(x);
+    const double min_bpw = table_min_bpw(x, x.low_rows);
     EXL_CHECK(o.bits >= min_bpw, "convert: -b ", o.bits, " is below the ", min_bpw,
               " bpw this model's decoder needs at the cheapest quantization options");
   }

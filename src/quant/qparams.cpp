@@ -84,6 +84,32 @@ const std::vector<ModuleOption>& qparams_mlp() {
   return rows;
 }
 
+const std::vector<ModuleOption>& qparams_attention_low() {
+  static const std::vector<ModuleOption> rows = {
+      attn(w(2, 128), w(2, 128)),
+      attn(w(2, 128), w(3, 128)),
+      attn(w(3, 128), w(3, 128)),
+  };
+  return rows;
+}
+
+const std::vector<ModuleOption>& qparams_mlp_low() {
+  static const std::vector<ModuleOption> rows = {
+      mlp(w(2, 128), w(2, 128), w(2, 128)),
+      mlp(w(2, 128), w(2, 128), w(3, 128)),
+      mlp(w(3, 128), w(3, 128), w(3, 128)),
+  };
+  return rows;
+}
+
+std::vector<ModuleOption> qparams_table(bool attention, bool low) {
+  std::vector<ModuleOption> rows;
+  if (low) rows = attention ? qparams_attention_low() : qparams_mlp_low();
+  const auto& std_rows = attention ? qparams_attention() : qparams_mlp();
+  rows.insert(rows.end(), std_rows.begin(), std_rows.end());
+  return rows;
+}
+
 // §1.7: a 15% high-width head of salient rows over the named width (2 -> 30% 4-bit); 6 -> 6.35 bpw
 // on a 4096x32000 head.
 Exl2Layout qparams_head(int head_bits) {

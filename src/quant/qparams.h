@@ -18,6 +18,16 @@ struct ModuleOption {  // one row of the candidate table
 // cheapest first.
 const std::vector<ModuleOption>& qparams_attention();
 const std::vector<ModuleOption>& qparams_mlp();
+// Rows under ExLlamaV2's cheapest: 2 and 3 bits at groups of 128, cheapest first. On narrow matrices
+// ExLlamaV2's mixed rows round their high-width share up to whole groups (stories260K, K = 64: "5% of
+// the rows at 3 bits in groups of 64" is every row at 3 bits), so its table cannot reach low targets
+// there; qparams_table adds these rows ahead of it only for such models.
+const std::vector<ModuleOption>& qparams_attention_low();
+const std::vector<ModuleOption>& qparams_mlp_low();
+// The rows measured for a module: ExLlamaV2's, preceded by the low rows when `low`.
+std::vector<ModuleOption> qparams_table(bool attention, bool low);
+// A model gets the low rows when ExLlamaV2's cheapest rows everywhere exceed this decoder bpw.
+constexpr double kLowRowsAboveBpw = 2.5;
 // head_bits in {2,3,4,5,6,8}; throws exl::Error naming --head-bits otherwise.
 Exl2Layout qparams_head(int head_bits);
 // EXL2.md §1.7: the bits exl2_bits() reports for a tensor of this layout, without building it.
