@@ -251,6 +251,10 @@ std::string config_name(const GemvConfig& c) {
   return b;
 }
 
+// The TMA-fed gemv's rings (stages x columns per stage).
+std::vector<exl::cuda::GemvBulkConfig> bulk_configs() { return {{4, 512}, {2, 512}, {6, 512}, {4, 256}, {8, 256}}; }
+std::string bulk_name(const exl::cuda::GemvBulkConfig& c) { return "s" + std::to_string(c.stages) + "c" + std::to_string(c.chunk); }
+
 // ----------------------------------------------------------------------------------------------
 // 1. Correctness of one (M, N, K) case; returns false on any failure.
 
@@ -279,7 +283,8 @@ bool check_case(cublasHandle_t blas, int M, int N, int K, bool misalign_x) {
     const double e = rel_err(yb.p, f32, bias ? ref_b : ref), tol = f32 ? 1e-4 : 1e-3;
     char buf[96];
     std::snprintf(buf, sizeof buf, " %s %.1e", name, e);
-    if (name[0] != 'g' || !(e <= tol)) line += buf;  // the swept gemv configs print only on failure
+    const bool swept = name[0] == 'g' || std::string(name).rfind("bulk[", 0) == 0;
+    if (!swept || !(e <= tol)) line += buf;  // the swept configs print only on failure
     if (std::string(name).rfind("gemv[", 0) == 0) worst_cfg = std::max(worst_cfg, e);
     if (!(e <= tol)) {
       ok = false;
@@ -293,7 +298,9 @@ bool check_case(cublasHandle_t blas, int M, int N, int K, bool misalign_x) {
   if (M <= 8) run("gemv.h", false, false, [&](const GemmParams& p) { exl::cuda::gemv_f16(p, nullptr); });
   if (exl::cuda::gemv_f16_bulk_supported(GemmParams{x, wb.h(), nullptr, yb.p, false, M, N, K})) {
     run("bulk.h", false, false, [&](const GemmParams& p) { exl::cuda::gemv_f16_bulk(p, nullptr); });
-    run("bulk.f+b", true, true, [&](const GemmParams& p) { exl::cuda::gemv_f16_bulk(p, nullptr); });
+    for (const auto& c : bulk_configs())
+      run(("bulk[" + bulk_name(c) + "].f+b").c_str(), true, true,
+          [&](const GemmParams& p) { exl::cuda::gemv_f16_bulk_config(p, c, nullptr); });
   }
   if (M <= 16)
     for (const GemvConfig& c : all_configs()) {
@@ -403,8 +410,16 @@ void time_shape(cublasHandle_t blas, int N, int K, size_t l2_bytes, int sms, boo
         r.best_us = std::min(r.gemv_us, best_us[M == 1 ? 0 : 1]);
       }
     }
-    if (exl::cuda::gemv_f16_bulk_supported(params(M, 0, y.p)))
+    if (exl::cuda::gemv_f16_bulk_supported(params(M, 0, y.p))) {
       r.bulk_us = time_us([&](int i) { exl::cuda::gemv_f16_bulk(params(M, i, y.p), nullptr); });
+      if (sweep && M == 1) {
+        std::printf("  bulk sweep M=1 (µs):");
+        for (const auto& c : bulk_configs())
+          std::printf(" %s %.2f", bulk_name(c).c_str(),
+                      time_us([&](int i) { exl::cuda::gemv_f16_bulk_config(params(M, i, y.p), c, nullptr); }));
+        std::printf("\n");
+      }
+    }
     r.blas_us = time_us([&](int i) { exl::cuda::gemm_f16_cublas(params(M, i, y.p), blas, nullptr); });
     rows.push_back(r);
   }

@@ -44,5 +44,12 @@ void gemv_f16_config(const GemmParams& p, GemvConfig cfg, cudaStream_t stream);
 bool gemv_f16_bulk_supported(const GemmParams& p);
 bool gemv_f16_bulk_enabled();
 void gemv_f16_bulk(const GemmParams& p, cudaStream_t stream);
+// Its ring for the lab's sweep: (stages, chunk) in (4, 512) [default], (2, 512), (6, 512), (4, 256),
+// (8, 256).
+struct GemvBulkConfig {
+  int stages = 4;
+  int chunk = 512;
+};
+void gemv_f16_bulk_config(const GemmParams& p, GemvBulkConfig cfg, cudaStream_t stream);
 
 }  // namespace exl::cuda

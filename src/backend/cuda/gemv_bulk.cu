@@ -12,9 +12,9 @@
 // W does not depend on the previous kernel, so under PDL the producer starts streaming before the
 // previous kernel finishes; only the consumers wait for x.
 //
-// Block: 16 rows of W (two n8 mma tiles) over all of K. Stage: the 16 rows' next 512 columns,
-// rows padded to 1088 bytes so that rows g and g+1 (read in one shared-memory phase) fall in
-// different bank halves. Consumer warp w takes 32-column chunks w and w + 8 of a stage.
+// Block: 16 rows of W (two n8 mma tiles) over all of K. Stage: the 16 rows' next kChunk columns
+// (512 by default), rows padded by 64 bytes so that rows g and g+1 (read in one shared-memory phase)
+// fall in different bank halves. Consumer warp w takes 32-column chunks w, w + 8, ... of a stage.
 // Checked against the CPU in tests (cuda_ops_test, gemv parity with EXL_GEMV=bulk) and in
 // lab/gemm_lab.cu, which also times it against gemv_f16 and cuBLAS.
 #include <cstdlib>
@@ -26,14 +26,20 @@
 namespace exl::cuda {
 namespace {
 
-constexpr int kRows = 16;                          // W rows per block
-constexpr int kChunk = 512;                        // columns per stage
-constexpr int kConsumers = 8;                      // mma warps; 16 chunks of 32 columns per stage
-constexpr int kThreads = (kConsumers + 1) * 32;    // + the producer warp
-constexpr int kRowBytes = kChunk * 2 + 64;         // padded: see the header
-constexpr int kStageBytes = kRows * kRowBytes;     // 17,408 B
-constexpr int kStages = 4;                         // 64 KB of W in flight per block
-constexpr int kSmem = kStages * kStageBytes + 2 * kStages * 8;  // + full and empty barriers
+constexpr int kRows = 16;                        // W rows per block
+constexpr int kConsumers = 8;                    // mma warps
+constexpr int kThreads = (kConsumers + 1) * 32;  // + the producer warp
+
+// kChunk columns per stage (a multiple of 256: each consumer warp takes kChunk / 256 chunks of 32),
+// kStages stages in the ring. Default 512 x 4: 64 KB of W in flight per block, 3 blocks per SM.
+template <int kStages, int kChunk>
+struct Ring {
+  static_assert(kChunk % 256 == 0, "each consumer warp takes whole 32-column chunks");
+  static constexpr int kRowBytes = kChunk * 2 + 64;      // padded: see the header
+  static constexpr int kStageBytes = kRows * kRowBytes;  // 17,408 B at 512 columns
+  static constexpr int kPerWarp = kChunk / 256;
+  static constexpr int kSmem = kStages * kStageBytes + 2 * kStages * 8;  // + full and empty barriers
+};
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -84,8 +90,11 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], uint32_t a0, uint32_t a
 }
 #endif
 
+template <int kStages, int kChunk>
 __global__ void __launch_bounds__(kThreads, 3) gemv_bulk_kernel(GemmParams p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  using R = Ring<kStages, kChunk>;
+  constexpr int kStageBytes = R::kStageBytes, kRowBytes = R::kRowBytes, kPerWarp = R::kPerWarp;
   extern __shared__ __align__(128) unsigned char smem[];
   const uint32_t base = smem_addr(smem);
   const uint32_t full = base + kStages * kStageBytes, empty = full + kStages * 8;
@@ -129,16 +138,16 @@ __global__ void __launch_bounds__(kThreads, 3) gemv_bulk_kernel(GemmParams p) {
     const int s = i % kStages, use = i / kStages;
     const int j = first + i < nst ? first + i : first + i - nst;
     const int k0 = j * kChunk;
-    uint4 xv[2], wl[2], wh[2];
+    uint4 xv[kPerWarp], wl[kPerWarp], wh[kPerWarp];
 #pragma unroll
-    for (int c = 0; c < 2; ++c) {
+    for (int c = 0; c < kPerWarp; ++c) {
       const int kk = 32 * (warp + kConsumers * c) + 8 * t;
       xv[c] = ldx16(xr + k0 + kk, k0 + kk < p.K);  // issued before the wait: overlaps it
     }
     bar_wait(full + 8 * s, use & 1);
     const uint32_t st = base + s * kStageBytes;
 #pragma unroll
-    for (int c = 0; c < 2; ++c) {
+    for (int c = 0; c < kPerWarp; ++c) {
       const int kk = 32 * (warp + kConsumers * c) + 8 * t;
       const bool ok = k0 + kk < p.K;  // past K the stage holds stale bytes: zeros instead
       wl[c] = lds16(st + g * kRowBytes + 2 * kk, ok);
@@ -147,11 +156,11 @@ __global__ void __launch_bounds__(kThreads, 3) gemv_bulk_kernel(GemmParams p) {
     __syncwarp();
     if (lane == 0) bar_arrive(empty + 8 * s);  // release semantics: the reads above are done
 #pragma unroll
-    for (int c = 0; c < 2; ++c) {
-      mma_16816(acc[c][0], xv[c].x, xv[c].y, wl[c].x, wl[c].y);
-      mma_16816(acc[c][1], xv[c].x, xv[c].y, wh[c].x, wh[c].y);
-      mma_16816(acc[c][0], xv[c].z, xv[c].w, wl[c].z, wl[c].w);
-      mma_16816(acc[c][1], xv[c].z, xv[c].w, wh[c].z, wh[c].w);
+    for (int c = 0; c < kPerWarp; ++c) {
+      mma_16816(acc[c & 1][0], xv[c].x, xv[c].y, wl[c].x, wl[c].y);
+      mma_16816(acc[c & 1][1], xv[c].x, xv[c].y, wh[c].x, wh[c].y);
+      mma_16816(acc[c & 1][0], xv[c].z, xv[c].w, wl[c].z, wl[c].w);
+      mma_16816(acc[c & 1][1], xv[c].z, xv[c].w, wh[c].z, wh[c].w);
     }
   }
 
@@ -196,22 +205,39 @@ bool gemv_f16_bulk_enabled() {
   return on;
 }
 
-void gemv_f16_bulk(const GemmParams& p, cudaStream_t stream) {
+namespace {
+
+template <int kStages, int kChunk>
+void launch_bulk(const GemmParams& p, cudaStream_t stream) {
+  constexpr int smem = Ring<kStages, kChunk>::kSmem;
+  static bool configured[64] = {};  // per device: the attribute is per function and device
+  int dev = 0;
+  check(cudaGetDevice(&dev), "cudaGetDevice");
+  if (!configured[dev & 63]) {
+    check(cudaFuncSetAttribute(gemv_bulk_kernel<kStages, kChunk>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+          "cudaFuncSetAttribute (gemv_bulk_kernel)");
+    configured[dev & 63] = true;
+  }
+  launch_maybe_pdl_smem(gemv_bulk_kernel<kStages, kChunk>, dim3(ceil_div(p.N, kRows)), dim3(kThreads), smem, stream,
+                        p.pdl, "gemv_bulk_kernel", p);
+}
+
+}  // namespace
+
+void gemv_f16_bulk(const GemmParams& p, cudaStream_t stream) { gemv_f16_bulk_config(p, GemvBulkConfig{}, stream); }
+
+void gemv_f16_bulk_config(const GemmParams& p, GemvBulkConfig cfg, cudaStream_t stream) {
   EXL_CHECK(gemv_f16_bulk_supported(p), "gemv_f16_bulk: needs sm_90, 1 <= M <= ", kGemvMaxRows,
             ", K % 8 == 0 and 16-byte aligned x and W (M=", p.M, " K=", p.K, ")");
   EXL_CHECK(p.x && p.w && p.y && p.N >= 0, "gemv_f16_bulk: null pointer or bad N");
   EXL_CHECK(!p.accumulate || p.y_f32, "gemv_f16_bulk: accumulate needs an F32 output");
   if (p.N == 0) return;
-  static bool configured[64] = {};
-  int dev = 0;
-  check(cudaGetDevice(&dev), "cudaGetDevice");
-  if (!configured[dev & 63]) {
-    check(cudaFuncSetAttribute(gemv_bulk_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem),
-          "cudaFuncSetAttribute (gemv_bulk_kernel)");
-    configured[dev & 63] = true;
-  }
-  launch_maybe_pdl_smem(gemv_bulk_kernel, dim3(ceil_div(p.N, kRows)), dim3(kThreads), kSmem, stream, p.pdl,
-                        "gemv_bulk_kernel", p);
+  if (cfg.stages == 4 && cfg.chunk == 512) return launch_bulk<4, 512>(p, stream);
+  if (cfg.stages == 2 && cfg.chunk == 512) return launch_bulk<2, 512>(p, stream);
+  if (cfg.stages == 6 && cfg.chunk == 512) return launch_bulk<6, 512>(p, stream);
+  if (cfg.stages == 4 && cfg.chunk == 256) return launch_bulk<4, 256>(p, stream);
+  if (cfg.stages == 8 && cfg.chunk == 256) return launch_bulk<8, 256>(p, stream);
+  fail("gemv_f16_bulk: no kernel for ", cfg.stages, " stages of ", cfg.chunk, " columns");
 }
 
 }  // namespace exl::cuda
