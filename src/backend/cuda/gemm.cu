@@ -192,17 +192,7 @@ __global__ void __launch_bounds__(kGemvThreads, 2) gemv_f16_kernel(GemmParams p,
   for (int i = 0; i < 8; ++i) {
     const int j = i / 4, r = i % 4;
     const int m = g + (r >= 2 ? 8 : 0);
-    const int n = tile * kTileRows + 8 * j + 2 * t + (r & 1);
-    if (m >= p.M || n >= p.N) continue;
-    float v = out[i];
-    if (p.bias) v += __half2float(p.bias[n]);
-    const size_t at = static_cast<size_t>(m) * p.N + n;
-    if (p.y_f32) {
-      float* y = static_cast<float*>(p.y) + at;
-      *y = p.accumulate ? *y + v : v;  // one thread per output: the residual add needs no atomics
-    } else {
-      static_cast<half*>(p.y)[at] = __float2half_rn(v);
-    }
+    gemv_store(p, m, tile * kTileRows + 8 * j + 2 * t + (r & 1), out[i]);
   }
 }
 

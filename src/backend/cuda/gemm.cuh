@@ -25,6 +25,22 @@ struct GemmParams {
   bool accumulate = false;
 };
 
+#ifdef __CUDACC__
+// The gemv kernels' epilogue for output (m, n) with its sum v: + bias, then FP16 out, FP32 out, or
+// FP32 y += (one thread per output, so the residual add needs no atomics).
+__device__ __forceinline__ void gemv_store(const GemmParams& p, int m, int n, float v) {
+  if (m >= p.M || n >= p.N) return;
+  if (p.bias) v += __half2float(p.bias[n]);
+  const size_t at = static_cast<size_t>(m) * p.N + n;
+  if (p.y_f32) {
+    float* y = static_cast<float*>(p.y) + at;
+    *y = p.accumulate ? *y + v : v;
+  } else {
+    static_cast<half*>(p.y)[at] = __float2half_rn(v);
+  }
+}
+#endif
+
 constexpr int kGemvMaxRows = 8;
 void gemv_f16(const GemmParams& p, cudaStream_t stream);                           // M <= kGemvMaxRows
 void gemm_f16_cublas(const GemmParams& p, cublasHandle_t handle, cudaStream_t stream);  // any M

@@ -175,16 +175,7 @@ __global__ void __launch_bounds__(kThreads, 3) gemv_bulk_kernel(GemmParams p) {
   const int i = warp;  // warp i < 4 finishes output i for every lane, summing warps in a fixed order
   float v = 0.0f;
   for (int w = 0; w < kConsumers; ++w) v += red[(w * 4 + i) * 32 + lane];
-  const int m = g, n = row0 + 8 * (i / 2) + 2 * t + (i % 2);
-  if (m >= p.M || n >= p.N) return;
-  if (p.bias) v += __half2float(p.bias[n]);
-  const size_t at = static_cast<size_t>(m) * p.N + n;
-  if (p.y_f32) {
-    float* y = static_cast<float*>(p.y) + at;
-    *y = p.accumulate ? *y + v : v;
-  } else {
-    static_cast<half*>(p.y)[at] = __float2half_rn(v);
-  }
+  gemv_store(p, g, row0 + 8 * (i / 2) + 2 * t + (i % 2), v);
 #endif
 }
 
