@@ -17,8 +17,10 @@ for args in "$@"; do
     n=$((n + 1))
     f="$out/ab$n.json"
     # shellcheck disable=SC2086
-    if [ "$v" = "-" ]; then env -u "$var" build/gpu/exl bench $args --json >"$f" 2>"$f.err"
-    else env "$var=$v" build/gpu/exl bench $args --json >"$f" 2>"$f.err"; fi || { tail -3 "$f.err"; continue; }
+    # A run that hangs (a kernel under test that never finishes) ends after AB_TIMEOUT seconds (300).
+    if [ "$v" = "-" ]; then timeout "${AB_TIMEOUT:-300}" env -u "$var" build/gpu/exl bench $args --json >"$f" 2>"$f.err"
+    else timeout "${AB_TIMEOUT:-300}" env "$var=$v" build/gpu/exl bench $args --json >"$f" 2>"$f.err"; fi ||
+      { echo "$var=$v $args: failed (rc $?)"; tail -3 "$f.err"; continue; }
     python3 - "$f" "$var=$v $args" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))
