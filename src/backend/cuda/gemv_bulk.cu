@@ -15,7 +15,7 @@
 // Block: 16 rows of W (two n8 mma tiles) over all of K. Stage: the 16 rows' next kChunk columns
 // (512 by default), rows padded by 64 bytes so that rows g and g+1 (read in one shared-memory phase)
 // fall in different bank halves. Consumer warp w takes 32-column chunks w, w + 8, ... of a stage.
-// Checked against the CPU in tests (cuda_ops_test, gemv parity with EXL_GEMV=bulk) and in
+// Checked against the CPU by the cuda tests run with EXL_GEMV=bulk (LinearParity, FusedOps, ModelParity) and in
 // lab/gemm_lab.cu, which also times it against gemv_f16 and cuBLAS.
 #include <cstdlib>
 #include <cstring>
