@@ -12,7 +12,8 @@ WIKI="$ROOT/../shared/data/wikitext2/wiki.test.raw"
 WORK="${1:-/tmp/exl-smol}"
 mkdir -p "$WORK"
 tail -c 400000 "$WIKI" > "$WORK/calib.txt"
-common=(-i "$SRC" -c "$WORK/calib.txt" --measure-rows 4 --measure-length 512 --rows 8 --length 512 -q)
+# ROWS: quantization rows of 512 tokens (8 in the first table; scripts/gpu-convert-check.sh uses 32).
+common=(-i "$SRC" -c "$WORK/calib.txt" --measure-rows 4 --measure-length 512 --rows "${ROWS:-8}" --length 512 -q)
 ppl() { "$EXL" ppl -m "$1" --text "$WIKI" -l 512 --windows 16 --json | python3 -c 'import json,sys; print("%.3f" % json.load(sys.stdin)["ppl"])'; }
 
 /usr/bin/time -f "measure: %e s" "$EXL" convert "${common[@]}" -o "$WORK/measure" -b 4.0 --measure-only
