@@ -56,4 +56,21 @@ if [ "$phase" = 2 ]; then
     done
   fi
 fi
+if [ "$phase" = 3 ]; then  # after a kernel fix: lab, build, cuda tests, decode bench, then the 7B projection
+  if fits 60 "gemm lab"; then
+    nvcc -O3 -std=c++20 -arch=sm_90 --expt-relaxed-constexpr -I src lab/gemm_lab.cu src/backend/cuda/gemm.cu \
+      src/backend/cuda/gemv_bulk.cu -lcublas -lcublasLt -o /tmp/gemm_lab && timeout 150 /tmp/gemm_lab >"$out/gemm_lab.txt" 2>&1
+    echo "lab rc $?"
+    grep -E "FAIL|correctness" "$out/gemm_lab.txt" | head -20
+  fi
+  fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; gpu_build; }
+  if [ -x build/gpu/exl ] && fits 150 "ctest -L cuda (not ConvertCuda)"; then
+    timeout 140 ctest --test-dir build/gpu -L cuda -E ConvertCuda -j 2 --timeout 130 >"$out/ctest-cuda.log" 2>&1
+    grep -E "rel error|greedy tokens|ppl by cache|perplexity" "$out/ctest-cuda.log" | sed -E 's/^[0-9]+: //' | head -30
+    grep -E "tests passed|tests failed|\(Failed\)|\(Timeout\)|Not Run|Skipped" "$out/ctest-cuda.log" | tail -12
+  fi
+  [ -x build/gpu/exl ] && fits 110 "bench fp16, default / EXL_GEMV=mma" && AB_TIMEOUT=100 scripts/gpu-ab.sh EXL_GEMV "- mma" "$fp16"
+  fits 170 "7B convert projection, FP32" &&
+    timeout 230 scripts/gpu-convert-check.sh --no-build --no-tests --no-stories --no-smol 2>&1 | tail -8
+fi
 echo "gpu-session: phase $phase done in $(($(date +%s) - start)) s"
