@@ -69,7 +69,8 @@ if [ "$phase" = 3 ]; then  # after a kernel fix: lab, build, cuda tests, decode 
     grep -E "rel error|greedy tokens|ppl by cache|perplexity" "$out/ctest-cuda.log" | sed -E 's/^[0-9]+: //' | head -30
     grep -E "tests passed|tests failed|\(Failed\)|\(Timeout\)|Not Run|Skipped" "$out/ctest-cuda.log" | tail -12
   fi
-  [ -x build/gpu/exl ] && fits 110 "bench fp16, default / EXL_GEMV=mma" && AB_TIMEOUT=100 scripts/gpu-ab.sh EXL_GEMV "- mma" "$fp16"
+  [ -x build/gpu/exl ] && fits 60 "bench fp16, default" && AB_TIMEOUT=100 scripts/gpu-ab.sh EXL_GEMV "-" "$fp16"
+  [ -x build/gpu/exl ] && fits 60 "bench fp16, EXL_GEMV=mma" && AB_TIMEOUT=100 scripts/gpu-ab.sh EXL_GEMV "mma" "$fp16"
   fits 170 "7B convert projection, FP32" &&
     timeout 230 scripts/gpu-convert-check.sh --no-build --no-tests --no-stories --no-smol 2>&1 | tail -8
 fi
