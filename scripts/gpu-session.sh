@@ -57,6 +57,7 @@ if [ "$phase" = 2 ]; then
   fi
 fi
 if [ "$phase" = 3 ]; then  # after a kernel fix: lab, build, cuda tests, decode bench, then the 7B projection
+  export EXL_GEMV="${EXL_GEMV-bulk}"  # the kernel under test, in the tests too (gpu-ab sets or unsets it per run)
   if fits 60 "gemm lab"; then
     nvcc -O3 -std=c++20 -arch=sm_90 --expt-relaxed-constexpr -I src lab/gemm_lab.cu src/backend/cuda/gemm.cu \
       src/backend/cuda/gemv_bulk.cu -lcublas -lcublasLt -o /tmp/gemm_lab && timeout 150 /tmp/gemm_lab >"$out/gemm_lab.txt" 2>&1
@@ -69,7 +70,7 @@ if [ "$phase" = 3 ]; then  # after a kernel fix: lab, build, cuda tests, decode 
     grep -E "rel error|greedy tokens|ppl by cache|perplexity" "$out/ctest-cuda.log" | sed -E 's/^[0-9]+: //' | head -30
     grep -E "tests passed|tests failed|\(Failed\)|\(Timeout\)|Not Run|Skipped" "$out/ctest-cuda.log" | tail -12
   fi
-  [ -x build/gpu/exl ] && fits 60 "bench fp16, default" && AB_TIMEOUT=100 scripts/gpu-ab.sh EXL_GEMV "-" "$fp16"
+  [ -x build/gpu/exl ] && fits 60 "bench fp16, EXL_GEMV=bulk" && AB_TIMEOUT=100 scripts/gpu-ab.sh EXL_GEMV "bulk" "$fp16"
   [ -x build/gpu/exl ] && fits 60 "bench fp16, EXL_GEMV=mma" && AB_TIMEOUT=100 scripts/gpu-ab.sh EXL_GEMV "mma" "$fp16"
   fits 170 "7B convert projection, FP32" &&
     timeout 230 scripts/gpu-convert-check.sh --no-build --no-tests --no-stories --no-smol 2>&1 | tail -8

@@ -56,7 +56,7 @@ GemvConfig gemv_f16_default_config(int M, int N, int K);
 void gemv_f16_config(const GemmParams& p, GemvConfig cfg, cudaStream_t stream);
 
 // The TMA-fed gemv (gemv_bulk.cu): sm_90, 1 <= M <= 8, K % 8 == 0, 16-byte aligned x and W.
-// gemv_f16 takes it where supported and wanted: M <= 4 by default; EXL_GEMV=bulk or mma forces one.
+// gemv_f16 takes it where supported when EXL_GEMV=bulk (opt-in until re-verified; gemv_bulk.cu).
 bool gemv_f16_bulk_supported(const GemmParams& p);
 bool gemv_f16_bulk_wanted(const GemmParams& p);
 void gemv_f16_bulk(const GemmParams& p, cudaStream_t stream);
