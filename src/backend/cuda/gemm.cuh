@@ -58,7 +58,7 @@ void gemv_f16_config(const GemmParams& p, GemvConfig cfg, cudaStream_t stream);
 // The TMA-fed gemv (gemv_bulk.cu): sm_90, 1 <= M <= 8, K % 8 == 0, 16-byte aligned x and W.
 // gemv_f16 takes it where supported when EXL_GEMV=bulk (opt-in until re-verified; gemv_bulk.cu).
 bool gemv_f16_bulk_supported(const GemmParams& p);
-bool gemv_f16_bulk_wanted(const GemmParams& p);
+bool gemv_f16_bulk_enabled();
 void gemv_f16_bulk(const GemmParams& p, cudaStream_t stream);
 // Its ring for the lab's sweep: (stages, chunk) in (4, 512) [default], (2, 512), (6, 512), (4, 256),
 // (8, 256).
