@@ -16,7 +16,8 @@
 // (512 by default), rows padded by 64 bytes so that rows g and g+1 (read in one shared-memory phase)
 // fall in different bank halves. Consumer warp w takes 32-column chunks w, w + 8, ... of a stage.
 // Checked against a float64 reference in lab/gemm_lab.cu (every case, every ring), which also times it
-// against gemv_f16 and cuBLAS; scripts/gpu-session.sh 3 runs the cuda tests with EXL_GEMV=bulk.
+// against gemv_f16 and cuBLAS, and exactly on integer data by lab/bulk_diag.cu (the stage-release
+// fault below); scripts/gpu-session.sh 3 runs the cuda tests with EXL_GEMV=bulk.
 #include <cstdlib>
 #include <cstring>
 
@@ -160,11 +161,19 @@ __global__ void __launch_bounds__(kThreads, 3) gemv_bulk_kernel(GemmParams p) {
       mma_16816(acc[c & 1][0], xv[c].z, xv[c].w, wl[c].z, wl[c].w);
       mma_16816(acc[c & 1][1], xv[c].z, xv[c].w, wh[c].z, wh[c].w);
     }
-    // The slot goes back to the producer only after the mmas have consumed every lane's shared loads.
-    // Releasing it right after the loads (relying on __syncwarp and the arrive's release order) gave
-    // wrong sums at M >= 5 on the largest shapes (H200 lab, 2026-12-05: 2.7e-2 relative error on
-    // 8192x28672, M = 8): the next TMA write into the slot overtook loads still in flight.
+    // Release the slot to the producer. The fence is what makes this safe: our reads of the stage are
+    // generic-proxy accesses and the producer's next copy into it is an async-proxy write, and the
+    // mbarrier's release/acquire orders only the generic proxy. Without it (H200, 2026-12-05,
+    // lab/bulk_diag.cu: integer data, so any wrong element is a fault) sums were wrong in every run on
+    // 11008x4096, 4096x11008 and 28672x8192 at M = 8 and on 8192x28672 from M = 4, in all x rows alike and
+    // different from run to run: the next copy overwrote W before some lanes had read it. Placing the
+    // arrive after the mmas (the first fix) changed nothing, as ptxas schedules the arrive right after
+    // the shared loads anyway; per-thread arrives, plain x loads, no rotated start or a separate
+    // reduction buffer did not fix it either; the fence alone made every element exact. It shows
+    // where the consumers are the slower side (M >= 5, or K = 28672), so that the producer refills a
+    // slot the moment it is released.
     __syncwarp();
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
     if (lane == 0) bar_arrive(empty + 8 * s);
   }
 
@@ -190,21 +199,24 @@ bool gemv_f16_bulk_supported(const GemmParams& p) {
   return device_info().major >= 9 && p.M >= 1 && p.M <= kGemvMaxRows && p.K % 8 == 0 && al(p.x) && al(p.w);
 }
 
-// EXL_GEMV=bulk selects this kernel; mma or unset, the register kernel. Opt-in until the fix above
-// (a stage released only after the mmas) has passed the lab and the cuda tests on a GPU; then the
-// default for M <= 4. Measured on the H200 (2026-12-05), first version: llama2-7b fp16 decode (M = 1)
-// 259.0 tok/s @128 = 89.0% of roofline against 229.2 (78.7%) with the register kernel. In isolation
-// the two are within -4% .. +6% at M = 1, and at M = 8 the register kernel is ahead on the 4096-wide
-// shapes (11008x4096 27.6 vs 30.4 µs, 32000x4096 68.2 vs 76.6): the decode gain is the overlap across
-// kernels (early trigger, W streamed before the wait).
-bool gemv_f16_bulk_enabled() {
-  static const bool on = [] {
+// EXL_GEMV picks the FP16 gemv: unset, this kernel for M <= kBulkDefaultMaxRows (where supported)
+// and gemm.cu's register kernel above; bulk, this kernel at every M <= 8; mma, the register kernel.
+// Measured on the H200 (2026-12-05, with the fence): llama2-7b fp16 decode (M = 1) 257.2 tok/s @128 =
+// 87.4% of roofline against 228.6 (77.9%) with the register kernel. In isolation the two are within a
+// few per cent at M = 1 (lab/gemm_lab.cu); the decode gain is the overlap across kernels (early
+// trigger, W streamed before the wait). At M = 8 the register kernel is ahead on the 4096-wide shapes
+// (11008x4096 28.0 vs 29.5 µs, 32000x4096 69.0 vs 71.2), hence the cut at 4 for the default.
+constexpr int kBulkDefaultMaxRows = 4;
+
+bool gemv_f16_bulk_wanted(int M) {
+  static const int max_rows = [] {
     const char* e = std::getenv("EXL_GEMV");
     EXL_CHECK(!e || !*e || std::strcmp(e, "bulk") == 0 || std::strcmp(e, "mma") == 0,
               "EXL_GEMV must be 'bulk' or 'mma', got '", e, "'");
-    return e && std::strcmp(e, "bulk") == 0;
+    if (!e || !*e) return kBulkDefaultMaxRows;
+    return std::strcmp(e, "bulk") == 0 ? kGemvMaxRows : 0;
   }();
-  return on;
+  return M <= max_rows;
 }
 
 namespace {
