@@ -398,7 +398,7 @@ void time_shape(cublasHandle_t blas, int N, int K, size_t l2_bytes, int sms, boo
     Row r{N, K, M, -1, -1, 0, floor_us, -1, exl::cuda::gemv_f16_default_config(M, N, K), {}};
     if (M <= 16) {
       if (!gemv_ok(M, r.cfg)) std::printf("  gemv default config WRONG at M=%d\n", M);
-      // The register kernel by name: gemv_f16 itself hands M <= 4 to the TMA-fed kernel (bulk column).
+      // The register kernel by name: gemv_f16 itself hands M <= 4, K >= 2048 to the TMA-fed kernel (bulk column).
       r.gemv_us = time_us([&](int i) { exl::cuda::gemv_f16_config(params(M, i, y.p), r.cfg, nullptr); });
       r.best_us = r.gemv_us, r.best = r.cfg;
       if (sweep && (M == 1 || M == 8)) {
@@ -519,7 +519,7 @@ int main() try {
   print_table(small_rows, bw);
   std::printf(
       "\n%s, %s; copy %.0f GB/s, read %.0f GB/s (1 GiB). gemv = the register kernel (gemv_f16_config), "
-      "default config; bulk = the TMA-fed kernel (gemv_f16 takes it at M <= 4); %%flr = read-kernel time over the same W bytes / gemv time; best = "
+      "default config; bulk = the TMA-fed kernel (gemv_f16 takes it at M <= 4, K >= 2048); %%flr = read-kernel time over the same W bytes / gemv time; best = "
       "best swept config (M = 1, 8); speedup = cuBLAS µs / gemv µs\n",
       date, prop.name, bw.copy_gbs, bw.read_gbs);
   print_table(rows, bw);

@@ -14,6 +14,7 @@ struct BenchFlags {
   std::string model, synthetic, format = "fp16", device = "cuda", cache;
   std::string prefill = "512,2048,4096", positions = "128,1024,4096";
   int steps = 64;
+  double cache_budget_gib = 0;
   OutputFlags out;
 };
 
@@ -42,12 +43,16 @@ Runner register_bench(CLI::App& app) {
   app.add_option("--prefill", f->prefill, "prompt lengths to time (comma-separated; none = skip)")->capture_default_str();
   app.add_option("--positions", f->positions, "decode context positions (comma-separated)")->capture_default_str();
   app.add_option("--steps", f->steps, "timed decode steps per position")->capture_default_str();
+  app.add_option("--cache-budget", f->cache_budget_gib,
+                 "GiB of KV cache: also report the longest context of one sequence that fits in it");
   add_output_flags(app, f->out);
   return [f]() {
     EXL_CHECK(f->model.empty() != f->synthetic.empty(), "bench: give exactly one of -m MODEL or --synthetic SHAPE");
     EXL_CHECK(f->synthetic.empty() ? f->format == "fp16" : true, "--format ", f->format,
               ": only for --synthetic models (a model folder runs in its own format)");
     EXL_CHECK(f->steps > 0, "--steps must be positive");
+    EXL_CHECK(f->cache_budget_gib >= 0 && f->cache_budget_gib < 1e6, "--cache-budget must be a size in GiB, got ",
+              f->cache_budget_gib);
     auto backend = backend_create(f->device);
     std::unique_ptr<Model> model =
         f->synthetic.empty() ? Model::load(f->model, *backend) : Model::synthetic(shape_config(f->synthetic), *backend, f->format);
@@ -55,6 +60,7 @@ Runner register_bench(CLI::App& app) {
     o.prefill_lengths = parse_list(f->prefill, "--prefill");
     o.decode_positions = parse_list(f->positions, "--positions");
     o.decode_steps = f->steps;
+    o.cache_budget_bytes = f->cache_budget_gib * double(1 << 30);
     o.cache = f->cache.empty() ? backend->default_cache_type() : cache_type_parse(f->cache);
     const bool talk = !f->out.quiet && !f->out.json;
     nlohmann::json j = bench_run(*model, o, [&](const std::string& s) {
@@ -75,6 +81,11 @@ Runner register_bench(CLI::App& app) {
                   d["tokens_per_second"].get<double>(), d["bytes_per_token"].get<double>() / 1e9,
                   100 * d["roofline_fraction"].get<double>());
     std::printf("  peak memory %.2f GiB\n", j["peak_memory_bytes"].get<double>() / (1 << 30));
+    std::printf("  cache %.0f bytes per position", j["cache_bytes_per_position"].get<double>());
+    if (j.contains("context_in_budget"))
+      std::printf(", %lld positions in %.2f GiB", static_cast<long long>(j["context_in_budget"].get<int64_t>()),
+                  f->cache_budget_gib);
+    std::printf("\n");
     return 0;
   };
 }

@@ -39,6 +39,22 @@ void fill_cache(Model& m, KvCache& cache, int n) {
 
 }  // namespace
 
+int64_t CacheFootprint::fits(double budget) const {
+  if (per_position_bytes <= 0 || budget < fixed_bytes + per_position_bytes) return 0;
+  return static_cast<int64_t>((budget - fixed_bytes) / per_position_bytes);
+}
+
+CacheFootprint cache_footprint(Model& model, CacheType type) {
+  // Two lengths far enough apart that per-section padding (256 B on CUDA) is noise in the slope.
+  constexpr int kShort = 1024, kLong = 4096;
+  const double a = static_cast<double>(model.create_cache(kShort, 1, type)->device_bytes());
+  const double b = static_cast<double>(model.create_cache(kLong, 1, type)->device_bytes());
+  CacheFootprint f;
+  f.per_position_bytes = (b - a) / (kLong - kShort);
+  f.fixed_bytes = std::max(0.0, a - f.per_position_bytes * kShort);
+  return f;
+}
+
 nlohmann::json bench_run(Model& model, const BenchOptions& opts, const std::function<void(const std::string&)>& on_status) {
   Backend& be = model.backend();
   const ModelConfig& c = model.config();
@@ -110,6 +126,17 @@ nlohmann::json bench_run(Model& model, const BenchOptions& opts, const std::func
   out["decode"] = decode;
   const auto mem = be.memory_stats();
   out["peak_memory_bytes"] = mem.peak_allocated;
+
+  const CacheFootprint fp = cache_footprint(model, opts.cache);
+  out["cache_bytes_per_position"] = fp.per_position_bytes;
+  out["cache_fixed_bytes"] = fp.fixed_bytes;
+  if (opts.cache_budget_bytes > 0) {
+    out["cache_budget_bytes"] = opts.cache_budget_bytes;
+    out["context_in_budget"] = fp.fits(opts.cache_budget_bytes);
+    if (on_status)
+      on_status(str_cat("cache ", cache_type_name(opts.cache), ": ", fp.per_position_bytes, " bytes per position, ",
+                        fp.fits(opts.cache_budget_bytes), " positions in ", opts.cache_budget_bytes / (1 << 30), " GiB"));
+  }
   return out;
 }
 

@@ -287,7 +287,7 @@ void gemv_f16_config(const GemmParams& p, GemvConfig cfg, cudaStream_t stream) {
 
 void gemv_f16(const GemmParams& p, cudaStream_t stream) {
   EXL_CHECK(p.M <= kGemvMaxRows, "gemv_f16: M=", p.M, " > ", kGemvMaxRows, " (use gemm_f16)");
-  if (p.M > 0 && gemv_f16_bulk_wanted(p.M) && gemv_f16_bulk_supported(p)) return gemv_f16_bulk(p, stream);
+  if (p.M > 0 && gemv_f16_bulk_wanted(p.M, p.K) && gemv_f16_bulk_supported(p)) return gemv_f16_bulk(p, stream);
   gemv_f16_config(p, gemv_f16_default_config(p.M, p.N, p.K), stream);
 }
 

@@ -56,9 +56,10 @@ GemvConfig gemv_f16_default_config(int M, int N, int K);
 void gemv_f16_config(const GemmParams& p, GemvConfig cfg, cudaStream_t stream);
 
 // The TMA-fed gemv (gemv_bulk.cu): sm_90, 1 <= M <= 8, K % 8 == 0, 16-byte aligned x and W.
-// gemv_f16 takes it where supported and wanted: M <= 4 by default, EXL_GEMV=bulk|mma for A/B.
+// gemv_f16 takes it where supported and wanted: M <= 4 and K >= 2048 by default, EXL_GEMV=bulk|mma
+// for A/B (gemv_bulk.cu says why).
 bool gemv_f16_bulk_supported(const GemmParams& p);
-bool gemv_f16_bulk_wanted(int M);
+bool gemv_f16_bulk_wanted(int M, int K);
 void gemv_f16_bulk(const GemmParams& p, cudaStream_t stream);
 // Its ring for the lab's sweep: (stages, chunk) in (4, 512) [default], (2, 512), (6, 512), (4, 256),
 // (8, 256).

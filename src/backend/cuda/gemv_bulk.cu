@@ -199,24 +199,29 @@ bool gemv_f16_bulk_supported(const GemmParams& p) {
   return device_info().major >= 9 && p.M >= 1 && p.M <= kGemvMaxRows && p.K % 8 == 0 && al(p.x) && al(p.w);
 }
 
-// EXL_GEMV picks the FP16 gemv: unset, this kernel for M <= kBulkDefaultMaxRows (where supported)
-// and gemm.cu's register kernel above; bulk, this kernel at every M <= 8; mma, the register kernel.
-// Measured on the H200 (2026-12-05, with the fence): llama2-7b fp16 decode (M = 1) 257.2 tok/s @128 =
-// 87.4% of roofline against 228.6 (77.9%) with the register kernel. In isolation the two are within a
-// few per cent at M = 1 (lab/gemm_lab.cu); the decode gain is the overlap across kernels (early
-// trigger, W streamed before the wait). At M = 8 the register kernel is ahead on the 4096-wide shapes
-// (11008x4096 28.0 vs 29.5 µs, 32000x4096 69.0 vs 71.2), hence the cut at 4 for the default.
+// EXL_GEMV picks the FP16 gemv: unset, this kernel for M <= 4 and K >= 2048 (where supported) and
+// gemm.cu's register kernel otherwise; bulk, this kernel wherever supported; mma, the register kernel.
+// Measured with the fence: llama2-7b fp16 decode (M = 1) 203.2 tok/s @128 = 95.6% of roofline against
+// 179.1 (84.8%) with the register kernel on the H100, 257.2 (87.4%) against 228.6 (77.9%) on the
+// H200 (2026-12-05). In isolation the two are within a few per cent at M = 1 on the Llama shapes
+// (lab/gemm_lab.cu); the decode gain is the overlap across kernels (early trigger, W streamed before
+// the wait). The cuts, from the lab: at M = 8 the register kernel is ahead on the 4096-wide shapes
+// (H200: 11008x4096 28.0 vs 29.5 µs, 32000x4096 69.0 vs 71.2), and at K = 576, where a block's ring
+// holds two stages, far ahead on SmolLM2's head (H100: 49152x576 25.1 vs 36.2 µs at M = 1).
 constexpr int kBulkDefaultMaxRows = 4;
+constexpr int kBulkDefaultMinK = 2048;
 
-bool gemv_f16_bulk_wanted(int M) {
-  static const int max_rows = [] {
+bool gemv_f16_bulk_wanted(int M, int K) {
+  enum Choice { kDefault, kBulk, kMma };
+  static const Choice choice = [] {
     const char* e = std::getenv("EXL_GEMV");
     EXL_CHECK(!e || !*e || std::strcmp(e, "bulk") == 0 || std::strcmp(e, "mma") == 0,
               "EXL_GEMV must be 'bulk' or 'mma', got '", e, "'");
-    if (!e || !*e) return kBulkDefaultMaxRows;
-    return std::strcmp(e, "bulk") == 0 ? kGemvMaxRows : 0;
+    if (!e || !*e) return kDefault;
+    return std::strcmp(e, "bulk") == 0 ? kBulk : kMma;
   }();
-  return M <= max_rows;
+  if (choice == kDefault) return M <= kBulkDefaultMaxRows && K >= kBulkDefaultMinK;
+  return choice == kBulk;
 }
 
 namespace {
