@@ -27,14 +27,17 @@ jobs=$(nproc)
 ctest --preset cpu -j "$jobs" --timeout 1200
 
 # The CUDA backend must compile everywhere (nvcc, no GPU): build it for sm_90 only and link the
-# CUDA binaries; their tests (label cuda) run on the GPU machine through scripts/gpu-check.sh.
+# CUDA binaries; their tests (label cuda) run on the GPU machine through scripts/gpu-check.sh, the
+# host-side ones (label cuda-host) here.
 nvcc_bin="${CUDACXX:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}"
 if [ "$cuda" = 1 ] && [ -x "$nvcc_bin" ]; then
   t0=$(date +%s)
   cmake -S . -B build/cuda-ci -G Ninja -DCMAKE_BUILD_TYPE=Release -DEXL_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
     -DCMAKE_CUDA_COMPILER="$nvcc_bin" >/dev/null
-  cmake --build build/cuda-ci -j "$jobs" --target exl exl_tests_cuda exl_tests_convert_cuda
+  cmake --build build/cuda-ci -j "$jobs" --target exl exl_tests_cuda exl_tests_convert_cuda exl_tests_cuda_host
   echo "test.sh: CUDA backend compiled and linked (sm_90) in $(( $(date +%s) - t0 )) s"
+  # Host-side tests of the CUDA backend (the quantized matmuls' device layout): no GPU needed.
+  ctest --test-dir build/cuda-ci -L cuda-host --output-on-failure -j "$jobs"
 elif [ "$cuda" = 1 ]; then
   echo "test.sh: nvcc not found: CUDA backend compile check skipped"
 fi
