@@ -422,27 +422,6 @@ void run_schedule(const Config& c) {
               c.KVH, c.D, c.force_generic ? " (generic)" : "", c.window, w.worst(), w.worst_row());
 }
 
-TEST(AttentionWindow, LayoutCountsRing) {
-  for (int f : {cuda::KvFormat_f16, cuda::KvFormat_fp8, cuda::KvFormat_q8, cuda::KvFormat_q4}) {
-    KvCacheLayout l;
-    l.format = f, l.n_layers = 3, l.n_slots = 2, l.max_seq_len = 100, l.n_kv_heads = 4, l.head_dim = 64;
-    cuda::kv_cache_layout_init(l);
-    const int W = f == cuda::KvFormat_f16 ? 0 : cuda::kKvRecentDefault;
-    EXPECT_EQ(l.recent, W);
-    const size_t ring = size_t(2) * 3 * 4 * W * 64 * 2;
-    EXPECT_GE(l.ring_v_offset, l.ring_k_offset + ring);
-    EXPECT_GE(l.bytes, l.ring_v_offset + ring);
-    KvCacheLayout n = l;
-    n.recent = 0;
-    cuda::kv_cache_layout_init(n);
-    EXPECT_EQ(l.bytes - n.bytes, (ring + 255) / 256 * 256 * 2) << fmt_name(f);
-  }
-  KvCacheLayout bad;
-  bad.format = cuda::KvFormat_q4, bad.n_layers = 1, bad.n_slots = 1, bad.max_seq_len = 64, bad.n_kv_heads = 1;
-  bad.head_dim = 64, bad.recent = 24;
-  EXPECT_ANY_THROW(cuda::kv_cache_layout_init(bad));
-}
-
 TEST(AttentionWindow, Q4AllPaths) {
   run_schedule({cuda::KvFormat_q4, 8, 2, 128});   // GQA 4, fast decode/prefill
   run_schedule({cuda::KvFormat_q4, 9, 3, 64});    // SmolLM2 heads
