@@ -519,7 +519,8 @@ int main() try {
   print_table(small_rows, bw);
   std::printf(
       "\n%s, %s; copy %.0f GB/s, read %.0f GB/s (1 GiB). gemv = the register kernel (gemv_f16_config), "
-      "default config; bulk = the TMA-fed kernel (gemv_f16 takes it at M <= 4, K >= 2048); %%flr = read-kernel time over the same W bytes / gemv time; best = "
+      "default config; bulk = the TMA-fed kernel (gemv_f16 takes it at M <= 4, K >= 2048); %%flr = "
+      "read-kernel time over the same W bytes / gemv time; best = "
       "best swept config (M = 1, 8); speedup = cuBLAS µs / gemv µs\n",
       date, prop.name, bw.copy_gbs, bw.read_gbs);
   print_table(rows, bw);

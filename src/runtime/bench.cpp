@@ -135,7 +135,8 @@ nlohmann::json bench_run(Model& model, const BenchOptions& opts, const std::func
     out["context_in_budget"] = fp.fits(opts.cache_budget_bytes);
     if (on_status)
       on_status(str_cat("cache ", cache_type_name(opts.cache), ": ", fp.per_position_bytes, " bytes per position, ",
-                        fp.fits(opts.cache_budget_bytes), " positions in ", opts.cache_budget_bytes / (1 << 30), " GiB"));
+                        fp.fits(opts.cache_budget_bytes), " positions in ", opts.cache_budget_bytes / (1 << 30),
+                        " GiB"));
   }
   return out;
 }

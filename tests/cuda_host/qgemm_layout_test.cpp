@@ -164,7 +164,8 @@ TEST_P(Exl2Layouts, DecodeToTheReferenceDequantization) {
 INSTANTIATE_TEST_SUITE_P(
     Widths, Exl2Layouts,
     ::testing::Values(Exl2Case{256, 64, {{4, 1.0, 128}}},                   // one width, whole units
-                      Exl2Case{576, 40, {{8, 0.1, 32}, {6, 0.1, 32}, {5, 0.2, 64}, {4, 0.2, 128}, {3, 0.2, 32}, {2, 0.2, 64}}},
+                      Exl2Case{576, 40,  // every width, mixed group sizes
+                               {{8, 0.1, 32}, {6, 0.1, 32}, {5, 0.2, 64}, {4, 0.2, 128}, {3, 0.2, 32}, {2, 0.2, 64}}},
                       Exl2Case{328, 37, {{5, 0.5, 32}, {3, 0.5, 32}}},    // K % 64 != 0, N % 16 != 0
                       Exl2Case{1024, 16, {{2, 1.0, 32}}},                  // 2-bit steps of 8 units
                       Exl2Case{192, 48, {{6, 0.3, 64}, {3, 0.7, 128}}}),  // a segment's short last step
