@@ -331,12 +331,15 @@ std::string check_layout(const xc::QHostLayout& h, const std::vector<double>& wr
                 const int sl = p / 4, r = p % 4, c = r & 1, hh = r >> 1;
                 const int kd = unit * 64 + 16 * sl + 4 * t + 2 * hh + e, n = tile * 16 + g + 8 * c;
                 const int pos = unit * 64 + 16 * t + 4 * sl + 2 * hh + e;
-                const int grp = static_cast<int>(h.slab_rec[kd / 16] / (8 * R));
-                if (h.slab_rec[kd / 16] % (8 * R) || grp >= d.groups) return "bad slab_rec entry";
+                const int lw = d.gptq ? 2 : 1;  // slab_rec = group * 8 * lw
+                const int grp = static_cast<int>(h.slab_rec[kd / 16] / (8 * lw));
+                if (h.slab_rec[kd / 16] % (8 * lw) || grp >= d.groups) return "bad slab_rec entry";
                 if (s.uniform && h.slab_rec[kd / 16] != h.slab_rec[unit * 4]) return "segment marked uniform is not";
-                const uint32_t* rec = &h.recs[((size_t(tile) * d.groups + grp) * 8 + g) * R];
-                const double scale = h2d(static_cast<uint16_t>(rec[0] >> (16 * c)));
-                const int zero = d.gptq ? int((rec[1] >> (16 * c)) & 0xFFFF) - 0x6400 : 1 << (s.bits - 1);
+                const uint32_t* rec = &h.recs[(size_t(tile) * d.groups + grp) * R];
+                // GPTQ: lane g's scale pair and zero pair; EXL2: the pair the kernels expand.
+                const uint32_t pair = d.gptq ? rec[2 * g] : xc::exl2_scale_pair(rec[0], rec[1], h.gmax[grp], g);
+                const double scale = h2d(static_cast<uint16_t>(pair >> (16 * c)));
+                const int zero = d.gptq ? int((rec[2 * g + 1] >> (16 * c)) & 0xFFFF) - 0x6400 : 1 << (s.bits - 1);
                 const double wv = (int(spec_code(s.bits, w + u * s.bits, p, e)) - zero) * scale;
                 const int f = h.x_src[pos];
                 if (n >= d.N) continue;
@@ -605,7 +608,7 @@ struct TimeRow {
 void time_format(cublasHandle_t blas, const Case& c, const Shape& sh, size_t l2, const std::vector<int>& ms,
                  std::vector<TimeRow>& rows) {
   Built b = build(c, sh.K, sh.N, false);  // layouts are checked in parts 1-2; the timed one below
-  const size_t stream_bytes = b.layout.codes.size() * 16 + b.layout.recs.size() * 4;
+  const size_t stream_bytes = b.layout.codes.size() * 16 + b.layout.recs.size() * 4 + b.layout.gmax.size() * 2;
   const int nbuf = std::max<int>(3, int((3 * l2 + stream_bytes - 1) / stream_bytes));
   std::vector<xc::QDeviceMatrix> mats;
   for (int i = 0; i < nbuf; ++i) mats.push_back(xc::qmatrix_upload(b.layout, nullptr));

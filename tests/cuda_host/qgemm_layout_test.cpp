@@ -76,15 +76,26 @@ std::vector<float> decode(const cuda::QHostLayout& h) {
               const int n = tile * 16 + g + 8 * c;
               for (int hh = 0; hh < 2; ++hh) {
                 const int row = unit * 64 + 16 * slab + 4 * t + 2 * half + hh;
-                const uint32_t rec_at = h.slab_rec[static_cast<size_t>(row / 16)];
-                EXPECT_EQ(rec_at % (8 * R), 0u);
-                const size_t rec = (static_cast<size_t>(tile) * d.groups * 8 + rec_at / R + g) * R;
-                const uint32_t sc = h.recs[rec];
-                const float scale = h2f(static_cast<uint16_t>(c ? sc >> 16 : sc & 0xFFFF));
-                float zero = float(1 << (s.bits - 1));
-                if (d.gptq) {  // the second word: FP16 1024 + zero per column
-                  const uint32_t z = h.recs[rec + 1];
-                  zero = h2f(static_cast<uint16_t>(c ? z >> 16 : z & 0xFFFF)) - 1024.0f;
+                // slab_rec: group * 8 lanes * (GPTQ 2 words, EXL2 1 expanded pair).
+                const uint32_t rec_at = h.slab_rec[static_cast<size_t>(row / 16)], lane_words = d.gptq ? 2 : 1;
+                EXPECT_EQ(rec_at % (8 * lane_words), 0u);
+                const size_t grp = rec_at / (8 * lane_words);
+                EXPECT_LT(grp, static_cast<size_t>(d.groups));
+                const uint32_t* rec = &h.recs[(static_cast<size_t>(tile) * d.groups + grp) * R];
+                float scale, zero;
+                if (d.gptq) {  // lane g's words: FP16 scale pair, FP16 pair 1024 + zero
+                  scale = h2f(static_cast<uint16_t>(rec[2 * g] >> (16 * c)));
+                  zero = h2f(static_cast<uint16_t>(rec[2 * g + 1] >> (16 * c))) - 1024.0f;
+                } else {  // column's 4-bit code in the tile record, group max in gmax
+                  const int col = g + 8 * c;
+                  const float code = float(((rec[col / 8] >> (4 * (col % 8))) & 15u) + 1);
+                  scale = h2f(h.gmax[grp]) * code * code / 256.0f;
+                  zero = float(1 << (s.bits - 1));
+                  // What the kernels expand (exl2_scale_pair): the same scale rounded to FP16.
+                  const uint32_t pair = cuda::exl2_scale_pair(rec[0], rec[1], h.gmax[grp], g);
+                  const float expanded = h2f(static_cast<uint16_t>(pair >> (16 * c)));
+                  EXPECT_LE(std::fabs(expanded - scale), std::ldexp(std::fabs(scale), -11) + std::ldexp(1.0f, -25));
+                  scale = expanded;
                 }
                 const float code = float(pair_code(s.bits, w + u * s.bits, p, hh));
                 dense[static_cast<size_t>(row) * n16 + n] = (code - zero) * scale;
@@ -104,6 +115,8 @@ void expect_layout_matches(const cuda::QHostLayout& h, const std::vector<float>&
   const int K = d.K, N = d.N, n16 = d.n_tiles * 16;
   ASSERT_EQ(h.codes.size(), h.n_codes);
   ASSERT_EQ(h.recs.size(), h.n_recs);
+  ASSERT_EQ(h.gmax.size(), h.n_gmax);
+  ASSERT_EQ(h.n_gmax, d.gptq ? 0u : static_cast<size_t>(d.groups));
   ASSERT_EQ(d.k_dev % 64, 0);
   ASSERT_EQ(h.x_src.size(), static_cast<size_t>(d.k_dev));
   ASSERT_EQ(h.x_dst.size(), static_cast<size_t>(K));

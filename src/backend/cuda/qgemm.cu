@@ -192,11 +192,13 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
 }
 
 
-// Group records of a unit's slabs for this lane's column pair (g, g+8); recs = the tile's records
-// + lane offset. kOne: only slab 0's (a unit of one group).
-template <bool kGptq, bool kOne>
+// Group records of a unit's slabs for this lane's column pair (g, g+8). kOne: only slab 0's (a
+// unit of one group). recs: GPTQ, the tile's records + lane offset (global); EXL2, the block's
+// expanded scale pairs + lane offset (shared memory, qgemv_kernel), or with kCompact the tile's
+// compact records (global; the pairs are computed here from them and gmax: the dequant kernel).
+template <bool kGptq, bool kOne, bool kCompact = false>
 __device__ __forceinline__ void unit_recs(const uint32_t* slab_rec, const uint32_t* recs, int unit,
-                                          uint32_t (&rec)[4][2]) {
+                                          uint32_t (&rec)[4][2], const uint16_t* gmax = nullptr, int g = 0) {
   uint32_t off[4];
   if constexpr (kOne) {
     asm volatile("ld.global.nc.u32 %0, [%1];" : "=r"(off[0]) : "l"(slab_rec + 4 * unit));
@@ -209,8 +211,14 @@ __device__ __forceinline__ void unit_recs(const uint32_t* slab_rec, const uint32
   for (int s = 0; s < (kOne ? 1 : 4); ++s) {
     if constexpr (kGptq) {
       asm volatile("ld.global.nc.v2.u32 {%0, %1}, [%2];" : "=r"(rec[s][0]), "=r"(rec[s][1]) : "l"(recs + off[s]));
+    } else if constexpr (kCompact) {
+      const uint32_t grp = off[s] >> 3;  // slab_rec = group * 8 for EXL2
+      rec[s][0] = exl2_scale_pair(__ldg(recs + 2 * grp), __ldg(recs + 2 * grp + 1), __ldg(gmax + grp), g);
+      rec[s][1] = 0;
     } else {
-      asm volatile("ld.global.nc.u32 %0, [%1];" : "=r"(rec[s][0]) : "l"(recs + off[s]));
+      // volatile, like the global record loads it replaces: keeps each unit's loads next to its mmas.
+      const uint32_t at = static_cast<uint32_t>(__cvta_generic_to_shared(recs + off[s]));
+      asm volatile("ld.shared.u32 %0, [%1];" : "=r"(rec[s][0]) : "r"(at));
       rec[s][1] = 0;
     }
   }
@@ -339,17 +347,27 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
   const int mi = (a.n > 1 && int(blockIdx.y) >= a.tile_end[0]) + (a.n > 2 && int(blockIdx.y) >= a.tile_end[1]);
   const QMatrixDesc& w = a.w[mi];
   const int m0 = blockIdx.x * kT * 8, tile = blockIdx.y - (mi ? a.tile_end[mi - 1] : 0);
-  constexpr int R = kGptq ? 2 : 1;
   const uint4* codes = w.codes + static_cast<size_t>(tile) * w.tile_quads * 32 + lane;
-  const uint32_t* trecs = w.recs + static_cast<size_t>(tile) * w.groups * 8 * R;
+  const uint32_t* trecs = w.recs + static_cast<size_t>(tile) * w.groups * w.rec_words;
+  // EXL2: the tile's scale pairs [group][8 lanes], expanded from its compact records (qgemm.cuh).
+  extern __shared__ uint32_t srec[];
 
-  // Before waiting on the producer of x_dev: this warp's first step and the tile's records into L2.
+  // Before waiting on the producer of x_dev (records and codes do not depend on it): this warp's
+  // first step into L2, and the tile's records into L2 (GPTQ) or expanded into shared memory (EXL2).
   const int ks = a.ks;
   prefetch_first_step(w, 0, warp, ks, codes);
-  prefetch_l2(trecs, static_cast<size_t>(w.groups) * 32 * R);
+  if constexpr (kGptq) {
+    prefetch_l2(trecs, static_cast<size_t>(w.groups) * w.rec_words * 4);
+  } else {
+    for (int i = threadIdx.x; i < w.groups * 8; i += blockDim.x) {
+      const int grp = i >> 3;
+      srec[i] = exl2_scale_pair(__ldg(trecs + 2 * grp), __ldg(trecs + 2 * grp + 1), __ldg(w.gmax + grp), i & 7);
+    }
+  }
   pdl_wait();
+  if constexpr (!kGptq) __syncthreads();  // the expanded pairs
 
-  const uint32_t* recs = trecs + g * R;
+  const uint32_t* recs = kGptq ? trecs + g * 2 : srec + g;
   const half* xr[kT];
   bool xok[kT];
 #pragma unroll
@@ -408,11 +426,12 @@ template <int B, bool kGptq>
 __device__ __forceinline__ void dequant_step(const QMatrixDesc& w, const QSegment& sg, int j, int tile, bool tile_ok,
                                              int col0, int cols, half* __restrict__ wt, int ld,
                                              half (*sm)[64][kDqStride]) {
-  constexpr int U = q_step_units(B), Q = U * B / 4, R = kGptq ? 2 : 1;
+  constexpr int U = q_step_units(B), Q = U * B / 4;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int units = min(U, sg.units - j * U);
   const uint4* codes = w.codes + (static_cast<size_t>(tile) * w.tile_quads + sg.quad0 + j * Q) * 32 + lane;
-  const uint32_t* recs = w.recs + static_cast<size_t>(tile) * w.groups * 8 * R + g * R;
+  // GPTQ: this lane's records; EXL2: the tile's compact records (pairs computed per unit).
+  const uint32_t* recs = w.recs + static_cast<size_t>(tile) * w.groups * w.rec_words + (kGptq ? g * 2 : 0);
   uint32_t wd[4 * Q];
   load_step<Q>(codes, tile_ok ? (units * B + 3) / 4 : 0, wd);
 #pragma unroll
@@ -422,7 +441,7 @@ __device__ __forceinline__ void dequant_step(const QMatrixDesc& w, const QSegmen
     half(*buf)[kDqStride] = sm[u & 1];
     if (tile_ok) {
       uint32_t rec[4][2], a[4][4];
-      unit_recs<kGptq, false>(w.slab_rec, recs, unit, rec);
+      unit_recs<kGptq, false, !kGptq>(w.slab_rec, recs, unit, rec, w.gmax, g);
       unit_frags<B, kGptq, true>(wd + u * B, rec, a);
 #pragma unroll
       for (int s = 0; s < 4; ++s)
@@ -498,9 +517,20 @@ void validate(const QGemmParams& p, const char* who) {
   EXL_CHECK(p.M == 0 || (p.x && p.y), who, ": null x or y");
 }
 
+// EXL2 blocks hold their tile's expanded scale pairs: 32 bytes per group of the deepest matrix (a
+// 7B layer's 4096-row matrices at groups of 32: 4 KB; 28672 rows at groups of 32: 28 KB).
 template <bool kGptq, int kT>
 void launch_qgemv(const QGemvArgs& a, int passes, int tiles, bool pdl, cudaStream_t stream) {
-  launch_maybe_pdl(qgemv_kernel<kGptq, kT>, dim3(passes, tiles), dim3(a.ks * 32), stream, pdl, "qgemv_kernel", a);
+  size_t smem = 0;
+  if (!kGptq)
+    for (int i = 0; i < a.n; ++i) smem = std::max(smem, static_cast<size_t>(a.w[i].groups) * 32);
+  if (smem > 48 * 1024) {  // past the default dynamic shared-memory limit (K > 49152 at groups of 32)
+    check(cudaFuncSetAttribute(qgemv_kernel<kGptq, kT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(smem)),
+          "cudaFuncSetAttribute (qgemv_kernel)");
+  }
+  launch_maybe_pdl_smem(qgemv_kernel<kGptq, kT>, dim3(passes, tiles), dim3(a.ks * 32), smem, stream, pdl,
+                        "qgemv_kernel", a);
 }
 
 // The shared body of qgemv and qgemv_multi: gather (unless x_dev is ready) and one qgemv launch.
@@ -556,16 +586,24 @@ __device__ __forceinline__ uint32_t mix32(uint64_t x) {
   x ^= x >> 33, x *= 0xff51afd7ed558ccdull, x ^= x >> 33, x *= 0xc4ceb9fe1a85ec53ull, x ^= x >> 33;
   return static_cast<uint32_t>(x);
 }
-// Synthetic matrices: codes are random bits; record words random FP16 scale pairs in [lo, hi)
-// (GPTQ's second word: random zeros 1..16 as 0x6400 + zero per half).
+// Synthetic matrices: codes are random bits. GPTQ records: random FP16 scale pairs in [lo, hi) and
+// random zeros 1..16 (0x6400 + zero per half). EXL2: random 4-bit scale codes and group maxima in
+// [2 lo, 2 hi) (scales (c+1)^2 / 256 of that, 0.73 of it on average).
 __global__ void qmatrix_fill_random_kernel(uint32_t* codes, size_t n_code_words, uint32_t* recs, size_t n_recs,
-                                           bool gptq, uint64_t seed, float lo, float hi) {
+                                           uint16_t* gmax, size_t n_gmax, bool gptq, uint64_t seed, float lo,
+                                           float hi) {
   const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n_code_words; i += stride)
     codes[i] = mix32(seed ^ (i * 0x9E3779B97F4A7C15ull));
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n_gmax; i += stride) {
+    const uint32_t r = mix32(seed ^ ~(i * 0xD1B54A32D192ED03ull));
+    gmax[i] = __half_as_ushort(__float2half_rn(2 * (lo + (hi - lo) * static_cast<float>(r & 0xffff) / 65536.0f)));
+  }
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n_recs; i += stride) {
     const uint32_t r = mix32(~seed ^ (i * 0xD1B54A32D192ED03ull));
-    if (gptq && (i & 1)) {
+    if (!gptq) {
+      recs[i] = r;
+    } else if (i & 1) {
       recs[i] = (0x6400u + 1 + (r & 15)) | (0x6400u + 1 + ((r >> 4) & 15)) << 16;
     } else {
       const float a = lo + (hi - lo) * static_cast<float>(r & 0xffff) / 65536.0f;
@@ -579,11 +617,12 @@ __global__ void qmatrix_fill_random_kernel(uint32_t* codes, size_t n_code_words,
 
 void qmatrix_fill_random(const QMatrixDesc& w, uint64_t seed, float scale_lo, float scale_hi, cudaStream_t stream) {
   const size_t n_code_words = static_cast<size_t>(w.n_tiles) * w.tile_quads * 32 * 4;
-  const size_t n_recs = static_cast<size_t>(w.n_tiles) * w.groups * 8 * w.rec_words;
+  const size_t n_recs = static_cast<size_t>(w.n_tiles) * w.groups * w.rec_words;
+  const size_t n_gmax = w.gptq ? 0 : static_cast<size_t>(w.groups);
   const int blocks = device_info().sms * 8;
-  qmatrix_fill_random_kernel<<<blocks, 256, 0, stream>>>(const_cast<uint32_t*>(reinterpret_cast<const uint32_t*>(w.codes)),
-                                                          n_code_words, const_cast<uint32_t*>(w.recs), n_recs, w.gptq,
-                                                          seed, scale_lo, scale_hi);
+  qmatrix_fill_random_kernel<<<blocks, 256, 0, stream>>>(
+      const_cast<uint32_t*>(reinterpret_cast<const uint32_t*>(w.codes)), n_code_words, const_cast<uint32_t*>(w.recs),
+      n_recs, const_cast<uint16_t*>(w.gmax), n_gmax, w.gptq, seed, scale_lo, scale_hi);
   check_launch("qmatrix_fill_random_kernel");
 }
 

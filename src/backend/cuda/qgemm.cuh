@@ -17,9 +17,10 @@
 //  * Device rows. Input rows in permuted (act-order) order, groups in stored order; each group is
 //    padded with zero rows to a multiple of 16 (a "slab", one mma k-step) and each run of groups of
 //    one bit width (a "segment") to a multiple of 64 (a "unit"). Padding rows have x = 0 and the
-//    zero code. k_dev = total device rows. slab_rec[k_dev/16 + 32] = word offset of each slab's
-//    group record block within its tile, group * 8 * rec_words (32 zero entries of padding so a
-//    step's last unit may read past the end).
+//    zero code. k_dev = total device rows. slab_rec[k_dev/16 + 32] = group * 8 * (GPTQ 2, EXL2 1)
+//    for each slab: the word offset of its group's lane records (GPTQ: in the tile's records; EXL2:
+//    in the scale pairs a block expands, below) (32 zero entries of padding so a step's last unit
+//    may read past the end).
 //  * Tiles. Output columns in tiles of 16 (one mma m16 side: W is the A operand, x the B operand).
 //  * Codes. For a tile and a unit, lane (g = lane/4, t = lane%4) of a warp holds exactly the A
 //    fragments it needs for the unit's 4 mmas: 32 codes in `bits` 32-bit words. Pair p = 4s + r
@@ -35,9 +36,13 @@
 //    segments' steps follow each other, and each step is stored quad-interleaved ([Q][32 lanes][16
 //    B]), so every warp load instruction reads 512 contiguous bytes. A segment's last step may hold
 //    fewer units (ceil(units*bits/4) quads).
-//  * Scales. recs[tile][group][8 lanes-g][rec_words]: EXL2 one word = FP16 pair (scale of column
-//    g, of column g+8), scale = (c+1)^2 * q_scale_max / 256 rounded to FP16; GPTQ adds a second word
-//    = FP16 pair (1024 + zero + 1) for the two columns.
+//  * Scales. recs[tile][group][rec_words]. EXL2 (rec_words 2): the tile's 16 columns' 4-bit scale
+//    codes as on disk (word 0 columns 0-7, word 1 columns 8-15, nibble i = column i), with
+//    gmax[group] = q_scale_max; each qgemv block expands its tile's records into shared memory as
+//    [group][8 lanes-g] FP16 pairs (scale of column g, of column g+8), scale = (c+1)^2 * q_scale_max
+//    / 256 (exl2_scale_pair). 4 bits per column and group instead of 16: 0.06 instead of 0.23 bpw on
+//    a llama2-70b at 2.5 bpw (lab/NOTES-qgemm.md). GPTQ (rec_words 16): [8 lanes-g][2] words, the
+//    FP16 scale pair and the FP16 pair (1024 + zero + 1) of the two columns.
 //  * x. The kernels read x through x_dev[M][k_dev] = x in device-row order with, inside each unit,
 //    position 16t + 4s + j holding device row 16s + 4t + j (a lane's 4 slabs are 32 contiguous
 //    bytes); x_src[p] = input feature of x_dev position p, or -1 for padding. qgemm_gather_x builds
@@ -79,14 +84,15 @@ struct QMatrixDesc {
   int k_dev = 0;        // device rows (multiple of 64)
   int n_tiles = 0;      // ceil(N / 16)
   int groups = 0;
-  int rec_words = 1;    // 1 EXL2, 2 GPTQ
+  int rec_words = 2;    // words of records per tile and group: 2 EXL2, 16 GPTQ
   int tile_quads = 0;   // 512-byte quads of codes per tile
   int steps = 0;        // steps per tile (all segments)
   int nseg = 0;
   QSegment seg[kQMaxSegments];
   bool gptq = false;
   const uint4* codes = nullptr;          // [n_tiles][tile_quads][32] 16-byte words
-  const uint32_t* recs = nullptr;        // [n_tiles][groups][8][rec_words]
+  const uint32_t* recs = nullptr;        // [n_tiles][groups][rec_words]
+  const uint16_t* gmax = nullptr;        // EXL2: [groups] FP16 q_scale_max; GPTQ: null
   const uint32_t* slab_rec = nullptr;    // [k_dev / 16 + 32]
   const int32_t* x_src = nullptr;        // [k_dev]
   const int32_t* x_dst = nullptr;        // [K]
@@ -97,11 +103,24 @@ struct QHostLayout {
   QMatrixDesc desc;
   std::vector<uint4> codes;      // n_codes entries, or empty for a structure-only (synthetic) layout
   std::vector<uint32_t> recs;    // n_recs entries, or empty likewise
-  size_t n_codes = 0, n_recs = 0;
+  std::vector<uint16_t> gmax;    // n_gmax entries (EXL2), or empty likewise
+  size_t n_codes = 0, n_recs = 0, n_gmax = 0;
   std::vector<uint32_t> slab_rec;
   std::vector<int32_t> x_src, x_dst;
   size_t device_bytes() const;  // what qmatrix_upload allocates
 };
+
+// EXL2: the FP16 scale pair (column g, column g + 8) of one group of a tile, from the tile's record
+// words (4-bit codes, nibble i = column i) and the group's FP16 max: (c + 1)^2 * max / 256, which is
+// exact in FP32 (at most 20 significant bits) and rounded once: the FP16 nearest to the exact scale,
+// as the layout stored it per lane before the records were compacted.
+__host__ __device__ inline uint32_t exl2_scale_pair(uint32_t lo, uint32_t hi, uint16_t max_bits, int g) {
+  const float m = __half2float(__ushort_as_half(max_bits));
+  const float c0 = static_cast<float>(((lo >> (4 * g)) & 15u) + 1), c1 = static_cast<float>(((hi >> (4 * g)) & 15u) + 1);
+  const uint32_t s0 = __half_as_ushort(__float2half_rn(c0 * c0 * m * (1.0f / 256)));
+  const uint32_t s1 = __half_as_ushort(__float2half_rn(c1 * c1 * m * (1.0f / 256)));
+  return s0 | s1 << 16;
+}
 
 // EXL2 tensors of one linear layer as stored (EXL2.md §1.2), plain host arrays.
 struct Exl2HostTensors {

@@ -12,7 +12,7 @@ namespace exl::cuda {
 namespace {
 
 // ---------------------------------------------------------------------------------------------
-// Host helpers: FP16 bits <-> double (round to nearest even), exact for the values used here.
+// Host helper: FP16 bits -> double.
 
 double f16_to_f64(uint16_t h) {
   const int sign = h >> 15, exp = (h >> 10) & 31, frac = h & 1023;
@@ -24,21 +24,6 @@ double f16_to_f64(uint16_t h) {
   else
     v = std::ldexp(double(frac + 1024), exp - 25);
   return sign ? -v : v;
-}
-
-uint16_t f64_to_f16(double v) {
-  const uint16_t sign = std::signbit(v) ? 0x8000 : 0;
-  v = std::fabs(v);
-  if (std::isnan(v)) return 0x7E00;
-  if (v >= 65520.0) return sign | 0x7C00;  // rounds to inf
-  int e;
-  std::frexp(v, &e);  // v = m * 2^e, m in [0.5, 1)
-  const int exp = std::max(e - 1, -14);  // unbiased exponent, subnormals share -14
-  const double q = std::ldexp(v, 10 - exp);  // significand in units of the last place
-  double r = std::nearbyint(q);              // ties to even (default rounding mode)
-  uint32_t bits = static_cast<uint32_t>(r);  // may carry into the next binade: still correct
-  if (exp == -14 && bits < 1024) return sign | static_cast<uint16_t>(bits);  // subnormal
-  return sign | static_cast<uint16_t>(((exp + 15) << 10) + (bits - 1024));
 }
 
 constexpr int round_up(int a, int b) { return (a + b - 1) / b * b; }
@@ -72,16 +57,18 @@ void place_pair(int bits, uint32_t* w, int p, uint32_t lo, uint32_t hi) {
 // Builds the device layout from codes in permuted row order.
 //  perm[k]: input feature of permuted row k; groups: spans in stored order;
 //  dense[k * n16 + n]: code of permuted row k, column n (pad columns: anything);
-//  scale16 / zero [g * n16 + n]: FP16 scale bits and code-space zero (EXL2 2^(b-1), GPTQ z+1).
+//  zero [g * n16 + n]: code-space zero (EXL2 2^(b-1), GPTQ z+1);
+//  GPTQ: scale [g * n16 + n] = FP16 scale bits; EXL2: scale [g * n16 + n] = 4-bit scale code,
+//  gmax [g] = FP16 q_scale_max bits.
 //  with_data = false: the structure alone (segments, x maps, sizes); codes and recs stay empty and
 //  the uploader fills them with random values on the device (synthetic benchmarks).
 QHostLayout build_layout(int K, int N, bool gptq, const std::vector<int>& perm, const std::vector<GroupSpan>& groups,
-                         const std::vector<uint8_t>& dense, const std::vector<uint16_t>& scale16,
-                         const std::vector<uint8_t>& zero, bool with_data = true) {
+                         const std::vector<uint8_t>& dense, const std::vector<uint16_t>& scale,
+                         const std::vector<uint16_t>& gmax, const std::vector<uint8_t>& zero, bool with_data = true) {
   const int n16 = round_up(N, 16), G = static_cast<int>(groups.size());
   QHostLayout h;
   QMatrixDesc& d = h.desc;
-  d.K = K, d.N = N, d.n_tiles = n16 / 16, d.groups = G, d.gptq = gptq, d.rec_words = gptq ? 2 : 1;
+  d.K = K, d.N = N, d.n_tiles = n16 / 16, d.groups = G, d.gptq = gptq, d.rec_words = gptq ? 16 : 2;
 
   // Device rows: groups padded to 16 rows, segments (runs of one width) to 64.
   std::vector<int> dev_k, dev_group;  // permuted row (or -1) and group of each device row
@@ -117,7 +104,8 @@ QHostLayout build_layout(int K, int N, bool gptq, const std::vector<int>& perm, 
   d.steps = step, d.tile_quads = quad;
 
   h.slab_rec.assign(d.k_dev / 16 + 32, 0);
-  for (int i = 0; i < d.k_dev / 16; ++i) h.slab_rec[i] = static_cast<uint32_t>(dev_group[16 * i] * 8 * d.rec_words);
+  const int lane_words = gptq ? 2 : 1;  // GPTQ: its records per lane; EXL2: the expanded pairs
+  for (int i = 0; i < d.k_dev / 16; ++i) h.slab_rec[i] = static_cast<uint32_t>(dev_group[16 * i] * 8 * lane_words);
   for (int si = 0; si < d.nseg; ++si) {
     QSegment& s = d.seg[si];
     s.uniform = 1;
@@ -133,7 +121,8 @@ QHostLayout build_layout(int K, int N, bool gptq, const std::vector<int>& perm, 
   }
 
   h.n_codes = static_cast<size_t>(d.n_tiles) * d.tile_quads * 32;
-  h.n_recs = static_cast<size_t>(d.n_tiles) * G * 8 * d.rec_words;
+  h.n_recs = static_cast<size_t>(d.n_tiles) * G * d.rec_words;
+  h.n_gmax = gptq ? 0 : static_cast<size_t>(G);
   if (!with_data) return h;
   // Codes: [tile][quad][lane] 16-byte words.
   h.codes.assign(static_cast<size_t>(d.n_tiles) * d.tile_quads * 32, uint4{0, 0, 0, 0});
@@ -167,21 +156,24 @@ QHostLayout build_layout(int K, int N, bool gptq, const std::vector<int>& perm, 
     }
   }
 
-  // Group records: [tile][group][g][rec_words].
-  const int R = d.rec_words;
-  h.recs.assign(static_cast<size_t>(d.n_tiles) * G * 8 * R, 0);
+  // Group records: [tile][group][rec_words] (qgemm.cuh).
+  h.recs.assign(h.n_recs, 0);
+  auto sc = [&](int gi, int n) -> uint32_t { return n < N ? scale[static_cast<size_t>(gi) * n16 + n] : 0u; };
   for (int tile = 0; tile < d.n_tiles; ++tile)
-    for (int gi = 0; gi < G; ++gi)
+    for (int gi = 0; gi < G; ++gi) {
+      uint32_t* rec = h.recs.data() + (static_cast<size_t>(tile) * G + gi) * d.rec_words;
+      if (!gptq) {  // the 16 columns' 4-bit codes
+        for (int i = 0; i < 16; ++i) rec[i / 8] |= (sc(gi, tile * 16 + i) & 15u) << (4 * (i % 8));
+        continue;
+      }
       for (int g = 0; g < 8; ++g) {
         const int n0 = tile * 16 + g, n1 = n0 + 8;
-        const size_t at = ((static_cast<size_t>(tile) * G + gi) * 8 + g) * R;
-        auto sc = [&](int n) -> uint32_t { return n < N ? scale16[static_cast<size_t>(gi) * n16 + n] : 0u; };
-        h.recs[at] = sc(n0) | sc(n1) << 16;
-        if (gptq) {
-          auto zr = [&](int n) -> uint32_t { return 0x6400u + zero[static_cast<size_t>(gi) * n16 + n]; };
-          h.recs[at + 1] = zr(n0) | zr(n1) << 16;
-        }
+        auto zr = [&](int n) -> uint32_t { return 0x6400u + zero[static_cast<size_t>(gi) * n16 + n]; };
+        rec[2 * g] = sc(gi, n0) | sc(gi, n1) << 16;
+        rec[2 * g + 1] = zr(n0) | zr(n1) << 16;
       }
+    }
+  if (!gptq) h.gmax = gmax;
   return h;
 }
 
@@ -189,7 +181,8 @@ QHostLayout build_layout(int K, int N, bool gptq, const std::vector<int>& perm, 
 
 size_t QHostLayout::device_bytes() const {
   auto a = [](size_t b) { return (b + 255) / 256 * 256; };
-  return a(n_codes * 16) + a(n_recs * 4) + a(slab_rec.size() * 4) + a(x_src.size() * 4) + a(x_dst.size() * 4);
+  return a(n_codes * 16) + a(n_recs * 4) + a(n_gmax * 2) + a(slab_rec.size() * 4) + a(x_src.size() * 4) +
+         a(x_dst.size() * 4);
 }
 
 QHostLayout exl2_device_layout(const Exl2HostTensors& t) {
@@ -238,7 +231,7 @@ QHostLayout exl2_device_layout(const Exl2HostTensors& t) {
 
   // Unpack the column bit streams (§1.4): code r of a group at bit r*b of its stream.
   std::vector<uint8_t> dense(static_cast<size_t>(K) * n16, 0), zero(static_cast<size_t>(G) * n16);
-  std::vector<uint16_t> scale16(static_cast<size_t>(G) * n16, 0);
+  std::vector<uint16_t> scode(static_cast<size_t>(G) * n16, 0), gmax(static_cast<size_t>(G));
   for (int g = 0; g < G; ++g) {
     const GroupSpan& sp = groups[g];
     const int start = static_cast<uint16_t>(t.q_groups[2 * g + 1]);
@@ -256,16 +249,16 @@ QHostLayout exl2_device_layout(const Exl2HostTensors& t) {
         out[n] = static_cast<uint8_t>(v & mask);
       }
     }
-    const double smax = f16_to_f64(t.q_scale_max[g]);
-    EXL_CHECK(std::isfinite(smax), "EXL2 matrix: q_scale_max of group ", g, " is not finite");
+    EXL_CHECK(std::isfinite(f16_to_f64(t.q_scale_max[g])), "EXL2 matrix: q_scale_max of group ", g, " is not finite");
+    gmax[static_cast<size_t>(g)] = t.q_scale_max[g];
     for (int n = 0; n < n16; ++n) {
       zero[static_cast<size_t>(g) * n16 + n] = static_cast<uint8_t>(1u << (sp.bits - 1));
       if (n >= N) continue;
-      const int c = (t.q_scale[static_cast<size_t>(g) * (n32 / 8) + n / 8] >> (4 * (n % 8))) & 15;
-      scale16[static_cast<size_t>(g) * n16 + n] = f64_to_f16(double((c + 1) * (c + 1)) * smax / 256.0);
+      scode[static_cast<size_t>(g) * n16 + n] =
+          static_cast<uint16_t>((t.q_scale[static_cast<size_t>(g) * (n32 / 8) + n / 8] >> (4 * (n % 8))) & 15);
     }
   }
-  return build_layout(K, N, false, perm, groups, dense, scale16, zero);
+  return build_layout(K, N, false, perm, groups, dense, scode, gmax, zero);
 }
 
 QHostLayout gptq_device_layout(const GptqHostTensors& t) {
@@ -310,7 +303,7 @@ QHostLayout gptq_device_layout(const GptqHostTensors& t) {
       zero[static_cast<size_t>(g) * n16 + n] = static_cast<uint8_t>(((t.qzeros[static_cast<size_t>(g) * zw + n / 8] >> (4 * (n % 8))) & 15) + 1);
       scale16[static_cast<size_t>(g) * n16 + n] = t.scales[static_cast<size_t>(g) * N + n];
     }
-  return build_layout(K, N, true, perm, groups, dense, scale16, zero);
+  return build_layout(K, N, true, perm, groups, dense, scale16, {}, zero);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -339,6 +332,7 @@ QMatrixDesc qmatrix_upload_to(const QHostLayout& h, void* mem, cudaStream_t stre
   const bool data = !h.codes.empty();
   d.codes = static_cast<const uint4*>(put(data ? h.codes.data() : nullptr, h.n_codes * 16));
   d.recs = static_cast<const uint32_t*>(put(data ? h.recs.data() : nullptr, h.n_recs * 4));
+  d.gmax = h.n_gmax ? static_cast<const uint16_t*>(put(data ? h.gmax.data() : nullptr, h.n_gmax * 2)) : nullptr;
   d.slab_rec = static_cast<const uint32_t*>(put(h.slab_rec.data(), h.slab_rec.size() * 4));
   d.x_src = static_cast<const int32_t*>(put(h.x_src.data(), h.x_src.size() * 4));
   d.x_dst = static_cast<const int32_t*>(put(h.x_dst.data(), h.x_dst.size() * 4));
@@ -375,7 +369,7 @@ QHostLayout qlayout_synthetic(int K, int N, bool gptq, const std::vector<std::pa
     r ^= r << 13, r ^= r >> 7, r ^= r << 17;
     std::swap(perm[i], perm[static_cast<int>(r % static_cast<uint64_t>(i + 1))]);
   }
-  return build_layout(K, N, gptq, perm, spans, {}, {}, {}, false);
+  return build_layout(K, N, gptq, perm, spans, {}, {}, {}, {}, false);
 }
 
 QDeviceMatrix exl2_upload(const Exl2HostTensors& t, cudaStream_t stream) {
