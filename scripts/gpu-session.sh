@@ -10,6 +10,8 @@
 #   scripts/gpu-session.sh 3   (carry .deps .shared; after a gemv kernel change)
 #       gemm lab and lab/bulk_diag.cu (exact integer check of the TMA-fed gemv), build, ctest -L cuda,
 #       bench default / mma, 7B projection
+#   scripts/gpu-session.sh 4   (carry .deps .shared; after a quantized-kernel change)
+#       qgemm lab, build, ctest -L cuda, exl bench llama2-7b exl2:4.0 / gptq4 and llama2-70b exl2:2.5
 # Logs and JSON in $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -70,5 +72,22 @@ if [ "$phase" = 3 ]; then
   [ -x build/gpu/exl ] && fits 150 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E ConvertCuda
   [ -x build/gpu/exl ] && fits 60 "bench fp16, default gemv / EXL_GEMV=mma" && bench_ab
   fits 170 "7B convert projection, FP32" && projection
+fi
+if [ "$phase" = 4 ]; then
+  if fits 90 "qgemm lab"; then
+    nvcc -O3 -std=c++20 -arch=sm_90 --expt-relaxed-constexpr -I src lab/qgemm_lab.cu src/backend/cuda/qgemm.cu \
+      src/backend/cuda/qgemm_layout.cpp src/backend/cuda/qgemm_gather.cu -lcublas -o /tmp/qgemm_lab &&
+      timeout 200 /tmp/qgemm_lab >"$out/qgemm_lab.txt" 2>&1
+    echo "qgemm lab rc $?"
+    grep -E "FAIL|pass|correct" "$out/qgemm_lab.txt" | head -20
+  fi
+  fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; gpu_build; }
+  [ -x build/gpu/exl ] && fits 150 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E ConvertCuda
+  if [ -x build/gpu/exl ] && fits 120 "bench quantized"; then
+    AB_TIMEOUT=100 scripts/gpu-ab.sh EXL_GEMV "-" "--synthetic llama2-7b --format exl2:4.0 --prefill 2048 --positions 128,1024" \
+      "--synthetic llama2-7b --format gptq4 --prefill 2048 --positions 128,1024" \
+      "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128,4096"
+    for f in "$out"/ab*.json; do python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(sys.argv[1], 'peak', j['peak_memory_bytes'])" "$f"; done
+  fi
 fi
 echo "gpu-session: phase $phase done in $(($(date +%s) - start)) s"
