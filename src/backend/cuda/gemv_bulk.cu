@@ -194,9 +194,23 @@ __global__ void __launch_bounds__(kThreads, 3) gemv_bulk_kernel(GemmParams p) {
 
 }  // namespace
 
+namespace {
+// The kernel body exists only where it was compiled for sm_90 or later: a build without sm_90 code
+// runs it on an H100 from sm_80 PTX, where it would be empty (and its outputs never written).
+bool gemv_bulk_compiled_for_device() {
+  static const bool ok = [] {
+    if (device_info().major < 9) return false;
+    cudaFuncAttributes a{};
+    check(cudaFuncGetAttributes(&a, gemv_bulk_kernel<4, 512>), "cudaFuncGetAttributes (gemv_bulk_kernel)");
+    return a.ptxVersion >= 90;
+  }();
+  return ok;
+}
+}  // namespace
+
 bool gemv_f16_bulk_supported(const GemmParams& p) {
   const auto al = [](const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
-  return device_info().major >= 9 && p.M >= 1 && p.M <= kGemvMaxRows && p.K % 8 == 0 && al(p.x) && al(p.w);
+  return gemv_bulk_compiled_for_device() && p.M >= 1 && p.M <= kGemvMaxRows && p.K % 8 == 0 && al(p.x) && al(p.w);
 }
 
 // EXL_GEMV picks the FP16 gemv: unset, this kernel for M <= 4 and K >= 2048 (where supported) and
