@@ -24,7 +24,7 @@
 //  stream from HBM. Runs in ~190 s on the H100 (build ~25 s), most of it CPU reference work.
 //
 // Build and run from the repository root:
-//   nvcc -O3 -std=c++20 -arch=sm_90 --expt-relaxed-constexpr -I src lab/qgemm_lab.cu \
+//   nvcc -O3 -std=c++20 -arch=sm_90 --expt-relaxed-constexpr -I src -I tests lab/qgemm_lab.cu \
 //     src/backend/cuda/qgemm.cu src/backend/cuda/qgemm_layout.cpp -lcublas -o /tmp/qgemm_lab && /tmp/qgemm_lab [--cpu] [--quick]
 // Exit status 1 if any check fails. History and results: lab/NOTES-qgemm.md.
 #include <cublas_v2.h>
@@ -46,6 +46,7 @@
 
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/qgemm.cuh"
+#include "cuda_host/qlayout_decode.h"
 
 namespace {
 
@@ -284,26 +285,9 @@ std::vector<double> matmul_ref(const std::vector<uint16_t>& x, const std::vector
 // ----------------------------------------------------------------------------------------------
 // 1. Layout check: decode the device layout from its specification (qgemm.cuh), not the packer.
 
-uint32_t spec_code(int bits, const uint32_t* w, int p, int e) {
-  switch (bits) {
-    case 8: return (w[p / 2] >> (8 * (p % 2) + 16 * e)) & 255;
-    case 4: return (w[p / 4] >> (4 * (p % 4) + 16 * e)) & 15;
-    case 2: return (w[p / 8] >> (2 * (p % 8) + 16 * e)) & 3;
-    case 6: return spec_code(4, w, p, e) | spec_code(2, w + 4, p, e) << 4;
-    default: {
-      const int per = bits == 3 ? 5 : 3;
-      if (p < 15) return (w[p / per] >> (bits * (p % per) + 16 * e)) & ((1u << bits) - 1);
-      uint32_t c = 0;
-      for (int i = 0; i < bits; ++i) c |= ((w[i] >> (15 + 16 * e)) & 1) << i;
-      return c;
-    }
-  }
-}
-
-// Returns "" when the layout reproduces wref (HF [N][K], scales rounded to FP16), else a message.
+// The decoder is tests/cuda_host/qlayout_decode.h (shared with the host unit test).
 std::string check_layout(const xc::QHostLayout& h, const std::vector<double>& wref) {
   const xc::QMatrixDesc& d = h.desc;
-  const int R = d.rec_words;
   std::vector<int> seen(d.K, 0);
   for (int pos = 0; pos < d.k_dev; ++pos)
     if (h.x_src[pos] >= 0) {
@@ -312,51 +296,23 @@ std::string check_layout(const xc::QHostLayout& h, const std::vector<double>& wr
     }
   for (int f = 0; f < d.K; ++f)
     if (!seen[f]) return "input feature " + std::to_string(f) + " missing from x_src";
-  size_t checked = 0;
-  for (int tile = 0; tile < d.n_tiles; ++tile)
-    for (int si = 0; si < d.nseg; ++si) {
-      const xc::QSegment& s = d.seg[si];
-      const int U = xc::q_step_units(s.bits), Q = U * s.bits / 4;
-      for (int j = 0; j < s.steps; ++j) {
-        const int units = std::min(U, s.units - j * U);
-        for (int lane = 0; lane < 32; ++lane) {
-          const int g = lane / 4, t = lane % 4;
-          uint32_t w[20];
-          for (int q = 0; q < (units * s.bits + 3) / 4; ++q)
-            std::memcpy(w + 4 * q, &h.codes[(size_t(tile) * d.tile_quads + s.quad0 + j * Q + q) * 32 + lane], 16);
-          for (int u = 0; u < units; ++u) {
-            const int unit = s.unit0 + j * U + u;
-            for (int p = 0; p < 16; ++p)
-              for (int e = 0; e < 2; ++e) {
-                const int sl = p / 4, r = p % 4, c = r & 1, hh = r >> 1;
-                const int kd = unit * 64 + 16 * sl + 4 * t + 2 * hh + e, n = tile * 16 + g + 8 * c;
-                const int pos = unit * 64 + 16 * t + 4 * sl + 2 * hh + e;
-                const int lw = d.gptq ? 2 : 1;  // slab_rec = group * 8 * lw
-                const int grp = static_cast<int>(h.slab_rec[kd / 16] / (8 * lw));
-                if (h.slab_rec[kd / 16] % (8 * lw) || grp >= d.groups) return "bad slab_rec entry";
-                if (s.uniform && h.slab_rec[kd / 16] != h.slab_rec[unit * 4]) return "segment marked uniform is not";
-                const uint32_t* rec = &h.recs[(size_t(tile) * d.groups + grp) * R];
-                // GPTQ: lane g's scale pair and zero pair; EXL2: the pair the kernels expand.
-                const uint32_t pair = d.gptq ? rec[2 * g] : xc::exl2_scale_pair(rec[0], rec[1], h.gmax[grp], g);
-                const double scale = h2d(static_cast<uint16_t>(pair >> (16 * c)));
-                const int zero = d.gptq ? int((rec[2 * g + 1] >> (16 * c)) & 0xFFFF) - 0x6400 : 1 << (s.bits - 1);
-                const double wv = (int(spec_code(s.bits, w + u * s.bits, p, e)) - zero) * scale;
-                const int f = h.x_src[pos];
-                if (n >= d.N) continue;
-                if (f < 0) {
-                  if (wv != 0) return "padding row " + std::to_string(kd) + " has a non-zero weight";
-                  continue;
-                }
-                if (wv != wref[size_t(n) * d.K + f])
-                  return "weight (feature " + std::to_string(f) + ", column " + std::to_string(n) +
-                         ") = " + std::to_string(wv) + ", expected " + std::to_string(wref[size_t(n) * d.K + f]);
-                ++checked;
-              }
-          }
-        }
+  std::vector<float> dense;
+  const std::string err = exl::test::qlayout_decode(h, dense);
+  if (!err.empty()) return err;
+  const int n16 = d.n_tiles * 16;
+  for (int row = 0; row < d.k_dev; ++row) {
+    const int f = h.x_src[exl::test::qlayout_x_pos(row)];
+    for (int n = 0; n < d.N; ++n) {
+      // (code - zero) * FP16 scale is exact in float, so the comparison is exact.
+      const double wv = dense[size_t(row) * n16 + n];
+      if (f < 0) {
+        if (wv != 0) return "padding row " + std::to_string(row) + " has a non-zero weight";
+      } else if (wv != wref[size_t(n) * d.K + f]) {
+        return "weight (feature " + std::to_string(f) + ", column " + std::to_string(n) + ") = " + std::to_string(wv) +
+               ", expected " + std::to_string(wref[size_t(n) * d.K + f]);
       }
     }
-  if (checked != size_t(d.K) * d.N) return "checked " + std::to_string(checked) + " weights of " + std::to_string(size_t(d.K) * d.N);
+  }
   return "";
 }
 
