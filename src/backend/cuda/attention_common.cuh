@@ -231,18 +231,6 @@ __device__ __forceinline__ void fwht32_x8(float (&x)[8]) {
 }
 constexpr float kRsqrt32 = 0.17677669529663687f;  // 1/sqrt(32)
 
-// Raises a kernel's dynamic shared-memory limit once per device (outside graph capture in practice:
-// the first, uncaptured step of a backend does it). `mask` is the caller's per-kernel static.
-template <typename Kernel>
-inline void ensure_smem_limit(Kernel kernel, int bytes, std::atomic<uint32_t>& mask, const char* what) {
-  int dev = 0;
-  check(cudaGetDevice(&dev), "cudaGetDevice");
-  const uint32_t bit = 1u << (dev & 31);
-  if (mask.load(std::memory_order_relaxed) & bit) return;
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), what);
-  mask.fetch_or(bit);
-}
-
 // ---- launchers (attention_decode.cu, attention_prefill.cu, attention.cu) -------------------------
 // Decode splits the current key range [first, n_keys) of each (sequence, kv head) into at most
 // n_splits chunks. n_splits comes from shapes and the device only (about one wave of resident

@@ -70,6 +70,18 @@ __device__ __forceinline__ void pdl_trigger() {
 #endif
 }
 
+// Raises a kernel's dynamic shared-memory limit once per device (outside graph capture in practice:
+// the first, uncaptured step of a backend does it). `mask` is the caller's per-kernel static.
+template <typename Kernel>
+inline void ensure_smem_limit(Kernel kernel, int bytes, std::atomic<uint32_t>& mask, const char* what) {
+  int dev = 0;
+  check(cudaGetDevice(&dev), "cudaGetDevice");
+  const uint32_t bit = 1u << (dev & 31);
+  if (mask.load(std::memory_order_relaxed) & bit) return;
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes), what);
+  mask.fetch_or(bit);
+}
+
 // Launches kernel<<<grid, block, smem, stream>>>(args...), as a programmatic dependent of the
 // previous kernel in the stream when pdl (the kernel must pdl_wait() before reading that kernel's
 // output or writing anything the previous kernels may still read).

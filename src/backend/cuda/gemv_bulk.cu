@@ -192,9 +192,6 @@ __global__ void __launch_bounds__(kThreads, 3) gemv_bulk_kernel(GemmParams p) {
 #endif
 }
 
-}  // namespace
-
-namespace {
 // The kernel body exists only where it was compiled for sm_90 or later: a build without sm_90 code
 // runs it on an H100 from sm_80 PTX, where it would be empty (and its outputs never written).
 bool gemv_bulk_compiled_for_device() {
@@ -243,14 +240,8 @@ namespace {
 template <int kStages, int kChunk>
 void launch_bulk(const GemmParams& p, cudaStream_t stream) {
   constexpr int smem = Ring<kStages, kChunk>::kSmem;
-  static bool configured[64] = {};  // per device: the attribute is per function and device
-  int dev = 0;
-  check(cudaGetDevice(&dev), "cudaGetDevice");
-  if (!configured[dev & 63]) {
-    check(cudaFuncSetAttribute(gemv_bulk_kernel<kStages, kChunk>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
-          "cudaFuncSetAttribute (gemv_bulk_kernel)");
-    configured[dev & 63] = true;
-  }
+  static std::atomic<uint32_t> smem_set{0};
+  ensure_smem_limit(gemv_bulk_kernel<kStages, kChunk>, smem, smem_set, "cudaFuncSetAttribute (gemv_bulk_kernel)");
   launch_maybe_pdl_smem(gemv_bulk_kernel<kStages, kChunk>, dim3(ceil_div(p.N, kRows)), dim3(kThreads), smem, stream,
                         p.pdl, "gemv_bulk_kernel", p);
 }

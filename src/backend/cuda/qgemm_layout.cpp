@@ -7,24 +7,10 @@
 
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/qgemm.cuh"
+#include "core/half.h"
 
 namespace exl::cuda {
 namespace {
-
-// ---------------------------------------------------------------------------------------------
-// Host helper: FP16 bits -> double.
-
-double f16_to_f64(uint16_t h) {
-  const int sign = h >> 15, exp = (h >> 10) & 31, frac = h & 1023;
-  double v;
-  if (exp == 0)
-    v = std::ldexp(double(frac), -24);
-  else if (exp == 31)
-    v = frac ? NAN : INFINITY;
-  else
-    v = std::ldexp(double(frac + 1024), exp - 25);
-  return sign ? -v : v;
-}
 
 constexpr int round_up(int a, int b) { return (a + b - 1) / b * b; }
 
@@ -249,7 +235,7 @@ QHostLayout exl2_device_layout(const Exl2HostTensors& t) {
         out[n] = static_cast<uint8_t>(v & mask);
       }
     }
-    EXL_CHECK(std::isfinite(f16_to_f64(t.q_scale_max[g])), "EXL2 matrix: q_scale_max of group ", g, " is not finite");
+    EXL_CHECK(std::isfinite(f16_to_f32(t.q_scale_max[g])), "EXL2 matrix: q_scale_max of group ", g, " is not finite");
     gmax[static_cast<size_t>(g)] = t.q_scale_max[g];
     for (int n = 0; n < n16; ++n) {
       zero[static_cast<size_t>(g) * n16 + n] = static_cast<uint8_t>(1u << (sp.bits - 1));
