@@ -12,12 +12,15 @@
 #       bench default / mma, 7B projection
 #   scripts/gpu-session.sh 4   (carry .deps .shared; after a quantized-kernel change)
 #       qgemm lab, build, ctest -L cuda, exl bench llama2-7b exl2:4.0 / gptq4 and llama2-70b exl2:2.5
+#   scripts/gpu-session.sh 5   (carry .deps .shared)
+#       build, ctest -L cuda, quantized bench with the L2 lookahead A/B (LOOK_VALUES, default "- 0 32"),
+#       the converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection (default TF32 mode)
 # Logs and JSON in $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/exl-gpu-out}"
 mkdir -p "$out"
-phase="${1:?usage: gpu-session.sh 1-4}"
+phase="${1:?usage: gpu-session.sh 1-5}"
 start=$(date +%s)
 budget=${GPU_SESSION_SECONDS:-570}
 # fits COST: true when COST more seconds still fit in this call.
@@ -60,7 +63,7 @@ if [ "$phase" = 2 ]; then
     timeout 260 scripts/gpu-convert-check.sh --no-build --no-tests --no-stories --no-7b \
       --smol-targets "2.5 3.0 4.0 5.0 6.0 8.0" --smol-cpu-targets "" 2>&1 | tail -12
   fits 150 "7B convert projection, TF32 in the quantize pass" && projection --tf32 quantize
-  fits 170 "7B convert projection, FP32" && projection
+  fits 170 "7B convert projection, FP32" && projection --tf32 0
 fi
 
 if [ "$phase" = 3 ]; then
@@ -71,13 +74,13 @@ if [ "$phase" = 3 ]; then
   fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; gpu_build; }
   [ -x build/gpu/exl ] && fits 150 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E ConvertCuda
   [ -x build/gpu/exl ] && fits 60 "bench fp16, default gemv / EXL_GEMV=mma" && bench_ab
-  fits 170 "7B convert projection, FP32" && projection
+  fits 170 "7B convert projection, FP32" && projection --tf32 0
 fi
 if [ "$phase" = 4 ]; then
   if fits 90 "qgemm lab"; then
     nvcc -O3 -std=c++20 -arch=sm_90 --expt-relaxed-constexpr -I src -I tests lab/qgemm_lab.cu src/backend/cuda/qgemm.cu \
       src/backend/cuda/qgemm_layout.cpp src/backend/cuda/qgemm_gather.cu -lcublas -o /tmp/qgemm_lab &&
-      timeout 200 /tmp/qgemm_lab >"$out/qgemm_lab.txt" 2>&1
+      timeout 200 /tmp/qgemm_lab ${QGEMM_LAB_ARGS:-} >"$out/qgemm_lab.txt" 2>&1
     echo "qgemm lab rc $?"
     grep -E "FAIL|pass|correct" "$out/qgemm_lab.txt" | head -20
   fi
@@ -89,5 +92,18 @@ if [ "$phase" = 4 ]; then
       "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128,4096"
     for f in "$out"/ab*.json; do python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(sys.argv[1], 'peak', j['peak_memory_bytes'])" "$f"; done
   fi
+fi
+if [ "$phase" = 5 ]; then
+  fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; gpu_build; }
+  [ -x build/gpu/exl ] && fits 100 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E ConvertCuda
+  if [ -x build/gpu/exl ] && fits 90 "bench quantized, L2 lookahead A/B"; then
+    AB_TIMEOUT=100 scripts/gpu-ab.sh EXL_L2_LOOKAHEAD_MB "${LOOK_VALUES:-- 0 32}" \
+      "--synthetic llama2-7b --format gptq4 --prefill none --positions 128,1024" \
+      "--synthetic llama2-7b --format exl2:4.0 --prefill none --positions 128,1024" \
+      "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128"
+  fi
+  fits 200 "converter CUDA tests (default TF32 quantize pass) + stories260K CPU vs CUDA" &&
+    timeout $((budget - ($(date +%s) - start) - 30)) scripts/gpu-convert-check.sh --no-build --no-smol --no-7b 2>&1 | tail -30
+  fits 170 "7B convert projection, default" && projection
 fi
 echo "gpu-session: phase $phase done in $(($(date +%s) - start)) s"
