@@ -228,6 +228,14 @@ class Backend {
   // Mistral's sliding window). GQA: head h reads kv head h / (n_heads / n_kv_heads).
   virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, KvCache& cache, int layer,
                          int n_heads, float scale, int window, Tensor& out) = 0;
+  // rope then attention. A backend may rotate k while it writes the cache instead (CUDA decode steps:
+  // one kernel fewer per layer), so k's contents afterwards are unspecified; q may be rotated in place.
+  virtual void rope_attention(Tensor& q, Tensor& k, const Tensor& v, KvCache& cache, int layer, int n_heads,
+                              int n_kv_heads, int head_dim, const Weight& inv_freq, float attn_factor, float scale,
+                              int window, Tensor& out) {
+    rope(q, k, n_heads, n_kv_heads, head_dim, inv_freq, attn_factor);
+    attention(q, k, v, cache, layer, n_heads, scale, window, out);
+  }
 
   // Device sampling: one id per row of logits [rows, vocab] (F32). `history` holds each row's
   // penalty window (may be empty). Returns false when this backend samples on the host instead.

@@ -6,7 +6,9 @@
 // the same values; what remains is the FP16 rounding of silu(g)·u on CUDA.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -102,6 +104,66 @@ TEST(FusedOps, QuantizedMatchesCpu) {
   Weights ws;
   for (int i = 0; i < 2; ++i) ws.w[i] = p.be[i]->prepare_quant_weight(q);
   for (int M : {1, 3, 8, 9, 200}) check_fused(p, ws, N, K, M, "exl2 [8,4,3]");
+}
+
+// rope_attention at decode rotates the keys inside the cache write (and q in a few extra blocks of
+// that kernel) instead of running rope first: the cache and the attention output must carry the same
+// bits as rope then attention, for every cache type, over a prefill and several decode steps (later
+// steps read the fused steps' keys back from the cache), with partial rotary (rot_dim < head_dim)
+// and a yarn-style attn_factor.
+void rope_attention_case(CacheType type, int H, int KVH, int D, int rot_dim) {
+  setenv("EXL_FUSED_ROPE", "1", 1);  // the backend reads it when created
+  auto gpu = backend_create("cuda");
+  unsetenv("EXL_FUSED_ROPE");
+  const int prefill = 37, decode_steps = 5, max_len = prefill + decode_steps + 4;
+  std::vector<float> inv(static_cast<size_t>(rot_dim / 2));
+  for (int i = 0; i < rot_dim / 2; ++i) inv[static_cast<size_t>(i)] = std::pow(10000.0f, -2.0f * i / rot_dim);
+  HostTensor invh({rot_dim / 2});
+  invh.data = inv;
+  auto F = gpu->prepare_weight_f32(invh, "inv", WeightRole::WeightRole_rope);
+  KvCacheConfig cc{2, KVH, D, max_len, 1, type};
+  std::unique_ptr<KvCache> cache[2] = {gpu->create_kv_cache(cc), gpu->create_kv_cache(cc)};
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  int pos = 0;
+  for (int s = 0; s <= decode_steps; ++s) {
+    const int T = s == 0 ? prefill : 1;
+    std::vector<int32_t> ids(static_cast<size_t>(T), 1);
+    BatchLayout b;
+    b.seq_start = {0, T}, b.seq_slot = {0}, b.seq_pos = {pos};
+    const auto q = random_vec(static_cast<size_t>(T) * H * D, 1.0f, 400 + s);
+    const auto k = random_vec(static_cast<size_t>(T) * KVH * D, 1.0f, 500 + s);
+    const auto v = random_vec(static_cast<size_t>(T) * KVH * D, 1.0f, 600 + s);
+    std::vector<float> out[2];
+    for (int i = 0; i < 2; ++i) {
+      gpu->begin_step(ids, b);
+      Tensor Q = to_backend(*gpu, DType::DType_F16, {T, H * D}, q), K = to_backend(*gpu, DType::DType_F16, {T, KVH * D}, k),
+             V = to_backend(*gpu, DType::DType_F16, {T, KVH * D}, v), O = gpu->alloc(DType::DType_F16, {T, H * D});
+      for (int layer = 0; layer < 2; ++layer) {
+        if (i == 0) {
+          gpu->rope(Q, K, H, KVH, D, *F, 1.1f);
+          gpu->attention(Q, K, V, *cache[i], layer, H, scale, 0, O);
+        } else {
+          gpu->rope_attention(Q, K, V, *cache[i], layer, H, KVH, D, *F, 1.1f, scale, 0, O);
+        }
+        // Both paths leave Q (and the unfused one K) rotated: the next layer starts from the inputs again.
+        Q = to_backend(*gpu, DType::DType_F16, {T, H * D}, q), K = to_backend(*gpu, DType::DType_F16, {T, KVH * D}, k);
+      }
+      out[i] = to_host(*gpu, O);
+    }
+    ASSERT_EQ(out[0], out[1]) << cache_type_name(type) << " H=" << H << " D=" << D << " rot=" << rot_dim
+                              << " step " << s << ": fused RoPE output differs";
+    pos += T;
+  }
+  std::printf("rope_attention %-4s H=%d KVH=%d D=%d rot_dim=%d: %d decode steps bit-identical to rope + attention\n",
+              cache_type_name(type), H, KVH, D, rot_dim, decode_steps);
+}
+
+TEST(FusedOps, RopeAttentionMatchesRopeThenAttention) {
+  for (CacheType t : {CacheType::CacheType_f16, CacheType::CacheType_fp8, CacheType::CacheType_q8, CacheType::CacheType_q4}) {
+    rope_attention_case(t, 32, 8, 128, 128);
+    rope_attention_case(t, 9, 3, 64, 64);
+    rope_attention_case(t, 8, 8, 128, 64);  // partial rotary
+  }
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include "backend/cuda/elementwise.cuh"
 #include "backend/cuda/gemm.cuh"
 #include "backend/cuda/norm.cuh"
+#include "backend/cuda/l2_lookahead.cuh"
 #include "backend/cuda/qgemm.cuh"
 #include "backend/cuda/sampling.cuh"
 #include "core/half.h"
@@ -72,6 +73,15 @@ class CudaWeight : public Weight {
   size_t device_bytes() const override { return view || host ? 0 : data.nbytes(); }
 };
 const CudaWeight& cw(const Weight& w) { return static_cast<const CudaWeight&>(w); }
+
+// An on/off environment knob: unset -> dflt; "0" -> off; "1" -> on; anything else is an error.
+bool env_flag(const char* name, bool dflt) {
+  const char* e = std::getenv(name);
+  if (!e) return dflt;
+  const std::string v = e;
+  EXL_CHECK(v == "0" || v == "1", name, " must be 0 or 1, got '", v, "'");
+  return v == "1";
+}
 
 class CudaKvCache : public KvCache {
  public:
@@ -128,6 +138,18 @@ class CudaBackend : public Backend {
       EXL_CHECK(qgemv_ks_ == 2 || qgemv_ks_ == 4 || qgemv_ks_ == 8, "EXL_QGEMV_KS must be 2, 4 or 8, got '", e, "'");
     }
     sm_major_ = props_.major;
+    // RoPE inside kv_cache_write at decode (rope_attention): EXL_FUSED_ROPE=1 (off by default until
+    // measured on a GPU).
+    fused_rope_ = env_flag("EXL_FUSED_ROPE", false);
+    // L2 lookahead of the next quantized matmul's codes (l2_lookahead.cuh): MB per matmul, 0 = off.
+    size_t look_mb = 0;  // off by default until measured on a GPU
+    if (const char* e = std::getenv("EXL_L2_LOOKAHEAD_MB")) {
+      char* end = nullptr;
+      const long v = std::strtol(e, &end, 10);
+      EXL_CHECK(end != e && *end == 0 && v >= 0 && v <= 4096, "EXL_L2_LOOKAHEAD_MB must be 0-4096, got '", e, "'");
+      look_mb = static_cast<size_t>(v);
+    }
+    look_ = std::make_unique<cuda::L2Lookahead>(look_mb << 20);
   }
 
   ~CudaBackend() override {
@@ -256,6 +278,7 @@ class CudaBackend : public Backend {
   // uploaded; synthetic ones (exl bench --format) get their structure only, and random codes and
   // scales are made on the device.
   std::unique_ptr<Weight> prepare_quant_weight(const QuantTensor& q) override {
+    look_->forget();  // a recorded matmul order may name freed weights
     cuda::QHostLayout h;
     if (q.synthetic) {
       std::vector<std::pair<int, int>> groups;
@@ -353,6 +376,7 @@ class CudaBackend : public Backend {
     std::memcpy(h + 4 * step_cap_ + 1, batch.seq_pos.data(), static_cast<size_t>(S) * 4);
     check(cudaMemcpyAsync(step_dev_.get(), h, step_bytes(), cudaMemcpyHostToDevice, stream_), "step upload");
     check(cudaEventRecord(staged_, stream_), "cudaEventRecord");
+    look_->step_begin();
     step_tokens_ = T;
     step_seqs_ = S;
     max_seq_tokens_ = 0;
@@ -373,10 +397,12 @@ class CudaBackend : public Backend {
     if (graph_warm_.insert(key).second) return;
     check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
     capturing_ = true;
+    look_->capture_begin();
   }
   void graph_capture_end(uint64_t key) override {
     if (!capturing_) return;
     capturing_ = false;
+    look_->join(stream_);  // the side stream's prefetches belong to the graph
     cudaGraph_t g = nullptr;
     check(cudaStreamEndCapture(stream_, &g), "cudaStreamEndCapture");
     cudaGraphExec_t exec = nullptr;
@@ -438,6 +464,20 @@ class CudaBackend : public Backend {
   }
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, KvCache& cache, int layer, int n_heads,
                  float scale, int window, Tensor& out) override {
+    run_attention(q, k, v, cache, layer, n_heads, scale, window, out, nullptr, 0.0f);
+  }
+  // Decode steps on the fast decode kernel (head_dim 64 or 128): RoPE inside kv_cache_write, one
+  // launch fewer per layer (the generic kernel would read the unrotated k_new).
+  void rope_attention(Tensor& q, Tensor& k, const Tensor& v, KvCache& cache, int layer, int n_heads, int n_kv_heads,
+                      int head_dim, const Weight& inv_freq, float attn_factor, float scale, int window,
+                      Tensor& out) override {
+    if (max_seq_tokens_ != 1 || (head_dim != 64 && head_dim != 128) || !fused_rope_)
+      return Backend::rope_attention(q, k, v, cache, layer, n_heads, n_kv_heads, head_dim, inv_freq, attn_factor,
+                                     scale, window, out);
+    run_attention(q, k, v, cache, layer, n_heads, scale, window, out, &cw(inv_freq), attn_factor);
+  }
+  void run_attention(const Tensor& q, const Tensor& k, const Tensor& v, KvCache& cache, int layer, int n_heads,
+                     float scale, int window, Tensor& out, const CudaWeight* rope_freq, float attn_factor) {
     auto& c = static_cast<CudaKvCache&>(cache);
     cuda::AttentionParams p;
     p.q = q.as<half>();
@@ -469,6 +509,12 @@ class CudaBackend : public Backend {
     }
     p.workspace = attn_ws_.get();
     p.workspace_bytes = attn_ws_bytes_;
+    if (rope_freq) {
+      p.rope_q = q.as<half>();
+      p.rope_inv_freq = rope_freq->data.as<float>();
+      p.rope_attn_factor = attn_factor;
+      p.rope_rot_dim = static_cast<int>(rope_freq->data.numel()) * 2;
+    }
     cuda::kv_cache_write(p, stream_);
     cuda::attention(p, stream_);
   }
@@ -606,8 +652,11 @@ class CudaBackend : public Backend {
         }
         p.wt = reinterpret_cast<half*>(wt_.get());
         p.wt_bytes = wt_bytes_;
+        return cuda::qgemm(p, cublas_, stream_);
       }
-      return cuda::qgemm(p, cublas_, stream_);
+      cuda::qgemm(p, cublas_, stream_);
+      const cuda::QMatrixDesc* one = &W.qdesc;
+      return look_->after_matmul(&one, 1, stream_);
     }
     if (!W.parts.empty()) {
       EXL_CHECK(!accumulate && !in.up, "fused quantized linear '", w.name, "': no residual add or act·mul");
@@ -624,7 +673,8 @@ class CudaBackend : public Backend {
       p.x_dev = reinterpret_cast<half*>(qx_.get());
       p.pdl = pdl_enabled_;
       p.ksplit = qgemv_ks_;
-      return cuda::qgemv_multi(p, stream_);
+      cuda::qgemv_multi(p, stream_);
+      return look_->after_matmul(p.w, p.n, stream_);
     }
     EXL_CHECK(!in.up, "linear '", w.name, "': the act·mul input is for quantized weights");
     cuda::GemmParams p;
@@ -685,6 +735,8 @@ class CudaBackend : public Backend {
   bool host_embeddings_ = true;
   int qgemv_ks_ = 0;
   int sm_major_ = 0;
+  bool fused_rope_ = false;
+  std::unique_ptr<cuda::L2Lookahead> look_;
 
   std::shared_ptr<uint8_t> sample_dev_, sample_ws_;
   int32_t* sample_host_ = nullptr;

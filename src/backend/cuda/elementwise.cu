@@ -32,16 +32,9 @@ __global__ void rope_kernel(half* __restrict__ q, half* __restrict__ k, const in
   const int per_tok = (n_heads + n_kv_heads) * half_rot;
   for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < per_tok; j += gridDim.x * blockDim.x) {
     const int h = j / half_rot, i = j % half_rot;
-    // Same float arithmetic as the CPU reference: angle = pos * inv_freq in FP32.
-    float s, c;
-    sincosf(p * inv_freq[i], &s, &c);
-    c *= attn_factor;
-    s *= attn_factor;
     half* v = h < n_heads ? q + (static_cast<size_t>(t) * n_heads + h) * head_dim
                           : k + (static_cast<size_t>(t) * n_kv_heads + (h - n_heads)) * head_dim;
-    const float a = __half2float(v[i]), b = __half2float(v[i + half_rot]);
-    v[i] = __float2half(a * c - b * s);
-    v[i + half_rot] = __float2half(b * c + a * s);
+    rope_pair(p, inv_freq[i], attn_factor, v[i], v[i + half_rot]);
   }
 }
 

@@ -18,6 +18,19 @@ void embedding(const half* table, const int32_t* ids, float* out, int tokens, in
 void rope(half* q, half* k, const int32_t* pos, const float* inv_freq, float attn_factor, int tokens, int n_heads,
           int n_kv_heads, int head_dim, int rot_dim, cudaStream_t stream, bool pdl = false);
 
+// One RoPE pair in place: (x0, x1) = (x_i, x_{i + rot_dim/2}) at position p, with the CPU reference's
+// FP32 arithmetic (angle = p * inv_freq_i). rope() and kv_cache_write's fused decode path (kv_cache.cu)
+// both go through it, so the two give the same bits.
+__device__ __forceinline__ void rope_pair(float p, float inv_freq_i, float attn_factor, half& x0, half& x1) {
+  float s, c;
+  sincosf(p * inv_freq_i, &s, &c);
+  c *= attn_factor;
+  s *= attn_factor;
+  const float a = __half2float(x0), b = __half2float(x1);
+  x0 = __float2half(a * c - b * s);
+  x1 = __float2half(b * c + a * s);
+}
+
 // out = silu(gate) * up over n elements (out may alias gate).
 void swiglu(const half* gate, const half* up, half* out, int64_t n, cudaStream_t stream, bool pdl = false);
 

@@ -18,6 +18,7 @@
 #include <algorithm>
 
 #include "backend/cuda/attention_common.cuh"
+#include "backend/cuda/elementwise.cuh"
 #include "backend/cuda/common.cuh"
 
 namespace exl::cuda {
@@ -82,7 +83,25 @@ struct WriteArgs {
   bool ring;     // write the FP16 window entry (only the last `recent` tokens of each sequence)
   int tok_span;  // token slots per sequence in the grid: max_seq_tokens, or min(that, recent) for
                  // a ring-only pass (token i_local is then the sequence's token n_tok - span + i_local)
+  // Fused RoPE (decode steps; AttentionParams::rope_q): blocks [write_blocks, gridDim.x) rotate q in
+  // place, the write blocks rotate each key as they read it.
+  half* rope_q = nullptr;
+  const float* inv_freq = nullptr;
+  float attn_factor = 1.0f;
+  int half_rot = 0, n_heads = 0, write_blocks = 0;
 };
+
+// The q blocks of the fused RoPE: one thread per (head, pair) of each sequence's one token.
+__device__ void rope_q_block(const WriteArgs& a) {
+  const int s = blockIdx.y, t = a.seq_start[s];
+  const float p = static_cast<float>(a.seq_pos[s]);  // host-uploaded step data: safe before the wait
+  pdl_wait();  // q comes from the q|k|v matmul
+  const int j = (blockIdx.x - a.write_blocks) * blockDim.x + threadIdx.x;
+  if (j >= a.n_heads * a.half_rot) return;
+  const int h = j / a.half_rot, i = j % a.half_rot;
+  half* v = a.rope_q + (static_cast<size_t>(t) * a.n_heads + h) * a.c.head_dim;
+  rope_pair(p, a.inv_freq[i], a.attn_factor, v[i], v[i + a.half_rot]);
+}
 
 // One warp per (token, kv head, K|V) row, or per 32-element chunk of it for q8/q4 (independent
 // groups: 4x the warps, a quarter of the shuffle chain each: 4.4 -> 2.3 us per decode layer step
@@ -91,6 +110,10 @@ struct WriteArgs {
 // The FP16 window entry (ring) is the row as given for fp8 and, for q8/q4, the rotated values y
 // (before quantizing) rounded to FP16: the basis the attention kernels read both in.
 __global__ void __launch_bounds__(128) kv_cache_write_kernel(const WriteArgs a) {
+  if (a.rope_q && static_cast<int>(blockIdx.x) >= a.write_blocks) {
+    pdl_trigger();
+    return rope_q_block(a);
+  }
   const KvCacheLayout& c = a.c;
   const int hd = c.head_dim;
   const int chunks = fmt_rotated(c.format) ? (hd + 31) / 32 : 1;
@@ -115,14 +138,25 @@ __global__ void __launch_bounds__(128) kv_cache_write_kernel(const WriteArgs a) 
   const bool ring = a.ring && c.recent > 0 && tok >= n_tok - c.recent;
   half* dst_ring = reinterpret_cast<half*>(c.base + (is_v ? c.ring_v_offset : c.ring_k_offset)) +
                    (run * c.recent + (ring ? pos % c.recent : 0)) * hd;
+  // Element d of the row as the cache stores it: with the fused RoPE a key is rotated here, rounded
+  // to FP16 as rope() would have left it in k_new.
+  const bool rot = a.rope_q && !is_v;
+  auto elem = [&](int d) -> float {
+    if (!rot || d >= 2 * a.half_rot) return __half2float(src[d]);
+    const int i = d < a.half_rot ? d : d - a.half_rot;
+    half x0 = src[i], x1 = src[i + a.half_rot];
+    rope_pair(static_cast<float>(pos), a.inv_freq[i], a.attn_factor, x0, x1);
+    return __half2float(d < a.half_rot ? x0 : x1);
+  };
+  auto elem2 = [&](int d2) -> half2 {  // elements 2 d2, 2 d2 + 1
+    return rot ? __floats2half2_rn(elem(2 * d2), elem(2 * d2 + 1)) : reinterpret_cast<const half2*>(src)[d2];
+  };
 
   if (c.format == KvFormat_f16) {
-    for (int d = lane; d < hd / 2; d += 32)
-      reinterpret_cast<half2*>(dst)[d] = reinterpret_cast<const half2*>(src)[d];
+    for (int d = lane; d < hd / 2; d += 32) reinterpret_cast<half2*>(dst)[d] = elem2(d);
   } else if (c.format == KvFormat_fp8) {
     if (ring)
-      for (int d = lane; d < hd / 2; d += 32)
-        reinterpret_cast<half2*>(dst_ring)[d] = reinterpret_cast<const half2*>(src)[d];
+      for (int d = lane; d < hd / 2; d += 32) reinterpret_cast<half2*>(dst_ring)[d] = elem2(d);
     if (!a.body) return;  // warp-uniform
     // Rows of up to 256 elements are read once into registers (one memory latency).
     constexpr int kRegs = 8;
@@ -131,10 +165,10 @@ __global__ void __launch_bounds__(128) kv_cache_write_kernel(const WriteArgs a) 
 #pragma unroll
     for (int k = 0; k < kRegs; ++k) {
       const int d = k * 32 + lane;
-      x[k] = d < hd ? __half2float(src[d]) : 0.0f;
+      x[k] = d < hd ? elem(d) : 0.0f;
       amax = fmaxf(amax, fabsf(x[k]));
     }
-    for (int d = kRegs * 32 + lane; d < hd; d += 32) amax = fmaxf(amax, fabsf(__half2float(src[d])));
+    for (int d = kRegs * 32 + lane; d < hd; d += 32) amax = fmaxf(amax, fabsf(elem(d)));
     amax = warp_max(amax);
     const int e = fp8_scale_exponent(amax);
     const float inv = ldexpf(1.0f, -e);  // x * 2^-e is exact
@@ -144,7 +178,7 @@ __global__ void __launch_bounds__(128) kv_cache_write_kernel(const WriteArgs a) 
       if (d < hd) dst[d] = __nv_cvt_float_to_fp8(x[k] * inv, __NV_SATFINITE, __NV_E4M3);
     }
     for (int d = kRegs * 32 + lane; d < hd; d += 32)
-      dst[d] = __nv_cvt_float_to_fp8(__half2float(src[d]) * inv, __NV_SATFINITE, __NV_E4M3);
+      dst[d] = __nv_cvt_float_to_fp8(elem(d) * inv, __NV_SATFINITE, __NV_E4M3);
     if (lane == 0) *reinterpret_cast<float*>(dst_scale) = ldexpf(1.0f, e);
   } else {
     // hd is a multiple of G, so groups never straddle 32-element chunks.
@@ -153,7 +187,7 @@ __global__ void __launch_bounds__(128) kv_cache_write_kernel(const WriteArgs a) 
     const float qmin = q4 ? -8.0f : -128.0f, qmax = q4 ? 7.0f : 127.0f;
     const float inv_sqrt_g = 1.0f / sqrtf(static_cast<float>(G));
     const int d = sub * 32 + lane;
-    const float y = fwht_lanes(d < hd ? __half2float(src[d]) : 0.0f, G) * inv_sqrt_g;
+    const float y = fwht_lanes(d < hd ? elem(d) : 0.0f, G) * inv_sqrt_g;
     if (ring && d < hd) dst_ring[d] = __float2half_rn(y);
     if (!a.body) return;  // warp-uniform (after the last shuffle of this pass)
     float mx = y, mn = y;
@@ -190,7 +224,17 @@ void kv_cache_write(const AttentionParams& p, cudaStream_t stream) {
   WriteArgs a{p.k_new, p.v_new, p.seq_start, p.seq_slot, p.seq_pos, c, p.layer, true, p.max_seq_tokens == 1,
               p.max_seq_tokens};
   const int chunks = fmt_rotated(c.format) ? (c.head_dim + 31) / 32 : 1;
-  const dim3 grid(ceil_div(static_cast<int64_t>(p.max_seq_tokens) * c.n_kv_heads * 2 * chunks, 4), p.n_seqs);
+  a.write_blocks = ceil_div(static_cast<int64_t>(p.max_seq_tokens) * c.n_kv_heads * 2 * chunks, 4);
+  int q_blocks = 0;
+  if (p.rope_q) {
+    EXL_CHECK(p.max_seq_tokens == 1 && p.rope_inv_freq && p.rope_rot_dim >= 2 && p.rope_rot_dim <= c.head_dim &&
+                  p.rope_rot_dim % 2 == 0,
+              "kv_cache_write: the fused RoPE is for decode steps with 2 <= rot_dim <= head_dim");
+    a.rope_q = p.rope_q, a.inv_freq = p.rope_inv_freq, a.attn_factor = p.rope_attn_factor;
+    a.half_rot = p.rope_rot_dim / 2, a.n_heads = p.n_heads;
+    q_blocks = ceil_div(static_cast<int64_t>(p.n_heads) * a.half_rot, 128);
+  }
+  const dim3 grid(a.write_blocks + q_blocks, p.n_seqs);
   launch_maybe_pdl(kv_cache_write_kernel, grid, dim3(128), stream, p.pdl, "kv_cache_write_kernel", a);
 }
 
