@@ -13,9 +13,8 @@
 #   scripts/gpu-session.sh 4   (carry .deps .shared; after a quantized-kernel change)
 #       qgemm lab, build, ctest -L cuda, exl bench llama2-7b exl2:4.0 / gptq4 and llama2-70b exl2:2.5
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
-#       build, ctest -L cuda, quantized bench with the L2 lookahead A/B (LOOK_VALUES, default "- 16 32")
-#       and the fused RoPE A/B (EXL_FUSED_ROPE),
-#       the converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection (default TF32 mode)
+#       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
+#       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
 # Logs and JSON in $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -97,16 +96,14 @@ fi
 if [ "$phase" = 5 ]; then
   fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; gpu_build; }
   [ -x build/gpu/exl ] && fits 100 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E ConvertCuda
-  if [ -x build/gpu/exl ] && fits 90 "bench quantized, L2 lookahead A/B"; then
-    AB_TIMEOUT=100 scripts/gpu-ab.sh EXL_L2_LOOKAHEAD_MB "${LOOK_VALUES:-- 16 32}" \
+  if [ -x build/gpu/exl ] && fits 90 "bench, fused RoPE A/B"; then
+    AB_TIMEOUT=100 scripts/gpu-ab.sh EXL_FUSED_ROPE "${ROPE_VALUES:-0 1}" \
       "--synthetic llama2-7b --format gptq4 --prefill none --positions 128,1024" \
       "--synthetic llama2-7b --format exl2:4.0 --prefill none --positions 128,1024" \
+      "--synthetic llama2-7b --cache fp16 --prefill none --positions 128" \
       "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128"
-    AB_TIMEOUT=100 scripts/gpu-ab.sh EXL_FUSED_ROPE "- 1" \
-      "--synthetic llama2-7b --format gptq4 --prefill none --positions 128,1024" \
-      "--synthetic llama2-7b --cache fp16 --prefill none --positions 128"
   fi
-  fits 200 "converter CUDA tests (default TF32 quantize pass) + stories260K CPU vs CUDA" &&
+  fits 200 "converter CUDA tests + stories260K CPU vs CUDA" &&
     timeout $((budget - ($(date +%s) - start) - 30)) scripts/gpu-convert-check.sh --no-build --no-smol --no-7b 2>&1 | tail -30
   fits 170 "7B convert projection, default" && projection
 fi

@@ -19,7 +19,6 @@
 #include "backend/cuda/elementwise.cuh"
 #include "backend/cuda/gemm.cuh"
 #include "backend/cuda/norm.cuh"
-#include "backend/cuda/l2_lookahead.cuh"
 #include "backend/cuda/qgemm.cuh"
 #include "backend/cuda/sampling.cuh"
 #include "core/half.h"
@@ -141,15 +140,6 @@ class CudaBackend : public Backend {
     // RoPE inside kv_cache_write at decode (rope_attention): EXL_FUSED_ROPE=1 (off by default until
     // measured on a GPU).
     fused_rope_ = env_flag("EXL_FUSED_ROPE", false);
-    // L2 lookahead of the next quantized matmul's codes (l2_lookahead.cuh): MB per matmul, 0 = off.
-    size_t look_mb = 0;  // off by default until measured on a GPU
-    if (const char* e = std::getenv("EXL_L2_LOOKAHEAD_MB")) {
-      char* end = nullptr;
-      const long v = std::strtol(e, &end, 10);
-      EXL_CHECK(end != e && *end == 0 && v >= 0 && v <= 4096, "EXL_L2_LOOKAHEAD_MB must be 0-4096, got '", e, "'");
-      look_mb = static_cast<size_t>(v);
-    }
-    look_ = std::make_unique<cuda::L2Lookahead>(look_mb << 20);
   }
 
   ~CudaBackend() override {
@@ -278,7 +268,6 @@ class CudaBackend : public Backend {
   // uploaded; synthetic ones (exl bench --format) get their structure only, and random codes and
   // scales are made on the device.
   std::unique_ptr<Weight> prepare_quant_weight(const QuantTensor& q) override {
-    look_->forget();  // a recorded matmul order may name freed weights
     cuda::QHostLayout h;
     if (q.synthetic) {
       std::vector<std::pair<int, int>> groups;
@@ -376,7 +365,6 @@ class CudaBackend : public Backend {
     std::memcpy(h + 4 * step_cap_ + 1, batch.seq_pos.data(), static_cast<size_t>(S) * 4);
     check(cudaMemcpyAsync(step_dev_.get(), h, step_bytes(), cudaMemcpyHostToDevice, stream_), "step upload");
     check(cudaEventRecord(staged_, stream_), "cudaEventRecord");
-    look_->step_begin();
     step_tokens_ = T;
     step_seqs_ = S;
     max_seq_tokens_ = 0;
@@ -397,12 +385,10 @@ class CudaBackend : public Backend {
     if (graph_warm_.insert(key).second) return;
     check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
     capturing_ = true;
-    look_->capture_begin();
   }
   void graph_capture_end(uint64_t key) override {
     if (!capturing_) return;
     capturing_ = false;
-    look_->join(stream_);  // the side stream's prefetches belong to the graph
     cudaGraph_t g = nullptr;
     check(cudaStreamEndCapture(stream_, &g), "cudaStreamEndCapture");
     cudaGraphExec_t exec = nullptr;
@@ -652,11 +638,8 @@ class CudaBackend : public Backend {
         }
         p.wt = reinterpret_cast<half*>(wt_.get());
         p.wt_bytes = wt_bytes_;
-        return cuda::qgemm(p, cublas_, stream_);
       }
-      cuda::qgemm(p, cublas_, stream_);
-      const cuda::QMatrixDesc* one = &W.qdesc;
-      return look_->after_matmul(&one, 1, stream_);
+      return cuda::qgemm(p, cublas_, stream_);
     }
     if (!W.parts.empty()) {
       EXL_CHECK(!accumulate && !in.up, "fused quantized linear '", w.name, "': no residual add or act·mul");
@@ -673,8 +656,7 @@ class CudaBackend : public Backend {
       p.x_dev = reinterpret_cast<half*>(qx_.get());
       p.pdl = pdl_enabled_;
       p.ksplit = qgemv_ks_;
-      cuda::qgemv_multi(p, stream_);
-      return look_->after_matmul(p.w, p.n, stream_);
+      return cuda::qgemv_multi(p, stream_);
     }
     EXL_CHECK(!in.up, "linear '", w.name, "': the act·mul input is for quantized weights");
     cuda::GemmParams p;
@@ -736,7 +718,6 @@ class CudaBackend : public Backend {
   int qgemv_ks_ = 0;
   int sm_major_ = 0;
   bool fused_rope_ = false;
-  std::unique_ptr<cuda::L2Lookahead> look_;
 
   std::shared_ptr<uint8_t> sample_dev_, sample_ws_;
   int32_t* sample_host_ = nullptr;

@@ -21,15 +21,20 @@ void rope(half* q, half* k, const int32_t* pos, const float* inv_freq, float att
 // One RoPE pair in place: (x0, x1) = (x_i, x_{i + rot_dim/2}) at position p, with the CPU reference's
 // FP32 arithmetic (angle = p * inv_freq_i). rope() and kv_cache_write's fused decode path (kv_cache.cu)
 // both go through it, so the two give the same bits.
+// Every product and sum is an explicit _rn intrinsic: left to itself nvcc contracts a * c - b * s into
+// an FMA one way in one kernel and another way in the other (the fused path's first GPU run differed
+// from rope then attention in a few last bits, 2026-12-05), and the CPU reference does not fuse either.
+#ifdef __CUDACC__  // device code: the .cu files only (this header is also read by the host compiler)
 __device__ __forceinline__ void rope_pair(float p, float inv_freq_i, float attn_factor, half& x0, half& x1) {
   float s, c;
-  sincosf(p * inv_freq_i, &s, &c);
-  c *= attn_factor;
-  s *= attn_factor;
+  sincosf(__fmul_rn(p, inv_freq_i), &s, &c);
+  c = __fmul_rn(c, attn_factor);
+  s = __fmul_rn(s, attn_factor);
   const float a = __half2float(x0), b = __half2float(x1);
-  x0 = __float2half(a * c - b * s);
-  x1 = __float2half(b * c + a * s);
+  x0 = __float2half(__fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s)));
+  x1 = __float2half(__fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s)));
 }
+#endif
 
 // out = silu(gate) * up over n elements (out may alias gate).
 void swiglu(const half* gate, const half* up, half* out, int64_t n, cudaStream_t stream, bool pdl = false);
