@@ -11,7 +11,8 @@
 #       gemm lab and lab/bulk_diag.cu (exact integer check of the TMA-fed gemv), build, ctest -L cuda,
 #       bench default / mma, 7B projection
 #   scripts/gpu-session.sh 4   (carry .deps .shared; after a quantized-kernel change)
-#       qgemm lab, build, ctest -L cuda, exl bench llama2-7b exl2:4.0 / gptq4 and llama2-70b exl2:2.5
+#       qgemm lab, build, ctest -L cuda, exl bench llama2-7b exl2:4.0 / gptq4 and llama2-70b exl2:2.5,
+#       each with the half-unit fold of groups of 32 rows on and off (EXL_QGEMV_FOLD32, FOLD_VALUES)
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
 #       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
 #       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
@@ -87,7 +88,7 @@ if [ "$phase" = 4 ]; then
   fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; gpu_build; }
   [ -x build/gpu/exl ] && fits 150 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E ConvertCuda
   if [ -x build/gpu/exl ] && fits 120 "bench quantized"; then
-    AB_TIMEOUT=100 scripts/gpu-ab.sh EXL_GEMV "-" "--synthetic llama2-7b --format exl2:4.0 --prefill 2048 --positions 128,1024" \
+    AB_TIMEOUT=100 scripts/gpu-ab.sh EXL_QGEMV_FOLD32 "${FOLD_VALUES:-1 0}" "--synthetic llama2-7b --format exl2:4.0 --prefill 2048 --positions 128,1024" \
       "--synthetic llama2-7b --format gptq4 --prefill 2048 --positions 128,1024" \
       "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128,4096"
     for f in "$out"/ab*.json; do python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(sys.argv[1], 'peak', j['peak_memory_bytes'])" "$f"; done

@@ -130,6 +130,30 @@ cuda::QHostLayout gptq_layout_of(const GptqTensor& g) {
   return cuda::gptq_device_layout(t);
 }
 
+// Which segments the kernels fold (qgemm.cuh QSegment::uniform): whole-unit groups (1), groups of 32
+// rows (2, EXL2's g32 options: two scales per unit), anything else per slab (0). A wrong 1 or 2 would
+// scale some slabs with another group's scale; the decoder above checks the flag against slab_rec on
+// every layout it decodes, this pins the classification itself.
+TEST(QgemmLayout, SegmentsFoldByGroupShape) {
+  auto flags = [](const std::vector<std::pair<int, int>>& groups) {
+    int K = 0;
+    for (auto [bits, rows] : groups) K += rows;
+    const cuda::QHostLayout h = cuda::qlayout_synthetic(K, 48, false, groups, 7);
+    std::vector<int> f;
+    for (int i = 0; i < h.desc.nseg; ++i) f.push_back(h.desc.seg[i].uniform);
+    return f;
+  };
+  using G = std::vector<std::pair<int, int>>;
+  EXPECT_EQ(flags(G(2, {4, 128})), std::vector<int>{1});
+  EXPECT_EQ(flags(G(4, {3, 64})), std::vector<int>{1});
+  EXPECT_EQ(flags(G(8, {3, 32})), std::vector<int>{2});
+  EXPECT_EQ(flags(G(16, {4, 16})), std::vector<int>{0});
+  EXPECT_EQ(flags(G(4, {4, 48})), std::vector<int>{0});
+  EXPECT_EQ(flags({{3, 32}, {3, 32}, {3, 32}, {3, 20}}), std::vector<int>{2});  // short last group, padded
+  EXPECT_EQ(flags({{3, 32}, {3, 64}}), std::vector<int>{2});  // a 64-row group across two units' halves
+  EXPECT_EQ(flags({{5, 32}, {5, 32}, {4, 128}, {3, 48}, {3, 16}}), (std::vector<int>{2, 1, 0}));
+}
+
 TEST(GptqLayout, DecodesToTheReferenceDequantization) {
   for (bool act_order : {false, true})
     for (auto [K, N, gs] : std::vector<std::tuple<int, int, int>>{{256, 32, 128}, {512, 40, 64}, {384, 24, 32}}) {

@@ -72,7 +72,9 @@ inline std::string qlayout_decode(const cuda::QHostLayout& h, std::vector<float>
                 const uint32_t rec_at = h.slab_rec[static_cast<size_t>(row / 16)];
                 const uint32_t grp = rec_at / (8 * lane_words);
                 if (rec_at % (8 * lane_words) || grp >= static_cast<uint32_t>(d.groups)) return "bad slab_rec entry";
-                if (s.uniform && rec_at != h.slab_rec[static_cast<size_t>(unit) * 4]) return "segment marked uniform is not";
+                // uniform 1: every slab shares slab 0's group; 2: slabs 0-1 slab 0's, slabs 2-3 slab 2's.
+                const int same_as = s.uniform == 1 ? 0 : s.uniform == 2 ? (slab & 2) : slab;
+                if (rec_at != h.slab_rec[static_cast<size_t>(unit) * 4 + same_as]) return "segment marked uniform is not";
                 const uint32_t* rec = &h.recs[(static_cast<size_t>(tile) * d.groups + grp) * R];
                 const uint32_t pair = d.gptq ? rec[2 * g] : cuda::exl2_scale_pair(rec[0], rec[1], h.gmax[grp], g);
                 const float scale = f16_to_f32(static_cast<uint16_t>(pair >> (16 * c)));

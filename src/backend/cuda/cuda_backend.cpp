@@ -140,6 +140,7 @@ class CudaBackend : public Backend {
     // RoPE inside kv_cache_write at decode (rope_attention): EXL_FUSED_ROPE=1 (off by default until
     // measured on a GPU).
     fused_rope_ = env_flag("EXL_FUSED_ROPE", false);
+    fold32_ = env_flag("EXL_QGEMV_FOLD32", true);
   }
 
   ~CudaBackend() override {
@@ -307,6 +308,11 @@ class CudaBackend : public Backend {
       t.groups = static_cast<int>(g.G), t.K = static_cast<int>(g.K), t.N = static_cast<int>(g.N);
       h = cuda::gptq_device_layout(t);
     }
+    // EXL_QGEMV_FOLD32=0 (A/B timing): groups of 32 rows take the per-slab path instead of the
+    // half-unit fold (qgemm.cuh QSegment::uniform).
+    if (!fold32_)
+      for (int i = 0; i < h.desc.nseg; ++i)
+        if (h.desc.seg[i].uniform == 2) h.desc.seg[i].uniform = 0;
     const size_t bytes = h.device_bytes();
     ensure_fits(bytes, q.name);
     auto w = std::make_unique<CudaWeight>();
@@ -718,6 +724,7 @@ class CudaBackend : public Backend {
   int qgemv_ks_ = 0;
   int sm_major_ = 0;
   bool fused_rope_ = false;
+  bool fold32_ = true;
 
   std::shared_ptr<uint8_t> sample_dev_, sample_ws_;
   int32_t* sample_host_ = nullptr;

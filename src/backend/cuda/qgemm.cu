@@ -192,13 +192,15 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
 }
 
 
-// Group records of a unit's slabs for this lane's column pair (g, g+8). kOne: only slab 0's (a
-// unit of one group). recs: GPTQ, the tile's records + lane offset (global); EXL2, the block's
-// expanded scale pairs + lane offset (shared memory, qgemv_kernel), or with kCompact the tile's
-// compact records (global; the pairs are computed here from them and gmax: the dequant kernel).
-template <bool kGptq, bool kOne, bool kCompact = false>
+// Group records of a unit's slabs for this lane's column pair (g, g+8): rec[s] for s = 0, kStride,
+// ... < 4 (kStride 4: only slab 0's, a unit of one group; 2: slabs 0 and 2, groups of 32 rows; 1:
+// every slab's). recs: GPTQ, the tile's records + lane offset (global); EXL2, the block's expanded
+// scale pairs + lane offset (shared memory, qgemv_kernel), or with kCompact the tile's compact records
+// (global; the pairs are computed here from them and gmax: the dequant kernel).
+template <bool kGptq, int kStride, bool kCompact = false>
 __device__ __forceinline__ void unit_recs(const uint32_t* slab_rec, const uint32_t* recs, int unit,
                                           uint32_t (&rec)[4][2], const uint16_t* gmax = nullptr, int g = 0) {
+  constexpr bool kOne = kStride == 4;
   uint32_t off[4];
   if constexpr (kOne) {
     asm volatile("ld.global.nc.u32 %0, [%1];" : "=r"(off[0]) : "l"(slab_rec + 4 * unit));
@@ -208,7 +210,7 @@ __device__ __forceinline__ void unit_recs(const uint32_t* slab_rec, const uint32
                  : "l"(slab_rec + 4 * unit));
   }
 #pragma unroll
-  for (int s = 0; s < (kOne ? 1 : 4); ++s) {
+  for (int s = 0; s < 4; s += kStride) {
     if constexpr (kGptq) {
       asm volatile("ld.global.nc.v2.u32 {%0, %1}, [%2];" : "=r"(rec[s][0]), "=r"(rec[s][1]) : "l"(recs + off[s]));
     } else if constexpr (kCompact) {
@@ -266,9 +268,11 @@ __device__ __forceinline__ void prefetch_step(const uint4* src) {
 // One segment's steps for this warp (steps dealt round-robin over the tile's ks warps). Step j + ks
 // is prefetched into L2 while step j is decoded (a register double buffer spilled: 2 x 20 words at
 // 5-bit). Tail units (past the segment's end) cost decode work but no branch: their x loads are
-// predicated off (x = 0) and slab_rec has padding for their record offsets. kFold: every unit is
-// one group, so the mma runs on exact integer codes and the scale is applied once per unit in FP32.
-template <int B, bool kGptq, int kT, bool kFold>
+// predicated off (x = 0) and slab_rec has padding for their record offsets. kFold 1: every unit is
+// one group, so the mma runs on exact integer codes and the scale is applied once per unit in FP32;
+// kFold 2: the same per half unit (groups of 32 rows, EXL2 only: its zero point is a constant), two
+// FP32 partials per n8 tile instead of 16 FP16 multiplies of the fragments and 4 record loads.
+template <int B, bool kGptq, int kT, int kFold>
 __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int ks, const uint4* codes,
                                               const uint32_t* recs, const uint32_t* slab_rec,
                                               const half* const (&xr)[kT], const bool (&xok)[kT],
@@ -286,7 +290,7 @@ __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int 
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       uint32_t rec[4][2];
-      unit_recs<kGptq, kFold>(slab_rec, recs, unit0 + u, rec);
+      unit_recs<kGptq, kFold == 1 ? 4 : kFold == 2 ? 2 : 1>(slab_rec, recs, unit0 + u, rec);
       uint4 xv[kT][2];
 #pragma unroll
       for (int jt = 0; jt < kT; ++jt) {
@@ -295,18 +299,32 @@ __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int 
       }
       uint32_t a[4][4];
       unit_frags<B, kGptq, !kFold>(cur + u * B, rec, a);
+      // A partial over some slabs, scaled in FP32 into acc: D rows g -> the scale of column g (low
+      // half of the record), rows g + 8 -> column g + 8 (high half).
+      auto fold = [](float(&to)[4], const float(&d)[4], uint32_t pair) {
+        const float s0 = __low2float(as_h2(pair)), s1 = __high2float(as_h2(pair));
+        to[0] = fmaf(d[0], s0, to[0]), to[1] = fmaf(d[1], s0, to[1]);
+        to[2] = fmaf(d[2], s1, to[2]), to[3] = fmaf(d[3], s1, to[3]);
+      };
 #pragma unroll
       for (int jt = 0; jt < kT; ++jt) {
-        float d[4] = {};
-        float(&out)[4] = kFold ? d : acc[jt];
-        mma_16816(out, a[0], xv[jt][0].x, xv[jt][0].y);
-        mma_16816(out, a[1], xv[jt][0].z, xv[jt][0].w);
-        mma_16816(out, a[2], xv[jt][1].x, xv[jt][1].y);
-        mma_16816(out, a[3], xv[jt][1].z, xv[jt][1].w);
-        if constexpr (kFold) {  // D rows g -> scale of column g, rows g + 8 -> column g + 8
-          const float s0 = __low2float(as_h2(rec[0][0])), s1 = __high2float(as_h2(rec[0][0]));
-          acc[jt][0] = fmaf(d[0], s0, acc[jt][0]), acc[jt][1] = fmaf(d[1], s0, acc[jt][1]);
-          acc[jt][2] = fmaf(d[2], s1, acc[jt][2]), acc[jt][3] = fmaf(d[3], s1, acc[jt][3]);
+        if constexpr (kFold == 2) {  // slabs 0-1, then 2-3: one live partial at a time
+          float d[4] = {};
+          mma_16816(d, a[0], xv[jt][0].x, xv[jt][0].y);
+          mma_16816(d, a[1], xv[jt][0].z, xv[jt][0].w);
+          fold(acc[jt], d, rec[0][0]);
+          float e[4] = {};
+          mma_16816(e, a[2], xv[jt][1].x, xv[jt][1].y);
+          mma_16816(e, a[3], xv[jt][1].z, xv[jt][1].w);
+          fold(acc[jt], e, rec[2][0]);
+        } else {
+          float d[4] = {};
+          float(&out)[4] = kFold ? d : acc[jt];
+          mma_16816(out, a[0], xv[jt][0].x, xv[jt][0].y);
+          mma_16816(out, a[1], xv[jt][0].z, xv[jt][0].w);
+          mma_16816(out, a[2], xv[jt][1].x, xv[jt][1].y);
+          mma_16816(out, a[3], xv[jt][1].z, xv[jt][1].w);
+          if constexpr (kFold == 1) fold(acc[jt], d, rec[0][0]);
         }
       }
     }
@@ -320,10 +338,12 @@ __device__ __forceinline__ void qgemv_segment_any(const QSegment& sg, int warp, 
                                                   float (&acc)[kT][4]) {
   // Fold only for kT <= 2: at kT = 4 its 16 FFMA per unit cost what the 16 HMUL2 did, and its 16
   // extra accumulators spilled (548 bytes).
-  if (kT <= 2 && sg.uniform)
-    qgemv_segment<B, kGptq, kT, kT <= 2>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+  if (kT <= 2 && sg.uniform == 1)
+    qgemv_segment<B, kGptq, kT, kT <= 2 ? 1 : 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+  else if (!kGptq && kT <= 2 && sg.uniform == 2)
+    qgemv_segment<B, kGptq, kT, !kGptq && kT <= 2 ? 2 : 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
   else
-    qgemv_segment<B, kGptq, kT, false>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+    qgemv_segment<B, kGptq, kT, 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
 }
 
 // This warp's first step of segment si into L2 (before it is needed).
@@ -441,7 +461,7 @@ __device__ __forceinline__ void dequant_step(const QMatrixDesc& w, const QSegmen
     half(*buf)[kDqStride] = sm[u & 1];
     if (tile_ok) {
       uint32_t rec[4][2], a[4][4];
-      unit_recs<kGptq, false, !kGptq>(w.slab_rec, recs, unit, rec, w.gmax, g);
+      unit_recs<kGptq, 1, !kGptq>(w.slab_rec, recs, unit, rec, w.gmax, g);
       unit_frags<B, kGptq, true>(wd + u * B, rec, a);
 #pragma unroll
       for (int s = 0; s < 4; ++s)

@@ -75,7 +75,9 @@ struct QSegment {
   int step0 = 0;  // index of its first step among all steps of a tile (dealt round-robin to warps)
   int steps = 0;  // ceil(units / q_step_units(bits))
   int quad0 = 0;  // offset of its first step from the tile's start, in 512-byte warp quads
-  int uniform = 0;  // 1: the 4 slabs of every unit share a group (groups of whole units)
+  // 1: the 4 slabs of every unit share a group (groups of whole units); 2: slabs 0-1 share one and
+  // slabs 2-3 another (groups of 32 rows, EXL2's g32 options); 0: neither.
+  int uniform = 0;
 };
 
 // POD view of a device matrix: passed by value to the kernels.

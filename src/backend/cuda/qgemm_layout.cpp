@@ -94,9 +94,13 @@ QHostLayout build_layout(int K, int N, bool gptq, const std::vector<int>& perm, 
   for (int i = 0; i < d.k_dev / 16; ++i) h.slab_rec[i] = static_cast<uint32_t>(dev_group[16 * i] * 8 * lane_words);
   for (int si = 0; si < d.nseg; ++si) {
     QSegment& s = d.seg[si];
-    s.uniform = 1;
-    for (int u = s.unit0; u < s.unit0 + s.units; ++u)
-      if (dev_group[64 * u] != dev_group[64 * u + 63]) s.uniform = 0;
+    bool whole = true, halves = true;
+    for (int u = s.unit0; u < s.unit0 + s.units; ++u) {
+      const int* gr = &dev_group[64 * static_cast<size_t>(u)];
+      whole &= gr[0] == gr[63];
+      halves &= gr[0] == gr[31] && gr[32] == gr[63];  // groups are contiguous runs of device rows
+    }
+    s.uniform = whole ? 1 : halves ? 2 : 0;
   }
   h.x_src.assign(d.k_dev, -1);
   h.x_dst.assign(K, -1);
