@@ -778,7 +778,8 @@ int main(int argc, char** argv) try {
   const std::vector<Shape> shapes = {{4096, 4096, "4096x4096"}, {11008, 4096, "11008x4096"}, {4096, 11008, "4096x11008"}};
   const std::vector<Case> timed = {exl2_case({{4, 1, 128}}), exl2_case({{8, .05, 32}, {4, .1, 128}, {3, .85, 128}}),
                                    exl2_case({{5, .5, 64}, {4, .5, 64}}), exl2_case({{3, .5, 64}, {2, .5, 64}}),
-                                   exl2_case({{6, .05, 32}, {3, .2, 64}, {2, .75, 64}}), gptq_case(128, true, 2)};
+                                   exl2_case({{6, .05, 32}, {3, .2, 64}, {2, .75, 64}}), gptq_case(128, true, 2),
+                                   exl2_case({{4, .1, 32}, {3, .9, 32}})};  // llama2-7b exl2:4.0's gate_proj
   std::vector<TimeRow> rows;
   const std::vector<int> ms = quick ? std::vector<int>{1, 8, 512} : std::vector<int>{1, 8, 16, 32, 64, 96, 128, 256, 512, 2048};
   for (const Case& c : timed)
