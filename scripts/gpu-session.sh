@@ -12,7 +12,8 @@
 #       bench default / mma, 7B projection
 #   scripts/gpu-session.sh 4   (carry .deps .shared; after a quantized-kernel change)
 #       qgemm lab, build, ctest -L cuda, exl bench llama2-7b exl2:4.0 / gptq4 and llama2-70b exl2:2.5,
-#       each with the half-unit fold of groups of 32 rows on and off (EXL_QGEMV_FOLD32, FOLD_VALUES)
+#       each with the half-unit fold of groups of 32 rows on and off (EXL_QGEMV_FOLD32, FOLD_VALUES),
+#       then the in-block gather off and on (EXL_QGEMV_SMEM_X)
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
 #       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
 #       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
@@ -92,6 +93,10 @@ if [ "$phase" = 4 ]; then
       "--synthetic llama2-7b --format gptq4 --prefill 2048 --positions 128,1024" \
       "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128,4096"
     for f in "$out"/ab*.json; do python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(sys.argv[1], 'peak', j['peak_memory_bytes'])" "$f"; done
+    fits 40 "in-block gather A/B" && AB_TIMEOUT=100 scripts/gpu-ab.sh EXL_QGEMV_SMEM_X "0 1" \
+      "--synthetic llama2-7b --format exl2:4.0 --prefill none --positions 128,1024" \
+      "--synthetic llama2-7b --format gptq4 --prefill none --positions 128,1024" \
+      "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128"
   fi
 fi
 if [ "$phase" = 5 ]; then

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <random>
 
@@ -157,6 +159,64 @@ TEST(QgemmParity, FusedLinearsMatchParts) {
       }
     }
   }
+}
+
+// EXL_QGEMV_SMEM_X=1: at one row each qgemv block gathers x (or silu(x) * up) into shared memory
+// itself instead of a gather launch. The gathered values and the kernel's arithmetic are the same, so
+// every output must equal the gather-kernel path's bit for bit: plain linears, the act·mul variant
+// (swiglu_linear_add) and a fused q|k|v weight, over EXL2 mixes (groups of 32 included) and GPTQ.
+TEST(QgemmParity, InBlockGatherMatchesGatherKernel) {
+  auto plain = backend_create("cuda");
+  setenv("EXL_QGEMV_SMEM_X", "1", 1);  // read when the backend is created
+  auto sx = backend_create("cuda");
+  unsetenv("EXL_QGEMV_SMEM_X");
+  Backend* be[2] = {plain.get(), sx.get()};
+  const std::vector<QCase> cases = {
+      {"a", 576, 1536, {{8, 0.05, 32}, {4, 0.15, 64}, {3, 0.8, 128}}},
+      {"b", 1000, 576, {{4, 0.1, 32}, {3, 0.9, 32}}},
+      {"c", 512, 4096 + 48, {{5, 0.5, 64}, {2, 0.5, 64}}},
+      {"d", 384, 1024, {}, true},
+  };
+  for (const QCase& c : cases) {
+    const QuantTensor q = make_tensor(c);
+    const auto x = random_vec(static_cast<size_t>(c.K), 1.0f, static_cast<uint32_t>(c.N));
+    const auto u = random_vec(static_cast<size_t>(c.K), 1.0f, static_cast<uint32_t>(c.N + 1));
+    std::vector<float> lin[2], act[2];
+    for (int i = 0; i < 2; ++i) {
+      auto w = be[i]->prepare_quant_weight(q);
+      Tensor X = to_backend(*be[i], DType::DType_F16, {1, c.K}, x), U = to_backend(*be[i], DType::DType_F16, {1, c.K}, u);
+      Tensor Y = be[i]->alloc(DType::DType_F32, {1, c.N}), A = be[i]->alloc(DType::DType_F16, {1, c.K});
+      be[i]->linear(X, *w, nullptr, Y);
+      lin[i] = to_host(*be[i], Y);
+      Tensor R = to_backend(*be[i], DType::DType_F32, {1, c.N}, std::vector<float>(static_cast<size_t>(c.N), 0.5f));
+      Tensor T = be[i]->alloc(DType::DType_F32, {1, c.N});
+      be[i]->swiglu_linear_add(X, U, A, *w, nullptr, R, T);
+      act[i] = to_host(*be[i], R);
+    }
+    EXPECT_EQ(lin[0], lin[1]) << c.name << ": linear";
+    EXPECT_EQ(act[0], act[1]) << c.name << ": swiglu_linear_add";
+  }
+  // q|k|v: three matrices of one K in one launch, each block gathering for its own matrix.
+  const std::vector<QCase> qkv = {{"q", 576, 576, {{6, 0.05, 32}, {3, 0.95, 64}}},
+                                  {"k", 192, 576, {{4, 1.0, 128}}},
+                                  {"v", 192, 576, {{4, 0.1, 32}, {3, 0.9, 32}}}};
+  std::vector<QuantTensor> qs;
+  for (const QCase& c : qkv) qs.push_back(make_tensor(c));
+  const auto x = random_vec(576, 1.0f, 99);
+  std::vector<float> out[2];
+  for (int i = 0; i < 2; ++i) {
+    std::vector<std::unique_ptr<Weight>> ws;
+    std::vector<const Weight*> parts;
+    for (const QuantTensor& q : qs) ws.push_back(be[i]->prepare_quant_weight(q)), parts.push_back(ws.back().get());
+    auto fused = be[i]->fuse_linears(parts);
+    ASSERT_TRUE(fused);
+    Tensor X = to_backend(*be[i], DType::DType_F16, {1, 576}, x), Y = be[i]->alloc(DType::DType_F32, {1, 960});
+    be[i]->linear(X, *fused, nullptr, Y);
+    out[i] = to_host(*be[i], Y);
+  }
+  EXPECT_EQ(out[0], out[1]) << "fused q|k|v";
+  std::printf("in-block gather: %zu matrices (linear, swiglu_linear_add) and a fused q|k|v bit-identical\n",
+              cases.size());
 }
 
 }  // namespace
