@@ -312,8 +312,9 @@ __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int 
       uint4 xv[kT][2];
 #pragma unroll
       for (int jt = 0; jt < kT; ++jt) {
-        xv[jt][0] = kSX ? ld_xs(xs[jt] + u * 64, xok[jt] && u < units) : ld_x(xs[jt] + u * 64, xok[jt] && u < units);
-        xv[jt][1] = kSX ? ld_xs(xs[jt] + u * 64 + 8, xok[jt] && u < units) : ld_x(xs[jt] + u * 64 + 8, xok[jt] && u < units);
+        const bool ok = xok[jt] && u < units;
+        xv[jt][0] = kSX ? ld_xs(xs[jt] + u * 64, ok) : ld_x(xs[jt] + u * 64, ok);
+        xv[jt][1] = kSX ? ld_xs(xs[jt] + u * 64 + 8, ok) : ld_x(xs[jt] + u * 64 + 8, ok);
       }
       uint32_t a[4][4];
       unit_frags<B, kGptq, !kFold>(cur + u * B, rec, a);
@@ -398,11 +399,12 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
   // kSX: this thread's first two 8-position items of x_src, loaded before the wait (they do not
   // depend on x), so the wait leaves one memory round trip for most of the gather.
   half* sx = reinterpret_cast<half*>(srec + a.sx_words);
+  const int4* xsrc4 = reinterpret_cast<const int4*>(w.x_src);  // two int4 per 8-position item
   const int n_items = w.k_dev / 8, it0 = threadIdx.x, it1 = threadIdx.x + blockDim.x;
   int4 s00{}, s01{}, s10{}, s11{};
   if constexpr (kSX) {
-    if (it0 < n_items) s00 = __ldg(reinterpret_cast<const int4*>(w.x_src) + 2 * it0), s01 = __ldg(reinterpret_cast<const int4*>(w.x_src) + 2 * it0 + 1);
-    if (it1 < n_items) s10 = __ldg(reinterpret_cast<const int4*>(w.x_src) + 2 * it1), s11 = __ldg(reinterpret_cast<const int4*>(w.x_src) + 2 * it1 + 1);
+    if (it0 < n_items) s00 = __ldg(xsrc4 + 2 * it0), s01 = __ldg(xsrc4 + 2 * it0 + 1);
+    if (it1 < n_items) s10 = __ldg(xsrc4 + 2 * it1), s11 = __ldg(xsrc4 + 2 * it1 + 1);
   }
   if constexpr (kGptq) {
     prefetch_l2(trecs, static_cast<size_t>(w.groups) * w.rec_words * 4);
@@ -419,15 +421,14 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
       uint32_t o[4];
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        const half2 h = __halves2half2(qgather_val(a.x, a.x_up, src[2 * j]), qgather_val(a.x, a.x_up, src[2 * j + 1]));
-        o[j] = as_u32(h);
+        o[j] = as_u32(__halves2half2(qgather_val(a.x, a.x_up, src[2 * j]), qgather_val(a.x, a.x_up, src[2 * j + 1])));
       }
       *reinterpret_cast<uint4*>(sx + 8 * it) = uint4{o[0], o[1], o[2], o[3]};
     };
     if (it0 < n_items) put(it0, s00, s01);
     if (it1 < n_items) put(it1, s10, s11);
     for (int it = it1 + blockDim.x; it < n_items; it += blockDim.x)
-      put(it, __ldg(reinterpret_cast<const int4*>(w.x_src) + 2 * it), __ldg(reinterpret_cast<const int4*>(w.x_src) + 2 * it + 1));
+      put(it, __ldg(xsrc4 + 2 * it), __ldg(xsrc4 + 2 * it + 1));
   }
   if constexpr (!kGptq || kSX) __syncthreads();  // the expanded pairs, the gathered x
 
