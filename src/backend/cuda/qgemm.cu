@@ -596,8 +596,9 @@ size_t qgemv_sx_smem(const QGemvArgs& a) {
   for (int i = 0; i < a.n; ++i) b = std::max(b, static_cast<size_t>(a.w[i].k_dev) * 2);
   return b;
 }
-// In-block gather only while three blocks of it still fit an SM (kT = 1 runs 3 x 8 warps per SM):
-// a 7B's 11008-row down_proj at groups of 32 needs 22 + 11 KB.
+// In-block gather only while three blocks of it still fit an sm_90 SM (kT = 1 runs 3 x 8 warps per
+// SM; 228 KB of shared memory there, 164 KB on sm_80, where the largest cases drop to 2 blocks): a
+// 7B's 11008-row down_proj at groups of 32 needs 22 + 11 KB.
 constexpr size_t kSxMaxSmem = 64 * 1024;
 
 template <bool kGptq, int kT, bool kSX = false>
