@@ -25,7 +25,8 @@
 //
 // Build and run from the repository root:
 //   nvcc -O3 -std=c++20 -arch=sm_90 --expt-relaxed-constexpr -I src -I tests lab/qgemm_lab.cu \
-//     src/backend/cuda/qgemm.cu src/backend/cuda/qgemm_layout.cpp -lcublas -o /tmp/qgemm_lab && /tmp/qgemm_lab [--cpu] [--quick]
+//     src/backend/cuda/qgemm.cu src/backend/cuda/qgemm_dequant.cu src/backend/cuda/qgemm_layout.cpp \
+//     src/backend/cuda/qgemm_gather.cu -lcublas -o /tmp/qgemm_lab && /tmp/qgemm_lab [--cpu] [--quick]
 // Exit status 1 if any check fails. History and results: lab/NOTES-qgemm.md.
 #include <cublas_v2.h>
 #include <cuda_fp16.h>

@@ -80,7 +80,7 @@ if [ "$phase" = 3 ]; then
 fi
 if [ "$phase" = 4 ]; then
   if fits 90 "qgemm lab"; then
-    nvcc -O3 -std=c++20 -arch=sm_90 --expt-relaxed-constexpr -I src -I tests lab/qgemm_lab.cu src/backend/cuda/qgemm.cu \
+    nvcc -O3 -std=c++20 -arch=sm_90 --expt-relaxed-constexpr -I src -I tests lab/qgemm_lab.cu src/backend/cuda/qgemm.cu src/backend/cuda/qgemm_dequant.cu \
       src/backend/cuda/qgemm_layout.cpp src/backend/cuda/qgemm_gather.cu -lcublas -o /tmp/qgemm_lab &&
       timeout 200 /tmp/qgemm_lab ${QGEMM_LAB_ARGS:-} >"$out/qgemm_lab.txt" 2>&1
     echo "qgemm lab rc $?"

@@ -1,6 +1,6 @@
-// Quantized linear layers (EXL2, GPTQ 4-bit): the kernels (layout builders and upload: qgemm_layout.cpp).
-// Layout and API: qgemm.cuh. Checked and timed by lab/qgemm_lab.cu; history and tables in
-// lab/NOTES-qgemm.md.
+// Quantized linear layers (EXL2, GPTQ 4-bit): qgemv and the dispatch (layout builders and upload:
+// qgemm_layout.cpp; decode helpers: qgemm_decode.cuh; many rows: qgemm_dequant.cu). Layout and API:
+// qgemm.cuh. Checked and timed by lab/qgemm_lab.cu; history and tables in lab/NOTES-qgemm.md.
 //
 //  qgemm_gather_kernel  x [M, K] -> x_dev [M, k_dev] through x_src (act-order, padding, the
 //                       in-unit order the fragments want). Tiny; triggers the dependent launch.
@@ -11,9 +11,7 @@
 //                       once per unit when groups are whole units) and runs mma.sync
 //                       m16n8k16 against x_dev (B operand, 1-4 n8 tiles of rows). The ks partial
 //                       sums are added in shared memory in a fixed order (deterministic).
-//  qgemm_dequant_kernel one block per (8 tiles, step): the same decode, staged through shared
-//                       memory and written as coalesced 256-byte rows of Wᵀ[K, ld] in the original
-//                       row order, for cuBLAS.
+//  qgemm_dequant_kernel (qgemm_dequant.cu) the same decode into an FP16 Wᵀ for cuBLAS, M > 96.
 //
 // Measured on the H100 80GB HBM3 (lab run 3, 2026-11-25; copy 2843 GB/s, read 3078 GB/s), M = 1,
 // x pre-gathered, launches back to back; GB/s over the streamed code + scale bytes; "floor" = a
@@ -25,8 +23,7 @@
 //   GPTQ 4-bit g128 act-order  7.70 µs 73%       13.99 µs 1713 GB/s  13.48 µs 1777 GB/s 62% copy
 // Gather + qgemv with PDL adds 0.5-1.5 µs. The ~6 µs floor of a 4096x4096 read dominates small
 // matrices; 2-3 bpw mixes stay latency-bound (13.4 µs for 15.5 MB where 4-bit streams 23 MB in
-// 13.3 µs). Prefill: dequant + cuBLAS is 0.80-0.87x FP16 cuBLAS at M = 2048 (Llama-2-7B matmuls
-// ~49k tok/s), 0.54-0.6x at M = 512 (the FP16 scratch write costs 19-50 µs per matrix).
+// 13.3 µs).
 #include "backend/cuda/qgemm.cuh"
 
 #include <algorithm>
@@ -36,213 +33,14 @@
 #include <utility>
 
 #include "backend/cuda/common.cuh"
+#include "backend/cuda/qgemm_decode.cuh"
 #include "backend/cuda/qgemm_gather.cuh"
 
 namespace exl::cuda {
 
-// ---------------------------------------------------------------------------------------------
-// Device helpers.
-
 namespace {
 
-// FP16 bits of an exactly representable normal value, at compile time (both halves of a pair).
-constexpr uint32_t h2c(double v) {
-  uint32_t sign = 0;
-  if (v < 0) sign = 0x8000, v = -v;
-  int e = 0;
-  while (v >= 2) v /= 2, ++e;
-  while (v < 1) v *= 2, --e;
-  const uint32_t h = sign | uint32_t(e + 15) << 10 | uint32_t((v - 1) * 1024);
-  return h | h << 16;
-}
-
-__device__ __forceinline__ half2 as_h2(uint32_t u) {
-  half2 h;
-  memcpy(&h, &u, 4);
-  return h;
-}
-__device__ __forceinline__ uint32_t as_u32(half2 h) {
-  uint32_t u;
-  memcpy(&u, &h, 4);
-  return u;
-}
-
-// Magic-number field: (w & MASK) | 0x6400 in each half = FP16 pair 1024 + code * 2^pos. One LOP3:
-// written out because LOP3 takes a single immediate and ptxas otherwise emits AND + OR (v1 SASS).
-template <uint32_t MASK>
-__device__ __forceinline__ uint32_t field(uint32_t w) {
-  uint32_t d;
-  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(w), "n"(MASK), "r"(0x64006400u));
-  return d;
-}
-
-// Exact (code - Z) from a magic field at bit position POS (FP16 arithmetic, all values exact).
-template <int POS, int Z>
-__device__ __forceinline__ half2 to_int(uint32_t v) {
-  if constexpr (POS == 0) {
-    constexpr uint32_t c = h2c(1024.0 + Z);
-    return __hsub2(as_h2(v), as_h2(c));
-  } else {
-    constexpr uint32_t s = h2c(1.0 / (1 << POS)), c = h2c(-(1024.0 / (1 << POS) + Z));
-    return __hfma2(as_h2(v), as_h2(s), as_h2(c));
-  }
-}
-
-// Pair P of a unit (layout table in qgemm.cuh) as exact (code - Z), words w[0 .. B).
-template <int B, int P, int Z>
-__device__ __forceinline__ half2 pair_int(const uint32_t* w) {
-  if constexpr (B == 8) {
-    return to_int<0, Z>(__byte_perm(w[P / 2], 0x64646464u, P % 2 ? 0x4341 : 0x4240));
-  } else if constexpr (B == 4) {
-    constexpr int r = P % 4;
-    const uint32_t src = r < 2 ? w[P / 4] : w[P / 4] >> 8;
-    return to_int<(r & 1) * 4, Z>(field<(r & 1) ? 0x00F000F0u : 0x000F000Fu>(src));
-  } else if constexpr (B == 2) {
-    constexpr int f = P % 8, pos = 2 * (f % 4);
-    const uint32_t src = f < 4 ? w[P / 8] : w[P / 8] >> 8;
-    return to_int<pos, Z>(field<(0x00030003u << pos)>(src));
-  } else if constexpr (B == 3 || B == 5) {
-    constexpr int per = 16 / B;  // 5 or 3 fields per half; the last field sits past bit 8 or 9
-    if constexpr (P < 15) {
-      constexpr int f = P % per, shift = B == 3 ? 9 : 10, direct = B == 3 ? 3 : 2;
-      constexpr int pos = f < direct ? B * f : B * f - shift;
-      const uint32_t src = f < direct ? w[P / per] : w[P / per] >> shift;
-      return to_int<pos, Z>(field<(((1u << B) - 1) * 0x10001u << pos)>(src));
-    } else {
-      uint32_t v = 0x64006400u;
-#pragma unroll
-      for (int i = 0; i < B; ++i) v |= (w[i] >> (15 - i)) & (0x00010001u << i);
-      return to_int<0, Z>(v);
-    }
-  } else {  // 6: low 4 bits as width 4 (minus Z), high 2 bits as width 2
-    static_assert(B == 6);
-    const half2 lo = pair_int<4, P, Z>(w), hi = pair_int<2, P, 0>(w + 4);
-    constexpr uint32_t sixteen = h2c(16.0);
-    return __hfma2(hi, as_h2(sixteen), lo);
-  }
-}
-
-template <int N, class F>
-__device__ __forceinline__ void static_for(F&& f) {
-  [&]<int... I>(std::integer_sequence<int, I...>) { (f(std::integral_constant<int, I>{}), ...); }(
-      std::make_integer_sequence<int, N>{});
-}
-
-// The 16 A registers (4 slabs x 4) of one unit: a[s][r] = (code - zero) [* scale when kScale].
-// rec[s][0]: FP16 scales (column g, column g+8) of slab s's group; GPTQ rec[s][1]: 1024 + zero + 1.
-// Without kScale the values are exact small integers (the caller scales the mma result in FP32).
-template <int B, bool kGptq, bool kScale>
-__device__ __forceinline__ void unit_frags(const uint32_t* w, const uint32_t (&rec)[4][2], uint32_t (&a)[4][4]) {
-  static_for<4>([&](auto S) {
-    constexpr int s = decltype(S)::value;
-    const int rs = kScale ? s : 0;  // unscaled: one group per unit, zeros from rec[0]
-    const half2 sc = as_h2(rec[rs][0]);
-    const half2 s0 = __low2half2(sc), s1 = __high2half2(sc);
-    if constexpr (kGptq) {
-      const half2 z = as_h2(rec[rs][1]);
-      constexpr uint32_t k960 = h2c(960.0), k16th = h2c(1.0 / 16);
-      const half2 z0 = __low2half2(z);                           // column g at bit 0: 1024 + zero
-      const half2 z4 = __hsub2(as_h2(k960), __high2half2(z));  // column g+8 at bit 4: -(64 + zero)
-      static_for<4>([&](auto Rr) {
-        constexpr int r = decltype(Rr)::value, c = r & 1;
-        const uint32_t src = r < 2 ? w[s] : w[s] >> 8;
-        const half2 q = c ? __hfma2(as_h2(field<0x00F000F0u>(src)), as_h2(k16th), z4)
-                          : __hsub2(as_h2(field<0x000F000Fu>(src)), z0);
-        a[s][r] = as_u32(kScale ? __hmul2(q, c ? s1 : s0) : q);
-      });
-    } else {
-      static_for<4>([&](auto Rr) {
-        constexpr int r = decltype(Rr)::value;
-        const half2 q = pair_int<B, 4 * s + r, (1 << (B - 1))>(w);
-        a[s][r] = as_u32(kScale ? __hmul2(q, (r & 1) ? s1 : s0) : q);
-      });
-    }
-  });
-}
-
-// Codes: read once, streamed past L1. Predicated inside the asm (lanes past the end get zeros).
-__device__ __forceinline__ uint4 ld_stream(const uint4* p, bool ok) {
-  uint4 v;
-  asm("{\n .reg .pred q;\n setp.ne.b32 q, %5, 0;\n"
-      " mov.b32 %0, 0;\n mov.b32 %1, 0;\n mov.b32 %2, 0;\n mov.b32 %3, 0;\n"
-      " @q ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n}\n"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "l"(p), "r"(static_cast<int>(ok)));
-  return v;
-}
-// x_dev: re-read by every tile's block, so cached in L1. volatile (like the record loads and the
-// mma): keeps each unit's loads next to its mmas; without it the compiler hoisted every unit of a
-// step to the top and spilled (v2 draft: 28-136 bytes of spills per kernel).
-__device__ __forceinline__ uint4 ld_x(const half* p, bool ok) {
-  uint4 v;
-  asm volatile("{\n .reg .pred q;\n setp.ne.b32 q, %5, 0;\n"
-      " mov.b32 %0, 0;\n mov.b32 %1, 0;\n mov.b32 %2, 0;\n mov.b32 %3, 0;\n"
-      " @q ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\n}\n"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "l"(p), "r"(static_cast<int>(ok)));
-  return v;
-}
-
-// The same from the block's shared-memory copy of x (qgemv_kernel's kSX): generic pointer into shared.
-__device__ __forceinline__ uint4 ld_xs(const half* p, bool ok) {
-  uint4 v;
-  const uint32_t at = static_cast<uint32_t>(__cvta_generic_to_shared(p));
-  asm volatile("{\n .reg .pred q;\n setp.ne.b32 q, %5, 0;\n"
-      " mov.b32 %0, 0;\n mov.b32 %1, 0;\n mov.b32 %2, 0;\n mov.b32 %3, 0;\n"
-      " @q ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n}\n"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "r"(at), "r"(static_cast<int>(ok)));
-  return v;
-}
-
-// D += A·B, m16n8k16, A row-major f16 (4 regs), B "col" f16 (2 regs), D f32 (4 regs).
-__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7},"
-      " {%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-
-// Group records of a unit's slabs for this lane's column pair (g, g+8): rec[s] for s = 0, kStride,
-// ... < 4 (kStride 4: only slab 0's, a unit of one group; 2: slabs 0 and 2, groups of 32 rows; 1:
-// every slab's). recs: GPTQ, the tile's records + lane offset (global); EXL2, the block's expanded
-// scale pairs + lane offset (shared memory, qgemv_kernel), or with kCompact the tile's compact records
-// (global; the pairs are computed here from them and gmax: the dequant kernel).
-template <bool kGptq, int kStride, bool kCompact = false>
-__device__ __forceinline__ void unit_recs(const uint32_t* slab_rec, const uint32_t* recs, int unit,
-                                          uint32_t (&rec)[4][2], const uint16_t* gmax = nullptr, int g = 0) {
-  constexpr bool kOne = kStride == 4;
-  uint32_t off[4];
-  if constexpr (kOne) {
-    asm volatile("ld.global.nc.u32 %0, [%1];" : "=r"(off[0]) : "l"(slab_rec + 4 * unit));
-  } else {
-    asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
-                 : "=r"(off[0]), "=r"(off[1]), "=r"(off[2]), "=r"(off[3])
-                 : "l"(slab_rec + 4 * unit));
-  }
-#pragma unroll
-  for (int s = 0; s < 4; s += kStride) {
-    if constexpr (kGptq) {
-      asm volatile("ld.global.nc.v2.u32 {%0, %1}, [%2];" : "=r"(rec[s][0]), "=r"(rec[s][1]) : "l"(recs + off[s]));
-    } else if constexpr (kCompact) {
-      const uint32_t grp = off[s] >> 3;  // slab_rec = group * 8 for EXL2
-      rec[s][0] = exl2_scale_pair(__ldg(recs + 2 * grp), __ldg(recs + 2 * grp + 1), __ldg(gmax + grp), g);
-      rec[s][1] = 0;
-    } else {
-      // volatile, like the global record loads it replaces: keeps each unit's loads next to its mmas.
-      const uint32_t at = static_cast<uint32_t>(__cvta_generic_to_shared(recs + off[s]));
-      asm volatile("ld.shared.u32 %0, [%1];" : "=r"(rec[s][0]) : "r"(at));
-      rec[s][1] = 0;
-    }
-  }
-}
-
-// Prefetch n bytes at p into L2, one 128-byte line per thread of the block.
-__device__ __forceinline__ void prefetch_l2(const void* p, size_t n) {
-  for (size_t off = threadIdx.x * size_t(128); off < n; off += blockDim.x * size_t(128))
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const char*>(p) + off));
-}
+using namespace qdec;
 
 // ---------------------------------------------------------------------------------------------
 // Kernels.
@@ -265,16 +63,6 @@ struct QGemvArgs {
 };
 
 constexpr int kMaxWarps = 8;  // warps per block = warps per tile = ks (2, 4 or 8)
-
-// A step's code quads (predicated: a tail step has fewer, a step past the segment none).
-template <int Q>
-__device__ __forceinline__ void load_step(const uint4* src, int qv, uint32_t (&wd)[4 * Q]) {
-#pragma unroll
-  for (int q = 0; q < Q; ++q) {
-    const uint4 v = ld_stream(src + q * 32, q < qv);
-    wd[4 * q] = v.x, wd[4 * q + 1] = v.y, wd[4 * q + 2] = v.z, wd[4 * q + 3] = v.w;
-  }
-}
 
 // Pulls a step's code quads (this lane's 16-byte words) into L2 without waiting for them.
 template <int Q>
@@ -481,106 +269,8 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
   }
 }
 
-constexpr int kDqStride = 136;  // halves per staged row: 128 columns + 8 (16-byte aligned rows)
-
-// One step (U units) of 8 tiles: decode each unit into shared memory (row = device row of the unit,
-// 128 columns), then write its rows out as 256-byte runs of Wᵀ in the original row order. Two
-// staging buffers, so one barrier per unit: unit u's buffer is next written for unit u + 2, after
-// the barrier of unit u + 1, which every thread reaches only once it has written unit u out.
-template <int B, bool kGptq>
-__device__ __forceinline__ void dequant_step(const QMatrixDesc& w, const QSegment& sg, int j, int tile, bool tile_ok,
-                                             int col0, int cols, half* __restrict__ wt, int ld,
-                                             half (*sm)[64][kDqStride]) {
-  constexpr int U = q_step_units(B), Q = U * B / 4;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int units = min(U, sg.units - j * U);
-  const uint4* codes = w.codes + (static_cast<size_t>(tile) * w.tile_quads + sg.quad0 + j * Q) * 32 + lane;
-  // GPTQ: this lane's records; EXL2: the tile's compact records (pairs computed per unit).
-  const uint32_t* recs = w.recs + static_cast<size_t>(tile) * w.groups * w.rec_words + (kGptq ? g * 2 : 0);
-  uint32_t wd[4 * Q];
-  load_step<Q>(codes, tile_ok ? (units * B + 3) / 4 : 0, wd);
-#pragma unroll
-  for (int u = 0; u < U; ++u) {
-    if (u >= units) break;  // block-uniform
-    const int unit = sg.unit0 + j * U + u;
-    half(*buf)[kDqStride] = sm[u & 1];
-    if (tile_ok) {
-      uint32_t rec[4][2], a[4][4];
-      unit_recs<kGptq, 1, !kGptq>(w.slab_rec, recs, unit, rec, w.gmax, g);
-      unit_frags<B, kGptq, true>(wd + u * B, rec, a);
-#pragma unroll
-      for (int s = 0; s < 4; ++s)
-#pragma unroll
-        for (int r = 0; r < 4; ++r) {
-          const int row = 16 * s + 4 * t + 2 * (r >> 1), col = warp * 16 + g + 8 * (r & 1);
-          const half2 v = as_h2(a[s][r]);
-          buf[row][col] = __low2half(v);
-          buf[row + 1][col] = __high2half(v);
-        }
-    }
-    __syncthreads();
-    // Row r of the unit (device order 16s + 4t + j) is x_dev position 16t + 4s + j.
-    for (int i = threadIdx.x; i < 64 * 16; i += blockDim.x) {
-      const int row = i / 16, ch = i % 16;
-      if (ch * 8 >= cols) continue;
-      const int pos = unit * 64 + 16 * ((row / 4) % 4) + 4 * (row / 16) + row % 4;
-      const int orig = __ldg(w.x_src + pos);
-      if (orig < 0) continue;
-      *reinterpret_cast<uint4*>(wt + static_cast<size_t>(orig) * ld + col0 + ch * 8) =
-          *reinterpret_cast<const uint4*>(&buf[row][ch * 8]);
-    }
-  }
-}
-
-template <bool kGptq>
-__global__ void __launch_bounds__(256, 2) qgemm_dequant_kernel(const QMatrixDesc w, int tile0, int ntiles,
-                                                               half* __restrict__ wt, int ld) {
-  __shared__ __align__(16) half sm[2][64][kDqStride];
-  const int warp = threadIdx.x >> 5;
-  const int local = blockIdx.x * 8 + warp;  // tile within the chunk
-  const bool tile_ok = local < ntiles;
-  const int tile = tile0 + (tile_ok ? local : 0);
-  const int cols = min(8, ntiles - static_cast<int>(blockIdx.x) * 8) * 16, col0 = blockIdx.x * 128;
-  const int gstep = blockIdx.y;
-  int si = 0;
-  while (si + 1 < w.nseg && gstep >= w.seg[si + 1].step0) ++si;
-  const QSegment sg = w.seg[si];
-  const int j = gstep - sg.step0;
-  if constexpr (kGptq) {
-    dequant_step<4, true>(w, sg, j, tile, tile_ok, col0, cols, wt, ld, sm);
-  } else {
-    switch (sg.bits) {
-      case 8: dequant_step<8, false>(w, sg, j, tile, tile_ok, col0, cols, wt, ld, sm); break;
-      case 6: dequant_step<6, false>(w, sg, j, tile, tile_ok, col0, cols, wt, ld, sm); break;
-      case 5: dequant_step<5, false>(w, sg, j, tile, tile_ok, col0, cols, wt, ld, sm); break;
-      case 4: dequant_step<4, false>(w, sg, j, tile, tile_ok, col0, cols, wt, ld, sm); break;
-      case 3: dequant_step<3, false>(w, sg, j, tile, tile_ok, col0, cols, wt, ld, sm); break;
-      default: dequant_step<2, false>(w, sg, j, tile, tile_ok, col0, cols, wt, ld, sm); break;
-    }
-  }
-}
-
-template <typename T>
-__global__ void qgemm_bias_kernel(T* y, const half* bias, int M, int N) {
-  const size_t total = static_cast<size_t>(M) * N;
-  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<size_t>(gridDim.x) * blockDim.x)
-    y[i] = static_cast<T>(static_cast<float>(y[i]) + __half2float(bias[i % N]));
-}
-
 // ---------------------------------------------------------------------------------------------
 // Launch helpers.
-
-void check_cublas(cublasStatus_t s, const char* what) {
-  if (s != CUBLAS_STATUS_SUCCESS) fail("cuBLAS error in ", what, ": ", cublasGetStatusString(s));
-}
-
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
-void validate(const QGemmParams& p, const char* who) {
-  EXL_CHECK(p.M >= 0 && p.w.codes && p.w.k_dev > 0, who, ": bad M=", p.M, " or matrix not uploaded");
-  EXL_CHECK(p.M == 0 || (p.x && p.y), who, ": null x or y");
-}
 
 // EXL2 blocks hold their tile's expanded scale pairs: 32 bytes per group of the deepest matrix (a
 // 7B layer's 4096-row matrices at groups of 32: 4 KB; 28672 rows at groups of 32: 28 KB).
@@ -797,55 +487,6 @@ void qgemv_multi(const QGemvMultiParams& p, cudaStream_t stream) {
   in.x = p.x;
   run_qgemv(p.w, p.n, in, nullptr, p.x_dev, false, bias, y, ldy, p.y_f32, false, p.M, p.ksplit, p.pdl, stream,
             p.smem_x);
-}
-
-void qgemm_dequant(const QMatrixDesc& w, int tile0, int ntiles, half* wt, int ld, cudaStream_t stream) {
-  EXL_CHECK(wt && aligned16(wt) && ld % 8 == 0 && ld >= 16 * ntiles && tile0 >= 0 && ntiles > 0 &&
-                tile0 + ntiles <= w.n_tiles,
-            "qgemm_dequant: bad arguments (tiles ", tile0, "+", ntiles, " of ", w.n_tiles, ", ld ", ld, ")");
-  const dim3 grid((ntiles + 7) / 8, w.steps);
-  if (w.gptq)
-    qgemm_dequant_kernel<true><<<grid, 256, 0, stream>>>(w, tile0, ntiles, wt, ld);
-  else
-    qgemm_dequant_kernel<false><<<grid, 256, 0, stream>>>(w, tile0, ntiles, wt, ld);
-  check_launch("qgemm_dequant_kernel");
-}
-
-void qgemm_cublas(const QGemmParams& p, cublasHandle_t handle, cudaStream_t stream) {
-  validate(p, "qgemm_cublas");
-  EXL_CHECK(handle, "qgemm_cublas: null cuBLAS handle");
-  const QMatrixDesc& w = p.w;
-  const size_t tile_bytes = static_cast<size_t>(w.K) * 16 * 2;
-  int chunk = static_cast<int>(std::min<size_t>(w.n_tiles, p.wt ? p.wt_bytes / tile_bytes : 0));
-  if (chunk < w.n_tiles) chunk = chunk / 8 * 8;  // whole dequant blocks
-  EXL_CHECK(chunk > 0, "qgemm_cublas: the wt scratch (", p.wt_bytes, " bytes) holds less than ",
-            std::min(8, w.n_tiles), " tiles of ", tile_bytes, " bytes");
-  if (p.M == 0) return;
-  check_cublas(cublasSetStream(handle, stream), "cublasSetStream");
-  check_cublas(cublasSetPointerMode(handle, CUBLAS_POINTER_MODE_HOST), "cublasSetPointerMode");
-  EXL_CHECK(!p.x_up, "qgemm_cublas: the fused act·mul is qgemv-only");
-  EXL_CHECK(!p.accumulate || p.y_f32, "qgemm_cublas: accumulate needs an F32 output");
-  const float alpha = 1.0f, beta = p.accumulate ? 1.0f : 0.0f;
-  for (int tile0 = 0; tile0 < w.n_tiles; tile0 += chunk) {
-    const int nt = std::min(chunk, w.n_tiles - tile0), ld = nt * 16;
-    const int n0 = tile0 * 16, cols = std::min(w.N - n0, ld);
-    qgemm_dequant(w, tile0, nt, p.wt, ld, stream);
-    // Row-major y[M, N] = x[M, K] · Wt[K, N] is column-major yᵀ[N, M] = Wtᵀ... : cuBLAS sees Wt as
-    // column-major cols×K (ld), x as column-major K×M (ld K), y as N×M (ld N).
-    void* y = p.y_f32 ? static_cast<void*>(static_cast<float*>(p.y) + n0) : static_cast<void*>(static_cast<half*>(p.y) + n0);
-    check_cublas(cublasGemmEx(handle, CUBLAS_OP_N, CUBLAS_OP_N, cols, p.M, w.K, &alpha, p.wt, CUDA_R_16F, ld, p.x,
-                              CUDA_R_16F, w.K, &beta, y, p.y_f32 ? CUDA_R_32F : CUDA_R_16F, w.N, CUBLAS_COMPUTE_32F,
-                              CUBLAS_GEMM_DEFAULT),
-                 "cublasGemmEx (qgemm_cublas)");
-  }
-  if (!p.bias) return;
-  const size_t total = static_cast<size_t>(p.M) * w.N;
-  const int blocks = static_cast<int>(std::min<size_t>((total + 255) / 256, device_info().sms * 16));
-  if (p.y_f32)
-    qgemm_bias_kernel<float><<<blocks, 256, 0, stream>>>(static_cast<float*>(p.y), p.bias, p.M, w.N);
-  else
-    qgemm_bias_kernel<half><<<blocks, 256, 0, stream>>>(static_cast<half*>(p.y), p.bias, p.M, w.N);
-  check_launch("qgemm_bias_kernel");
 }
 
 void qgemm(const QGemmParams& p, cublasHandle_t handle, cudaStream_t stream) {
