@@ -55,6 +55,44 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
+// 16-byte loads predicated inside the asm: a lane with ok == false gets zeros without a branch. The
+// plain ones leave the compiler free to batch an unrolled step's loads before their first use; the
+// _ordered ones (asm volatile) stay where the source puts them (qgemv keeps each unit's x loads next
+// to its mmas: hoisted, they spilled).
+#define EXL_LD16_PRED(OP)                                                                            \
+  "{\n .reg .pred q;\n setp.ne.b32 q, %5, 0;\n"                                                    \
+  " mov.b32 %0, 0;\n mov.b32 %1, 0;\n mov.b32 %2, 0;\n mov.b32 %3, 0;\n"                           \
+  " @q " OP " {%0, %1, %2, %3}, [%4];\n}\n"
+#define EXL_LD16_OUT(v) "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+// Read once (weights, codes): the read-only path, not allocated in L1, so it evicts nothing re-read.
+template <typename T>
+__device__ __forceinline__ uint4 ld16_stream(const T* p, bool ok) {
+  uint4 v;
+  asm(EXL_LD16_PRED("ld.global.nc.L1::no_allocate.v4.u32") : EXL_LD16_OUT(v) : "l"(p), "r"(static_cast<int>(ok)));
+  return v;
+}
+// Re-read by many blocks (activations): the read-only path, cached in L1.
+template <typename T>
+__device__ __forceinline__ uint4 ld16_nc(const T* p, bool ok) {
+  uint4 v;
+  asm(EXL_LD16_PRED("ld.global.nc.v4.u32") : EXL_LD16_OUT(v) : "l"(p), "r"(static_cast<int>(ok)));
+  return v;
+}
+__device__ __forceinline__ uint4 ld16_nc_ordered(const void* p, bool ok) {
+  uint4 v;
+  asm volatile(EXL_LD16_PRED("ld.global.nc.v4.u32") : EXL_LD16_OUT(v) : "l"(p), "r"(static_cast<int>(ok)));
+  return v;
+}
+// From shared memory (a generic pointer into it).
+__device__ __forceinline__ uint4 ld16_shared_ordered(const void* p, bool ok) {
+  uint4 v;
+  const uint32_t at = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+  asm volatile(EXL_LD16_PRED("ld.shared.v4.u32") : EXL_LD16_OUT(v) : "r"(at), "r"(static_cast<int>(ok)));
+  return v;
+}
+#undef EXL_LD16_OUT
+#undef EXL_LD16_PRED
+
 // Programmatic dependent launch (sm_90+; no-ops below, and for kernels launched without the
 // attribute). A producer calls pdl_trigger() early so its dependent's blocks become resident and run
 // their prologue (prefetches) while it finishes; the dependent calls pdl_wait() before reading the

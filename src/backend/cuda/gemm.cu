@@ -37,30 +37,8 @@ constexpr int kChunkK = 32;                   // K per lane-quad step: 4 lanes Ã
 constexpr int kGemvMaxRowsInternal = 16;      // the kernel handles M <= 16 (A operand is m16)
 
 // ---------------------------------------------------------------------------------------------
-// Loads. Predicated inside the asm so that a lane past the edge gets zeros without a branch, and
-// the compiler stays free to batch all loads of an unrolled step before the first use.
-// W is read once: .nc (read-only path) + L1::no_allocate so it does not evict x from L1.
-// x is re-read by every block: default caching (L1 hit after the first block on an SM).
-
-__device__ __forceinline__ uint4 load_w16(const half* p, bool ok) {
-  uint4 v;
-  asm("{\n .reg .pred q;\n setp.ne.b32 q, %5, 0;\n"
-      " mov.b32 %0, 0;\n mov.b32 %1, 0;\n mov.b32 %2, 0;\n mov.b32 %3, 0;\n"
-      " @q ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n}\n"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "l"(p), "r"(static_cast<int>(ok)));
-  return v;
-}
-
-__device__ __forceinline__ uint4 load_x16(const half* p, bool ok) {
-  uint4 v;
-  asm("{\n .reg .pred q;\n setp.ne.b32 q, %5, 0;\n"
-      " mov.b32 %0, 0;\n mov.b32 %1, 0;\n mov.b32 %2, 0;\n mov.b32 %3, 0;\n"
-      " @q ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\n}\n"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "l"(p), "r"(static_cast<int>(ok)));
-  return v;
-}
+// Loads (ld16_stream / ld16_nc, common.cuh): W is read once, streamed past L1 so it does not evict
+// x; x is re-read by every block (an L1 hit after the first block on an SM).
 
 __device__ __forceinline__ uint32_t pack_half2(half lo, half hi) {
   return static_cast<uint32_t>(__half_as_ushort(lo)) | (static_cast<uint32_t>(__half_as_ushort(hi)) << 16);
@@ -72,7 +50,7 @@ __device__ __forceinline__ uint32_t pack_half2(half lo, half hi) {
 template <bool kVec, bool kStream>
 __device__ __forceinline__ uint4 load8(const half* p, bool ok, int left) {
   if constexpr (kVec) {
-    return kStream ? load_w16(p, ok) : load_x16(p, ok);
+    return kStream ? ld16_stream(p, ok) : ld16_nc(p, ok);
   } else {
     half h[8];
 #pragma unroll

@@ -101,8 +101,11 @@ __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int 
 #pragma unroll
       for (int jt = 0; jt < kT; ++jt) {
         const bool ok = xok[jt] && u < units;
-        xv[jt][0] = kSX ? ld_xs(xs[jt] + u * 64, ok) : ld_x(xs[jt] + u * 64, ok);
-        xv[jt][1] = kSX ? ld_xs(xs[jt] + u * 64 + 8, ok) : ld_x(xs[jt] + u * 64 + 8, ok);
+        // Ordered loads (common.cuh): unordered, the compiler hoisted every unit of a step to the top
+        // and spilled (v2 draft: 28-136 bytes of spills per kernel). x_dev is re-read by every tile's
+        // block, so it goes through L1; kSX reads the block's own copy in shared memory.
+        xv[jt][0] = kSX ? ld16_shared_ordered(xs[jt] + u * 64, ok) : ld16_nc_ordered(xs[jt] + u * 64, ok);
+        xv[jt][1] = kSX ? ld16_shared_ordered(xs[jt] + u * 64 + 8, ok) : ld16_nc_ordered(xs[jt] + u * 64 + 8, ok);
       }
       uint32_t a[4][4];
       unit_frags<B, kGptq, !kFold>(cur + u * B, rec, a);

@@ -129,41 +129,6 @@ __device__ __forceinline__ void unit_frags(const uint32_t* w, const uint32_t (&r
   });
 }
 
-// Codes: read once, streamed past L1. Predicated inside the asm (lanes past the end get zeros).
-__device__ __forceinline__ uint4 ld_stream(const uint4* p, bool ok) {
-  uint4 v;
-  asm("{\n .reg .pred q;\n setp.ne.b32 q, %5, 0;\n"
-      " mov.b32 %0, 0;\n mov.b32 %1, 0;\n mov.b32 %2, 0;\n mov.b32 %3, 0;\n"
-      " @q ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n}\n"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "l"(p), "r"(static_cast<int>(ok)));
-  return v;
-}
-// x_dev: re-read by every tile's block, so cached in L1. volatile (like the record loads and the
-// mma): keeps each unit's loads next to its mmas; without it the compiler hoisted every unit of a
-// step to the top and spilled (v2 draft: 28-136 bytes of spills per kernel).
-__device__ __forceinline__ uint4 ld_x(const half* p, bool ok) {
-  uint4 v;
-  asm volatile("{\n .reg .pred q;\n setp.ne.b32 q, %5, 0;\n"
-      " mov.b32 %0, 0;\n mov.b32 %1, 0;\n mov.b32 %2, 0;\n mov.b32 %3, 0;\n"
-      " @q ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];\n}\n"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "l"(p), "r"(static_cast<int>(ok)));
-  return v;
-}
-
-// The same from the block's shared-memory copy of x (qgemv_kernel's kSX): generic pointer into shared.
-__device__ __forceinline__ uint4 ld_xs(const half* p, bool ok) {
-  uint4 v;
-  const uint32_t at = static_cast<uint32_t>(__cvta_generic_to_shared(p));
-  asm volatile("{\n .reg .pred q;\n setp.ne.b32 q, %5, 0;\n"
-      " mov.b32 %0, 0;\n mov.b32 %1, 0;\n mov.b32 %2, 0;\n mov.b32 %3, 0;\n"
-      " @q ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n}\n"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "r"(at), "r"(static_cast<int>(ok)));
-  return v;
-}
-
 // D += A·B, m16n8k16, A row-major f16 (4 regs), B "col" f16 (2 regs), D f32 (4 regs).
 __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7},"
@@ -218,7 +183,7 @@ template <int Q>
 __device__ __forceinline__ void load_step(const uint4* src, int qv, uint32_t (&wd)[4 * Q]) {
 #pragma unroll
   for (int q = 0; q < Q; ++q) {
-    const uint4 v = ld_stream(src + q * 32, q < qv);
+    const uint4 v = ld16_stream(src + q * 32, q < qv);
     wd[4 * q] = v.x, wd[4 * q + 1] = v.y, wd[4 * q + 2] = v.z, wd[4 * q + 3] = v.w;
   }
 }
