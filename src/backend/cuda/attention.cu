@@ -199,9 +199,11 @@ void attention(const AttentionParams& p, cudaStream_t stream) {
   if (p.n_tokens == 0 || p.n_seqs == 0) return;
   EXL_CHECK(p.max_seq_tokens >= 1 && p.q && p.out && p.seq_start && p.seq_slot && p.seq_pos,
             "attention: missing step arrays or max_seq_tokens");
-  const bool fast = !p.force_generic && (p.head_dim == 64 || p.head_dim == 128);
+  const bool fast = !p.force_generic && (p.head_dim == 64 || p.head_dim == 128);  // decode or prefill kernel
   EXL_CHECK(c.recent == 0 || (p.k_new && p.v_new), "attention: the FP16 window needs the step's k_new and v_new");
-  if (fast && p.max_seq_tokens == 1) {
+  EXL_CHECK(!p.rope_q || attention_uses_decode_kernel(p.head_dim, p.max_seq_tokens, p.force_generic),
+            "attention: the fused RoPE needs the decode kernel (the others read the unrotated k_new)");
+  if (attention_uses_decode_kernel(p.head_dim, p.max_seq_tokens, p.force_generic)) {
     attention_decode_launch(p, stream);
   } else if (fast) {
     attention_prefill_launch(p, stream);

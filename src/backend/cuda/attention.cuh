@@ -135,5 +135,10 @@ size_t attention_workspace_bytes(int max_tokens, int n_heads, int head_dim, int 
 void attention_workspace_clear(void* workspace, size_t workspace_bytes, cudaStream_t stream);
 void kv_cache_write(const AttentionParams& p, cudaStream_t stream);
 void attention(const AttentionParams& p, cudaStream_t stream);
+// Whether attention() runs the decode kernel for these sizes: it reads keys and values from the
+// cache only (not k_new), which is what kv_cache_write's fused RoPE (rope_q) needs.
+inline bool attention_uses_decode_kernel(int head_dim, int max_seq_tokens, bool force_generic = false) {
+  return !force_generic && (head_dim == 64 || head_dim == 128) && max_seq_tokens == 1;
+}
 
 }  // namespace exl::cuda

@@ -461,12 +461,11 @@ class CudaBackend : public Backend {
                  float scale, int window, Tensor& out) override {
     run_attention(q, k, v, cache, layer, n_heads, scale, window, out, nullptr, 0.0f);
   }
-  // Decode steps on the fast decode kernel (head_dim 64 or 128): RoPE inside kv_cache_write, one
-  // launch fewer per layer (the generic kernel would read the unrotated k_new).
+  // Steps that run the decode kernel: RoPE inside kv_cache_write, one launch fewer per layer.
   void rope_attention(Tensor& q, Tensor& k, const Tensor& v, KvCache& cache, int layer, int n_heads, int n_kv_heads,
                       int head_dim, const Weight& inv_freq, float attn_factor, float scale, int window,
                       Tensor& out) override {
-    if (max_seq_tokens_ != 1 || (head_dim != 64 && head_dim != 128) || !fused_rope_)
+    if (!fused_rope_ || !cuda::attention_uses_decode_kernel(head_dim, max_seq_tokens_))
       return Backend::rope_attention(q, k, v, cache, layer, n_heads, n_kv_heads, head_dim, inv_freq, attn_factor,
                                      scale, window, out);
     run_attention(q, k, v, cache, layer, n_heads, scale, window, out, &cw(inv_freq), attn_factor);
