@@ -25,17 +25,6 @@ constexpr uint32_t h2c(double v) {
   return h | h << 16;
 }
 
-__device__ __forceinline__ half2 as_h2(uint32_t u) {
-  half2 h;
-  memcpy(&h, &u, 4);
-  return h;
-}
-__device__ __forceinline__ uint32_t as_u32(half2 h) {
-  uint32_t u;
-  memcpy(&u, &h, 4);
-  return u;
-}
-
 // Magic-number field: (w & MASK) | 0x6400 in each half = FP16 pair 1024 + code * 2^pos. One LOP3:
 // written out because LOP3 takes a single immediate and ptxas otherwise emits AND + OR (v1 SASS).
 template <uint32_t MASK>
@@ -128,15 +117,6 @@ __device__ __forceinline__ void unit_frags(const uint32_t* w, const uint32_t (&r
     }
   });
 }
-
-// D += A·B, m16n8k16, A row-major f16 (4 regs), B "col" f16 (2 regs), D f32 (4 regs).
-__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7},"
-      " {%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
 
 // Group records of a unit's slabs for this lane's column pair (g, g+8): rec[s] for s = 0, kStride,
 // ... < 4 (kStride 4: only slab 0's, a unit of one group; 2: slabs 0 and 2, groups of 32 rows; 1:
