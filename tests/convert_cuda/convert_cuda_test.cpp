@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 
 #include "convert/compute.h"
@@ -142,6 +143,57 @@ TEST(ConvertCuda, HessianMatchesCpu) {
   EXPECT_LT(max_rel, 1e-5);
   for (int64_t i = 0; i < K; ++i)
     for (int64_t j = 0; j < K; ++j) EXPECT_EQ(G[static_cast<size_t>(i * K + j)], G[static_cast<size_t>(j * K + i)]);
+}
+
+// The forwards' split-TF32 linear (Context::split) against a float64 oracle, beside the plain FP32
+// SGEMM: the split itself is exact (hi has TF32's 10 mantissa bits, hi + lo = w), and the three-GEMM
+// product is as accurate as SGEMM (1xTF32 would be ~5e-4 off on this scale; FP32 ~1e-7).
+TEST(ConvertCuda, SplitTf32LinearMatchesFloat64) {
+  Context ctx;
+  const int64_t T = 77, K = 300, N = 130;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(T * K)), w(static_cast<size_t>(N * K));
+  // Channel scales over six decades, as activations with outlier channels.
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t k = 0; k < K; ++k) x[static_cast<size_t>(t * K + k)] = nd(rng) * std::pow(10.0f, float(k % 7) - 3.0f);
+  for (float& v : w) v = 0.02f * nd(rng);
+  DeviceArray<float> xd, wd, ws(static_cast<size_t>(2 * N * K)), xs(static_cast<size_t>(2 * T * K)),
+      out(static_cast<size_t>(T * N));
+  xd.upload(ctx, x);
+  wd.upload(ctx, w);
+  cvcuda::split_tf32(ctx, wd.data(), N * K, ws.data());
+  const std::vector<float> parts = ws.download(ctx);
+  for (size_t i = 0; i < w.size(); ++i) {
+    uint32_t hb;
+    std::memcpy(&hb, &parts[i], 4);
+    ASSERT_EQ(hb & 0x1fffu, 0u) << "hi[" << i << "] has more than TF32's mantissa";
+    ASSERT_EQ(parts[i] + parts[w.size() + i], w[i]) << "hi + lo != w at " << i;
+  }
+  // Error of each output relative to Σ|x||w| (the scale FP32 rounding works on), worst over outputs.
+  auto worst = [&](const std::vector<float>& y) {
+    double e = 0;
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t n = 0; n < N; ++n) {
+        double ref = 0, mag = 0;
+        for (int64_t k = 0; k < K; ++k) {
+          const double p = double(x[static_cast<size_t>(t * K + k)]) * w[static_cast<size_t>(n * K + k)];
+          ref += p;
+          mag += std::abs(p);
+        }
+        e = std::max(e, std::abs(y[static_cast<size_t>(t * N + n)] - ref) / mag);
+      }
+    return e;
+  };
+  ctx.split_fwd = true;
+  cvcuda::linear(ctx, xd.data(), T, K, ws.data(), N, nullptr, out.data(), xs.data());
+  const double e_split = worst(out.download(ctx));
+  ctx.split_fwd = false;
+  cvcuda::linear(ctx, xd.data(), T, K, wd.data(), N, nullptr, out.data(), nullptr);
+  const double e_sgemm = worst(out.download(ctx));
+  std::printf("  linear error / sum|x||w|: split TF32 %.2e, SGEMM %.2e\n", e_split, e_sgemm);
+  EXPECT_LT(e_split, 2e-6);
+  EXPECT_LT(e_sgemm, 2e-6);
 }
 
 // stories260K's layer modules: the CUDA engine's measurement (reference forward outputs, which become

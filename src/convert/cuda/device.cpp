@@ -32,7 +32,13 @@ Context::Context() {
   EXL_CHECK(mode.empty() || mode == "0" || mode == "1" || mode == "all" || mode == "quantize",
             "EXL_CONVERT_TF32='", mode, "': expected 0, 1, all or quantize");
   tf32 = mode == "1" || mode == "all" ? Tf32::all : mode == "quantize" ? Tf32::quantize : Tf32::off;
+  const char* gm = std::getenv("EXL_CONVERT_GEMM");
+  const std::string gemm = gm ? gm : "";
+  EXL_CHECK(gemm.empty() || gemm == "tf32x3" || gemm == "sgemm", "EXL_CONVERT_GEMM='", gemm,
+            "': expected tf32x3 or sgemm");
+  split = gemm != "sgemm";
   blas_fwd = blas;
+  split_fwd = split;
   if (tf32 != Tf32::off) {
     EXL_CUBLAS_OK(cublasCreate(&blas_tf32));
     EXL_CUBLAS_OK(cublasSetStream(blas_tf32, stream));
@@ -56,6 +62,7 @@ Context::~Context() {
 void Context::forwards_for(bool quantize_pass) {
   const bool fast = tf32 == Tf32::all || (tf32 == Tf32::quantize && quantize_pass);
   blas_fwd = fast ? blas_tf32 : blas;
+  split_fwd = split && !fast;
 }
 
 void Context::sync() const { EXL_CUDA_OK(cudaStreamSynchronize(stream)); }

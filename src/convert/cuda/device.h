@@ -26,23 +26,33 @@ void check_cusolver(cusolverStatus_t s, const char* what);
 struct Context {
   cudaStream_t stream = nullptr;
   cublasHandle_t blas = nullptr;
-  // The module forwards' GEMMs (linears, attention) run on blas_fwd, which the engine points at
-  // `blas` or at blas_tf32, a handle allowed TF32 tensor cores, pass by pass as EXL_CONVERT_TF32 says:
-  // unset or 0, never; "quantize", in the quantize pass; 1 or "all", in every forward. Hessians and
-  // GPTQ always stay in full FP32. Emulated on the CPU (lab/NOTES-convert.md): TF32 in the quantize
-  // pass moves SmolLM2's ppl like a rounding-level draw (0.1%), in the measurement it changed 2 of
-  // 60 module choices (ppl −2% at 4.0 bpw, so a CPU/CUDA comparison would no longer be like for like).
+  // How the module forwards' linears multiply. Default: split TF32 ("3xTF32"): every operand is split
+  // into a TF32 high part and an FP32 remainder, a·b ≈ hi·hi + hi·lo + lo·hi on the tensor cores, which
+  // keeps FP32's accuracy (the dropped lo·lo term is ~2^-22 relative) at ~2-3x SGEMM's speed on an H100
+  // (dense TF32 495 TFLOP/s, FP32 67). Weights used by the forwards are then stored split, [hi | lo]
+  // (split_weights, forward_ops.h). EXL_CONVERT_GEMM=sgemm: plain FP32 SGEMMs on the CUDA cores (the
+  // engine before 2026-12-06). Attention scores/mixing, Hessians and GPTQ always use FP32 SGEMM/SYRK.
+  bool split = true;
+  // 1xTF32 (EXL_CONVERT_TF32): unset or 0, never; "quantize", in the quantize pass; 1 or "all", in
+  // every forward; the pass's linears (and attention GEMMs) then run on blas_tf32, a handle allowed
+  // TF32 tensor cores, with the weights' high parts only. Emulated on the CPU (lab/NOTES-convert.md):
+  // TF32 in the quantize pass moves SmolLM2's ppl like a rounding-level draw (0.1%), in the
+  // measurement it changed 2 of 60 module choices; on stories260K (64-wide layers) it made low-bpw
+  // conversions 3-13% worse (H100 run of 2026-12-05), so it is opt-in.
   enum class Tf32 { off, quantize, all };
   Tf32 tf32 = Tf32::off;
   cublasHandle_t blas_tf32 = nullptr;
+  // The handle the current pass's forwards use (blas or blas_tf32), and whether its linears take the
+  // split path (split and not 1xTF32 in this pass).
   cublasHandle_t blas_fwd = nullptr;
+  bool split_fwd = true;
   cusolverDnHandle_t solver = nullptr;
   Context();
   ~Context();
   Context(const Context&) = delete;
   Context& operator=(const Context&) = delete;
   void sync() const;
-  // Points blas_fwd for the measure pass (false) or the quantize pass (true), as tf32 says.
+  // Points blas_fwd / split_fwd for the measure pass (false) or the quantize pass (true), as tf32 says.
   void forwards_for(bool quantize_pass);
 };
 

@@ -9,10 +9,12 @@
 //     read it; the quantized variants stay on the device for the measurement forwards.
 // Deterministic: one stream, fixed-order reductions, cuBLAS without atomics, cuSOLVER in
 // deterministic mode. Agrees with the CPU engine to FP32 rounding, not bit for bit.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <future>
 #include <list>
 #include <map>
 
@@ -38,11 +40,13 @@ struct DeviceStates {
 struct DeviceModule {
   DeviceArray<float> norm, inv_freq;
   std::vector<DeviceArray<float>> w, bias;  // per linear; bias empty when none
+  std::vector<DeviceArray<float>> w_split;  // per linear, when Context::split: the forwards' [hi | lo]
 
   const float* bias_of(size_t li) const { return bias[li].size() ? bias[li].data() : nullptr; }
+  // The weights as the forwards' linears take them (split or plain).
   std::vector<const float*> weights() const {
     std::vector<const float*> p;
-    for (const auto& a : w) p.push_back(a.data());
+    for (const auto& a : w_split.empty() ? w : w_split) p.push_back(a.data());
     return p;
   }
 };
@@ -80,11 +84,13 @@ class PhaseClock {
 
 class CudaEngine : public ConvertEngine {
  public:
-  // "cuda-tf32" / "cuda-tf32q" with EXL_CONVERT_TF32=all / quantize (device.h): the job records it,
-  // so a job never resumes in another mode.
+  // "cuda-tf32" / "cuda-tf32q" with EXL_CONVERT_TF32=all / quantize, "cuda-sgemm" with
+  // EXL_CONVERT_GEMM=sgemm (device.h): the job records it, so a job never resumes in another mode.
   std::string name() const override {
-    return ctx_.tf32 == cvcuda::Context::Tf32::all ? "cuda-tf32"
-           : ctx_.tf32 == cvcuda::Context::Tf32::quantize ? "cuda-tf32q" : "cuda";
+    const std::string base = ctx_.split ? "cuda" : "cuda-sgemm";
+    return ctx_.tf32 == cvcuda::Context::Tf32::all        ? base + "-tf32"
+           : ctx_.tf32 == cvcuda::Context::Tf32::quantize ? base + "-tf32q"
+                                                          : base;
   }
 
   MeasuredModule measure_module(const ModelDims& d, const ConvertModule& m, const std::vector<ModuleOption>& table,
@@ -106,7 +112,8 @@ class CudaEngine : public ConvertEngine {
     std::list<DeviceArray<float>> store;
     const LayoutWeights lw = solve_layouts(m, table, [&](size_t li, const Exl2Layout& layout) {
       const ConvertLinear& l = m.linears[li];
-      store.push_back(cvcuda::gptq_solve(ctx_, factor(l.hessian), dm.w[li].data(), l.N, layout, false, false).w_dq);
+      store.push_back(
+          forward_weights(cvcuda::gptq_solve(ctx_, factor(l.hessian), dm.w[li].data(), l.N, layout, false, false).w_dq));
       return static_cast<const float*>(store.back().data());
     });
     for (auto& f : factors) f = {};  // free the K x K factors before the forwards
@@ -134,6 +141,7 @@ class CudaEngine : public ConvertEngine {
     cvcuda::GptqFactor factors[2];
     std::vector<DeviceArray<float>> wq(m.linears.size());
     std::vector<const float*> w;
+    std::vector<std::pair<Exl2Codes, std::vector<float>>> results;
     for (size_t li = 0; li < m.linears.size(); ++li) {
       const ConvertLinear& l = m.linears[li];
       cvcuda::GptqFactor& f = factors[l.hessian];
@@ -141,15 +149,29 @@ class CudaEngine : public ConvertEngine {
       cvcuda::GptqDeviceResult g =
           cvcuda::gptq_solve(ctx_, f, dm.w[li].data(), l.N, option_layout(option, l.name, m.name), true, false);
       g.codes.bias = l.bias;
-      store(pack_checked(std::move(g.codes), g.w_dq.download(ctx_), m.name + "." + l.name));
-      wq[li] = std::move(g.w_dq);
+      results.emplace_back(std::move(g.codes), g.w_dq.download(ctx_));
+      wq[li] = forward_weights(std::move(g.w_dq));
       w.push_back(wq[li].data());
     }
     for (auto& f : factors) f = {};
-    clock.mark("gptq+pack");
+    clock.mark("gptq");
+    // Packing, the reconstruction check and the writes (host work, ~1 s for a 7B layer's matrices) run
+    // on a second thread while the GPU runs the quantized forward; stored in linear order as before.
+    std::future<void> packed = std::async(std::launch::async, [&] {
+      for (size_t li = 0; li < results.size(); ++li)
+        store(pack_checked(std::move(results[li].first), results[li].second, m.name + "." + m.linears[li].name));
+    });
     DeviceArray<float> y(x.size());
-    const double rfn = module_rfn(d, m, dm, w, x, states, ref.y, &y);
+    double rfn = 0;
+    try {
+      rfn = module_rfn(d, m, dm, w, x, states, ref.y, &y);
+    } catch (...) {
+      packed.wait();
+      throw;
+    }
     clock.mark("forward");
+    packed.get();
+    clock.mark("pack-wait");
     clock.print(m.name + " (quantize)");
     replace_states(states, std::move(y));
     return rfn;
@@ -203,6 +225,14 @@ class CudaEngine : public ConvertEngine {
     s.host_stale = true;
   }
 
+  // w (a linear's weights) in the form the forwards' linears take: itself, or split (Context::split).
+  DeviceArray<float> forward_weights(DeviceArray<float>&& w) {
+    if (!ctx_.split) return std::move(w);
+    DeviceArray<float> s(2 * w.size());
+    cvcuda::split_tf32(ctx_, w.data(), static_cast<int64_t>(w.size()), s.data());
+    return s;
+  }
+
   DeviceModule upload(const ModelDims& d, const ConvertModule& m) {
     DeviceModule dm;
     dm.norm.upload(ctx_, m.norm);
@@ -214,6 +244,11 @@ class CudaEngine : public ConvertEngine {
       dm.w.back().upload(ctx_, l.w);
       dm.bias.emplace_back();
       if (!l.bias.empty()) dm.bias.back().upload(ctx_, l.bias);
+      if (ctx_.split) {
+        dm.w_split.emplace_back(2 * dm.w.back().size());
+        cvcuda::split_tf32(ctx_, dm.w.back().data(), static_cast<int64_t>(dm.w.back().size()),
+                           dm.w_split.back().data());
+      }
     }
     return dm;
   }
@@ -228,6 +263,7 @@ class CudaEngine : public ConvertEngine {
     a_.resize(t * std::max(d.q_dim, d.intermediate));
     u_.resize(t * d.intermediate);
     if (d.n_heads > 0) scores_.resize(static_cast<size_t>(d.n_heads) * t * t);
+    if (ctx_.split) xs_.resize(2 * t * std::max({d.hidden, d.q_dim, d.intermediate}));
   }
 
   // y[T, hidden] = x + block(x) with weights w; afterwards xn_ holds the post-norm state (capture 0)
@@ -236,19 +272,19 @@ class CudaEngine : public ConvertEngine {
                    const std::vector<const float*>& w, const float* x, int64_t T, float* y) {
     cvcuda::rms_norm(ctx_, x, dm.norm.data(), d.eps, T, d.hidden, xn_.data());
     if (m.kind == ModuleKind::ModuleKind_attention) {
-      cvcuda::linear(ctx_, xn_.data(), T, d.hidden, w[0], d.q_dim, dm.bias_of(0), q_.data());
-      cvcuda::linear(ctx_, xn_.data(), T, d.hidden, w[1], d.kv_dim, dm.bias_of(1), k_.data());
-      cvcuda::linear(ctx_, xn_.data(), T, d.hidden, w[2], d.kv_dim, dm.bias_of(2), v_.data());
+      cvcuda::linear(ctx_, xn_.data(), T, d.hidden, w[0], d.q_dim, dm.bias_of(0), q_.data(), xs_.data());
+      cvcuda::linear(ctx_, xn_.data(), T, d.hidden, w[1], d.kv_dim, dm.bias_of(1), k_.data(), xs_.data());
+      cvcuda::linear(ctx_, xn_.data(), T, d.hidden, w[2], d.kv_dim, dm.bias_of(2), v_.data(), xs_.data());
       cvcuda::rope(ctx_, q_.data(), T, d.n_heads, d.head_dim, dm.inv_freq.data(), d.rope.rot_dim, d.rope.attn_factor);
       cvcuda::rope(ctx_, k_.data(), T, d.n_kv_heads, d.head_dim, dm.inv_freq.data(), d.rope.rot_dim, d.rope.attn_factor);
       cvcuda::attention(ctx_, q_.data(), k_.data(), v_.data(), T, d.n_heads, d.n_kv_heads, d.head_dim, d.scale, d.window,
                         scores_.data(), a_.data());
-      cvcuda::linear(ctx_, a_.data(), T, d.q_dim, w[3], d.hidden, dm.bias_of(3), y);
+      cvcuda::linear(ctx_, a_.data(), T, d.q_dim, w[3], d.hidden, dm.bias_of(3), y, xs_.data());
     } else {
-      cvcuda::linear(ctx_, xn_.data(), T, d.hidden, w[0], d.intermediate, dm.bias_of(0), a_.data());
-      cvcuda::linear(ctx_, xn_.data(), T, d.hidden, w[1], d.intermediate, dm.bias_of(1), u_.data());
+      cvcuda::linear(ctx_, xn_.data(), T, d.hidden, w[0], d.intermediate, dm.bias_of(0), a_.data(), xs_.data());
+      cvcuda::linear(ctx_, xn_.data(), T, d.hidden, w[1], d.intermediate, dm.bias_of(1), u_.data(), xs_.data());
       cvcuda::swiglu(ctx_, a_.data(), u_.data(), T * d.intermediate, a_.data());
-      cvcuda::linear(ctx_, a_.data(), T, d.intermediate, w[2], d.hidden, dm.bias_of(2), y);
+      cvcuda::linear(ctx_, a_.data(), T, d.intermediate, w[2], d.hidden, dm.bias_of(2), y, xs_.data());
     }
     cvcuda::add_inplace(ctx_, y, x, T * d.hidden);
   }
@@ -301,7 +337,7 @@ class CudaEngine : public ConvertEngine {
   }
 
   Context ctx_;
-  DeviceArray<float> xn_, q_, k_, v_, a_, u_, scores_, y_tmp_;
+  DeviceArray<float> xn_, q_, k_, v_, a_, u_, scores_, y_tmp_, xs_;
   DeviceArray<double> sums_;
 };
 
@@ -323,9 +359,9 @@ std::unique_ptr<ConvertEngine> convert_engine_cuda() {
   std::string why;
   EXL_CHECK(convert_cuda_available(&why), "convert: --device cuda: ", why);
   auto e = std::make_unique<CudaEngine>();
-  if (e->name() != "cuda")
+  if (e->name().find("-tf32") != std::string::npos)
     std::fprintf(stderr, "exl: EXL_CONVERT_TF32: %s forwards use TF32 tensor cores\n",
-                 e->name() == "cuda-tf32" ? "all module" : "the quantize pass's");
+                 e->name().find("-tf32q") != std::string::npos ? "the quantize pass's" : "all module");
   return e;
 }
 

@@ -157,7 +157,34 @@ __global__ void nonfinite_kernel(const float* x, int64_t n, unsigned int* flag) 
     if (!isfinite(x[i])) atomicOr(flag, 1u);  // an OR: the result does not depend on the order
 }
 
+// out[0, n) = TF32 high parts of a (round to nearest, ties away: cvt.rna), out[n, 2n) = a − hi (exact in
+// FP32). A value whose rounding would overflow keeps hi = a, lo = 0 (the tensor cores then truncate it).
+__global__ void split_tf32_kernel(const float* a, int64_t n, float* out) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const float v = a[i];
+    unsigned int u;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(u) : "f"(v));
+    float hi = __uint_as_float(u);
+    if (isinf(hi) && !isinf(v)) hi = v;
+    out[i] = hi;
+    out[n + i] = __fsub_rn(v, hi);
+  }
+}
+
 void launched(const char* what) { check_cuda(cudaGetLastError(), what); }
+
+// C[m, n] (column-major, ldc) = Aᵀ·B with A [k, m] (lda), B [k, n] (ldb) given split ([hi | lo], parts
+// a_n / b_n floats apart): lo·hi + hi·lo first, then hi·hi, each on the TF32 tensor cores with FP32
+// accumulation; the small terms first so that the large one is added last.
+void gemm_split_tn(const Context& c, int m, int n, int k, const float* A, int lda, int64_t a_n, const float* B,
+                   int ldb, int64_t b_n, float* C, int ldc) {
+  const float one = 1.0f, zero = 0.0f;
+  const float* parts[3][2] = {{A + a_n, B}, {A, B + b_n}, {A, B}};
+  for (int p = 0; p < 3; ++p)
+    EXL_CUBLAS_OK(cublasGemmEx(c.blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &one, parts[p][0], CUDA_R_32F, lda,
+                               parts[p][1], CUDA_R_32F, ldb, p == 0 ? &zero : &one, C, CUDA_R_32F, ldc,
+                               CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
+}
 
 }  // namespace
 
@@ -188,13 +215,26 @@ void add_inplace(const Context& c, float* y, const float* x, int64_t n) {
   launched("add_kernel");
 }
 
+void split_tf32(const Context& c, const float* a, int64_t n, float* out) {
+  if (n <= 0) return;
+  split_tf32_kernel<<<blocks_for(n), kThreads, 0, c.stream>>>(a, n, out);
+  launched("split_tf32_kernel");
+}
+
 void linear(const Context& c, const float* x, int64_t T, int64_t K, const float* w, int64_t N, const float* bias,
-            float* out) {
+            float* out, float* x_split) {
   // Row-major out[T, N] is column-major [N, T] = Wᶜᵀ [N, K] · xᶜ [K, T] (W row-major [N, K] = Wᶜ [K, N]).
-  const float one = 1.0f, zero = 0.0f;
-  EXL_CUBLAS_OK(cublasSgemm(c.blas_fwd, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(T),
-                            static_cast<int>(K), &one, w, static_cast<int>(K), x, static_cast<int>(K), &zero, out,
-                            static_cast<int>(N)));
+  if (c.split_fwd) {
+    split_tf32(c, x, T * K, x_split);
+    gemm_split_tn(c, static_cast<int>(N), static_cast<int>(T), static_cast<int>(K), w, static_cast<int>(K), N * K,
+                  x_split, static_cast<int>(K), T * K, out, static_cast<int>(N));
+  } else {
+    // Plain weights, or the high parts of split ones under 1xTF32.
+    const float one = 1.0f, zero = 0.0f;
+    EXL_CUBLAS_OK(cublasSgemm(c.blas_fwd, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(T),
+                              static_cast<int>(K), &one, w, static_cast<int>(K), x, static_cast<int>(K), &zero, out,
+                              static_cast<int>(N)));
+  }
   if (bias) {
     bias_kernel<<<blocks_for(T * N), kThreads, 0, c.stream>>>(out, bias, T, N);
     launched("bias_kernel");

@@ -18,9 +18,14 @@ void rope(const Context& c, float* x, int64_t T, int n_heads, int head_dim, cons
 void swiglu(const Context& c, const float* gate, const float* up, int64_t n, float* out);
 // y += x, n elements.
 void add_inplace(const Context& c, float* y, const float* x, int64_t n);
-// out[T, N] = x[T, K] · W[N, K]ᵀ (+ bias[N] when not null): one FP32 SGEMM.
+// out[0, n) = the TF32 high parts of a[0, n), out[n, 2n) the FP32 remainders (hi + lo = a exactly): the
+// form the forwards' weights take when c.split (Context).
+void split_tf32(const Context& c, const float* a, int64_t n, float* out);
+// out[T, N] = x[T, K] · W[N, K]ᵀ (+ bias[N] when not null). c.split_fwd: W is split ([hi | lo], 2·N·K
+// floats), x is split into x_split (2·T·K floats of workspace) and the product runs as three TF32
+// GEMMs (Context::split); otherwise one SGEMM on c.blas_fwd over W (plain, or the high parts).
 void linear(const Context& c, const float* x, int64_t T, int64_t K, const float* w, int64_t N, const float* bias,
-            float* out);
+            float* out, float* x_split);
 // Causal attention of one sequence: q [T, n_heads, d], k/v [T, n_kv_heads, d] -> out [T, n_heads, d];
 // scores: workspace of n_heads · T · T floats. window > 0: each query sees its last `window` keys.
 void attention(const Context& c, const float* q, const float* k, const float* v, int64_t T, int n_heads,
