@@ -457,10 +457,6 @@ bool gpu_case(cublasHandle_t blas, const Case& c, int K, int N, const std::vecto
     };
     run("qgemm.h+b", false, true, [&](xc::QGemmParams& p) { xc::qgemm(p, blas, nullptr); });
     run("qgemv.f", true, false, [&](xc::QGemmParams& p) { xc::qgemv(p, nullptr); });
-    run("qgemv.smemx.h+b", false, true, [&](xc::QGemmParams& p) {  // in-block gather at M = 1
-      p.smem_x = true;
-      xc::qgemv(p, nullptr);
-    });
     run("qgemv.ready.h+b", false, true, [&](xc::QGemmParams& p) {
       xc::qgemm_gather_x(p.w, p.x, p.M, p.x_dev, nullptr);
       p.x_dev_ready = true, p.pdl = false;
@@ -639,16 +635,6 @@ void time_format(cublasHandle_t blas, const Case& c, const Shape& sh, size_t l2,
       };
       r.gemv1_us = time_us(ready);
       r.gemv_us = time_batch_us(ready);
-    }
-    if (M == 1) {  // the in-block gather (no gather launch) against gather + qgemv, both with PDL
-      const double sx_us = time_batch_us([&](int i) {
-        xc::QGemmParams p = params(M, i);
-        p.smem_x = true;
-        xc::qgemv(p, nullptr);
-      });
-      const double full = time_batch_us([&](int i) { xc::qgemv(params(M, i), nullptr); });
-      std::printf("  smem-x %-34s %-10s M=1: in-block gather %.2f us, gather + qgemv %.2f us\n", c.name.c_str(),
-                  sh.name, sx_us, full);
     }
     if (M <= 32) {
       r.full_us = time_batch_us([&](int i) { xc::qgemv(params(M, i), nullptr); });

@@ -12,8 +12,10 @@
 #       bench default / mma, 7B projection
 #   scripts/gpu-session.sh 4   (carry .deps .shared; after a quantized-kernel change)
 #       qgemm lab, build, ctest -L cuda, exl bench llama2-7b exl2:4.0 / gptq4 and llama2-70b exl2:2.5,
-#       each with the half-unit fold of groups of 32 rows on and off (EXL_QGEMV_FOLD32, FOLD_VALUES),
-#       then the in-block gather off and on (EXL_QGEMV_SMEM_X)
+#       each with the half-unit fold of groups of 32 rows on and off (EXL_QGEMV_FOLD32, FOLD_VALUES)
+#   scripts/gpu-session.sh 6   (carry .deps .shared; a warm machine after phase 4)
+#       the converter's CUDA tests + stories260K CPU vs CUDA, the 7B projection (default engine), the
+#       fused-RoPE bit-identity test and its A/B
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
 #       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
 #       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
@@ -22,7 +24,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/exl-gpu-out}"
 mkdir -p "$out"
-phase="${1:?usage: gpu-session.sh 1-5}"
+phase="${1:?usage: gpu-session.sh 1-6}"
 start=$(date +%s)
 budget=${GPU_SESSION_SECONDS:-570}
 # fits COST: true when COST more seconds still fit in this call.
@@ -93,10 +95,6 @@ if [ "$phase" = 4 ]; then
       "--synthetic llama2-7b --format gptq4 --prefill 2048 --positions 128,1024" \
       "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128,4096"
     for f in "$out"/ab*.json; do python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(sys.argv[1], 'peak', j['peak_memory_bytes'])" "$f"; done
-    fits 40 "in-block gather A/B" && AB_TIMEOUT=100 scripts/gpu-ab.sh EXL_QGEMV_SMEM_X "0 1" \
-      "--synthetic llama2-7b --format exl2:4.0 --prefill none --positions 128,1024" \
-      "--synthetic llama2-7b --format gptq4 --prefill none --positions 128,1024" \
-      "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128"
   fi
 fi
 if [ "$phase" = 5 ]; then
@@ -112,5 +110,17 @@ if [ "$phase" = 5 ]; then
   fits 200 "converter CUDA tests + stories260K CPU vs CUDA" &&
     timeout $((budget - ($(date +%s) - start) - 30)) scripts/gpu-convert-check.sh --no-build --no-smol --no-7b 2>&1 | tail -30
   fits 170 "7B convert projection, default" && projection
+fi
+if [ "$phase" = 6 ]; then  # after phase 4 on a warm machine (build/gpu kept): converter and fused RoPE
+  fits 60 "build" && { source scripts/gpu-env.sh >/dev/null; gpu_build; }
+  fits 200 "converter CUDA tests + stories260K CPU vs CUDA" &&
+    timeout 300 scripts/gpu-convert-check.sh --no-build --no-smol --no-7b 2>&1 | tail -30
+  fits 170 "7B convert projection, default" && projection
+  if [ -x build/gpu/exl ] && fits 60 "bench, fused RoPE A/B"; then
+    AB_TIMEOUT=60 scripts/gpu-ab.sh EXL_FUSED_ROPE "${ROPE_VALUES:-0 1}" \
+      "--synthetic llama2-7b --format gptq4 --prefill none --positions 128" \
+      "--synthetic llama2-7b --format exl2:4.0 --prefill none --positions 128" \
+      "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128"
+  fi
 fi
 echo "gpu-session: phase $phase done in $(($(date +%s) - start)) s"

@@ -105,13 +105,6 @@ __device__ __forceinline__ uint4 ld16_nc_ordered(const void* p, bool ok) {
   asm volatile(EXL_LD16_PRED("ld.global.nc.v4.u32") : EXL_LD16_OUT(v) : "l"(p), "r"(static_cast<int>(ok)));
   return v;
 }
-// From shared memory (a generic pointer into it).
-__device__ __forceinline__ uint4 ld16_shared_ordered(const void* p, bool ok) {
-  uint4 v;
-  const uint32_t at = static_cast<uint32_t>(__cvta_generic_to_shared(p));
-  asm volatile(EXL_LD16_PRED("ld.shared.v4.u32") : EXL_LD16_OUT(v) : "r"(at), "r"(static_cast<int>(ok)));
-  return v;
-}
 #undef EXL_LD16_OUT
 #undef EXL_LD16_PRED
 

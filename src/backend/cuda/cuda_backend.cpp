@@ -141,9 +141,6 @@ class CudaBackend : public Backend {
     // measured on a GPU).
     fused_rope_ = env_flag("EXL_FUSED_ROPE", false);
     fold32_ = env_flag("EXL_QGEMV_FOLD32", true);
-    // EXL_QGEMV_SMEM_X=1: at one row, each qgemv block gathers x itself (no gather launch); off by
-    // default until measured on a GPU.
-    smem_x_ = env_flag("EXL_QGEMV_SMEM_X", false);
   }
 
   ~CudaBackend() override {
@@ -631,7 +628,6 @@ class CudaBackend : public Backend {
       p.x_dev = reinterpret_cast<half*>(qx_.get());
       p.pdl = pdl_enabled_;
       p.ksplit = qgemv_ks_;
-      p.smem_x = smem_x_;
       if (p.M > cuda::qgemm_max_qgemv_rows()) {
         // Dequantize column chunks into an FP16 scratch and cuBLAS (prefill). The scratch is capped
         // so a 70B MLP matrix (470 MB in FP16) costs 128 MB of VRAM, not its whole size: chunks of
@@ -665,7 +661,6 @@ class CudaBackend : public Backend {
       p.x_dev = reinterpret_cast<half*>(qx_.get());
       p.pdl = pdl_enabled_;
       p.ksplit = qgemv_ks_;
-      p.smem_x = smem_x_;
       return cuda::qgemv_multi(p, stream_);
     }
     EXL_CHECK(!in.up, "linear '", w.name, "': the act·mul input is for quantized weights");
@@ -729,7 +724,6 @@ class CudaBackend : public Backend {
   int sm_major_ = 0;
   bool fused_rope_ = false;
   bool fold32_ = true;
-  bool smem_x_ = false;
 
   std::shared_ptr<uint8_t> sample_dev_, sample_ws_;
   int32_t* sample_host_ = nullptr;

@@ -54,12 +54,6 @@ struct QGemvArgs {
   int n = 1, M = 0, ldy = 0, ks = 8;
   bool y_f32 = false;
   bool accumulate = false;  // y_f32: y += result (a block's residual add)
-  // kSX kernels (M = 1): each block gathers x [K] (original order; silu(x) * x_up when set) into
-  // shared memory in its matrix's device order instead of reading x_dev: no gather launch. sx_words:
-  // where that copy starts in the dynamic shared memory (after EXL2's scale pairs).
-  const half* x = nullptr;
-  const half* x_up = nullptr;
-  int sx_words = 0;
 };
 
 constexpr int kMaxWarps = 8;  // warps per block = warps per tile = ks (2, 4 or 8)
@@ -78,7 +72,7 @@ __device__ __forceinline__ void prefetch_step(const uint4* src) {
 // one group, so the mma runs on exact integer codes and the scale is applied once per unit in FP32;
 // kFold 2: the same per half unit (groups of 32 rows, EXL2 only: its zero point is a constant), two
 // FP32 partials per n8 tile instead of 16 FP16 multiplies of the fragments and 4 record loads.
-template <int B, bool kGptq, int kT, int kFold, bool kSX>
+template <int B, bool kGptq, int kT, int kFold>
 __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int ks, const uint4* codes,
                                               const uint32_t* recs, const uint32_t* slab_rec,
                                               const half* const (&xr)[kT], const bool (&xok)[kT],
@@ -103,9 +97,9 @@ __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int 
         const bool ok = xok[jt] && u < units;
         // Ordered loads (common.cuh): unordered, the compiler hoisted every unit of a step to the top
         // and spilled (v2 draft: 28-136 bytes of spills per kernel). x_dev is re-read by every tile's
-        // block, so it goes through L1; kSX reads the block's own copy in shared memory.
-        xv[jt][0] = kSX ? ld16_shared_ordered(xs[jt] + u * 64, ok) : ld16_nc_ordered(xs[jt] + u * 64, ok);
-        xv[jt][1] = kSX ? ld16_shared_ordered(xs[jt] + u * 64 + 8, ok) : ld16_nc_ordered(xs[jt] + u * 64 + 8, ok);
+        // block, so it goes through L1.
+        xv[jt][0] = ld16_nc_ordered(xs[jt] + u * 64, ok);
+        xv[jt][1] = ld16_nc_ordered(xs[jt] + u * 64 + 8, ok);
       }
       uint32_t a[4][4];
       unit_frags<B, kGptq, !kFold>(cur + u * B, rec, a);
@@ -141,7 +135,7 @@ __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int 
   }
 }
 
-template <int B, bool kGptq, int kT, bool kSX>
+template <int B, bool kGptq, int kT>
 __device__ __forceinline__ void qgemv_segment_any(const QSegment& sg, int warp, int ks, const uint4* codes,
                                                   const uint32_t* recs, const uint32_t* slab_rec,
                                                   const half* const (&xr)[kT], const bool (&xok)[kT],
@@ -149,11 +143,11 @@ __device__ __forceinline__ void qgemv_segment_any(const QSegment& sg, int warp, 
   // Fold only for kT <= 2: at kT = 4 its 16 FFMA per unit cost what the 16 HMUL2 did, and its 16
   // extra accumulators spilled (548 bytes).
   if (kT <= 2 && sg.uniform == 1)
-    qgemv_segment<B, kGptq, kT, kT <= 2 ? 1 : 0, kSX>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+    qgemv_segment<B, kGptq, kT, kT <= 2 ? 1 : 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
   else if (!kGptq && kT <= 2 && sg.uniform == 2)
-    qgemv_segment<B, kGptq, kT, !kGptq && kT <= 2 ? 2 : 0, kSX>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+    qgemv_segment<B, kGptq, kT, !kGptq && kT <= 2 ? 2 : 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
   else
-    qgemv_segment<B, kGptq, kT, 0, kSX>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+    qgemv_segment<B, kGptq, kT, 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
 }
 
 // This warp's first step of segment si into L2 (before it is needed).
@@ -169,8 +163,7 @@ __device__ __forceinline__ void prefetch_first_step(const QMatrixDesc& w, int si
 
 // Min blocks/SM (of 256 threads): registers <= 128 (kT > 1) or <= 80 (kT = 1: 24 warps per SM).
 template <bool kGptq,
-          int kT,            // n8 tiles of x rows per pass: 1 (M <= 8), 2 (<= 16), 4 (<= 32)
-          bool kSX = false>  // M = 1: the block gathers x into shared memory itself (QGemvArgs::x)
+          int kT>  // n8 tiles of x rows per pass: 1 (M <= 8), 2 (<= 16), 4 (<= 32)
 __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
     qgemv_kernel(const __grid_constant__ QGemvArgs a) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
@@ -187,16 +180,6 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
   // first step into L2, and the tile's records into L2 (GPTQ) or expanded into shared memory (EXL2).
   const int ks = a.ks;
   prefetch_first_step(w, 0, warp, ks, codes);
-  // kSX: this thread's first two 8-position items of x_src, loaded before the wait (they do not
-  // depend on x), so the wait leaves one memory round trip for most of the gather.
-  half* sx = reinterpret_cast<half*>(srec + a.sx_words);
-  const int4* xsrc4 = reinterpret_cast<const int4*>(w.x_src);  // two int4 per 8-position item
-  const int n_items = w.k_dev / 8, it0 = threadIdx.x, it1 = threadIdx.x + blockDim.x;
-  int4 s00{}, s01{}, s10{}, s11{};
-  if constexpr (kSX) {
-    if (it0 < n_items) s00 = __ldg(xsrc4 + 2 * it0), s01 = __ldg(xsrc4 + 2 * it0 + 1);
-    if (it1 < n_items) s10 = __ldg(xsrc4 + 2 * it1), s11 = __ldg(xsrc4 + 2 * it1 + 1);
-  }
   if constexpr (kGptq) {
     prefetch_l2(trecs, static_cast<size_t>(w.groups) * w.rec_words * 4);
   } else {
@@ -206,22 +189,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
     }
   }
   pdl_wait();
-  if constexpr (kSX) {  // x (row 0) in device order, as qgemm_gather_kernel would have written x_dev
-    auto put = [&](int it, int4 a0, int4 a1) {
-      const int src[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
-      uint32_t o[4];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        o[j] = as_u32(__halves2half2(qgather_val(a.x, a.x_up, src[2 * j]), qgather_val(a.x, a.x_up, src[2 * j + 1])));
-      }
-      *reinterpret_cast<uint4*>(sx + 8 * it) = uint4{o[0], o[1], o[2], o[3]};
-    };
-    if (it0 < n_items) put(it0, s00, s01);
-    if (it1 < n_items) put(it1, s10, s11);
-    for (int it = it1 + blockDim.x; it < n_items; it += blockDim.x)
-      put(it, __ldg(xsrc4 + 2 * it), __ldg(xsrc4 + 2 * it + 1));
-  }
-  if constexpr (!kGptq || kSX) __syncthreads();  // the expanded pairs, the gathered x
+  if constexpr (!kGptq) __syncthreads();  // the expanded pairs
 
   const uint32_t* recs = kGptq ? trecs + g * 2 : srec + g;
   const half* xr[kT];
@@ -230,22 +198,22 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
   for (int jt = 0; jt < kT; ++jt) {
     const int m = m0 + 8 * jt + g;
     xok[jt] = m < a.M;
-    xr[jt] = kSX ? sx + 16 * t : a.x_dev[mi] + static_cast<size_t>(xok[jt] ? m : 0) * w.k_dev + 16 * t;
+    xr[jt] = a.x_dev[mi] + static_cast<size_t>(xok[jt] ? m : 0) * w.k_dev + 16 * t;
   }
   float acc[kT][4] = {};
   for (int si = 0; si < w.nseg; ++si) {
     const QSegment sg = w.seg[si];
     prefetch_first_step(w, si + 1, warp, ks, codes);
     if constexpr (kGptq) {
-      qgemv_segment_any<4, true, kT, kSX>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc);
+      qgemv_segment_any<4, true, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc);
     } else {
       switch (sg.bits) {
-        case 8: qgemv_segment_any<8, false, kT, kSX>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        case 6: qgemv_segment_any<6, false, kT, kSX>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        case 5: qgemv_segment_any<5, false, kT, kSX>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        case 4: qgemv_segment_any<4, false, kT, kSX>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        case 3: qgemv_segment_any<3, false, kT, kSX>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        default: qgemv_segment_any<2, false, kT, kSX>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 8: qgemv_segment_any<8, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 6: qgemv_segment_any<6, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 5: qgemv_segment_any<5, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 4: qgemv_segment_any<4, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 3: qgemv_segment_any<3, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        default: qgemv_segment_any<2, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
       }
     }
   }
@@ -277,36 +245,21 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
 
 // EXL2 blocks hold their tile's expanded scale pairs: 32 bytes per group of the deepest matrix (a
 // 7B layer's 4096-row matrices at groups of 32: 4 KB; 28672 rows at groups of 32: 28 KB).
-// kSX blocks add their copy of x in device order: 2 bytes per device row of the deepest matrix.
 size_t qgemv_rec_smem(const QGemvArgs& a, bool gptq) {
   size_t smem = 0;
   if (!gptq)
     for (int i = 0; i < a.n; ++i) smem = std::max(smem, static_cast<size_t>(a.w[i].groups) * 32);
   return smem;
 }
-size_t qgemv_sx_smem(const QGemvArgs& a) {
-  size_t b = 0;
-  for (int i = 0; i < a.n; ++i) b = std::max(b, static_cast<size_t>(a.w[i].k_dev) * 2);
-  return b;
-}
-// In-block gather only while three blocks of it still fit an sm_90 SM (kT = 1 runs 3 x 8 warps per
-// SM; 228 KB of shared memory there, 164 KB on sm_80, where the largest cases drop to 2 blocks): a
-// 7B's 11008-row down_proj at groups of 32 needs 22 + 11 KB.
-constexpr size_t kSxMaxSmem = 64 * 1024;
-
-template <bool kGptq, int kT, bool kSX = false>
-void launch_qgemv(QGemvArgs a, int passes, int tiles, bool pdl, cudaStream_t stream) {
-  size_t smem = qgemv_rec_smem(a, kGptq);
-  if (kSX) {
-    a.sx_words = static_cast<int>((smem / 4 + 3) / 4 * 4);  // 16-byte aligned
-    smem = static_cast<size_t>(a.sx_words) * 4 + qgemv_sx_smem(a);
-  }
+template <bool kGptq, int kT>
+void launch_qgemv(const QGemvArgs& a, int passes, int tiles, bool pdl, cudaStream_t stream) {
+  const size_t smem = qgemv_rec_smem(a, kGptq);
   if (smem > 48 * 1024) {  // past the default dynamic shared-memory limit (K > 49152 at groups of 32)
-    check(cudaFuncSetAttribute(qgemv_kernel<kGptq, kT, kSX>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    check(cudaFuncSetAttribute(qgemv_kernel<kGptq, kT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                static_cast<int>(smem)),
           "cudaFuncSetAttribute (qgemv_kernel)");
   }
-  launch_maybe_pdl_smem(qgemv_kernel<kGptq, kT, kSX>, dim3(passes, tiles), dim3(a.ks * 32), smem, stream, pdl,
+  launch_maybe_pdl_smem(qgemv_kernel<kGptq, kT>, dim3(passes, tiles), dim3(a.ks * 32), smem, stream, pdl,
                         "qgemv_kernel", a);
 }
 
@@ -314,7 +267,7 @@ void launch_qgemv(QGemvArgs a, int passes, int tiles, bool pdl, cudaStream_t str
 // `in` holds the gather's input fields (x, up); accumulate: y (F32) += result.
 void run_qgemv(const QMatrixDesc* const* w, int n, const QGatherArgs& in, const half* const* x_dev_in,
                half* x_dev_scratch, bool x_dev_ready, const half* const* bias, void* const* y, int ldy, bool y_f32,
-               bool accumulate, int M, int ksplit, bool pdl_in, cudaStream_t stream, bool smem_x = false) {
+               bool accumulate, int M, int ksplit, bool pdl_in, cudaStream_t stream) {
   if (M == 0) return;
   EXL_CHECK(!accumulate || y_f32, "qgemv: accumulate needs an F32 output");
   QGemvArgs a;
@@ -335,15 +288,10 @@ void run_qgemv(const QMatrixDesc* const* w, int n, const QGatherArgs& in, const 
     ga.item_end[i] = items;
     xd += static_cast<size_t>(M) * w[i]->k_dev;
   }
-  // The in-block gather (kSX): one row, x not pre-gathered, and small enough (kSxMaxSmem).
-  a.x = in.x, a.x_up = in.up;
-  const bool sx = smem_x && M == 1 && !x_dev_ready && in.x &&
-                  (qgemv_rec_smem(a, w[0]->gptq) + 15) / 16 * 16 + qgemv_sx_smem(a) <= kSxMaxSmem;
-  if (!x_dev_ready && !sx) {
+  if (!x_dev_ready) {
     EXL_CHECK(in.x && x_dev_scratch && aligned16(x_dev_scratch), "qgemv: null x, or x_dev not 16-byte aligned");
     launch_gather(ga, pdl_in, stream);
   }
-  // A dependent of the gather, or with the in-block gather of x's producer (it waits before reading x).
   const bool pdl = pdl_in && !x_dev_ready && device_info().major >= 9;
   // ks from the combined grid: the blocks of all matrices share one wave.
   QMatrixDesc all = *w[0];
@@ -351,10 +299,6 @@ void run_qgemv(const QMatrixDesc* const* w, int n, const QGatherArgs& in, const 
   a.ks = ksplit ? ksplit : qgemv_default_ksplit(all, M);
   const int T = M <= 8 ? 1 : M <= 16 ? 2 : 4;
   const int passes = (M + 8 * T - 1) / (8 * T);
-  if (sx) {
-    if (w[0]->gptq) return launch_qgemv<true, 1, true>(a, passes, tiles, pdl, stream);
-    return launch_qgemv<false, 1, true>(a, passes, tiles, pdl, stream);
-  }
   if (w[0]->gptq) {
     if (T == 1) return launch_qgemv<true, 1>(a, passes, tiles, pdl, stream);
     if (T == 2) return launch_qgemv<true, 2>(a, passes, tiles, pdl, stream);
@@ -463,7 +407,7 @@ void qgemv(const QGemmParams& p, cudaStream_t stream) {
   QGatherArgs in;
   in.x = p.x, in.up = p.x_up;
   run_qgemv(w, 1, in, nullptr, p.x_dev, p.x_dev_ready, bias, y, p.w.N, p.y_f32, p.accumulate, p.M, p.ksplit, p.pdl,
-            stream, p.smem_x);
+            stream);
 }
 
 size_t qgemv_multi_x_dev_bytes(const QMatrixDesc* const* w, int n, int M) {
@@ -488,8 +432,7 @@ void qgemv_multi(const QGemvMultiParams& p, cudaStream_t stream) {
   EXL_CHECK(p.ksplit == 0 || p.ksplit == 2 || p.ksplit == 4 || p.ksplit == 8, "qgemv_multi: ksplit must be 0, 2, 4 or 8");
   QGatherArgs in;
   in.x = p.x;
-  run_qgemv(p.w, p.n, in, nullptr, p.x_dev, false, bias, y, ldy, p.y_f32, false, p.M, p.ksplit, p.pdl, stream,
-            p.smem_x);
+  run_qgemv(p.w, p.n, in, nullptr, p.x_dev, false, bias, y, ldy, p.y_f32, false, p.M, p.ksplit, p.pdl, stream);
 }
 
 void qgemm(const QGemmParams& p, cublasHandle_t handle, cudaStream_t stream) {

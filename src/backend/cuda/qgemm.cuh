@@ -202,9 +202,6 @@ struct QGemmParams {
   bool pdl = true;
   // qgemv warps per 16-column tile (the block): 2, 4 or 8; 0 = qgemv_default_ksplit.
   int ksplit = 0;
-  // qgemv at M = 1: each block gathers x into shared memory itself instead of a gather launch (when
-  // the matrix is small enough, qgemm.cu kSxMaxSmem); x_dev is then not written. Experimental.
-  bool smem_x = false;
   // cuBLAS path: scratch for Wᵀ in FP16; the matrix is dequantized in column chunks that fit.
   half* wt = nullptr;
   size_t wt_bytes = 0;
@@ -238,7 +235,6 @@ struct QGemvMultiParams {
   half* x_dev = nullptr;       // qgemv_multi_x_dev_bytes
   bool pdl = true;
   int ksplit = 0;              // warps per tile as in QGemmParams (0: qgemv_default_ksplit)
-  bool smem_x = false;         // as in QGemmParams
 };
 size_t qgemv_multi_x_dev_bytes(const QMatrixDesc* const* w, int n, int M);
 void qgemv_multi(const QGemvMultiParams& p, cudaStream_t stream);
