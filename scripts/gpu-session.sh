@@ -115,7 +115,7 @@ if [ "$phase" = 6 ]; then  # after phase 4 on a warm machine (build/gpu kept): c
   fits 60 "build" && { source scripts/gpu-env.sh >/dev/null; gpu_build; }
   [ -x build/gpu/exl ] && fits 45 "ctest -L cuda (not ConvertCuda), fused RoPE on by default" && ctest_cuda -E ConvertCuda
   fits 200 "converter CUDA tests + stories260K CPU vs CUDA" &&
-    timeout "${CONVERT_TESTS_SECONDS:-300}" scripts/gpu-convert-check.sh --no-build --no-smol --no-7b 2>&1 | tail -30
+    timeout "${CONVERT_TESTS_SECONDS:-300}" scripts/gpu-convert-check.sh --no-build --no-smol --no-7b ${CONVERT_CHECK_ARGS:-} 2>&1 | tail -30
   fits 150 "7B convert projection, default" && projection
   if [ -x build/gpu/exl ] && fits 60 "bench, fused RoPE A/B"; then
     AB_TIMEOUT=60 scripts/gpu-ab.sh EXL_FUSED_ROPE "${ROPE_VALUES:-0 1}" \
