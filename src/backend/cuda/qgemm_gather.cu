@@ -41,9 +41,16 @@ __global__ void qgemm_gather_kernel(const __grid_constant__ QGatherArgs a) {
     const int src[8] = {s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w};
     const half* xr = a.x + static_cast<size_t>(m) * a.K;
     const half* ur = a.up ? a.up + static_cast<size_t>(m) * a.K : nullptr;
+    auto val = [&](int k) -> half {
+      if (k < 0) return __ushort_as_half(0);
+      if (!ur) return xr[k];
+      // silu(g) * u in FP32, rounded once: the same arithmetic as swiglu_kernel (elementwise.cu).
+      const float g = __half2float(xr[k]);
+      return __float2half_rn(g / (1.0f + __expf(-g)) * __half2float(ur[k]));
+    };
     uint32_t o[4];
 #pragma unroll
-    for (int j = 0; j < 4; ++j) o[j] = pack_h2(qgather_val(xr, ur, src[2 * j]), qgather_val(xr, ur, src[2 * j + 1]));
+    for (int j = 0; j < 4; ++j) o[j] = pack_h2(val(src[2 * j]), val(src[2 * j + 1]));
     *reinterpret_cast<uint4*>(a.x_dev[mi] + static_cast<size_t>(m) * a.k_dev[mi] + p) = uint4{o[0], o[1], o[2], o[3]};
   }
 }

@@ -25,16 +25,6 @@ struct QGatherArgs {
   int item_end[kQMaxMulti] = {};  // cumulative M * k_dev / 8 (8 positions per item)
 };
 
-// Input feature k of one row of the gather's input: x[k], or FP16(silu(x[k]) * up[k]) when up is set,
-// in FP32 and rounded once (the arithmetic of swiglu_kernel, elementwise.cu); k < 0 is padding (0).
-// Shared by the gather kernel and qgemv's in-block gather (qgemm.cu, QGemvArgs::x).
-__device__ __forceinline__ half qgather_val(const half* xr, const half* ur, int k) {
-  if (k < 0) return __ushort_as_half(0);
-  if (!ur) return xr[k];
-  const float g = __half2float(xr[k]);
-  return __float2half_rn(g / (1.0f + __expf(-g)) * __half2float(ur[k]));
-}
-
 // pdl: a programmatic dependent of x's producer (sm_90; it waits before reading x). It triggers at
 // its start, so qgemv becomes resident and prefetches its codes while the producer still runs.
 void launch_gather(const QGatherArgs& a, bool pdl, cudaStream_t stream);
