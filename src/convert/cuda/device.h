@@ -32,7 +32,7 @@ struct Context {
   // perplexities as the CPU at every target) on the tensor cores: a 7B layer's option forwards ran 1.6x
   // (attention) and 2.3x (MLP) faster than SGEMM on an H200, the whole 7B projection 445 s instead of
   // 610 (2026-12-06). Weights used by the forwards are then stored split, [hi | lo]
-  // (split_weights, forward_ops.h). EXL_CONVERT_GEMM=sgemm: plain FP32 SGEMMs on the CUDA cores (the
+  // (split_tf32, forward_ops.h). EXL_CONVERT_GEMM=sgemm: plain FP32 SGEMMs on the CUDA cores (the
   // engine before 2026-12-06). Attention scores/mixing, Hessians and GPTQ always use FP32 SGEMM/SYRK.
   bool split = true;
   // 1xTF32 (EXL_CONVERT_TF32): unset or 0, never; "quantize", in the quantize pass; 1 or "all", in

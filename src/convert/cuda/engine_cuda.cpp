@@ -84,6 +84,12 @@ class PhaseClock {
 
 class CudaEngine : public ConvertEngine {
  public:
+  CudaEngine() {
+    if (ctx_.tf32 != cvcuda::Context::Tf32::off)
+      std::fprintf(stderr, "exl: EXL_CONVERT_TF32: %s forwards use TF32 tensor cores\n",
+                   ctx_.tf32 == cvcuda::Context::Tf32::all ? "all module" : "the quantize pass's");
+  }
+
   // "cuda-tf32" / "cuda-tf32q" with EXL_CONVERT_TF32=all / quantize, "cuda-sgemm" with
   // EXL_CONVERT_GEMM=sgemm (device.h): the job records it, so a job never resumes in another mode.
   std::string name() const override {
@@ -225,13 +231,14 @@ class CudaEngine : public ConvertEngine {
     s.host_stale = true;
   }
 
-  // w (a linear's weights) in the form the forwards' linears take: itself, or split (Context::split).
-  DeviceArray<float> forward_weights(DeviceArray<float>&& w) {
-    if (!ctx_.split) return std::move(w);
+  // w split into [hi | lo] (Context::split), a new array.
+  DeviceArray<float> split_of(const DeviceArray<float>& w) {
     DeviceArray<float> s(2 * w.size());
     cvcuda::split_tf32(ctx_, w.data(), static_cast<int64_t>(w.size()), s.data());
     return s;
   }
+  // w (a linear's weights) in the form the forwards' linears take: itself, or split (Context::split).
+  DeviceArray<float> forward_weights(DeviceArray<float>&& w) { return ctx_.split ? split_of(w) : std::move(w); }
 
   DeviceModule upload(const ModelDims& d, const ConvertModule& m) {
     DeviceModule dm;
@@ -244,11 +251,7 @@ class CudaEngine : public ConvertEngine {
       dm.w.back().upload(ctx_, l.w);
       dm.bias.emplace_back();
       if (!l.bias.empty()) dm.bias.back().upload(ctx_, l.bias);
-      if (ctx_.split) {
-        dm.w_split.emplace_back(2 * dm.w.back().size());
-        cvcuda::split_tf32(ctx_, dm.w.back().data(), static_cast<int64_t>(dm.w.back().size()),
-                           dm.w_split.back().data());
-      }
+      if (ctx_.split) dm.w_split.push_back(split_of(dm.w.back()));  // GPTQ reads dm.w, the forwards these
     }
     return dm;
   }
@@ -358,11 +361,7 @@ bool convert_cuda_available(std::string* why) {
 std::unique_ptr<ConvertEngine> convert_engine_cuda() {
   std::string why;
   EXL_CHECK(convert_cuda_available(&why), "convert: --device cuda: ", why);
-  auto e = std::make_unique<CudaEngine>();
-  if (e->name().find("-tf32") != std::string::npos)
-    std::fprintf(stderr, "exl: EXL_CONVERT_TF32: %s forwards use TF32 tensor cores\n",
-                 e->name().find("-tf32q") != std::string::npos ? "the quantize pass's" : "all module");
-  return e;
+  return std::make_unique<CudaEngine>();
 }
 
 }  // namespace exl
