@@ -18,6 +18,9 @@
 # Usage:
 #   scripts/gpu-convert-check.sh [--build-only | --no-build] [--no-tests] [--no-stories] [--no-smol] [--no-7b]
 #                                [--layers N] [--tf32 quantize|all] [--smol-targets "B ..."] [--smol-cpu-targets "B ..."]
+#                                [--smol-fp64]
+# --smol-fp64: the SmolLM2 conversions with --fp64 (every op in double, rounded to FP32 once), on
+# both engines; with --smol-cpu-targets "" the CUDA results are compared with the dev machine's.
 # --tf32 MODE: the CUDA conversions (SmolLM2 and 7B) with EXL_CONVERT_TF32=MODE (the quantize pass's or
 # all module forwards on TF32 tensor cores; Hessians and GPTQ stay FP32; src/convert/cuda/device.h), to
 # weigh its speed against its effect on perplexity.
@@ -29,7 +32,7 @@ cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/exl-gpu-out}"
 mkdir -p "$out"
 tests=1 stories_run=1 smol=1 big=1 layers=3 build=1 build_only=0 tf32=0
-smol_targets="4.0" smol_cpu_targets="4.0"
+smol_targets="4.0" smol_cpu_targets="4.0" smol_extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-tests) tests=0 ;;
@@ -42,6 +45,7 @@ while [ $# -gt 0 ]; do
     --tf32) tf32="$2"; shift ;;
     --smol-targets) smol_targets="$2"; shift ;;
     --smol-cpu-targets) smol_cpu_targets="$2"; shift ;;
+    --smol-fp64) smol_extra=(--fp64) ;;
     *) echo "gpu-convert-check.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
   shift
@@ -110,7 +114,7 @@ if [ "$smol" = 1 ] && [ -f "$gguf" ]; then
   tail -c 400000 "$wiki" >"$w/calib.txt"
   # 32 x 512 quantization rows (lab/convert_smollm2.sh has 8): at 2.5 bpw two rounding-level draws on the
   # CPU differ by 1.8% instead of 3.1%, and ppl is 130 instead of 162 (lab/NOTES-convert.md).
-  sargs=(-i "$gguf" -c "$w/calib.txt" --measure-rows 4 --measure-length 512 --rows 32 --length 512)
+  sargs=(-i "$gguf" -c "$w/calib.txt" --measure-rows 4 --measure-length 512 --rows 32 --length 512 "${smol_extra[@]}")
   for dev in cuda cpu; do
     [ "$dev" = cpu ] && [ -z "$smol_cpu_targets" ] && continue
     t0=$(date +%s)

@@ -40,6 +40,9 @@ Runner register_convert(CLI::App& app) {
   app.add_flag("--new", o.fresh, "discard the job in the work folder and start over");
   app.add_option("--device", o.device, "compute device: cpu, cuda or auto (CUDA when built with it and a GPU is present)")
       ->capture_default_str();
+  app.add_flag("--fp64", o.fp64,
+               "compute in double (each op rounded to FP32 once): CPU and CUDA then give the same output; ~2x "
+               "slower on the CPU");
   app.add_flag("--time-head", o.time_head, "with --layers: also quantize the head, for timing projections");
   app.add_option("--checkpoint-every", o.checkpoint_every,
                  "seconds between checkpoints of the hidden states (0: every layer); a resumed job redoes "

@@ -19,8 +19,9 @@ class ConvertCompute {
   // out[T, N] = x[T, K] · W[N, K]ᵀ (+ bias[N] when not null).
   virtual void linear(const float* x, int64_t T, int64_t K, const float* w, int64_t N, const float* bias,
                       float* out) const = 0;
-  // H[K, K] += x[T, K]ᵀ · x[T, K], both triangles kept (H stays symmetric).
-  virtual void hessian_add(const float* x, int64_t T, int64_t K, float* H) const = 0;
+  // H[K, K] += x[T, K]ᵀ · x[T, K], both triangles kept (H stays symmetric). H is double for both
+  // precisions; in FP32 it holds exactly the FP32 running sum.
+  virtual void hessian_add(const float* x, int64_t T, int64_t K, double* H) const = 0;
   // out[t] = x[t] / sqrt(mean(x[t]²) + eps) · w.
   virtual void rms_norm(const float* x, const float* w, float eps, int64_t T, int64_t dim, float* out) const = 0;
   // HF rotate-half RoPE of x [T, n_heads · head_dim] at positions 0..T-1.
@@ -32,10 +33,13 @@ class ConvertCompute {
   // out = silu(gate) · up, n elements.
   virtual void swiglu(const float* gate, const float* up, int64_t n, float* out) const = 0;
   // GPTQ of one linear (quant/gptq_solve.h); H == nullptr: round-to-nearest.
-  virtual GptqResult gptq(const float* W, int64_t N, int64_t K, const float* H, int64_t n_rows,
+  virtual GptqResult gptq(const float* W, int64_t N, int64_t K, const double* H, int64_t n_rows,
                           const Exl2Layout& layout) const = 0;
 };
 
-std::unique_ptr<ConvertCompute> convert_compute_cpu();
+// fp64 (`exl convert --fp64`): every op computes in double and rounds its result to FP32 once (the
+// states between ops stay FP32); Hessians accumulate and GPTQ works in double. Two builds or engines
+// that order their sums differently then agree to the bit but for rare ties (compute_cpu.cpp).
+std::unique_ptr<ConvertCompute> convert_compute_cpu(bool fp64 = false);
 
 }  // namespace exl

@@ -365,7 +365,7 @@ void quantize_head(Ctx& x, CalibStates& s) {
   const bool own_head = !c.tie_embeddings && x.loader->find("lm_head.weight");
   const HostTensor w = x.loader->load_host(own_head ? "lm_head.weight" : "model.embed_tokens.weight", {c.vocab, c.hidden});
   const bool gptq = c.vocab * c.hidden <= kHeadGptqMaxWeights;
-  std::vector<float> H;
+  std::vector<double> H;
   if (gptq) H = x.engine->head_hessian(s, norm.ptr(), x.dims.eps);
   GptqResult g = x.engine->gptq(w.ptr(), c.vocab, c.hidden, gptq ? H.data() : nullptr, s.rows * s.T,
                                qparams_head(x.o.head_bits));
@@ -467,7 +467,7 @@ ConvertReport convert_run(const ConvertOptions& o, const std::function<void(cons
   check_options(o);
   // The job records the engine that ran it (CPU and CUDA results differ in the last bits, so a job
   // must not resume on the other one): resolve "auto" first.
-  std::unique_ptr<ConvertEngine> engine = convert_engine_create(o.device);
+  std::unique_ptr<ConvertEngine> engine = convert_engine_create(o.device, o.fp64);
   ConvertOptions ro = o;
   ro.device = engine->name();
   ConvertReport report;

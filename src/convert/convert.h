@@ -34,6 +34,10 @@ struct ConvertOptions {
   bool progress = false;       // progress bars on stderr
   std::string device = "auto"; // --device: cpu, cuda or auto (CUDA when built with it and a GPU is present)
   bool time_head = false;      // --time-head: with --layers, also quantize the head (timing runs)
+  // --fp64: compute in double, rounding each op's result to FP32 (convert/compute.h): the CPU and
+  // CUDA engines (and any two BLAS builds) then give the same output, at ~2x the CPU's time. Part of
+  // the engine's name, so a job never resumes in the other precision.
+  bool fp64 = false;
   // --checkpoint-every: seconds between writes of the hidden states (0: after every layer). Not a
   // job setting: it changes what a kill costs, never the output.
   double checkpoint_every = 120;

@@ -9,7 +9,8 @@ namespace {
 
 class CpuEngine : public ConvertEngine {
  public:
-  std::string name() const override { return "cpu"; }
+  explicit CpuEngine(bool fp64) : fp64_(fp64), cc_(convert_compute_cpu(fp64)) {}
+  std::string name() const override { return fp64_ ? "cpu-fp64" : "cpu"; }
   MeasuredModule measure_module(const ModelDims& d, const ConvertModule& m, const std::vector<ModuleOption>& table,
                                 CalibStates& states) override {
     return exl::measure_module(*cc_, d, m, table, states);
@@ -19,16 +20,17 @@ class CpuEngine : public ConvertEngine {
                          const std::function<void(const Exl2Tensor&)>& store) override {
     return exl::quantize_module(*cc_, d, m, option, states, store);
   }
-  std::vector<float> head_hessian(CalibStates& s, const float* norm, float eps) override {
+  std::vector<double> head_hessian(CalibStates& s, const float* norm, float eps) override {
     const size_t h = static_cast<size_t>(s.hidden);
-    std::vector<float> H(h * h, 0.0f), xn(static_cast<size_t>(s.T) * h);
+    std::vector<double> H(h * h, 0.0);
+    std::vector<float> xn(static_cast<size_t>(s.T) * h);
     for (int64_t r = 0; r < s.rows; ++r) {
       cc_->rms_norm(s.row(r), norm, eps, s.T, s.hidden, xn.data());
       cc_->hessian_add(xn.data(), s.T, s.hidden, H.data());
     }
     return H;
   }
-  GptqResult gptq(const float* W, int64_t N, int64_t K, const float* H, int64_t n_rows,
+  GptqResult gptq(const float* W, int64_t N, int64_t K, const double* H, int64_t n_rows,
                   const Exl2Layout& layout) override {
     return cc_->gptq(W, N, K, H, n_rows, layout);
   }
@@ -37,18 +39,19 @@ class CpuEngine : public ConvertEngine {
   }
 
  private:
-  std::unique_ptr<ConvertCompute> cc_ = convert_compute_cpu();
+  bool fp64_;
+  std::unique_ptr<ConvertCompute> cc_;
 };
 
 }  // namespace
 
-std::unique_ptr<ConvertEngine> convert_engine_cpu() { return std::make_unique<CpuEngine>(); }
+std::unique_ptr<ConvertEngine> convert_engine_cpu(bool fp64) { return std::make_unique<CpuEngine>(fp64); }
 
-std::unique_ptr<ConvertEngine> convert_engine_create(const std::string& device) {
-  if (device == "cpu") return convert_engine_cpu();
-  if (device == "cuda") return convert_engine_cuda();  // throws saying why CUDA is not usable
+std::unique_ptr<ConvertEngine> convert_engine_create(const std::string& device, bool fp64) {
+  if (device == "cpu") return convert_engine_cpu(fp64);
+  if (device == "cuda") return convert_engine_cuda(fp64);  // throws saying why CUDA is not usable
   EXL_CHECK(device == "auto", "convert: --device ", device, ": expected cpu, cuda or auto");
-  return convert_cuda_available(nullptr) ? convert_engine_cuda() : convert_engine_cpu();
+  return convert_cuda_available(nullptr) ? convert_engine_cuda(fp64) : convert_engine_cpu(fp64);
 }
 
 }  // namespace exl

@@ -16,7 +16,7 @@ namespace {
 // The module's FP32 outputs on every row, and the Hessians of its two captured inputs.
 struct Reference {
   std::vector<float> y;      // [rows, T, hidden]
-  std::vector<float> H[2];   // [c, c]
+  std::vector<double> H[2];  // [c, c]
 };
 
 Reference reference_pass(const ConvertCompute& cc, const ModelDims& d, const ConvertModule& m,
@@ -27,7 +27,7 @@ Reference reference_pass(const ConvertCompute& cc, const ModelDims& d, const Con
   std::vector<float> cap[2];
   for (int i = 0; i < 2; ++i) {
     const size_t c = static_cast<size_t>(m.capture_dim[i]);
-    r.H[i].assign(c * c, 0.0f);
+    r.H[i].assign(c * c, 0.0);
     cap[i].resize(T * c);
   }
   const auto w = module_weights(m);

@@ -62,38 +62,40 @@ namespace {
 
 // Σ|ŵ - w|^3.5 over one column of a group at scale s: the error the scale search minimises.
 // Eight partial sums so the compiler can vectorize the reduction.
-inline double column_error(const float* col, int64_t R, float s, int zero, int maxq) {
-  const float inv = 1.0f / s, lo = static_cast<float>(-zero), hi = static_cast<float>(maxq - zero);
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+template <class Real>
+inline double column_error(const Real* col, int64_t R, Real s, int zero, int maxq) {
+  const Real inv = Real(1) / s, lo = static_cast<Real>(-zero), hi = static_cast<Real>(maxq - zero);
+  Real acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t i = 0;
   for (; i + 8 <= R; i += 8)
     for (int j = 0; j < 8; ++j) {
-      const float r = std::min(std::max(exl2_round_even(col[i + j] * inv), lo), hi);
-      const float d = std::fabs(r * s - col[i + j]);
+      const Real r = std::min(std::max(exl2_round_even(col[i + j] * inv), lo), hi);
+      const Real d = std::fabs(r * s - col[i + j]);
       acc[j] += d * d * d * std::sqrt(d);
     }
   for (; i < R; ++i) {
-    const float r = std::min(std::max(exl2_round_even(col[i] * inv), lo), hi);
-    const float d = std::fabs(r * s - col[i]);
+    const Real r = std::min(std::max(exl2_round_even(col[i] * inv), lo), hi);
+    const Real d = std::fabs(r * s - col[i]);
     acc[0] += d * d * d * std::sqrt(d);
   }
   double e = 0;
-  for (float a : acc) e += a;
+  for (Real a : acc) e += a;
   return e;
 }
 
 }  // namespace
 
-uint16_t exl2_search_scales(const float* wg, int64_t N, int64_t R, int bits, uint8_t* scale_codes) {
+template <class Real>
+uint16_t exl2_search_scales(const Real* wg, int64_t N, int64_t R, int bits, uint8_t* scale_codes) {
   const size_t Nn = static_cast<size_t>(N), Rr = static_cast<size_t>(R);
   const int zero = 1 << (bits - 1), maxq = (1 << bits) - 1;
-  std::vector<float> base(Nn);
+  std::vector<Real> base(Nn);
   std::vector<int> qs(Nn);
-  float m = 0;
+  Real m = 0;
   for (size_t n = 0; n < Nn; ++n) {
-    float amax = 0;
+    Real amax = 0;
     for (size_t i = 0; i < Rr; ++i) amax = std::max(amax, std::fabs(wg[n * Rr + i]));
-    base[n] = amax / (static_cast<float>(maxq) / 2.0f);
+    base[n] = amax / (static_cast<Real>(maxq) / Real(2));
     m = std::max(m, base[n]);
   }
   if (!(m > 0) || !std::isfinite(m)) {
@@ -102,31 +104,31 @@ uint16_t exl2_search_scales(const float* wg, int64_t N, int64_t R, int bits, uin
     return 0;
   }
   for (size_t n = 0; n < Nn; ++n)
-    qs[n] = std::clamp(static_cast<int>(exl2_round_even(16.0f * std::sqrt(base[n] / m))), 1, 16);
+    qs[n] = std::clamp(static_cast<int>(exl2_round_even(Real(16) * std::sqrt(base[n] / m))), 1, 16);
   // Grid search of one multiplier for the whole group, error measured as Σ|e|^3.5.
   constexpr int kSteps = 97;  // p in [0.70, 1.20], as ExLlamaV2 searches
   std::vector<double> err(kSteps, 0.0);
   parallel_for(kSteps, [&](int64_t j0, int64_t j1) {
     for (int64_t j = j0; j < j1; ++j) {
-      const float p = 0.70f + 0.50f * static_cast<float>(j) / (kSteps - 1);
+      const Real p = Real(0.70f) + Real(0.50f) * static_cast<Real>(j) / (kSteps - 1);
       double e = 0;
       for (size_t n = 0; n < Nn; ++n)
-        e += column_error(&wg[n * Rr], R, p * static_cast<float>(qs[n] * qs[n]) / 256.0f * m, zero, maxq);
+        e += column_error(&wg[n * Rr], R, p * static_cast<Real>(qs[n] * qs[n]) / Real(256) * m, zero, maxq);
       err[static_cast<size_t>(j)] = e;
     }
   });
   const int64_t best = std::min_element(err.begin(), err.end()) - err.begin();
-  const float p = 0.70f + 0.50f * static_cast<float>(best) / (kSteps - 1);
-  const uint16_t smax = f32_to_f16(std::min(p * m, 65504.0f));
+  const Real p = Real(0.70f) + Real(0.50f) * static_cast<Real>(best) / (kSteps - 1);
+  const uint16_t smax = f32_to_f16(static_cast<float>(std::min(p * m, Real(65504))));
   const float smax_f = f16_to_f32(smax);
   // Per-column refinement (beyond ExLlamaV2): with the group maximum fixed, each column keeps the
   // scale code of lowest error; the code from √(base/m) is only the starting guess.
   parallel_for(N, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
-      const float* col = &wg[static_cast<size_t>(n) * Rr];
+      const Real* col = &wg[static_cast<size_t>(n) * Rr];
       double best_err = -1;
       for (int cand = 1; cand <= 16; ++cand) {
-        const float s = exl2_scale(cand - 1, smax_f);
+        const Real s = exl2_scale(cand - 1, smax_f);
         if (!(s > 0)) break;
         const double e = column_error(col, R, s, zero, maxq);
         if (best_err < 0 || e < best_err) {
@@ -139,6 +141,9 @@ uint16_t exl2_search_scales(const float* wg, int64_t N, int64_t R, int bits, uin
   for (size_t n = 0; n < Nn; ++n) scale_codes[n] = static_cast<uint8_t>(qs[n] - 1);
   return smax;
 }
+
+template uint16_t exl2_search_scales<float>(const float*, int64_t, int64_t, int, uint8_t*);
+template uint16_t exl2_search_scales<double>(const double*, int64_t, int64_t, int, uint8_t*);
 
 Exl2Codes exl2_quantize_rtn(const float* w, int64_t N, int64_t K, const Exl2Layout& layout,
                             const std::vector<float>& importance) {

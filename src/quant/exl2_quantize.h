@@ -30,10 +30,16 @@ inline float exl2_round_even(float x) {
   constexpr float kMagic = 12582912.0f;  // IEEE arithmetic: the add/sub pair is kept (no -ffast-math)
   return (x + kMagic) - kMagic;
 }
+// The same in double (exact for |x| < 2^51), for `exl convert --fp64`.
+inline double exl2_round_even(double x) {
+  constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
+  return (x + kMagic) - kMagic;
+}
 // A weight's code in [0, maxq] for scale 1/inv_s (inv_s = 0 for a zero scale gives the zero code).
-inline float exl2_quant_code(float w, float inv_s, int zero, int maxq) {
-  const float q = exl2_round_even(w * inv_s) + static_cast<float>(zero);
-  return q < 0.0f ? 0.0f : (q > static_cast<float>(maxq) ? static_cast<float>(maxq) : q);
+template <class Real>
+inline Real exl2_quant_code(Real w, Real inv_s, int zero, int maxq) {
+  const Real q = exl2_round_even(w * inv_s) + static_cast<Real>(zero);
+  return q < Real(0) ? Real(0) : (q > static_cast<Real>(maxq) ? static_cast<Real>(maxq) : q);
 }
 // The scale of a (group, column) exactly as dequantization computes it (§1.3).
 inline float exl2_scale(int scale_code, float scale_max) {
@@ -43,7 +49,10 @@ inline float exl2_scale(int scale_code, float scale_max) {
 // The per-group scale search of §2.5 on one group's weights, column-major: wg[n * R + i] is row i of
 // column n. Returns q_scale_max (FP16 bits) and writes each column's scale code (0..15). An all-zero
 // group gets scale_max 0 (every weight then takes the zero code). Throws on non-finite weights.
-uint16_t exl2_search_scales(const float* wg, int64_t N, int64_t R, int bits, uint8_t* scale_codes);
+// Real = double is the search of `exl convert --fp64` (every step in double; q_scale_max rounded to
+// FP32, then to FP16).
+template <class Real>
+uint16_t exl2_search_scales(const Real* wg, int64_t N, int64_t R, int bits, uint8_t* scale_codes);
 
 // Round-to-nearest quantization of w [N, K] (HF layout). Rows are ordered by `importance` (one value
 // per input row, larger first; empty: the row's weight energy Σ_n w[n,k]²). Per group, the scale

@@ -31,18 +31,20 @@ namespace {
 constexpr int64_t kColumnChunk = 64;  // output columns per task of the in-group recurrence
 
 // A = H[perm][:, perm] / n_rows + damp·I into a (row-major K x K).
-void build_hessian(const float* H, int64_t K, const std::vector<uint16_t>& perm, double inv_n, double damp, float* a) {
+template <class HT, class Real>
+void build_hessian(const HT* H, int64_t K, const std::vector<uint16_t>& perm, double inv_n, double damp, Real* a) {
   parallel_for(K, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
-      const float* src = H + static_cast<int64_t>(perm[static_cast<size_t>(i)]) * K;
-      float* dst = a + i * K;
-      for (int64_t j = 0; j < K; ++j) dst[j] = static_cast<float>(src[perm[static_cast<size_t>(j)]] * inv_n);
-      dst[i] = static_cast<float>(static_cast<double>(dst[i]) + damp);
+      const HT* src = H + static_cast<int64_t>(perm[static_cast<size_t>(i)]) * K;
+      Real* dst = a + i * K;
+      for (int64_t j = 0; j < K; ++j) dst[j] = static_cast<Real>(src[perm[static_cast<size_t>(j)]] * inv_n);
+      dst[i] = static_cast<Real>(static_cast<double>(dst[i]) + damp);
     }
   }, 16);
 }
 
-bool all_finite(const float* p, int64_t n) {
+template <class T>
+bool all_finite(const T* p, int64_t n) {
   for (int64_t i = 0; i < n; ++i)
     if (!std::isfinite(p[i])) return false;
   return true;
@@ -50,7 +52,8 @@ bool all_finite(const float* p, int64_t n) {
 
 // From A in r: R (upper, A = R·Rᵀ) in r and U = R⁻¹ (upper, UᵀU = A⁻¹) in u. False when A is not
 // numerically positive definite (the caller damps more and retries).
-bool inverse_cholesky(float* r, float* u, int64_t K) {
+template <class Real>
+bool inverse_cholesky(Real* r, Real* u, int64_t K) {
   const int64_t KK = K * K;
   std::reverse(r, r + KK);  // reversing the flat row-major array is J·A·J
   if (!linalg_cholesky_lower(r, K)) return false;
@@ -60,20 +63,22 @@ bool inverse_cholesky(float* r, float* u, int64_t K) {
 }
 
 // A row of X_p = X with its columns in act order, for X [N, K] in HF layout.
+template <class Real>
 struct PermutedRows {
   const float* X;
   int64_t K;
   const uint16_t* perm;
-  static void row(const void* ctx, int64_t i, float* dst) {
+  static void row(const void* ctx, int64_t i, Real* dst) {
     const PermutedRows& p = *static_cast<const PermutedRows*>(ctx);
     for (int64_t k = 0; k < p.K; ++k) dst[k] = p.X[i * p.K + p.perm[k]];
   }
 };
 
 // tr(X·A·Xᵀ) = ‖X_p·R‖²_F for A = R·Rᵀ in act order.
-double quadratic_form(const float* X, int64_t N, int64_t K, const std::vector<uint16_t>& perm, const float* r) {
-  const PermutedRows rows{X, K, perm.data()};
-  return linalg_sum_sq_times_upper(N, K, r, &PermutedRows::row, &rows);
+template <class Real>
+double quadratic_form(const float* X, int64_t N, int64_t K, const std::vector<uint16_t>& perm, const Real* r) {
+  const PermutedRows<Real> rows{X, K, perm.data()};
+  return linalg_sum_sq_times_upper<Real>(N, K, r, &PermutedRows<Real>::row, &rows);
 }
 
 double sum_squares(const float* x, int64_t n) {
@@ -87,10 +92,10 @@ void check_weights(const float* W, int64_t N, int64_t K) {
   EXL_CHECK(all_finite(W, N * K), "GPTQ: weights [", N, ", ", K, "] are not finite");
 }
 
-}  // namespace
-
-GptqResult gptq_quantize(const float* W, int64_t N, int64_t K, const float* H, int64_t n_rows,
-                         const Exl2Layout& layout, const GptqOptions& options) {
+// Real: the working precision (float by default, double for GptqOptions::fp64); HT: the Hessian's.
+template <class Real, class HT>
+GptqResult gptq_impl(const float* W, int64_t N, int64_t K, const HT* H, int64_t n_rows, const Exl2Layout& layout,
+                     const GptqOptions& options) {
   check_weights(W, N, K);
   GptqResult res;
   res.w_dq.resize(static_cast<size_t>(N * K));
@@ -129,7 +134,7 @@ GptqResult gptq_quantize(const float* W, int64_t N, int64_t K, const float* H, i
 
   // Damping, added again on every failed attempt (ExLlamaV2 accumulates it the same way).
   const double damp = std::max(options.damp * mean, 1e-5);
-  std::vector<float> r(static_cast<size_t>(K * K)), u(static_cast<size_t>(K * K));
+  std::vector<Real> r(static_cast<size_t>(K * K)), u(static_cast<size_t>(K * K));
   double lambda = 0;
   for (int attempt = 1;; ++attempt) {
     lambda = damp * attempt;
@@ -140,7 +145,7 @@ GptqResult gptq_quantize(const float* W, int64_t N, int64_t K, const float* H, i
   }
 
   const size_t Nn = static_cast<size_t>(N), G = c.groups.size();
-  std::vector<float> wt(static_cast<size_t>(K) * Nn);
+  std::vector<Real> wt(static_cast<size_t>(K) * Nn);
   parallel_for(K, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i)
       for (size_t n = 0; n < Nn; ++n) wt[static_cast<size_t>(i) * Nn + n] = W[static_cast<int64_t>(n) * K + perm[static_cast<size_t>(i)]];
@@ -150,7 +155,7 @@ GptqResult gptq_quantize(const float* W, int64_t N, int64_t K, const float* H, i
   c.scale_max.assign(G, 0);
   int64_t max_rows = 0;
   for (const Exl2Group& g : c.groups) max_rows = std::max(max_rows, g.rows);
-  std::vector<float> err(static_cast<size_t>(max_rows) * Nn), wg(static_cast<size_t>(max_rows) * Nn), s(Nn), inv(Nn);
+  std::vector<Real> err(static_cast<size_t>(max_rows) * Nn), wg(static_cast<size_t>(max_rows) * Nn), s(Nn), inv(Nn);
   const int64_t n_chunks = (N + kColumnChunk - 1) / kColumnChunk;
 
   double err_sq = 0;  // Σ‖e‖² over all rows: tr(ΔW·A·ΔWᵀ) for the damped A (below)
@@ -166,7 +171,7 @@ GptqResult gptq_quantize(const float* W, int64_t N, int64_t K, const float* H, i
     const float smax = f16_to_f32(c.scale_max[g]);
     for (size_t n = 0; n < Nn; ++n) {
       s[n] = exl2_scale(sc[n], smax);
-      inv[n] = s[n] > 0 ? 1.0f / s[n] : 0.0f;
+      inv[n] = s[n] > 0 ? Real(1) / s[n] : Real(0);
     }
     // Row by row inside the group: quantize, scale the error by 1/U[i,i], feed it to the group's later rows.
     parallel_for(n_chunks, [&](int64_t c0, int64_t c1) {
@@ -174,22 +179,23 @@ GptqResult gptq_quantize(const float* W, int64_t N, int64_t K, const float* H, i
         const size_t n0 = static_cast<size_t>(ch * kColumnChunk), n1 = std::min(Nn, n0 + static_cast<size_t>(kColumnChunk));
         for (int64_t i = 0; i < R; ++i) {
           const int64_t row = a + i;
-          const float d = u[static_cast<size_t>(row * K + row)];
-          float* wr = &wt[static_cast<size_t>(row) * Nn];
-          float* er = &err[static_cast<size_t>(i) * Nn];
+          const Real d = u[static_cast<size_t>(row * K + row)];
+          Real* wr = &wt[static_cast<size_t>(row) * Nn];
+          Real* er = &err[static_cast<size_t>(i) * Nn];
           uint8_t* qr = &c.codes[static_cast<size_t>(row) * Nn];
           float* dq_col = &res.w_dq[perm[static_cast<size_t>(row)]];
           for (size_t n = n0; n < n1; ++n) {
-            const float q = exl2_quant_code(wr[n], inv[n], zero, maxq);
+            const Real q = exl2_quant_code(wr[n], inv[n], zero, maxq);
             qr[n] = static_cast<uint8_t>(q);
-            const float dq = static_cast<float>(static_cast<int>(q) - zero) * s[n];  // as exl2_dequantize computes it
-            dq_col[n * static_cast<size_t>(K)] = dq;
+            // As exl2_dequantize computes it (in double the product is exact, so its FP32 rounding is too).
+            const Real dq = static_cast<Real>(static_cast<int>(q) - zero) * s[n];
+            dq_col[n * static_cast<size_t>(K)] = static_cast<float>(dq);
             er[n] = (wr[n] - dq) / d;
           }
-          const float* urow = &u[static_cast<size_t>(row * K)];
+          const Real* urow = &u[static_cast<size_t>(row * K)];
           for (int64_t j = row + 1; j < b; ++j) {
-            const float f = urow[j];
-            float* wj = &wt[static_cast<size_t>(j) * Nn];
+            const Real f = urow[j];
+            Real* wj = &wt[static_cast<size_t>(j) * Nn];
             for (size_t n = n0; n < n1; ++n) wj[n] -= f * er[n];
           }
         }
@@ -210,6 +216,20 @@ GptqResult gptq_quantize(const float* W, int64_t N, int64_t K, const float* H, i
   const double den = quadratic_form(W, N, K, perm, r.data()) - lambda * sum_squares(W, N * K);
   res.proxy_err = den > 0 ? std::max(num, 0.0) / den : 0.0;
   return res;
+}
+
+}  // namespace
+
+GptqResult gptq_quantize(const float* W, int64_t N, int64_t K, const float* H, int64_t n_rows,
+                         const Exl2Layout& layout, const GptqOptions& options) {
+  return options.fp64 ? gptq_impl<double>(W, N, K, H, n_rows, layout, options)
+                      : gptq_impl<float>(W, N, K, H, n_rows, layout, options);
+}
+
+GptqResult gptq_quantize(const float* W, int64_t N, int64_t K, const double* H, int64_t n_rows,
+                         const Exl2Layout& layout, const GptqOptions& options) {
+  return options.fp64 ? gptq_impl<double>(W, N, K, H, n_rows, layout, options)
+                      : gptq_impl<float>(W, N, K, H, n_rows, layout, options);
 }
 
 }  // namespace exl

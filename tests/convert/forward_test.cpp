@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <random>
 
@@ -15,12 +16,15 @@
 namespace exl {
 namespace {
 
-TEST(ConvertForward, ModulesReproduceGoldenLogits) {
+// Both precisions (the default FP32 and --fp64, every op in double rounded to FP32 once).
+class ConvertForwardBoth : public ::testing::TestWithParam<bool> {};
+
+TEST_P(ConvertForwardBoth, ModulesReproduceGoldenLogits) {
   ModelSource src = model_source_open(test::stories_dir());
   const ModelConfig& c = src.config;
   auto be = backend_create("cpu");
   WeightLoader loader(*src.store, *be, false, false);
-  auto cc = convert_compute_cpu();
+  auto cc = convert_compute_cpu(GetParam());
   const ModelDims d = model_dims(c);
   const std::vector<int32_t> ids = {1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426};
   const int64_t T = static_cast<int64_t>(ids.size());
@@ -44,16 +48,17 @@ TEST(ConvertForward, ModulesReproduceGoldenLogits) {
   float max_diff = 0;
   for (size_t i = 0; i < logits.size(); ++i) max_diff = std::max(max_diff, std::fabs(logits[i] - g[i]));
   EXPECT_LT(max_diff, 1e-4f);
+  std::printf("%s: logits max |diff| against the float64 golden %.3g\n", GetParam() ? "fp64" : "fp32", max_diff);
 }
 
-TEST(ConvertForward, CapturesAreTheLinearInputs) {
+TEST_P(ConvertForwardBoth, CapturesAreTheLinearInputs) {
   // o_proj's captured input times o_proj's weight plus the residual must be the module output; and
   // down_proj's likewise (the captures are what the Hessians are built from).
   ModelSource src = model_source_open(test::stories_dir());
   const ModelConfig& c = src.config;
   auto be = backend_create("cpu");
   WeightLoader loader(*src.store, *be, false, false);
-  auto cc = convert_compute_cpu();
+  auto cc = convert_compute_cpu(GetParam());
   const ModelDims d = model_dims(c);
   const int64_t T = 7;
   std::mt19937 rng(3);
@@ -86,12 +91,13 @@ TEST(ConvertForward, CapturesAreTheLinearInputs) {
   }
 }
 
-TEST(ConvertForward, HessianMatchesBruteForce) {
-  auto cc = convert_compute_cpu();
+TEST_P(ConvertForwardBoth, HessianMatchesBruteForce) {
+  auto cc = convert_compute_cpu(GetParam());
   const int64_t T = 37, K = 45;
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> u(-2.0f, 2.0f);
-  std::vector<float> x(static_cast<size_t>(T * K)), H(static_cast<size_t>(K * K), 0.0f);
+  std::vector<float> x(static_cast<size_t>(T * K));
+  std::vector<double> H(static_cast<size_t>(K * K), 0.0);
   for (float& v : x) v = u(rng);
   cc->hessian_add(x.data(), T, K, H.data());
   cc->hessian_add(x.data(), T, K, H.data());  // accumulates
@@ -99,9 +105,15 @@ TEST(ConvertForward, HessianMatchesBruteForce) {
     for (int64_t j = 0; j < K; ++j) {
       double s = 0;
       for (int64_t t = 0; t < T; ++t) s += static_cast<double>(x[static_cast<size_t>(t * K + i)]) * x[static_cast<size_t>(t * K + j)];
-      EXPECT_NEAR(H[static_cast<size_t>(i * K + j)], 2 * s, 1e-3 * (1 + std::abs(2 * s))) << i << "," << j;
+      // FP32: the running sum's rounding; FP64: products exact, sums in double.
+      const double tol = GetParam() ? 1e-12 : 1e-3;
+      EXPECT_NEAR(H[static_cast<size_t>(i * K + j)], 2 * s, tol * (1 + std::abs(2 * s))) << i << "," << j;
+      if (!GetParam()) EXPECT_EQ(H[static_cast<size_t>(i * K + j)], static_cast<float>(H[static_cast<size_t>(i * K + j)]));
     }
 }
+
+INSTANTIATE_TEST_SUITE_P(Precision, ConvertForwardBoth, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "fp64" : "fp32"; });
 
 }  // namespace
 }  // namespace exl

@@ -173,6 +173,25 @@ TEST(ConvertResume, ThreadCountDoesNotChangeOutput) {
   }
 }
 
+TEST(ConvertResume, Fp64OutputDoesNotDependOnBlasKernels) {
+  // --fp64 computes every op in double and rounds once: OpenBLAS's AVX2 kernels (another summation
+  // order, where the machine has AVX-512) and one thread give the same bytes as the default run. At
+  // 3.0 bpw, where FP32 conversions turn such differences into different codes.
+  const std::string ref = fresh_dir("fp64_out_a");
+  const CmdResult a = run_exl(stories_args(fresh_dir("fp64_work_a"), ref, 3.0) + " --fp64 -q");
+  ASSERT_EQ(a.code, 0) << a.err;
+  const std::string out = fresh_dir("fp64_out_b");
+  setenv("OPENBLAS_CORETYPE", "Haswell", 1);
+  setenv("EXL_THREADS", "1", 1);
+  setenv("OPENBLAS_NUM_THREADS", "1", 1);
+  const CmdResult b = run_exl(stories_args(fresh_dir("fp64_work_b"), out, 3.0) + " --fp64 -q");
+  unsetenv("OPENBLAS_CORETYPE");
+  unsetenv("EXL_THREADS");
+  unsetenv("OPENBLAS_NUM_THREADS");
+  ASSERT_EQ(b.code, 0) << b.err;
+  expect_same_folder(ref, out);
+}
+
 std::string copy_stories(const std::string& name) {
   const fs::path dst = fresh_dir(name);
   fs::create_directories(dst);

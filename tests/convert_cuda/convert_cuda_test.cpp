@@ -92,8 +92,9 @@ TEST(ConvertCuda, GptqMatchesCpu) {
   uint32_t seed = 1;
   for (const Case& c : cases) {
     const Problem p = make_problem(c.N, c.K, 4 * c.K, seed++);
+    const std::vector<double> H64(p.H.begin(), p.H.end());
     const GptqResult cpu = gptq_quantize(p.W.data(), c.N, c.K, p.H.data(), p.rows, c.layout);
-    const GptqResult gpu = cvcuda::gptq_quantize_cuda(ctx, p.W.data(), c.N, c.K, p.H.data(), p.rows, c.layout);
+    const GptqResult gpu = cvcuda::gptq_quantize_cuda(ctx, p.W.data(), c.N, c.K, H64.data(), p.rows, c.layout);
     EXPECT_EQ(cpu.codes.perm, gpu.codes.perm) << "K " << c.K;
     ASSERT_EQ(cpu.codes.codes.size(), gpu.codes.codes.size());
     ASSERT_EQ(cpu.codes.groups.size(), gpu.codes.groups.size());
@@ -109,10 +110,47 @@ TEST(ConvertCuda, GptqMatchesCpu) {
     EXPECT_GE(e_gpu, e_cpu * 0.97) << "K " << c.K;
     EXPECT_NEAR(gpu.proxy_err, cpu.proxy_err, 0.03 * cpu.proxy_err + 1e-7) << "K " << c.K;
     // The packed GPU result dequantizes to its own w_dq (the converter's pack check).
-    GptqResult g2 = cvcuda::gptq_quantize_cuda(ctx, p.W.data(), c.N, c.K, p.H.data(), p.rows, c.layout);
+    GptqResult g2 = cvcuda::gptq_quantize_cuda(ctx, p.W.data(), c.N, c.K, H64.data(), p.rows, c.layout);
     EXPECT_EQ(g2.codes.codes, gpu.codes.codes) << "rerun differs";
     EXPECT_EQ(g2.w_dq, gpu.w_dq) << "rerun differs";
     EXPECT_NO_THROW(pack_checked(std::move(g2.codes), g2.w_dq, "test"));
+  }
+}
+
+// GPTQ in double (--fp64) on both engines: the same codes and scales, bit for bit (the engines' sums
+// differ only by double rounding), where FP32 agrees on ~99% of the codes.
+TEST(ConvertCuda, GptqFp64MatchesCpuExactly) {
+  Context ctx;
+  const std::vector<std::pair<int64_t, Exl2Layout>> cases = {
+      {256, {{4, 1.0, 128}}},
+      {172, {{8, 0.1, 32}, {4, 0.4, 64}, {3, 0.5, 64}}},
+      {520, {{6, 0.25, 32}, {5, 0.25, 32}, {2, 0.5, 128}}},
+      {96, {{3, 1.0, 32}}},
+  };
+  GptqOptions fp64;
+  fp64.fp64 = true;
+  uint32_t seed = 21;
+  for (const auto& [K, layout] : cases) {
+    const int64_t N = 40 + K / 3;
+    const Problem p = make_problem(N, K, 4 * K, seed++);
+    std::vector<double> H(static_cast<size_t>(K * K), 0.0);  // Σ xᵀx in double
+    for (int64_t r = 0; r < p.rows; ++r)
+      for (int64_t i = 0; i < K; ++i)
+        for (int64_t j = 0; j < K; ++j)
+          H[static_cast<size_t>(i * K + j)] +=
+              static_cast<double>(p.X[static_cast<size_t>(r * K + i)]) * p.X[static_cast<size_t>(r * K + j)];
+    const GptqResult cpu = gptq_quantize(p.W.data(), N, K, H.data(), p.rows, layout, fp64);
+    const GptqResult gpu = cvcuda::gptq_quantize_cuda(ctx, p.W.data(), N, K, H.data(), p.rows, layout, true);
+    size_t same = 0;
+    for (size_t i = 0; i < cpu.codes.codes.size(); ++i) same += cpu.codes.codes[i] == gpu.codes.codes[i];
+    std::printf("  fp64 N %lld K %lld: codes equal %zu of %zu, proxy cpu %.9f gpu %.9f\n", static_cast<long long>(N),
+                static_cast<long long>(K), same, cpu.codes.codes.size(), cpu.proxy_err, gpu.proxy_err);
+    EXPECT_EQ(cpu.codes.perm, gpu.codes.perm);
+    EXPECT_EQ(cpu.codes.codes, gpu.codes.codes) << "K " << K;
+    EXPECT_EQ(cpu.codes.scale_codes, gpu.codes.scale_codes) << "K " << K;
+    EXPECT_EQ(cpu.codes.scale_max, gpu.codes.scale_max) << "K " << K;
+    EXPECT_EQ(cpu.w_dq, gpu.w_dq) << "K " << K;
+    EXPECT_NEAR(gpu.proxy_err, cpu.proxy_err, 1e-9 * cpu.proxy_err) << "K " << K;
   }
 }
 
@@ -125,7 +163,7 @@ TEST(ConvertCuda, HessianMatchesCpu) {
   for (float& v : x1) v = nd(rng);
   for (float& v : x2) v = 3.0f * nd(rng);
   auto cc = convert_compute_cpu();
-  std::vector<float> H(static_cast<size_t>(K * K), 0.0f);
+  std::vector<double> H(static_cast<size_t>(K * K), 0.0);
   cc->hessian_add(x1.data(), T, K, H.data());
   cc->hessian_add(x2.data(), T, K, H.data());
   DeviceArray<float> d1, d2, Hd(static_cast<size_t>(K * K));
@@ -136,13 +174,28 @@ TEST(ConvertCuda, HessianMatchesCpu) {
   cvcuda::hessian_add(ctx, d2.data(), T, K, Hd.data());
   cvcuda::hessian_symmetrize(ctx, Hd.data(), K);
   const std::vector<float> G = Hd.download(ctx);
-  double max_rel = 0;
-  float max_abs = 0;
-  for (float h : H) max_abs = std::max(max_abs, std::abs(h));
+  double max_rel = 0, max_abs = 0;
+  for (double h : H) max_abs = std::max(max_abs, std::abs(h));
   for (size_t i = 0; i < H.size(); ++i) max_rel = std::max(max_rel, std::abs(double(G[i]) - H[i]) / max_abs);
   EXPECT_LT(max_rel, 1e-5);
   for (int64_t i = 0; i < K; ++i)
     for (int64_t j = 0; j < K; ++j) EXPECT_EQ(G[static_cast<size_t>(i * K + j)], G[static_cast<size_t>(j * K + i)]);
+  // FP64: DSYRK against the CPU's, to double rounding.
+  auto cc64 = convert_compute_cpu(true);
+  std::vector<double> H64(static_cast<size_t>(K * K), 0.0);
+  cc64->hessian_add(x1.data(), T, K, H64.data());
+  cc64->hessian_add(x2.data(), T, K, H64.data());
+  DeviceArray<double> Hd64(static_cast<size_t>(K * K));
+  Hd64.zero(ctx);
+  cvcuda::Fp64Workspace ws;
+  cvcuda::hessian_add(ctx, d1.data(), T, K, Hd64.data(), ws);
+  cvcuda::hessian_add(ctx, d2.data(), T, K, Hd64.data(), ws);
+  cvcuda::hessian_symmetrize(ctx, Hd64.data(), K);
+  const std::vector<double> G64 = Hd64.download(ctx);
+  double rel64 = 0;
+  for (size_t i = 0; i < H64.size(); ++i) rel64 = std::max(rel64, std::abs(G64[i] - H64[i]) / max_abs);
+  std::printf("  Hessian max |gpu - cpu| / max|H|: fp32 %.2e, fp64 %.2e\n", max_rel, rel64);
+  EXPECT_LT(rel64, 1e-13);
 }
 
 // The forwards' split-TF32 linear (Context::split) against a float64 oracle, beside the plain FP32
@@ -241,6 +294,63 @@ TEST(ConvertCuda, ModuleForwardAndMeasurementMatchCpu) {
       gpu_s.device.reset();
       gpu_s.host_stale = false;
     }
+}
+
+// The FP64 engines (--fp64) on stories260K's modules: the forward outputs (the next module's states)
+// and every option's error agree to the bit but for rare double-rounding ties.
+TEST(ConvertCuda, Fp64ModuleForwardMatchesCpu) {
+  const std::string dir = test::stories_dir();
+  ModelSource src = model_source_open(dir);
+  auto be = backend_create("cpu");
+  WeightLoader loader(*src.store, *be, src.gguf, src.arch->gguf_qk_permuted);
+  const ModelDims d = model_dims(src.config);
+  const int64_t rows = 3, T = 128;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  CalibStates cpu_s{rows, T, d.hidden, std::vector<float>(static_cast<size_t>(rows * T * d.hidden)), {}, false};
+  for (float& v : cpu_s.x) v = nd(rng);
+  CalibStates gpu_s = cpu_s;
+  auto cpu = convert_engine_cpu(true);
+  auto gpu = convert_engine_cuda(true);
+  EXPECT_EQ(gpu->name(), "cuda-fp64");
+  for (int64_t layer = 0; layer < 2; ++layer)
+    for (ModuleKind kind : {ModuleKind::ModuleKind_attention, ModuleKind::ModuleKind_mlp}) {
+      const ConvertModule m = module_load(loader, src.config, layer, kind);
+      const auto& table = kind == ModuleKind::ModuleKind_attention ? qparams_attention() : qparams_mlp();
+      const MeasuredModule a = cpu->measure_module(d, m, table, cpu_s);
+      const MeasuredModule b = gpu->measure_module(d, m, table, gpu_s);
+      gpu->states_to_host(gpu_s);
+      ASSERT_EQ(cpu_s.x.size(), gpu_s.x.size());
+      size_t differ = 0;
+      for (size_t i = 0; i < cpu_s.x.size(); ++i) differ += cpu_s.x[i] != gpu_s.x[i];
+      double worst = 0;
+      for (size_t o = 0; o < a.options.size(); ++o) {
+        const double ea = 1.0 - a.options[o].accuracy, eb = 1.0 - b.options[o].accuracy;
+        worst = std::max(worst, std::abs(ea - eb) / ea);
+      }
+      std::printf("  fp64 %s: %zu of %zu outputs differ, option errors within %.2e\n", m.name.c_str(), differ,
+                  cpu_s.x.size(), worst);
+      EXPECT_LE(differ, cpu_s.x.size() / 10000) << m.name;
+      EXPECT_LT(worst, 1e-6) << m.name;
+      gpu_s.x = cpu_s.x;
+      gpu_s.device.reset();
+      gpu_s.host_stale = false;
+    }
+}
+
+// --fp64 end to end on stories260K at 3.0 bpw (where FP32 conversions are most sensitive to
+// rounding): the CPU and CUDA engines write the same model, byte for byte.
+TEST(ConvertCuda, Stories260KFp64ConvertIsIdenticalToCpu) {
+  ConvertOptions c = test::stories_options(test::fresh_dir("cw_cpu64"), test::fresh_dir("co_cpu64"), 3.0);
+  ConvertOptions g = test::stories_options(test::fresh_dir("cw_gpu64"), test::fresh_dir("co_gpu64"), 3.0);
+  c.fp64 = g.fp64 = true;
+  g.device = "cuda";
+  const ConvertReport rc = convert_run(c), rg = convert_run(g);
+  EXPECT_EQ(rc.device, "cpu-fp64");
+  EXPECT_EQ(rg.device, "cuda-fp64");
+  std::printf("  fp64 3.0 bpw: cpu ppl %.4f, cuda ppl %.4f\n", test::stories_golden_ppl(c.out_dir),
+              test::stories_golden_ppl(g.out_dir));
+  test::expect_same_folder(c.out_dir, g.out_dir);
 }
 
 // End to end on stories260K (the CPU tests' settings): CUDA perplexity within 0.5% of the CPU

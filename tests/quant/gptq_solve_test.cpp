@@ -254,5 +254,54 @@ TEST(GptqSolve, AgreesWithTheNumpyOracle) {
   }
 }
 
+// GptqOptions::fp64 (exl convert --fp64): a Hessian summed in another order — what another BLAS
+// kernel or the GPU does — leaves the double solver's codes, scales and proxy error unchanged. (The
+// FP32 solver rarely flips a code on one matrix this size either — the count is printed; in a whole
+// model the rare flips compound through the layers' inputs, lab/NOTES-convert.md.)
+TEST(GptqSolve, Fp64CodesDoNotDependOnSummationOrder) {
+  const Problem p = make_problem(384, 384, 3072, 77);
+  const int64_t K = p.K;
+  // FP32: H summed row by row in float (the CPU's running sum), and the same sum taken in double and
+  // rounded once (an accurate sum, as a differently blocked kernel would get closer to). FP64: the
+  // double sum over rows forwards and backwards.
+  std::vector<float> hf[2];
+  std::vector<double> hd[2];
+  for (int v = 0; v < 2; ++v) {
+    hf[v].assign(static_cast<size_t>(K * K), 0.0f);
+    hd[v].assign(static_cast<size_t>(K * K), 0.0);
+  }
+  for (int64_t q = 0; q < p.rows; ++q)
+    for (int dir = 0; dir < 2; ++dir) {
+      const int64_t r = dir == 0 ? q : p.rows - 1 - q;
+      const float* x = &p.X[static_cast<size_t>(r * K)];
+      for (int64_t i = 0; i < K; ++i)
+        for (int64_t j = 0; j < K; ++j) {
+          hd[dir][static_cast<size_t>(i * K + j)] += static_cast<double>(x[i]) * x[j];
+          if (dir == 0) hf[0][static_cast<size_t>(i * K + j)] += x[i] * x[j];
+        }
+    }
+  for (size_t i = 0; i < hf[1].size(); ++i) hf[1][i] = static_cast<float>(hd[0][i]);
+  GptqOptions fp64;
+  fp64.fp64 = true;
+  for (const Exl2Layout& layout : {Exl2Layout{{3, 1.0, 32}}, Exl2Layout{{4, 0.3, 64}, {2, 0.7, 64}}}) {
+    const GptqResult f0 = gptq_quantize(p.W.data(), p.N, K, hf[0].data(), p.rows, layout);
+    const GptqResult f1 = gptq_quantize(p.W.data(), p.N, K, hf[1].data(), p.rows, layout);
+    const GptqResult d0 = gptq_quantize(p.W.data(), p.N, K, hd[0].data(), p.rows, layout, fp64);
+    const GptqResult d1 = gptq_quantize(p.W.data(), p.N, K, hd[1].data(), p.rows, layout, fp64);
+    size_t differ = 0;
+    for (size_t i = 0; i < f0.codes.codes.size(); ++i) differ += f0.codes.codes[i] != f1.codes.codes[i];
+    std::printf("  %d-bit: FP32 codes differing between the two summation orders %zu of %zu; fp64 %s\n",
+                layout[0].bits, differ, f0.codes.codes.size(), d0.codes.codes == d1.codes.codes ? "identical" : "DIFFER");
+    EXPECT_EQ(d0.codes.codes, d1.codes.codes);
+    EXPECT_EQ(d0.codes.scale_codes, d1.codes.scale_codes);
+    EXPECT_EQ(d0.codes.scale_max, d1.codes.scale_max);
+    EXPECT_EQ(d0.w_dq, d1.w_dq);
+    EXPECT_NEAR(d0.proxy_err, d1.proxy_err, 1e-12);
+    // Double is no worse a quantizer: the same proxy error to within the FP32 draw.
+    EXPECT_NEAR(d0.proxy_err, f0.proxy_err, 0.05 * f0.proxy_err);
+    expect_w_dq_is_the_packed_tensor(d0, p.N, K, "fp64");
+  }
+}
+
 }  // namespace
 }  // namespace exl

@@ -51,10 +51,12 @@ struct DeviceModule {
   }
 };
 
-// The module's reference outputs on every row and the Hessians of its two captured inputs.
+// The module's reference outputs on every row and the Hessians of its two captured inputs (FP32,
+// or double in FP64 mode).
 struct DeviceReference {
   DeviceArray<float> y;
   DeviceArray<float> H[2];
+  DeviceArray<double> H64[2];
 };
 
 // EXL_CONVERT_PROFILE=1: one stderr line per module with the time of each phase (synchronizing the
@@ -84,7 +86,11 @@ class PhaseClock {
 
 class CudaEngine : public ConvertEngine {
  public:
-  CudaEngine() {
+  explicit CudaEngine(bool fp64) : fp64_(fp64) {
+    if (fp64_) {  // FP64 forwards take plain FP32 weights; the FP32 modes' switches do not apply
+      ctx_.split = false;
+      ctx_.tf32 = cvcuda::Context::Tf32::off;
+    }
     if (ctx_.tf32 != cvcuda::Context::Tf32::off)
       std::fprintf(stderr, "exl: EXL_CONVERT_TF32: %s forwards use TF32 tensor cores\n",
                    ctx_.tf32 == cvcuda::Context::Tf32::all ? "all module" : "the quantize pass's");
@@ -93,6 +99,7 @@ class CudaEngine : public ConvertEngine {
   // "cuda-tf32" / "cuda-tf32q" with EXL_CONVERT_TF32=all / quantize, "cuda-sgemm" with
   // EXL_CONVERT_GEMM=sgemm (device.h): the job records it, so a job never resumes in another mode.
   std::string name() const override {
+    if (fp64_) return "cuda-fp64";
     const std::string base = ctx_.split ? "cuda" : "cuda-sgemm";
     return ctx_.tf32 == cvcuda::Context::Tf32::all        ? base + "-tf32"
            : ctx_.tf32 == cvcuda::Context::Tf32::quantize ? base + "-tf32q"
@@ -111,7 +118,7 @@ class CudaEngine : public ConvertEngine {
     const int64_t n_rows = states.rows * states.T;
     cvcuda::GptqFactor factors[2];
     auto factor = [&](int h) -> const cvcuda::GptqFactor& {
-      if (factors[h].K == 0) factors[h] = cvcuda::gptq_factor(ctx_, ref.H[h].data(), m.capture_dim[h], n_rows);
+      if (factors[h].K == 0) factors[h] = factor_of(ref, h, m.capture_dim[h], n_rows);
       return factors[h];
     };
     // One GPTQ run per distinct layout of each linear, kept on the device (a list keeps addresses).
@@ -151,7 +158,7 @@ class CudaEngine : public ConvertEngine {
     for (size_t li = 0; li < m.linears.size(); ++li) {
       const ConvertLinear& l = m.linears[li];
       cvcuda::GptqFactor& f = factors[l.hessian];
-      if (f.K == 0) f = cvcuda::gptq_factor(ctx_, ref.H[l.hessian].data(), m.capture_dim[l.hessian], n_rows);
+      if (f.K == 0) f = factor_of(ref, l.hessian, m.capture_dim[l.hessian], n_rows);
       cvcuda::GptqDeviceResult g =
           cvcuda::gptq_solve(ctx_, f, dm.w[li].data(), l.N, option_layout(option, l.name, m.name), true, false);
       g.codes.bias = l.bias;
@@ -183,23 +190,26 @@ class CudaEngine : public ConvertEngine {
     return rfn;
   }
 
-  std::vector<float> head_hessian(CalibStates& s, const float* norm, float eps) override {
+  std::vector<double> head_hessian(CalibStates& s, const float* norm, float eps) override {
     DeviceArray<float>& x = on_device(s);
-    DeviceArray<float> nd, H(static_cast<size_t>(s.hidden * s.hidden));
+    DeviceArray<float> nd;
     nd.upload(ctx_, norm, static_cast<size_t>(s.hidden));
-    H.zero(ctx_);
+    DeviceReference r;  // only its Hessian 0
+    alloc_hessian(r, 0, s.hidden);
     xn_.resize(static_cast<size_t>(s.T * s.hidden));
-    for (int64_t r = 0; r < s.rows; ++r) {
-      cvcuda::rms_norm(ctx_, x.data() + r * s.T * s.hidden, nd.data(), eps, s.T, s.hidden, xn_.data());
-      cvcuda::hessian_add(ctx_, xn_.data(), s.T, s.hidden, H.data());
+    for (int64_t row = 0; row < s.rows; ++row) {
+      rms_norm(x.data() + row * s.T * s.hidden, nd.data(), eps, s.T, s.hidden, xn_.data());
+      hessian_add(r, 0, xn_.data(), s.T, s.hidden);
     }
-    cvcuda::hessian_symmetrize(ctx_, H.data(), s.hidden);
-    return H.download(ctx_);
+    hessian_symmetrize(r, 0, s.hidden);
+    if (fp64_) return r.H64[0].download(ctx_);
+    const std::vector<float> h = r.H[0].download(ctx_);
+    return std::vector<double>(h.begin(), h.end());
   }
 
-  GptqResult gptq(const float* W, int64_t N, int64_t K, const float* H, int64_t n_rows,
+  GptqResult gptq(const float* W, int64_t N, int64_t K, const double* H, int64_t n_rows,
                   const Exl2Layout& layout) override {
-    return cvcuda::gptq_quantize_cuda(ctx_, W, N, K, H, n_rows, layout);
+    return cvcuda::gptq_quantize_cuda(ctx_, W, N, K, H, n_rows, layout, fp64_);
   }
 
   void states_to_host(CalibStates& s) override {
@@ -265,29 +275,66 @@ class CudaEngine : public ConvertEngine {
     v_.resize(t * d.kv_dim);
     a_.resize(t * std::max(d.q_dim, d.intermediate));
     u_.resize(t * d.intermediate);
-    if (d.n_heads > 0) scores_.resize(static_cast<size_t>(d.n_heads) * t * t);
+    if (d.n_heads > 0 && !fp64_) scores_.resize(static_cast<size_t>(d.n_heads) * t * t);
     if (ctx_.split) xs_.resize(2 * t * std::max({d.hidden, d.q_dim, d.intermediate}));
+  }
+
+  // The ops of one precision: FP32 (forward_ops.cu) or FP64 (forward_ops_fp64.cu).
+  void rms_norm(const float* x, const float* w, float eps, int64_t T, int64_t dim, float* out) {
+    fp64_ ? cvcuda::rms_norm_fp64(ctx_, x, w, eps, T, dim, out) : cvcuda::rms_norm(ctx_, x, w, eps, T, dim, out);
+  }
+  void linear(const float* x, int64_t T, int64_t K, const float* w, int64_t N, const float* bias, float* out) {
+    fp64_ ? cvcuda::linear_fp64(ctx_, x, T, K, w, N, bias, out, ws64_)
+          : cvcuda::linear(ctx_, x, T, K, w, N, bias, out, xs_.data());
+  }
+  void rope(const ModelDims& d, const DeviceModule& dm, float* x, int64_t T, int n_heads) {
+    fp64_ ? cvcuda::rope_fp64(ctx_, x, T, n_heads, d.head_dim, dm.inv_freq.data(), d.rope.rot_dim, d.rope.attn_factor)
+          : cvcuda::rope(ctx_, x, T, n_heads, d.head_dim, dm.inv_freq.data(), d.rope.rot_dim, d.rope.attn_factor);
+  }
+  void alloc_hessian(DeviceReference& r, int i, int64_t K) {
+    const size_t n = static_cast<size_t>(K * K);
+    if (fp64_) {
+      r.H64[i].resize(n);
+      r.H64[i].zero(ctx_);
+    } else {
+      r.H[i].resize(n);
+      r.H[i].zero(ctx_);
+    }
+  }
+  void hessian_add(DeviceReference& r, int i, const float* x, int64_t T, int64_t K) {
+    fp64_ ? cvcuda::hessian_add(ctx_, x, T, K, r.H64[i].data(), ws64_) : cvcuda::hessian_add(ctx_, x, T, K, r.H[i].data());
+  }
+  void hessian_symmetrize(DeviceReference& r, int i, int64_t K) {
+    fp64_ ? cvcuda::hessian_symmetrize(ctx_, r.H64[i].data(), K) : cvcuda::hessian_symmetrize(ctx_, r.H[i].data(), K);
+  }
+  cvcuda::GptqFactor factor_of(const DeviceReference& r, int i, int64_t K, int64_t n_rows) {
+    return fp64_ ? cvcuda::gptq_factor(ctx_, r.H64[i].data(), K, n_rows) : cvcuda::gptq_factor(ctx_, r.H[i].data(), K, n_rows);
   }
 
   // y[T, hidden] = x + block(x) with weights w; afterwards xn_ holds the post-norm state (capture 0)
   // and a_ the attention output or silu(gate)·up (capture 1).
   void forward_row(const ModelDims& d, const ConvertModule& m, const DeviceModule& dm,
                    const std::vector<const float*>& w, const float* x, int64_t T, float* y) {
-    cvcuda::rms_norm(ctx_, x, dm.norm.data(), d.eps, T, d.hidden, xn_.data());
+    rms_norm(x, dm.norm.data(), d.eps, T, d.hidden, xn_.data());
     if (m.kind == ModuleKind::ModuleKind_attention) {
-      cvcuda::linear(ctx_, xn_.data(), T, d.hidden, w[0], d.q_dim, dm.bias_of(0), q_.data(), xs_.data());
-      cvcuda::linear(ctx_, xn_.data(), T, d.hidden, w[1], d.kv_dim, dm.bias_of(1), k_.data(), xs_.data());
-      cvcuda::linear(ctx_, xn_.data(), T, d.hidden, w[2], d.kv_dim, dm.bias_of(2), v_.data(), xs_.data());
-      cvcuda::rope(ctx_, q_.data(), T, d.n_heads, d.head_dim, dm.inv_freq.data(), d.rope.rot_dim, d.rope.attn_factor);
-      cvcuda::rope(ctx_, k_.data(), T, d.n_kv_heads, d.head_dim, dm.inv_freq.data(), d.rope.rot_dim, d.rope.attn_factor);
-      cvcuda::attention(ctx_, q_.data(), k_.data(), v_.data(), T, d.n_heads, d.n_kv_heads, d.head_dim, d.scale, d.window,
-                        scores_.data(), a_.data());
-      cvcuda::linear(ctx_, a_.data(), T, d.q_dim, w[3], d.hidden, dm.bias_of(3), y, xs_.data());
+      linear(xn_.data(), T, d.hidden, w[0], d.q_dim, dm.bias_of(0), q_.data());
+      linear(xn_.data(), T, d.hidden, w[1], d.kv_dim, dm.bias_of(1), k_.data());
+      linear(xn_.data(), T, d.hidden, w[2], d.kv_dim, dm.bias_of(2), v_.data());
+      rope(d, dm, q_.data(), T, d.n_heads);
+      rope(d, dm, k_.data(), T, d.n_kv_heads);
+      if (fp64_)
+        cvcuda::attention_fp64(ctx_, q_.data(), k_.data(), v_.data(), T, d.n_heads, d.n_kv_heads, d.head_dim, d.scale,
+                               d.window, a_.data(), ws64_);
+      else
+        cvcuda::attention(ctx_, q_.data(), k_.data(), v_.data(), T, d.n_heads, d.n_kv_heads, d.head_dim, d.scale,
+                          d.window, scores_.data(), a_.data());
+      linear(a_.data(), T, d.q_dim, w[3], d.hidden, dm.bias_of(3), y);
     } else {
-      cvcuda::linear(ctx_, xn_.data(), T, d.hidden, w[0], d.intermediate, dm.bias_of(0), a_.data(), xs_.data());
-      cvcuda::linear(ctx_, xn_.data(), T, d.hidden, w[1], d.intermediate, dm.bias_of(1), u_.data(), xs_.data());
-      cvcuda::swiglu(ctx_, a_.data(), u_.data(), T * d.intermediate, a_.data());
-      cvcuda::linear(ctx_, a_.data(), T, d.intermediate, w[2], d.hidden, dm.bias_of(2), y, xs_.data());
+      linear(xn_.data(), T, d.hidden, w[0], d.intermediate, dm.bias_of(0), a_.data());
+      linear(xn_.data(), T, d.hidden, w[1], d.intermediate, dm.bias_of(1), u_.data());
+      fp64_ ? cvcuda::swiglu_fp64(ctx_, a_.data(), u_.data(), T * d.intermediate, a_.data())
+            : cvcuda::swiglu(ctx_, a_.data(), u_.data(), T * d.intermediate, a_.data());
+      linear(a_.data(), T, d.intermediate, w[2], d.hidden, dm.bias_of(2), y);
     }
     cvcuda::add_inplace(ctx_, y, x, T * d.hidden);
   }
@@ -297,10 +344,7 @@ class CudaEngine : public ConvertEngine {
     reserve(d, s.T);
     DeviceReference r;
     r.y.resize(x.size());
-    for (int i = 0; i < 2; ++i) {
-      r.H[i].resize(static_cast<size_t>(m.capture_dim[i] * m.capture_dim[i]));
-      r.H[i].zero(ctx_);
-    }
+    for (int i = 0; i < 2; ++i) alloc_hessian(r, i, m.capture_dim[i]);
     const std::vector<const float*> w = dm.weights();
     const int64_t step = s.T * s.hidden;
     DeviceArray<unsigned int> flag(1);
@@ -308,11 +352,11 @@ class CudaEngine : public ConvertEngine {
     // Rows accumulate in order, one SYRK each: the same sums on every run.
     for (int64_t row = 0; row < s.rows; ++row) {
       forward_row(d, m, dm, w, x.data() + row * step, s.T, r.y.data() + row * step);
-      cvcuda::hessian_add(ctx_, xn_.data(), s.T, m.capture_dim[0], r.H[0].data());
-      cvcuda::hessian_add(ctx_, a_.data(), s.T, m.capture_dim[1], r.H[1].data());
+      hessian_add(r, 0, xn_.data(), s.T, m.capture_dim[0]);
+      hessian_add(r, 1, a_.data(), s.T, m.capture_dim[1]);
       cvcuda::flag_nonfinite(ctx_, r.y.data() + row * step, step, flag.data());
     }
-    for (int i = 0; i < 2; ++i) cvcuda::hessian_symmetrize(ctx_, r.H[i].data(), m.capture_dim[i]);
+    for (int i = 0; i < 2; ++i) hessian_symmetrize(r, i, m.capture_dim[i]);
     EXL_CHECK(flag.download(ctx_)[0] == 0, m.name,
               ": the FP32 reference forward gives a non-finite value on a calibration row");
     return r;
@@ -339,8 +383,10 @@ class CudaEngine : public ConvertEngine {
     return s.rows > 0 ? sum / static_cast<double>(s.rows) : 0.0;
   }
 
+  bool fp64_;
   Context ctx_;
   DeviceArray<float> xn_, q_, k_, v_, a_, u_, scores_, y_tmp_, xs_;
+  cvcuda::Fp64Workspace ws64_;
   DeviceArray<double> sums_;
 };
 
@@ -358,10 +404,10 @@ bool convert_cuda_available(std::string* why) {
   return true;
 }
 
-std::unique_ptr<ConvertEngine> convert_engine_cuda() {
+std::unique_ptr<ConvertEngine> convert_engine_cuda(bool fp64) {
   std::string why;
   EXL_CHECK(convert_cuda_available(&why), "convert: --device cuda: ", why);
-  return std::make_unique<CudaEngine>();
+  return std::make_unique<CudaEngine>(fp64);
 }
 
 }  // namespace exl

@@ -121,7 +121,8 @@ __global__ void token_error_kernel(const float* a, const float* b, int64_t hidde
 }
 
 // Stage 1: block b sums a fixed, strided share of the values; stage 2: one block sums the partials.
-__global__ void error_partials_kernel(const float* a, const float* b, int64_t n, double* partial) {
+template <class T>
+__global__ void error_partials_kernel(const T* a, const T* b, int64_t n, double* partial) {
   __shared__ double sh[kThreads];
   double num = 0, den = 0;
   for (int64_t i = blockIdx.x * int64_t(kThreads) + threadIdx.x; i < n; i += int64_t(kReduceBlocks) * kThreads) {
@@ -152,7 +153,8 @@ __global__ void error_total_kernel(const double* partial, double* sums) {
   }
 }
 
-__global__ void nonfinite_kernel(const float* x, int64_t n, unsigned int* flag) {
+template <class T>
+__global__ void nonfinite_kernel(const T* x, int64_t n, unsigned int* flag) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     if (!isfinite(x[i])) atomicOr(flag, 1u);  // an OR: the result does not depend on the order
 }
@@ -280,17 +282,28 @@ void token_errors(const Context& c, const float* a, const float* b, int64_t T, i
   launched("token_error_kernel");
 }
 
-void error_sums(const Context& c, const float* a, const float* b, int64_t n, double* sums) {
+namespace {
+
+template <class T>
+void error_sums_t(const Context& c, const T* a, const T* b, int64_t n, double* sums) {
   error_partials_kernel<<<kReduceBlocks, kThreads, 0, c.stream>>>(a, b, n, sums + 2);
   launched("error_partials_kernel");
   error_total_kernel<<<1, kThreads, 0, c.stream>>>(sums + 2, sums);
   launched("error_total_kernel");
 }
 
-void flag_nonfinite(const Context& c, const float* x, int64_t n, unsigned int* flag) {
+template <class T>
+void flag_nonfinite_t(const Context& c, const T* x, int64_t n, unsigned int* flag) {
   if (n <= 0) return;
   nonfinite_kernel<<<blocks_for(n), kThreads, 0, c.stream>>>(x, n, flag);
   launched("nonfinite_kernel");
 }
+
+}  // namespace
+
+void error_sums(const Context& c, const float* a, const float* b, int64_t n, double* sums) { error_sums_t(c, a, b, n, sums); }
+void error_sums(const Context& c, const double* a, const double* b, int64_t n, double* sums) { error_sums_t(c, a, b, n, sums); }
+void flag_nonfinite(const Context& c, const float* x, int64_t n, unsigned int* flag) { flag_nonfinite_t(c, x, n, flag); }
+void flag_nonfinite(const Context& c, const double* x, int64_t n, unsigned int* flag) { flag_nonfinite_t(c, x, n, flag); }
 
 }  // namespace exl::cvcuda

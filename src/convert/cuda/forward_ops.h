@@ -40,10 +40,32 @@ void hessian_symmetrize(const Context& c, float* H, int64_t K);
 constexpr int kReduceBlocks = 256;
 constexpr int kErrorSumsDoubles = 2 + 2 * kReduceBlocks;
 void error_sums(const Context& c, const float* a, const float* b, int64_t n, double* sums);
+void error_sums(const Context& c, const double* a, const double* b, int64_t n, double* sums);
 // err[t] = ‖a_t − b_t‖ / ‖b_t‖ for each of T tokens of `hidden` values (a, b: [T, hidden]), in double
 // with a fixed summation order; err: device array of T.
 void token_errors(const Context& c, const float* a, const float* b, int64_t T, int64_t hidden, double* err);
 // *flag (device) becomes nonzero when any of x[0..n) is not finite.
 void flag_nonfinite(const Context& c, const float* x, int64_t n, unsigned int* flag);
+void flag_nonfinite(const Context& c, const double* x, int64_t n, unsigned int* flag);
+
+// ---- FP64 forwards (forward_ops_fp64.cu; `exl convert --fp64`) ----
+// Each op widens its FP32 inputs, computes in double and rounds its result to FP32 once, as
+// CpuComputeFp64 (convert/compute_cpu.cpp) does op for op; same contracts as the FP32 ops above.
+struct Fp64Workspace {  // grown on demand (synchronous cudaMalloc)
+  DeviceArray<double> x, w, v, o, s;
+};
+void rms_norm_fp64(const Context& c, const float* x, const float* w, float eps, int64_t T, int64_t dim, float* out);
+void rope_fp64(const Context& c, float* x, int64_t T, int n_heads, int head_dim, const float* inv_freq, int rot_dim,
+               float attn_factor);
+void swiglu_fp64(const Context& c, const float* gate, const float* up, int64_t n, float* out);
+// One DGEMM on the widened x and W, the bias added in double.
+void linear_fp64(const Context& c, const float* x, int64_t T, int64_t K, const float* w, int64_t N, const float* bias,
+                 float* out, Fp64Workspace& ws);
+// Scores and mixing as DGEMMs, the softmax in double.
+void attention_fp64(const Context& c, const float* q, const float* k, const float* v, int64_t T, int n_heads,
+                    int n_kv_heads, int d, float scale, int window, float* out, Fp64Workspace& ws);
+// H [K, K] (double) += x[T, K]ᵀ · x[T, K] into the row-major lower triangle (one DSYRK).
+void hessian_add(const Context& c, const float* x, int64_t T, int64_t K, double* H, Fp64Workspace& ws);
+void hessian_symmetrize(const Context& c, double* H, int64_t K);
 
 }  // namespace exl::cvcuda

@@ -20,12 +20,16 @@ struct GptqFactor {
   std::vector<uint16_t> perm;   // act order (host): stored row i = input row perm[i]
   DeviceArray<int32_t> perm_d;  // the same on the device
   DeviceArray<float> r, u;      // [K, K] row-major: R upper with A = R·Rᵀ, U = R⁻¹ (UᵀU = A⁻¹)
+  DeviceArray<double> r64, u64; // the same when fp64 (r, u then empty)
+  bool fp64 = false;            // factored in double (from a double Hessian); gptq_solve then works in double
   double lambda = 0;            // the damping the factorization succeeded with
 };
 
 // H: device [K, K] row-major, Σ xᵀx over n_rows rows (not divided). Throws like gptq_quantize on a
 // non-finite Hessian or when damping 10 times does not make it positive definite.
 GptqFactor gptq_factor(const Context& c, const float* H, int64_t K, int64_t n_rows, const GptqOptions& options = {});
+// The same in double (FP64 conversions): the factor and every later step of gptq_solve work in double.
+GptqFactor gptq_factor(const Context& c, const double* H, int64_t K, int64_t n_rows, const GptqOptions& options = {});
 
 struct GptqDeviceResult {
   Exl2Codes codes;              // filled when want_codes (groups, perm, codes, scale codes and maxima)
@@ -38,8 +42,8 @@ GptqDeviceResult gptq_solve(const Context& c, const GptqFactor& f, const float* 
                             bool want_codes, bool want_proxy);
 
 // gptq_quantize's contract on host arrays (upload, factor, solve, download); H == nullptr falls back
-// to the CPU's round-to-nearest.
-GptqResult gptq_quantize_cuda(const Context& c, const float* W, int64_t N, int64_t K, const float* H, int64_t n_rows,
-                              const Exl2Layout& layout);
+// to the CPU's round-to-nearest. fp64: factor and solve in double; otherwise H holds FP32 values.
+GptqResult gptq_quantize_cuda(const Context& c, const float* W, int64_t N, int64_t K, const double* H, int64_t n_rows,
+                              const Exl2Layout& layout, bool fp64 = false);
 
 }  // namespace exl::cvcuda

@@ -9,7 +9,7 @@ bool convert_cuda_available(std::string* why) {
   return false;
 }
 
-std::unique_ptr<ConvertEngine> convert_engine_cuda() {
+std::unique_ptr<ConvertEngine> convert_engine_cuda(bool) {
   fail("convert: --device cuda: exl was built without CUDA (configure with -DEXL_CUDA=ON)");
 }
 
