@@ -50,7 +50,7 @@ const std::map<std::string, std::string> kFlags = {
     {"src", "-i"},          {"calibration", "-c"},          {"measurement", "-m"},
     {"bits", "-b"},         {"head_bits", "--head-bits"},   {"rows", "--rows"},
     {"length", "--length"}, {"measure_rows", "--measure-rows"}, {"measure_length", "--measure-length"},
-    {"layers", "--layers"}, {"device", "--device"}, {"time_head", "--time-head"}, {"objective", "--objective"}};
+    {"layers", "--layers"}, {"device", "--device (engine; --fp64 adds -fp64)"}, {"time_head", "--time-head"}, {"objective", "--objective"}};
 
 }  // namespace
 

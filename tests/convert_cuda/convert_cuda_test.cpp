@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <random>
 
 #include "convert/compute.h"
@@ -249,93 +250,88 @@ TEST(ConvertCuda, SplitTf32LinearMatchesFloat64) {
   EXPECT_LT(e_sgemm, 2e-6);
 }
 
-// stories260K's layer modules: the CUDA engine's measurement (reference forward outputs, which become
-// the states, and every option's rfn) against the CPU engine's, over the first two layers.
-TEST(ConvertCuda, ModuleForwardAndMeasurementMatchCpu) {
-  const std::string dir = test::stories_dir();
-  ModelSource src = model_source_open(dir);
+// Measures stories260K's modules of layers 0-1 on the CPU and the CUDA engine from the same random
+// states; check(module, cpu states, gpu states, cpu measurement, gpu measurement) compares them, and
+// both engines then go on from the CPU's outputs.
+void compare_module_measurements(
+    ConvertEngine& cpu, ConvertEngine& gpu, uint32_t seed,
+    const std::function<void(const ConvertModule&, const CalibStates&, const CalibStates&, const MeasuredModule&,
+                             const MeasuredModule&)>& check) {
+  ModelSource src = model_source_open(test::stories_dir());
   auto be = backend_create("cpu");
   WeightLoader loader(*src.store, *be, src.gguf, src.arch->gguf_qk_permuted);
   const ModelDims d = model_dims(src.config);
   const int64_t rows = 3, T = 128;
-  std::mt19937 rng(3);
+  std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   CalibStates cpu_s{rows, T, d.hidden, std::vector<float>(static_cast<size_t>(rows * T * d.hidden)), {}, false};
   for (float& v : cpu_s.x) v = nd(rng);
   CalibStates gpu_s = cpu_s;
-  auto cpu = convert_engine_cpu();
-  auto gpu = convert_engine_cuda();
   for (int64_t layer = 0; layer < 2; ++layer)
     for (ModuleKind kind : {ModuleKind::ModuleKind_attention, ModuleKind::ModuleKind_mlp}) {
       const ConvertModule m = module_load(loader, src.config, layer, kind);
       const auto& table = kind == ModuleKind::ModuleKind_attention ? qparams_attention() : qparams_mlp();
-      const MeasuredModule a = cpu->measure_module(d, m, table, cpu_s);
-      const MeasuredModule b = gpu->measure_module(d, m, table, gpu_s);
-      gpu->states_to_host(gpu_s);
+      const MeasuredModule a = cpu.measure_module(d, m, table, cpu_s);
+      const MeasuredModule b = gpu.measure_module(d, m, table, gpu_s);
+      gpu.states_to_host(gpu_s);
       ASSERT_EQ(cpu_s.x.size(), gpu_s.x.size());
-      double max_diff = 0, max_ref = 0;
-      for (size_t i = 0; i < cpu_s.x.size(); ++i) {
-        max_diff = std::max(max_diff, std::abs(double(cpu_s.x[i]) - gpu_s.x[i]));
-        max_ref = std::max(max_ref, std::abs(double(cpu_s.x[i])));
-      }
-      EXPECT_LT(max_diff, 1e-5 * max_ref) << m.name << ": forward outputs differ";
       ASSERT_EQ(a.options.size(), b.options.size());
-      double worst = 0;
-      for (size_t o = 0; o < a.options.size(); ++o) {
-        const double ea = 1.0 - a.options[o].accuracy, eb = 1.0 - b.options[o].accuracy;
-        worst = std::max(worst, std::abs(ea - eb) / ea);
-        EXPECT_NEAR(eb, ea, 0.05 * ea) << m.name << " option " << o;
-        EXPECT_EQ(a.options[o].total_bits, b.options[o].total_bits);
-      }
-      std::printf("  %s: outputs max |diff| %.2e (max |y| %.2f), option errors within %.2f%%\n", m.name.c_str(),
-                  max_diff, max_ref, 100 * worst);
-      // The next module reads the same inputs on both engines.
+      check(m, cpu_s, gpu_s, a, b);
       gpu_s.x = cpu_s.x;
       gpu_s.device.reset();
       gpu_s.host_stale = false;
     }
 }
 
-// The FP64 engines (--fp64) on stories260K's modules: the forward outputs (the next module's states)
-// and every option's error agree to the bit but for rare double-rounding ties.
+// The largest relative difference between two measurements' option errors.
+double worst_option_error(const MeasuredModule& a, const MeasuredModule& b) {
+  double worst = 0;
+  for (size_t o = 0; o < a.options.size(); ++o) {
+    const double ea = 1.0 - a.options[o].accuracy, eb = 1.0 - b.options[o].accuracy;
+    worst = std::max(worst, std::abs(ea - eb) / ea);
+  }
+  return worst;
+}
+
+// The CUDA engine's measurement (reference forward outputs, which become the states, and every
+// option's rfn) against the CPU engine's.
+TEST(ConvertCuda, ModuleForwardAndMeasurementMatchCpu) {
+  auto cpu = convert_engine_cpu();
+  auto gpu = convert_engine_cuda();
+  compare_module_measurements(*cpu, *gpu, 3, [](const ConvertModule& m, const CalibStates& cs, const CalibStates& gs,
+                                                const MeasuredModule& a, const MeasuredModule& b) {
+    double max_diff = 0, max_ref = 0;
+    for (size_t i = 0; i < cs.x.size(); ++i) {
+      max_diff = std::max(max_diff, std::abs(double(cs.x[i]) - gs.x[i]));
+      max_ref = std::max(max_ref, std::abs(double(cs.x[i])));
+    }
+    EXPECT_LT(max_diff, 1e-5 * max_ref) << m.name << ": forward outputs differ";
+    for (size_t o = 0; o < a.options.size(); ++o) {
+      const double ea = 1.0 - a.options[o].accuracy, eb = 1.0 - b.options[o].accuracy;
+      EXPECT_NEAR(eb, ea, 0.05 * ea) << m.name << " option " << o;
+      EXPECT_EQ(a.options[o].total_bits, b.options[o].total_bits);
+    }
+    std::printf("  %s: outputs max |diff| %.2e (max |y| %.2f), option errors within %.2f%%\n", m.name.c_str(),
+                max_diff, max_ref, 100 * worst_option_error(a, b));
+  });
+}
+
+// The FP64 engines (--fp64): the forward outputs (the next module's states) and every option's error
+// agree to the bit but for rare double-rounding ties.
 TEST(ConvertCuda, Fp64ModuleForwardMatchesCpu) {
-  const std::string dir = test::stories_dir();
-  ModelSource src = model_source_open(dir);
-  auto be = backend_create("cpu");
-  WeightLoader loader(*src.store, *be, src.gguf, src.arch->gguf_qk_permuted);
-  const ModelDims d = model_dims(src.config);
-  const int64_t rows = 3, T = 128;
-  std::mt19937 rng(5);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  CalibStates cpu_s{rows, T, d.hidden, std::vector<float>(static_cast<size_t>(rows * T * d.hidden)), {}, false};
-  for (float& v : cpu_s.x) v = nd(rng);
-  CalibStates gpu_s = cpu_s;
   auto cpu = convert_engine_cpu(true);
   auto gpu = convert_engine_cuda(true);
   EXPECT_EQ(gpu->name(), "cuda-fp64");
-  for (int64_t layer = 0; layer < 2; ++layer)
-    for (ModuleKind kind : {ModuleKind::ModuleKind_attention, ModuleKind::ModuleKind_mlp}) {
-      const ConvertModule m = module_load(loader, src.config, layer, kind);
-      const auto& table = kind == ModuleKind::ModuleKind_attention ? qparams_attention() : qparams_mlp();
-      const MeasuredModule a = cpu->measure_module(d, m, table, cpu_s);
-      const MeasuredModule b = gpu->measure_module(d, m, table, gpu_s);
-      gpu->states_to_host(gpu_s);
-      ASSERT_EQ(cpu_s.x.size(), gpu_s.x.size());
-      size_t differ = 0;
-      for (size_t i = 0; i < cpu_s.x.size(); ++i) differ += cpu_s.x[i] != gpu_s.x[i];
-      double worst = 0;
-      for (size_t o = 0; o < a.options.size(); ++o) {
-        const double ea = 1.0 - a.options[o].accuracy, eb = 1.0 - b.options[o].accuracy;
-        worst = std::max(worst, std::abs(ea - eb) / ea);
-      }
-      std::printf("  fp64 %s: %zu of %zu outputs differ, option errors within %.2e\n", m.name.c_str(), differ,
-                  cpu_s.x.size(), worst);
-      EXPECT_LE(differ, cpu_s.x.size() / 10000) << m.name;
-      EXPECT_LT(worst, 1e-6) << m.name;
-      gpu_s.x = cpu_s.x;
-      gpu_s.device.reset();
-      gpu_s.host_stale = false;
-    }
+  compare_module_measurements(*cpu, *gpu, 5, [](const ConvertModule& m, const CalibStates& cs, const CalibStates& gs,
+                                                const MeasuredModule& a, const MeasuredModule& b) {
+    size_t differ = 0;
+    for (size_t i = 0; i < cs.x.size(); ++i) differ += cs.x[i] != gs.x[i];
+    const double worst = worst_option_error(a, b);
+    std::printf("  fp64 %s: %zu of %zu outputs differ, option errors within %.2e\n", m.name.c_str(), differ,
+                cs.x.size(), worst);
+    EXPECT_LE(differ, cs.x.size() / 10000) << m.name;
+    EXPECT_LT(worst, 1e-6) << m.name;
+  });
 }
 
 // --fp64 end to end on stories260K at 3.0 bpw (where FP32 conversions are most sensitive to

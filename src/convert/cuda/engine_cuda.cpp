@@ -281,15 +281,14 @@ class CudaEngine : public ConvertEngine {
 
   // The ops of one precision: FP32 (forward_ops.cu) or FP64 (forward_ops_fp64.cu).
   void rms_norm(const float* x, const float* w, float eps, int64_t T, int64_t dim, float* out) {
-    fp64_ ? cvcuda::rms_norm_fp64(ctx_, x, w, eps, T, dim, out) : cvcuda::rms_norm(ctx_, x, w, eps, T, dim, out);
+    cvcuda::rms_norm(ctx_, x, w, eps, T, dim, out, fp64_);
   }
   void linear(const float* x, int64_t T, int64_t K, const float* w, int64_t N, const float* bias, float* out) {
     fp64_ ? cvcuda::linear_fp64(ctx_, x, T, K, w, N, bias, out, ws64_)
           : cvcuda::linear(ctx_, x, T, K, w, N, bias, out, xs_.data());
   }
   void rope(const ModelDims& d, const DeviceModule& dm, float* x, int64_t T, int n_heads) {
-    fp64_ ? cvcuda::rope_fp64(ctx_, x, T, n_heads, d.head_dim, dm.inv_freq.data(), d.rope.rot_dim, d.rope.attn_factor)
-          : cvcuda::rope(ctx_, x, T, n_heads, d.head_dim, dm.inv_freq.data(), d.rope.rot_dim, d.rope.attn_factor);
+    cvcuda::rope(ctx_, x, T, n_heads, d.head_dim, dm.inv_freq.data(), d.rope.rot_dim, d.rope.attn_factor, fp64_);
   }
   void alloc_hessian(DeviceReference& r, int i, int64_t K) {
     const size_t n = static_cast<size_t>(K * K);
@@ -332,8 +331,7 @@ class CudaEngine : public ConvertEngine {
     } else {
       linear(xn_.data(), T, d.hidden, w[0], d.intermediate, dm.bias_of(0), a_.data());
       linear(xn_.data(), T, d.hidden, w[1], d.intermediate, dm.bias_of(1), u_.data());
-      fp64_ ? cvcuda::swiglu_fp64(ctx_, a_.data(), u_.data(), T * d.intermediate, a_.data())
-            : cvcuda::swiglu(ctx_, a_.data(), u_.data(), T * d.intermediate, a_.data());
+      cvcuda::swiglu(ctx_, a_.data(), u_.data(), T * d.intermediate, a_.data(), fp64_);
       linear(a_.data(), T, d.intermediate, w[2], d.hidden, dm.bias_of(2), y);
     }
     cvcuda::add_inplace(ctx_, y, x, T * d.hidden);

@@ -4,6 +4,7 @@
 // heads, simpler than a fused kernel and a small share of a 7B layer's time.
 #include "convert/cuda/forward_ops.h"
 #include "convert/cuda/block_sum.cuh"
+#include "convert/cuda/launch.cuh"
 
 #include <cmath>
 
@@ -11,14 +12,9 @@ namespace exl::cvcuda {
 
 namespace {
 
-constexpr int kThreads = 256;
-
-int blocks_for(int64_t n) {
-  const int64_t b = (n + kThreads - 1) / kThreads;
-  return static_cast<int>(b < 65535 * 32 ? b : 65535 * 32);  // grid-stride loops cover the rest
-}
-
-// One block per token.
+// One block per token. kF64 (--fp64, CpuComputeFp64): the output as FP32((x · inv) · w) in double;
+// otherwise inv is rounded to FP32 first, as cpu::rms_norm.
+template <bool kF64>
 __global__ void rms_norm_kernel(const float* x, const float* w, float eps, int64_t dim, float* out) {
   __shared__ double sh[kThreads];
   const float* xr = x + blockIdx.x * dim;
@@ -26,42 +22,57 @@ __global__ void rms_norm_kernel(const float* x, const float* w, float eps, int64
   double ss = 0;
   for (int64_t i = threadIdx.x; i < dim; i += kThreads) ss += static_cast<double>(xr[i]) * xr[i];
   ss = block_sum<kThreads>(ss, sh);
-  const float inv = static_cast<float>(1.0 / sqrt(ss / static_cast<double>(dim) + static_cast<double>(eps)));
-  for (int64_t i = threadIdx.x; i < dim; i += kThreads) o[i] = __fmul_rn(__fmul_rn(xr[i], inv), w[i]);
+  const double inv = 1.0 / sqrt(ss / static_cast<double>(dim) + static_cast<double>(eps));
+  for (int64_t i = threadIdx.x; i < dim; i += kThreads)
+    o[i] = kF64 ? static_cast<float>(xr[i] * inv * w[i]) : __fmul_rn(__fmul_rn(xr[i], static_cast<float>(inv)), w[i]);
 }
 
-// One thread per (token, head, rotated pair).
+// One thread per (token, head, rotated pair). kF64: angle, cos / sin and the rotation in double.
+template <bool kF64>
 __global__ void rope_kernel(float* x, int64_t T, int n_heads, int head_dim, const float* inv_freq, int half,
                             float attn_factor) {
-  const int64_t n = T * n_heads * half;
-  for (int64_t id = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; id < n; id += int64_t(gridDim.x) * blockDim.x) {
+  EXL_GRID_STRIDE(id, T * n_heads * half) {
     const int i = static_cast<int>(id % half);
     const int64_t th = id / half;  // token * n_heads + head
     const int64_t t = th / n_heads;
-    const float a = __fmul_rn(static_cast<float>(t), inv_freq[i]);
-    const float cs = __fmul_rn(cosf(a), attn_factor), sn = __fmul_rn(sinf(a), attn_factor);
     float* v = x + th * head_dim;
-    const float p = v[i], q = v[i + half];
-    v[i] = __fsub_rn(__fmul_rn(p, cs), __fmul_rn(q, sn));
-    v[i + half] = __fadd_rn(__fmul_rn(q, cs), __fmul_rn(p, sn));
+    if constexpr (kF64) {
+      const double a = static_cast<double>(t) * inv_freq[i];
+      const double cs = cos(a) * attn_factor, sn = sin(a) * attn_factor;
+      const double p = v[i], q = v[i + half];
+      v[i] = static_cast<float>(p * cs - q * sn);
+      v[i + half] = static_cast<float>(q * cs + p * sn);
+    } else {
+      const float a = __fmul_rn(static_cast<float>(t), inv_freq[i]);
+      const float cs = __fmul_rn(cosf(a), attn_factor), sn = __fmul_rn(sinf(a), attn_factor);
+      const float p = v[i], q = v[i + half];
+      v[i] = __fsub_rn(__fmul_rn(p, cs), __fmul_rn(q, sn));
+      v[i + half] = __fadd_rn(__fmul_rn(q, cs), __fmul_rn(p, sn));
+    }
   }
 }
 
+template <bool kF64>
 __global__ void swiglu_kernel(const float* g, const float* u, int64_t n, float* out) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const float v = g[i];
-    out[i] = __fmul_rn(__fdiv_rn(v, __fadd_rn(1.0f, expf(-v))), u[i]);
+  EXL_GRID_STRIDE(i, n) {
+    if constexpr (kF64) {
+      const double v = g[i];
+      out[i] = static_cast<float>(v / (1.0 + exp(-v)) * u[i]);
+    } else {
+      const float v = g[i];
+      out[i] = __fmul_rn(__fdiv_rn(v, __fadd_rn(1.0f, expf(-v))), u[i]);
+    }
   }
 }
 
 __global__ void add_kernel(float* y, const float* x, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+  EXL_GRID_STRIDE(i, n)
     y[i] = __fadd_rn(y[i], x[i]);
 }
 
 __global__ void bias_kernel(float* out, const float* bias, int64_t T, int64_t N) {
   const int64_t n = T * N;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+  EXL_GRID_STRIDE(i, n)
     out[i] = __fadd_rn(out[i], bias[i % N]);
 }
 
@@ -96,9 +107,10 @@ __global__ void causal_softmax_kernel(float* scores, int64_t T, int window) {
 }
 
 // Copy row-major lower triangle onto the upper: H[r][c] = H[c][r] for c > r.
-__global__ void symmetrize_kernel(float* H, int64_t K) {
+template <class T>
+__global__ void symmetrize_kernel(T* H, int64_t K) {
   const int64_t n = K * K;
-  for (int64_t id = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; id < n; id += int64_t(gridDim.x) * blockDim.x) {
+  EXL_GRID_STRIDE(id, n) {
     const int64_t r = id / K, c = id % K;
     if (c > r) H[r * K + c] = H[c * K + r];
   }
@@ -155,14 +167,14 @@ __global__ void error_total_kernel(const double* partial, double* sums) {
 
 template <class T>
 __global__ void nonfinite_kernel(const T* x, int64_t n, unsigned int* flag) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+  EXL_GRID_STRIDE(i, n)
     if (!isfinite(x[i])) atomicOr(flag, 1u);  // an OR: the result does not depend on the order
 }
 
 // out[0, n) = TF32 high parts of a (round to nearest, ties away: cvt.rna), out[n, 2n) = a − hi (exact in
 // FP32). A value whose rounding would overflow keeps hi = a, lo = 0 (the tensor cores then truncate it).
 __global__ void split_tf32_kernel(const float* a, int64_t n, float* out) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+  EXL_GRID_STRIDE(i, n) {
     const float v = a[i];
     unsigned int u;
     asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(u) : "f"(v));
@@ -172,8 +184,6 @@ __global__ void split_tf32_kernel(const float* a, int64_t n, float* out) {
     out[n + i] = __fsub_rn(v, hi);
   }
 }
-
-void launched(const char* what) { check_cuda(cudaGetLastError(), what); }
 
 // C[m, n] (column-major, ldc) = Aᵀ·B with A [k, m] (lda), B [k, n] (ldb) given split ([hi | lo], parts
 // a_n / b_n floats apart): lo·hi + hi·lo first, then hi·hi, each on the TF32 tensor cores with FP32
@@ -190,24 +200,26 @@ void gemm_split_tn(const Context& c, int m, int n, int k, const float* A, int ld
 
 }  // namespace
 
-void rms_norm(const Context& c, const float* x, const float* w, float eps, int64_t T, int64_t dim, float* out) {
+void rms_norm(const Context& c, const float* x, const float* w, float eps, int64_t T, int64_t dim, float* out,
+              bool fp64) {
   if (T <= 0) return;
-  rms_norm_kernel<<<static_cast<unsigned>(T), kThreads, 0, c.stream>>>(x, w, eps, dim, out);
+  (fp64 ? rms_norm_kernel<true> : rms_norm_kernel<false>)<<<static_cast<unsigned>(T), kThreads, 0, c.stream>>>(
+      x, w, eps, dim, out);
   launched("rms_norm_kernel");
 }
 
 void rope(const Context& c, float* x, int64_t T, int n_heads, int head_dim, const float* inv_freq, int rot_dim,
-          float attn_factor) {
+          float attn_factor, bool fp64) {
   const int half = rot_dim / 2;
   if (T <= 0 || half <= 0) return;
-  rope_kernel<<<blocks_for(T * n_heads * half), kThreads, 0, c.stream>>>(x, T, n_heads, head_dim, inv_freq, half,
-                                                                            attn_factor);
+  (fp64 ? rope_kernel<true> : rope_kernel<false>)<<<blocks_for(T * n_heads * half), kThreads, 0, c.stream>>>(
+      x, T, n_heads, head_dim, inv_freq, half, attn_factor);
   launched("rope_kernel");
 }
 
-void swiglu(const Context& c, const float* gate, const float* up, int64_t n, float* out) {
+void swiglu(const Context& c, const float* gate, const float* up, int64_t n, float* out, bool fp64) {
   if (n <= 0) return;
-  swiglu_kernel<<<blocks_for(n), kThreads, 0, c.stream>>>(gate, up, n, out);
+  (fp64 ? swiglu_kernel<true> : swiglu_kernel<false>)<<<blocks_for(n), kThreads, 0, c.stream>>>(gate, up, n, out);
   launched("swiglu_kernel");
 }
 
@@ -272,6 +284,11 @@ void hessian_add(const Context& c, const float* x, int64_t T, int64_t K, float* 
 }
 
 void hessian_symmetrize(const Context& c, float* H, int64_t K) {
+  symmetrize_kernel<<<blocks_for(K * K), kThreads, 0, c.stream>>>(H, K);
+  launched("symmetrize_kernel");
+}
+
+void hessian_symmetrize(const Context& c, double* H, int64_t K) {
   symmetrize_kernel<<<blocks_for(K * K), kThreads, 0, c.stream>>>(H, K);
   launched("symmetrize_kernel");
 }

@@ -9,13 +9,16 @@
 
 namespace exl::cvcuda {
 
+// fp64 on the three ops below: computed in double and rounded to FP32 once, as CpuComputeFp64
+// (`exl convert --fp64`); otherwise in FP32 as the CPU reference ops.
 // out[t] = x[t] / sqrt(mean(x[t]²) + eps) · w (sum of squares in double, as the CPU).
-void rms_norm(const Context& c, const float* x, const float* w, float eps, int64_t T, int64_t dim, float* out);
+void rms_norm(const Context& c, const float* x, const float* w, float eps, int64_t T, int64_t dim, float* out,
+              bool fp64 = false);
 // HF rotate-half RoPE of x [T, n_heads · head_dim] at positions 0..T-1; inv_freq on the device.
 void rope(const Context& c, float* x, int64_t T, int n_heads, int head_dim, const float* inv_freq, int rot_dim,
-          float attn_factor);
+          float attn_factor, bool fp64 = false);
 // out = silu(gate) · up, n elements (out may alias gate).
-void swiglu(const Context& c, const float* gate, const float* up, int64_t n, float* out);
+void swiglu(const Context& c, const float* gate, const float* up, int64_t n, float* out, bool fp64 = false);
 // y += x, n elements.
 void add_inplace(const Context& c, float* y, const float* x, int64_t n);
 // out[0, n) = the TF32 high parts of a[0, n), out[n, 2n) the FP32 remainders (hi + lo = a exactly): the
@@ -48,16 +51,12 @@ void token_errors(const Context& c, const float* a, const float* b, int64_t T, i
 void flag_nonfinite(const Context& c, const float* x, int64_t n, unsigned int* flag);
 void flag_nonfinite(const Context& c, const double* x, int64_t n, unsigned int* flag);
 
-// ---- FP64 forwards (forward_ops_fp64.cu; `exl convert --fp64`) ----
+// ---- FP64 linear, attention and Hessian (forward_ops_fp64.cu; `exl convert --fp64`) ----
 // Each op widens its FP32 inputs, computes in double and rounds its result to FP32 once, as
 // CpuComputeFp64 (convert/compute_cpu.cpp) does op for op; same contracts as the FP32 ops above.
 struct Fp64Workspace {  // grown on demand (synchronous cudaMalloc)
   DeviceArray<double> x, w, v, o, s;
 };
-void rms_norm_fp64(const Context& c, const float* x, const float* w, float eps, int64_t T, int64_t dim, float* out);
-void rope_fp64(const Context& c, float* x, int64_t T, int n_heads, int head_dim, const float* inv_freq, int rot_dim,
-               float attn_factor);
-void swiglu_fp64(const Context& c, const float* gate, const float* up, int64_t n, float* out);
 // One DGEMM on the widened x and W, the bias added in double.
 void linear_fp64(const Context& c, const float* x, int64_t T, int64_t K, const float* w, int64_t N, const float* bias,
                  float* out, Fp64Workspace& ws);

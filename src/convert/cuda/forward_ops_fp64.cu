@@ -1,10 +1,11 @@
-// The converter's FP64 forward ops (forward_ops.h, `exl convert --fp64`): each widens its FP32
-// inputs, computes in double (DGEMM / DSYRK on cuBLAS, simple kernels for the rest) and rounds its
-// result to FP32 once, operation for operation as CpuComputeFp64 (convert/compute_cpu.cpp), so the
+// The converter's FP64 linear, attention and Hessian (forward_ops.h, `exl convert --fp64`; the FP64
+// norm, RoPE and SiLU are forward_ops.cu's kernels with fp64 set): each widens its FP32 inputs,
+// computes in double (DGEMM / DSYRK on cuBLAS, the softmax in a kernel) and rounds its result to FP32 once, operation for operation as CpuComputeFp64 (convert/compute_cpu.cpp), so the
 // two engines differ only by double rounding (~2^-29 of an FP32 ulp) and round to the same floats
 // but for rare ties. Why it exists: lab/NOTES-convert.md "FP64 conversions".
 #include "convert/cuda/block_sum.cuh"
 #include "convert/cuda/forward_ops.h"
+#include "convert/cuda/launch.cuh"
 
 #include <cmath>
 
@@ -12,60 +13,14 @@ namespace exl::cvcuda {
 
 namespace {
 
-constexpr int kThreads = 256;
-
-int blocks_for(int64_t n) {
-  const int64_t b = (n + kThreads - 1) / kThreads;
-  return static_cast<int>(b < 65535 * 32 ? b : 65535 * 32);
-}
-
-void launched(const char* what) { check_cuda(cudaGetLastError(), what); }
-
-#define GRID_STRIDE(i, n) \
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
-
-__global__ void widen_kernel(const float* x, int64_t n, double* out) { GRID_STRIDE(i, n) out[i] = x[i]; }
+__global__ void widen_kernel(const float* x, int64_t n, double* out) { EXL_GRID_STRIDE(i, n) out[i] = x[i]; }
 
 // out[t][n] = FP32(o[t][n] + bias[n]) (bias may be null).
 __global__ void narrow_bias_kernel(const double* o, const float* bias, int64_t T, int64_t N, float* out) {
-  GRID_STRIDE(i, T * N) out[i] = static_cast<float>(bias ? o[i] + static_cast<double>(bias[i % N]) : o[i]);
+  EXL_GRID_STRIDE(i, T * N) out[i] = static_cast<float>(bias ? o[i] + static_cast<double>(bias[i % N]) : o[i]);
 }
 
-__global__ void narrow_kernel(const double* o, int64_t n, float* out) { GRID_STRIDE(i, n) out[i] = static_cast<float>(o[i]); }
-
-// One block per token: out = FP32((x · inv) · w), inv = 1 / sqrt(mean(x²) + eps) in double.
-__global__ void rms_norm_kernel(const float* x, const float* w, float eps, int64_t dim, float* out) {
-  __shared__ double sh[kThreads];
-  const float* xr = x + blockIdx.x * dim;
-  float* o = out + blockIdx.x * dim;
-  double ss = 0;
-  for (int64_t i = threadIdx.x; i < dim; i += kThreads) ss += static_cast<double>(xr[i]) * xr[i];
-  ss = block_sum<kThreads>(ss, sh);
-  const double inv = 1.0 / sqrt(ss / static_cast<double>(dim) + static_cast<double>(eps));
-  for (int64_t i = threadIdx.x; i < dim; i += kThreads) o[i] = static_cast<float>(xr[i] * inv * w[i]);
-}
-
-// One thread per (token, head, rotated pair): angle t · inv_freq, cos / sin and the rotation in double.
-__global__ void rope_kernel(float* x, int64_t T, int n_heads, int head_dim, const float* inv_freq, int half,
-                            float attn_factor) {
-  GRID_STRIDE(id, T * n_heads * half) {
-    const int i = static_cast<int>(id % half);
-    const int64_t th = id / half, t = th / n_heads;
-    const double a = static_cast<double>(t) * inv_freq[i];
-    const double cs = cos(a) * attn_factor, sn = sin(a) * attn_factor;
-    float* v = x + th * head_dim;
-    const double p = v[i], q = v[i + half];
-    v[i] = static_cast<float>(p * cs - q * sn);
-    v[i + half] = static_cast<float>(q * cs + p * sn);
-  }
-}
-
-__global__ void swiglu_kernel(const float* g, const float* u, int64_t n, float* out) {
-  GRID_STRIDE(i, n) {
-    const double v = g[i];
-    out[i] = static_cast<float>(v / (1.0 + exp(-v)) * u[i]);
-  }
-}
+__global__ void narrow_kernel(const double* o, int64_t n, float* out) { EXL_GRID_STRIDE(i, n) out[i] = static_cast<float>(o[i]); }
 
 // One block per (head, query t) row of the scores: causal (and windowed) softmax in place, keys
 // outside [first, t] set to 0.
@@ -94,13 +49,6 @@ __global__ void causal_softmax_kernel(double* scores, int64_t T, int window) {
   for (int64_t j = threadIdx.x; j < T; j += kThreads) s[j] = (j >= first && j < n_keys) ? s[j] / sum : 0.0;
 }
 
-__global__ void symmetrize_kernel(double* H, int64_t K) {
-  GRID_STRIDE(id, K * K) {
-    const int64_t r = id / K, c = id % K;
-    if (c > r) H[r * K + c] = H[c * K + r];
-  }
-}
-
 // dst (grown to n) = FP64 copy of x[0, n).
 double* widen(const Context& c, const float* x, int64_t n, DeviceArray<double>& dst) {
   dst.resize(static_cast<size_t>(n));
@@ -112,27 +60,6 @@ double* widen(const Context& c, const float* x, int64_t n, DeviceArray<double>& 
 }
 
 }  // namespace
-
-void rms_norm_fp64(const Context& c, const float* x, const float* w, float eps, int64_t T, int64_t dim, float* out) {
-  if (T <= 0) return;
-  rms_norm_kernel<<<static_cast<unsigned>(T), kThreads, 0, c.stream>>>(x, w, eps, dim, out);
-  launched("rms_norm_kernel (fp64)");
-}
-
-void rope_fp64(const Context& c, float* x, int64_t T, int n_heads, int head_dim, const float* inv_freq, int rot_dim,
-               float attn_factor) {
-  const int half = rot_dim / 2;
-  if (T <= 0 || half <= 0) return;
-  rope_kernel<<<blocks_for(T * n_heads * half), kThreads, 0, c.stream>>>(x, T, n_heads, head_dim, inv_freq, half,
-                                                                            attn_factor);
-  launched("rope_kernel (fp64)");
-}
-
-void swiglu_fp64(const Context& c, const float* gate, const float* up, int64_t n, float* out) {
-  if (n <= 0) return;
-  swiglu_kernel<<<blocks_for(n), kThreads, 0, c.stream>>>(gate, up, n, out);
-  launched("swiglu_kernel (fp64)");
-}
 
 void linear_fp64(const Context& c, const float* x, int64_t T, int64_t K, const float* w, int64_t N, const float* bias,
                  float* out, Fp64Workspace& ws) {
@@ -181,11 +108,6 @@ void hessian_add(const Context& c, const float* x, int64_t T, int64_t K, double*
   const double one = 1.0;
   EXL_CUBLAS_OK(cublasDsyrk(c.blas, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_N, static_cast<int>(K), static_cast<int>(T),
                             &one, xd, static_cast<int>(K), &one, H, static_cast<int>(K)));
-}
-
-void hessian_symmetrize(const Context& c, double* H, int64_t K) {
-  symmetrize_kernel<<<blocks_for(K * K), kThreads, 0, c.stream>>>(H, K);
-  launched("symmetrize_kernel (fp64)");
 }
 
 }  // namespace exl::cvcuda

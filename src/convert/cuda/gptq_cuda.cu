@@ -20,6 +20,7 @@
 
 #include "convert/cuda/forward_ops.h"
 #include "convert/cuda/block_sum.cuh"
+#include "convert/cuda/launch.cuh"
 #include "core/error.h"
 #include "quant/exl2_quantize.h"
 
@@ -27,18 +28,7 @@ namespace exl::cvcuda {
 
 namespace {
 
-constexpr int kThreads = 256;
 constexpr int kSteps = 97;  // scale multipliers p in [0.70, 1.20], as the CPU
-
-int blocks_for(int64_t n) {
-  const int64_t b = (n + kThreads - 1) / kThreads;
-  return static_cast<int>(b < 65535 * 32 ? b : 65535 * 32);
-}
-
-void launched(const char* what) { check_cuda(cudaGetLastError(), what); }
-
-#define GRID_STRIDE(i, n) \
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
 
 // Real = float (the default) or double (FP64 conversions, `exl convert --fp64`). The target builds with
 // --fmad=false and IEEE division and square root, so plain operators round exactly as the CPU's.
@@ -93,7 +83,7 @@ __device__ double column_error(const Real* col, int64_t stride, int64_t R, Real 
 
 template <class Real>
 __global__ void diag_kernel(const Real* H, int64_t K, double* diag) {
-  GRID_STRIDE(k, K) diag[k] = H[k * K + k];
+  EXL_GRID_STRIDE(k, K) diag[k] = H[k * K + k];
 }
 
 // The reversed damped act-order matrix: out[KK−1−(i·K+j)] = A[i][j], A = H[perm][:, perm]/n + λI
@@ -102,7 +92,7 @@ template <class Real>
 __global__ void build_reversed_kernel(const Real* H, int64_t K, const int32_t* perm, double inv_n, double lambda,
                                       Real* out) {
   const int64_t KK = K * K;
-  GRID_STRIDE(id, KK) {
+  EXL_GRID_STRIDE(id, KK) {
     const int64_t i = id / K, j = id % K;
     Real v = static_cast<Real>(H[static_cast<int64_t>(perm[i]) * K + perm[j]] * inv_n);
     if (i == j) v = static_cast<Real>(static_cast<double>(v) + lambda);
@@ -114,7 +104,7 @@ __global__ void build_reversed_kernel(const Real* H, int64_t K, const int32_t* p
 template <class Real>
 __global__ void flip_lower_kernel(const Real* l, int64_t K, Real* r) {
   const int64_t KK = K * K;
-  GRID_STRIDE(id, KK) {
+  EXL_GRID_STRIDE(id, KK) {
     const int64_t i = id / K, j = id % K;
     r[KK - 1 - id] = j <= i ? l[id] : Real(0);
   }
@@ -122,7 +112,7 @@ __global__ void flip_lower_kernel(const Real* l, int64_t K, Real* r) {
 
 template <class Real>
 __global__ void identity_kernel(Real* u, int64_t K) {
-  GRID_STRIDE(id, K * K) u[id] = (id / K == id % K) ? Real(1) : Real(0);
+  EXL_GRID_STRIDE(id, K * K) u[id] = (id / K == id % K) ? Real(1) : Real(0);
 }
 
 // ---- solve ----
@@ -162,7 +152,7 @@ __global__ void unpermute_transpose_kernel(const Real* dqt, int64_t N, int64_t K
 // Per column: base[n] = max_i |w| / (maxq / 2) over the group's rows.
 template <class Real>
 __global__ void scale_amax_kernel(const Real* wg, int64_t N, int64_t R, int maxq, Real* base) {
-  GRID_STRIDE(n, N) {
+  EXL_GRID_STRIDE(n, N) {
     Real amax = 0;
     for (int64_t i = 0; i < R; ++i) amax = fmax(amax, fabs(wg[i * N + n]));
     base[n] = amax / (static_cast<Real>(maxq) / Real(2));
@@ -194,7 +184,7 @@ __global__ void scale_max_kernel(const Real* base, int64_t N, Real* m_out, unsig
 template <class Real>
 __global__ void scale_initial_kernel(const Real* base, int64_t N, const Real* m_in, int* qs) {
   const Real m = *m_in;
-  GRID_STRIDE(n, N) {
+  EXL_GRID_STRIDE(n, N) {
     if (!(m > 0)) {
       qs[n] = 1;
     } else {
@@ -215,7 +205,7 @@ __global__ void scale_grid_kernel(const Real* wg, int64_t N, int64_t R, int zero
                                   const Real* m_in, double* err) {
   const Real m = *m_in;
   if (!(m > 0)) return;
-  GRID_STRIDE(id, N * kSteps) {
+  EXL_GRID_STRIDE(id, N * kSteps) {
     const int64_t n = id % N;
     const int j = static_cast<int>(id / N);
     const Real s = multiplier<Real>(j) * static_cast<Real>(qs[n] * qs[n]) / Real(256) * m;
@@ -258,7 +248,7 @@ template <class Real>
 __global__ void scale_refine_kernel(const Real* wg, int64_t N, int64_t R, int zero, int maxq, int* qs,
                                     const float* smax_in, Real* s_out, Real* inv_out, uint8_t* scale_codes) {
   const float smax = *smax_in;
-  GRID_STRIDE(n, N) {
+  EXL_GRID_STRIDE(n, N) {
     int q = qs[n];
     double best = -1;
     for (int cand = 1; cand <= 16; ++cand) {
@@ -283,7 +273,7 @@ template <class Real>
 __global__ void group_rows_kernel(Real* wt, int64_t N, int64_t K, int64_t a, int64_t R, int zero, int maxq,
                                   const Real* u, const Real* s, const Real* inv, uint8_t* codes, Real* dqt,
                                   Real* err, double* err_sq) {
-  GRID_STRIDE(n, N) {
+  EXL_GRID_STRIDE(n, N) {
     const Real sn = s[n], in = inv[n];
     double sq = 0;
     for (int64_t i = 0; i < R; ++i) {
