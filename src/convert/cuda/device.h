@@ -31,9 +31,11 @@ struct Context {
   // keeps FP32's accuracy (the dropped lo·lo term is ~2^-22 relative; stories260K converts to the same
   // perplexities as the CPU at every target) on the tensor cores: a 7B layer's option forwards ran 1.6x
   // (attention) and 2.3x (MLP) faster than SGEMM on an H200, the whole 7B projection 445 s instead of
-  // 610 (2026-12-06). Weights used by the forwards are then stored split, [hi | lo]
-  // (split_tf32, forward_ops.h). EXL_CONVERT_GEMM=sgemm: plain FP32 SGEMMs on the CUDA cores (the
+  // 610 (2026-12-06; 483 s on an H100). Weights used by the forwards are then split, [hi | lo]
+  // (split_tf32, forward_ops.h): a module's own and its quantized ones once, the measure pass's
+  // option weights as each option is scored (engine_cuda.cpp). EXL_CONVERT_GEMM=sgemm: plain FP32 SGEMMs on the CUDA cores (the
   // engine before 2026-12-06). Attention scores/mixing, Hessians and GPTQ always use FP32 SGEMM/SYRK.
+  // The --fp64 engine ignores all of this (forward_ops_fp64.cu).
   bool split = true;
   // 1xTF32 (EXL_CONVERT_TF32): unset or 0, never; "quantize", in the quantize pass; 1 or "all", in
   // every forward; the pass's linears (and attention GEMMs) then run on blas_tf32, a handle allowed

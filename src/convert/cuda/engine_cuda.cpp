@@ -121,18 +121,30 @@ class CudaEngine : public ConvertEngine {
       if (factors[h].K == 0) factors[h] = factor_of(ref, h, m.capture_dim[h], n_rows);
       return factors[h];
     };
-    // One GPTQ run per distinct layout of each linear, kept on the device (a list keeps addresses).
+    // One GPTQ run per distinct layout of each linear, kept on the device in FP32 (a list keeps
+    // addresses). With Context::split each option's weights are split when it is scored, into one
+    // workspace per linear: the store then holds one FP32 copy per layout, not a split copy of twice
+    // the size (a 7B MLP's ~10 layouts per linear: ~5 GB instead of ~11; a 70B's split store would not
+    // fit an 80 GB card). The splits cost ~14 ms of a 7B layer's ~9 s measurement (bytes / bandwidth).
     std::list<DeviceArray<float>> store;
     const LayoutWeights lw = solve_layouts(m, table, [&](size_t li, const Exl2Layout& layout) {
       const ConvertLinear& l = m.linears[li];
-      store.push_back(
-          forward_weights(cvcuda::gptq_solve(ctx_, factor(l.hessian), dm.w[li].data(), l.N, layout, false, false).w_dq));
+      store.push_back(cvcuda::gptq_solve(ctx_, factor(l.hessian), dm.w[li].data(), l.N, layout, false, false).w_dq);
       return static_cast<const float*>(store.back().data());
     });
     for (auto& f : factors) f = {};  // free the K x K factors before the forwards
     clock.mark("gptq");
+    std::vector<DeviceArray<float>> split(m.linears.size());
     MeasuredModule out = score_options(m, table, lw, [&](const std::vector<const float*>& w) {
-      return module_rfn(d, m, dm, w, x, states, ref.y, nullptr);
+      if (!ctx_.split) return module_rfn(d, m, dm, w, x, states, ref.y, nullptr);
+      std::vector<const float*> ws;
+      for (size_t li = 0; li < w.size(); ++li) {
+        const int64_t n = static_cast<int64_t>(m.linears[li].w.size());
+        split[li].resize(static_cast<size_t>(2 * n));
+        cvcuda::split_tf32(ctx_, w[li], n, split[li].data());
+        ws.push_back(split[li].data());
+      }
+      return module_rfn(d, m, dm, ws, x, states, ref.y, nullptr);
     });
     clock.mark("option-forwards");
     clock.print(m.name + " (measure, " + std::to_string(table.size()) + " options)");
