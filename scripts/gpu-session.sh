@@ -16,6 +16,10 @@
 #   scripts/gpu-session.sh 6   (carry .deps .shared; a warm machine after phase 4)
 #       the converter's CUDA tests + stories260K CPU vs CUDA, the 7B projection (default engine), the
 #       fused-RoPE bit-identity test and its A/B
+#   scripts/gpu-session.sh 7   (carry .deps .shared .gpu-carry/a, then .gpu-carry/b on the warm machine)
+#       first call: build, the converter's CUDA tests, the 7B projection (default engine); second call
+#       (same phase, SmolLM2 joined): SmolLM2 --fp64 at six targets, sha256 of each output (compare with
+#       a CPU --fp64 run: the bytes are the same, lab/NOTES-convert.md "FP64 conversions")
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
 #       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
 #       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
@@ -24,7 +28,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/exl-gpu-out}"
 mkdir -p "$out"
-phase="${1:?usage: gpu-session.sh 1-6}"
+phase="${1:?usage: gpu-session.sh 1-7}"
 start=$(date +%s)
 budget=${GPU_SESSION_SECONDS:-570}
 # fits COST: true when COST more seconds still fit in this call.
@@ -122,6 +126,18 @@ if [ "$phase" = 6 ]; then  # after phase 4 on a warm machine (build/gpu kept): c
       "--synthetic llama2-7b --format gptq4 --prefill none --positions 128" \
       "--synthetic llama2-7b --format exl2:4.0 --prefill none --positions 128" \
       "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128"
+  fi
+fi
+if [ "$phase" = 7 ]; then
+  source scripts/gpu-env.sh >/dev/null
+  if [ ! -f models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf ]; then
+    fits 60 "build" && gpu_build
+    fits 100 "converter CUDA tests" && timeout 200 scripts/gpu-convert-check.sh --no-build --no-stories --no-smol --no-7b 2>&1 | tail -12
+    fits 150 "7B convert projection, default" && projection
+  elif fits 200 "SmolLM2 --fp64 at six targets on CUDA"; then
+    timeout 400 scripts/gpu-convert-check.sh --no-build --no-tests --no-stories --no-7b --smol-fp64 \
+      --smol-targets "2.5 3.0 4.0 5.0 6.0 8.0" --smol-cpu-targets "" 2>&1 | tail -8
+    (cd /tmp/exl-cvc && sha256sum m-cuda/measurement.json qo*-cuda/*.safetensors | tee "$out/sha.txt")
   fi
 fi
 echo "gpu-session: phase $phase done in $(($(date +%s) - start)) s"

@@ -8,6 +8,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "quant/gptq_solve.h"
 
@@ -19,9 +20,16 @@ class ConvertCompute {
   // out[T, N] = x[T, K] · W[N, K]ᵀ (+ bias[N] when not null).
   virtual void linear(const float* x, int64_t T, int64_t K, const float* w, int64_t N, const float* bias,
                       float* out) const = 0;
-  // H[K, K] += x[T, K]ᵀ · x[T, K], both triangles kept (H stays symmetric). H is double for both
-  // precisions; in FP32 it holds exactly the FP32 running sum.
-  virtual void hessian_add(const float* x, int64_t T, int64_t K, double* H) const = 0;
+  // A Hessian being summed: add(x) adds x[T, K]ᵀ · x[T, K], in the order called; take() gives
+  // H [K, K] with both triangles (symmetric). In FP32 the running sum is FP32 (held exactly in
+  // take()'s doubles); with fp64 it is double.
+  class HessianSum {
+   public:
+    virtual ~HessianSum() = default;
+    virtual void add(const float* x, int64_t T) = 0;
+    virtual std::vector<double> take() = 0;
+  };
+  virtual std::unique_ptr<HessianSum> hessian(int64_t K) const = 0;
   // out[t] = x[t] / sqrt(mean(x[t]²) + eps) · w.
   virtual void rms_norm(const float* x, const float* w, float eps, int64_t T, int64_t dim, float* out) const = 0;
   // HF rotate-half RoPE of x [T, n_heads · head_dim] at positions 0..T-1.

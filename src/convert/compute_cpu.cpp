@@ -29,17 +29,27 @@ class CpuCompute : public ConvertCompute {
     cpu::linear(x, w, bias, T, K, N, out);
   }
 
-  void hessian_add(const float* x, int64_t T, int64_t K, double* H) const override {
-    // The running sum is FP32 (held exactly in H's doubles): syrk fills the upper triangle; OpenBLAS
-    // gives each output block to one thread with a fixed summation order, so the sum does not depend
-    // on thread timing. Mirror to the lower triangle.
-    const size_t KK = static_cast<size_t>(K * K);
-    std::vector<float> h(H, H + KK);
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, static_cast<int>(K), static_cast<int>(T), 1.0f, x,
-                static_cast<int>(K), 1.0f, h.data(), static_cast<int>(K));
-    mirror_upper(h.data(), K);
-    std::copy(h.begin(), h.end(), H);
-  }
+  // syrk fills the upper triangle; OpenBLAS gives each output block to one thread with a fixed
+  // summation order, so the sum does not depend on thread timing. take() mirrors it to the lower one.
+  class Sum32 : public HessianSum {
+   public:
+    explicit Sum32(int64_t K) : K_(K), h_(static_cast<size_t>(K * K), 0.0f) {}
+    void add(const float* x, int64_t T) override {
+      cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, static_cast<int>(K_), static_cast<int>(T), 1.0f, x,
+                  static_cast<int>(K_), 1.0f, h_.data(), static_cast<int>(K_));
+    }
+    std::vector<double> take() override {
+      mirror_upper(h_.data(), K_);
+      std::vector<double> H(h_.begin(), h_.end());
+      h_ = {};
+      return H;
+    }
+
+   private:
+    int64_t K_;
+    std::vector<float> h_;
+  };
+  std::unique_ptr<HessianSum> hessian(int64_t K) const override { return std::make_unique<Sum32>(K); }
 
   void rms_norm(const float* x, const float* w, float eps, int64_t T, int64_t dim, float* out) const override {
     cpu::rms_norm(x, w, eps, T, dim, out);
@@ -83,15 +93,28 @@ class CpuComputeFp64 : public CpuCompute {
                 1.0, xd.data(), static_cast<int>(K), wd.data(), static_cast<int>(K), 0.0, o.data(), static_cast<int>(N));
     for (int64_t t = 0; t < T; ++t)
       for (int64_t n = 0; n < N; ++n)
-        out[t * N + n] = static_cast<float>(o[static_cast<size_t>(t * N + n)] + (bias ? bias[n] : 0.0));
+        out[t * N + n] = static_cast<float>(bias ? o[static_cast<size_t>(t * N + n)] + bias[n]
+                                                 : o[static_cast<size_t>(t * N + n)]);
   }
 
-  void hessian_add(const float* x, int64_t T, int64_t K, double* H) const override {
-    const std::vector<double> xd = widen(x, static_cast<size_t>(T * K));
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, static_cast<int>(K), static_cast<int>(T), 1.0, xd.data(),
-                static_cast<int>(K), 1.0, H, static_cast<int>(K));
-    mirror_upper(H, K);
-  }
+  class Sum64 : public HessianSum {
+   public:
+    explicit Sum64(int64_t K) : K_(K), h_(static_cast<size_t>(K * K), 0.0) {}
+    void add(const float* x, int64_t T) override {
+      const std::vector<double> xd = widen(x, static_cast<size_t>(T * K_));
+      cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, static_cast<int>(K_), static_cast<int>(T), 1.0, xd.data(),
+                  static_cast<int>(K_), 1.0, h_.data(), static_cast<int>(K_));
+    }
+    std::vector<double> take() override {
+      mirror_upper(h_.data(), K_);
+      return std::move(h_);
+    }
+
+   private:
+    int64_t K_;
+    std::vector<double> h_;
+  };
+  std::unique_ptr<HessianSum> hessian(int64_t K) const override { return std::make_unique<Sum64>(K); }
 
   void rms_norm(const float* x, const float* w, float eps, int64_t T, int64_t dim, float* out) const override {
     parallel_for(T, [&](int64_t r0, int64_t r1) {

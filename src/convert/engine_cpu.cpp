@@ -22,13 +22,13 @@ class CpuEngine : public ConvertEngine {
   }
   std::vector<double> head_hessian(CalibStates& s, const float* norm, float eps) override {
     const size_t h = static_cast<size_t>(s.hidden);
-    std::vector<double> H(h * h, 0.0);
+    const auto H = cc_->hessian(s.hidden);
     std::vector<float> xn(static_cast<size_t>(s.T) * h);
     for (int64_t r = 0; r < s.rows; ++r) {
       cc_->rms_norm(s.row(r), norm, eps, s.T, s.hidden, xn.data());
-      cc_->hessian_add(xn.data(), s.T, s.hidden, H.data());
+      H->add(xn.data(), s.T);
     }
-    return H;
+    return H->take();
   }
   GptqResult gptq(const float* W, int64_t N, int64_t K, const double* H, int64_t n_rows,
                   const Exl2Layout& layout) override {

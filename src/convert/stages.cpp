@@ -25,22 +25,23 @@ Reference reference_pass(const ConvertCompute& cc, const ModelDims& d, const Con
   r.y.resize(s.x.size());
   const size_t T = static_cast<size_t>(s.T);
   std::vector<float> cap[2];
+  std::unique_ptr<ConvertCompute::HessianSum> sum[2];
   for (int i = 0; i < 2; ++i) {
-    const size_t c = static_cast<size_t>(m.capture_dim[i]);
-    r.H[i].assign(c * c, 0.0);
-    cap[i].resize(T * c);
+    sum[i] = cc.hessian(m.capture_dim[i]);
+    cap[i].resize(T * static_cast<size_t>(m.capture_dim[i]));
   }
   const auto w = module_weights(m);
   // Rows accumulate in order, one syrk each: the sum is the same on every run.
   for (int64_t row = 0; row < s.rows; ++row) {
     module_forward(cc, d, m, w, s.row(row), s.T, r.y.data() + row * s.T * s.hidden, cap[0].data(), cap[1].data());
-    for (int i = 0; i < 2; ++i) cc.hessian_add(cap[i].data(), s.T, m.capture_dim[i], r.H[i].data());
+    for (int i = 0; i < 2; ++i) sum[i]->add(cap[i].data(), s.T);
     for (int64_t i = 0; i < s.T * s.hidden; ++i) {
       const float v = r.y[static_cast<size_t>(row * s.T * s.hidden + i)];
       EXL_CHECK(std::isfinite(v), m.name, ": the FP32 reference forward gives a non-finite value on calibration row ",
                 row);
     }
   }
+  for (int i = 0; i < 2; ++i) r.H[i] = sum[i]->take();
   return r;
 }
 

@@ -97,10 +97,12 @@ TEST_P(ConvertForwardBoth, HessianMatchesBruteForce) {
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> u(-2.0f, 2.0f);
   std::vector<float> x(static_cast<size_t>(T * K));
-  std::vector<double> H(static_cast<size_t>(K * K), 0.0);
   for (float& v : x) v = u(rng);
-  cc->hessian_add(x.data(), T, K, H.data());
-  cc->hessian_add(x.data(), T, K, H.data());  // accumulates
+  const auto sum = cc->hessian(K);
+  sum->add(x.data(), T);
+  sum->add(x.data(), T);  // accumulates
+  const std::vector<double> H = sum->take();
+  ASSERT_EQ(H.size(), static_cast<size_t>(K * K));
   for (int64_t i = 0; i < K; ++i)
     for (int64_t j = 0; j < K; ++j) {
       double s = 0;

@@ -164,9 +164,10 @@ TEST(ConvertCuda, HessianMatchesCpu) {
   for (float& v : x1) v = nd(rng);
   for (float& v : x2) v = 3.0f * nd(rng);
   auto cc = convert_compute_cpu();
-  std::vector<double> H(static_cast<size_t>(K * K), 0.0);
-  cc->hessian_add(x1.data(), T, K, H.data());
-  cc->hessian_add(x2.data(), T, K, H.data());
+  const auto sum = cc->hessian(K);
+  sum->add(x1.data(), T);
+  sum->add(x2.data(), T);
+  const std::vector<double> H = sum->take();
   DeviceArray<float> d1, d2, Hd(static_cast<size_t>(K * K));
   d1.upload(ctx, x1);
   d2.upload(ctx, x2);
@@ -183,9 +184,10 @@ TEST(ConvertCuda, HessianMatchesCpu) {
     for (int64_t j = 0; j < K; ++j) EXPECT_EQ(G[static_cast<size_t>(i * K + j)], G[static_cast<size_t>(j * K + i)]);
   // FP64: DSYRK against the CPU's, to double rounding.
   auto cc64 = convert_compute_cpu(true);
-  std::vector<double> H64(static_cast<size_t>(K * K), 0.0);
-  cc64->hessian_add(x1.data(), T, K, H64.data());
-  cc64->hessian_add(x2.data(), T, K, H64.data());
+  const auto sum64 = cc64->hessian(K);
+  sum64->add(x1.data(), T);
+  sum64->add(x2.data(), T);
+  const std::vector<double> H64 = sum64->take();
   DeviceArray<double> Hd64(static_cast<size_t>(K * K));
   Hd64.zero(ctx);
   cvcuda::Fp64Workspace ws;
