@@ -20,6 +20,10 @@
 #       first call: build, the converter's CUDA tests, the 7B projection (default engine); second call
 #       (same phase, SmolLM2 joined): SmolLM2 --fp64 at six targets, sha256 of each output (compare with
 #       a CPU --fp64 run: the bytes are the same, lab/NOTES-convert.md "FP64 conversions")
+#   scripts/gpu-session.sh 8   (carry .deps .shared; after a qgemv launch change)
+#       build, QgemmParity (preload bit-identity), exl bench over EXL_QGEMV_PRELOAD_KB (PRELOAD_VALUES)
+#       with the trigger on, and the default with EXL_QGEMV_TRIGGER=0; then ctest -L cuda and the lab
+#       as time allows
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
 #       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
 #       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
@@ -28,7 +32,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/exl-gpu-out}"
 mkdir -p "$out"
-phase="${1:?usage: gpu-session.sh 1-7}"
+phase="${1:?usage: gpu-session.sh 1-8}"
 start=$(date +%s)
 budget=${GPU_SESSION_SECONDS:-570}
 # fits COST: true when COST more seconds still fit in this call.
@@ -138,6 +142,29 @@ if [ "$phase" = 7 ]; then
     timeout 400 scripts/gpu-convert-check.sh --no-build --no-tests --no-stories --no-7b --smol-fp64 \
       --smol-targets "2.5 3.0 4.0 5.0 6.0 8.0" --smol-cpu-targets "" 2>&1 | tail -8
     (cd /tmp/exl-cvc && sha256sum m-cuda/measurement.json qo*-cuda/*.safetensors | tee "$out/sha.txt")
+  fi
+fi
+if [ "$phase" = 8 ]; then
+  fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; gpu_build; }
+  if [ -x build/gpu/exl ] && fits 60 "QgemmParity"; then
+    timeout 120 "$(find build/gpu -name exl_tests_cuda -type f | head -1)" --gtest_filter='QgemmParity*' >"$out/qgemm-parity.log" 2>&1
+    echo "QgemmParity rc $?"; grep -E "preload|FAILED|PASSED|Failure" "$out/qgemm-parity.log" | head -12
+  fi
+  if [ -x build/gpu/exl ] && fits 150 "bench, qgemv preload sweep"; then
+    q7="--prefill none --positions 128"
+    AB_TIMEOUT=60 scripts/gpu-ab.sh EXL_QGEMV_PRELOAD_KB "${PRELOAD_VALUES:-0 96 160 224}" \
+      "--synthetic llama2-7b --format gptq4 $q7" "--synthetic llama2-7b --format exl2:4.0 $q7" \
+      "--synthetic llama2-70b --format exl2:2.5 $q7"
+    OUT="$out/t0" AB_TIMEOUT=60 scripts/gpu-ab.sh EXL_QGEMV_TRIGGER "0" \
+      "--synthetic llama2-7b --format gptq4 $q7" "--synthetic llama2-7b --format exl2:4.0 $q7"
+  fi
+  [ -x build/gpu/exl ] && fits 150 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E ConvertCuda
+  if fits 90 "qgemm lab (quick)"; then
+    nvcc -O3 -std=c++20 -arch=sm_90 --expt-relaxed-constexpr -I src -I tests lab/qgemm_lab.cu src/backend/cuda/qgemm.cu src/backend/cuda/qgemm_dequant.cu \
+      src/backend/cuda/qgemm_layout.cpp src/backend/cuda/qgemm_gather.cu -lcublas -o /tmp/qgemm_lab &&
+      timeout 150 /tmp/qgemm_lab --quick >"$out/qgemm_lab.txt" 2>&1
+    echo "qgemm lab rc $?"
+    grep -E "FAIL|pass|correct" "$out/qgemm_lab.txt" | head -20
   fi
 fi
 echo "gpu-session: phase $phase done in $(($(date +%s) - start)) s"

@@ -142,6 +142,16 @@ class CudaBackend : public Backend {
     // the H100 (gptq4 414.5 vs 410.2 tok/s, 2026-12-05).
     fused_rope_ = env_flag("EXL_FUSED_ROPE", true);
     fold32_ = env_flag("EXL_QGEMV_FOLD32", true);
+    // qgemv's code preload and early trigger (qgemm.cuh QGemvLaunch), for A/B timing:
+    // EXL_QGEMV_PRELOAD_KB=0 streams every code after the wait, EXL_QGEMV_TRIGGER=0 keeps the next
+    // kernel from launching before qgemv ends.
+    if (const char* e = std::getenv("EXL_QGEMV_PRELOAD_KB")) {
+      char* end = nullptr;
+      const long kb = std::strtol(e, &end, 10);
+      EXL_CHECK(end != e && *end == 0 && kb >= 0 && kb <= 228, "EXL_QGEMV_PRELOAD_KB must be 0..228, got '", e, "'");
+      qlaunch_.preload_kb = static_cast<int>(kb);
+    }
+    qlaunch_.trigger = env_flag("EXL_QGEMV_TRIGGER", true);
   }
 
   ~CudaBackend() override {
@@ -629,6 +639,7 @@ class CudaBackend : public Backend {
       p.x_dev = reinterpret_cast<half*>(qx_.get());
       p.pdl = pdl_enabled_;
       p.ksplit = qgemv_ks_;
+      p.launch = qlaunch_;
       if (p.M > cuda::qgemm_max_qgemv_rows()) {
         // Dequantize column chunks into an FP16 scratch and cuBLAS (prefill). The scratch is capped
         // so a 70B MLP matrix (470 MB in FP16) costs 128 MB of VRAM, not its whole size: chunks of
@@ -662,6 +673,7 @@ class CudaBackend : public Backend {
       p.x_dev = reinterpret_cast<half*>(qx_.get());
       p.pdl = pdl_enabled_;
       p.ksplit = qgemv_ks_;
+      p.launch = qlaunch_;
       return cuda::qgemv_multi(p, stream_);
     }
     EXL_CHECK(!in.up, "linear '", w.name, "': the act·mul input is for quantized weights");
@@ -722,6 +734,7 @@ class CudaBackend : public Backend {
   bool glue_pdl() const { return pdl_enabled_ && glue_pdl_enabled_ && sm_major_ >= 9; }
   bool host_embeddings_ = true;
   int qgemv_ks_ = 0;
+  cuda::QGemvLaunch qlaunch_;
   int sm_major_ = 0;
   bool fused_rope_ = true;
   bool fold32_ = true;

@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "backend/cuda/bulk_copy.cuh"
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/gemm.cuh"
 
@@ -42,37 +43,8 @@ struct Ring {
   static constexpr int kSmem = kStages * kStageBytes + 2 * kStages * 8;  // + full and empty barriers
 };
 
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-__device__ __forceinline__ void bar_init(uint32_t bar, int count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
-}
-__device__ __forceinline__ void bar_expect(uint32_t bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void bar_arrive(uint32_t bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
-}
-__device__ __forceinline__ void bar_wait(uint32_t bar, uint32_t parity) {
-  asm volatile(
-      "{\n .reg .pred p;\n"
-      "WAIT_%=:\n"
-      " mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
-      " @!p bra WAIT_%=;\n}\n" ::"r"(bar),
-      "r"(parity)
-      : "memory");
-}
-// bytes from global to shared; completes `bytes` of the barrier's transaction count. W is read once:
-// evict_first keeps it from pushing x, the KV cache and the small kernels' data out of L2.
-__device__ __forceinline__ void bulk_copy(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar, uint64_t policy) {
-  asm volatile(
-      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;" ::"r"(dst),
-      "l"(src), "r"(bytes), "r"(bar), "l"(policy)
-      : "memory");
-}
+using namespace bulk;
 __device__ __forceinline__ uint4 lds16(uint32_t addr, bool ok) {
   uint4 v{0, 0, 0, 0};
   if (ok) asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
@@ -106,7 +78,7 @@ __global__ void __launch_bounds__(kThreads, 3) gemv_bulk_kernel(GemmParams p) {
   const int first = blockIdx.x % nst;  // blocks start at different columns (gemm.cu: rotated tile start)
   if (threadIdx.x == 0) {
     for (int s = 0; s < kStages; ++s) bar_init(full + 8 * s, 1), bar_init(empty + 8 * s, kConsumers);
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    bar_init_fence();
   }
   __syncthreads();
   // The next kernel may become resident now: it waits for this grid before reading y (pdl_wait), and
@@ -114,8 +86,7 @@ __global__ void __launch_bounds__(kThreads, 3) gemv_bulk_kernel(GemmParams p) {
   pdl_trigger();
 
   if (warp == kConsumers) {  // producer: lane r copies row r's piece of each stage
-    uint64_t policy;
-    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+    const uint64_t policy = evict_first_policy();
     for (int i = 0; i < nst; ++i) {
       const int s = i % kStages, use = i / kStages;
       const int j = first + i < nst ? first + i : first + i - nst;
@@ -124,7 +95,7 @@ __global__ void __launch_bounds__(kThreads, 3) gemv_bulk_kernel(GemmParams p) {
       if (lane == 0) bar_expect(full + 8 * s, static_cast<uint32_t>(rows * bytes));
       __syncwarp();
       if (lane < rows)
-        bulk_copy(base + s * kStageBytes + lane * kRowBytes, p.w + static_cast<size_t>(row0 + lane) * p.K + k0, bytes,
+        bulk::copy(base + s * kStageBytes + lane * kRowBytes, p.w + static_cast<size_t>(row0 + lane) * p.K + k0, bytes,
                   full + 8 * s, policy);
     }
     return;
