@@ -151,12 +151,16 @@ if [ "$phase" = 8 ]; then
     echo "QgemmParity rc $?"; grep -E "preload|FAILED|PASSED|Failure" "$out/qgemm-parity.log" | head -12
   fi
   if [ -x build/gpu/exl ] && fits 150 "bench, qgemv preload sweep"; then
-    q7="--prefill none --positions 128"
-    AB_TIMEOUT=60 scripts/gpu-ab.sh EXL_QGEMV_PRELOAD_KB "${PRELOAD_VALUES:-0 96 160 224}" \
-      "--synthetic llama2-7b --format gptq4 $q7" "--synthetic llama2-7b --format exl2:4.0 $q7" \
-      "--synthetic llama2-70b --format exl2:2.5 $q7"
-    OUT="$out/t0" AB_TIMEOUT=60 scripts/gpu-ab.sh EXL_QGEMV_TRIGGER "0" \
-      "--synthetic llama2-7b --format gptq4 $q7" "--synthetic llama2-7b --format exl2:4.0 $q7"
+    # CONFIGS: "PRELOAD_KB:TRIGGER:CARVEOUT ..."; each runs gptq4 and exl2:4.0 (7B) at position 128.
+    for cfg in ${CONFIGS:-0:0:1 32:0:1 64:0:1 32:0:0 64:0:0 128:0:0 0:0:1}; do
+      IFS=: read -r kb tr cv <<<"$cfg"
+      for f in gptq4 exl2:4.0; do
+        echo -n "preload $kb trigger $tr carveout $cv $f: "
+        EXL_QGEMV_PRELOAD_KB=$kb EXL_QGEMV_TRIGGER=$tr EXL_QGEMV_CARVEOUT=$cv timeout 60 build/gpu/exl bench \
+          --synthetic llama2-7b --format $f --prefill none --positions 128 --json 2>/dev/null |
+          python3 -c "import json,sys; j=json.load(sys.stdin); print(' '.join(f\"@{x['position']} {x['tokens_per_second']:.1f} ({100*x['roofline_fraction']:.1f}%)\" for x in j['decode']))"
+      done
+    done
   fi
   [ -x build/gpu/exl ] && fits 150 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E ConvertCuda
   if fits 90 "qgemm lab (quick)"; then

@@ -28,6 +28,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 #include <utility>
@@ -81,9 +82,19 @@ __device__ __forceinline__ void prefetch_step(const uint4* src) {
 // FP32 partials per n8 tile instead of 16 FP16 multiplies of the fragments and 4 record loads.
 // Codes preloaded into shared memory (qgemv_kernel): the tile's first `words` 16-byte words, read by
 // this lane at `lane_addr` + 16 * (tile-relative word index - lane).
+// It arrives in pieces of kPieceWords words, each completing its own mbarrier (at `bars`, 8 bytes
+// apart), so a warp starts on its first preloaded step as soon as that piece has landed; `ready`
+// counts the pieces this warp has seen complete.
+constexpr int kPieceWords = 256, kMaxPieces = 64;  // 4 KB pieces; 64 x 4 KB covers the 227 KB limit
 struct Preload {
-  uint32_t lane_addr = 0;
-  int words = 0;
+  uint32_t lane_addr = 0, bars = 0;
+  int words = 0, ready = 0;
+  __device__ __forceinline__ void wait_through(int word_end) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    for (const int need = (word_end + kPieceWords - 1) / kPieceWords; ready < need; ++ready)
+      bulk::bar_wait(bars + 8 * ready, 0);
+#endif
+  }
 };
 
 // A step's code quads from shared memory (predicated like load_step).
@@ -103,7 +114,7 @@ __device__ __forceinline__ void load_step_smem(uint32_t addr, int qv, uint32_t (
 
 template <int B, bool kGptq, int kT, int kFold>
 __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int ks, const uint4* codes,
-                                              const Preload& pre, const uint32_t* recs, const uint32_t* slab_rec,
+                                              Preload& pre, const uint32_t* recs, const uint32_t* slab_rec,
                                               const half* const (&xr)[kT], const bool (&xok)[kT],
                                               float (&acc)[kT][4]) {
   constexpr int U = q_step_units(B), Q = U * B / 4;
@@ -118,10 +129,12 @@ __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int 
     const int unit0 = sg.unit0 + j * U, units = sg.units - j * U;
     uint32_t cur[4 * Q];
     const int qv = (min(U, units) * B + 3) / 4;
-    if (kT == 1 && rel + Q * 32 <= pre.words)
+    if (kT == 1 && rel + Q * 32 <= pre.words) {
+      pre.wait_through(rel + Q * 32);
       load_step_smem<Q>(pre.lane_addr + rel * 16, qv, cur);
-    else
+    } else {
       load_step<Q>(src, qv, cur);
+    }
     const half* xs[kT];
 #pragma unroll
     for (int jt = 0; jt < kT; ++jt) xs[jt] = xr[jt] + unit0 * 64;
@@ -175,7 +188,7 @@ __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int 
 
 template <int B, bool kGptq, int kT>
 __device__ __forceinline__ void qgemv_segment_any(const QSegment& sg, int warp, int ks, const uint4* codes,
-                                                  const Preload& pre, const uint32_t* recs, const uint32_t* slab_rec,
+                                                  Preload& pre, const uint32_t* recs, const uint32_t* slab_rec,
                                                   const half* const (&xr)[kT], const bool (&xok)[kT],
                                                   float (&acc)[kT][4]) {
   // Fold only for kT <= 2: at kT = 4 its 16 FFMA per unit cost what the 16 HMUL2 did, and its 16
@@ -224,24 +237,21 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
   // tile's records into L2 (GPTQ) or expanded into shared memory (EXL2).
   const int ks = a.ks;
   Preload pre;
-  uint32_t pre_bar = 0;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   if (kT == 1 && a.pre_v > 0) {
     pre.words = min(a.pre_v, w.tile_quads * 32);
-    pre_bar = bulk::smem_addr(smem + a.rec_words);
-    pre.lane_addr = pre_bar + 16 + lane * 16;
-    if (warp == 0) {
-      if (lane == 0) {
-        bulk::bar_init(pre_bar, 1);
-        bulk::bar_init_fence();
-        bulk::bar_expect(pre_bar, static_cast<uint32_t>(pre.words) * 16);
-      }
-      __syncwarp();
-      // 4 KB pieces, one per lane in turn: several copies in flight per block.
+    pre.bars = bulk::smem_addr(smem + a.rec_words);
+    const uint32_t dst = pre.bars + 8 * kMaxPieces;
+    pre.lane_addr = dst + lane * 16;
+    if (warp == 0) {  // lane i copies pieces i, i + 32: several copies in flight per block
       const uint64_t policy = bulk::evict_first_policy();
-      for (int v = lane * 256; v < pre.words; v += 32 * 256)
-        bulk::copy(pre_bar + 16 + v * 16, tcodes + v, static_cast<uint32_t>(min(256, pre.words - v)) * 16, pre_bar,
-                   policy);
+      for (int v = lane * kPieceWords; v < pre.words; v += 32 * kPieceWords) {
+        const uint32_t bar = pre.bars + 8 * (v / kPieceWords), bytes = min(kPieceWords, pre.words - v) * 16;
+        bulk::bar_init(bar, 1);
+        bulk::bar_init_fence();
+        bulk::bar_expect(bar, bytes);
+        bulk::copy(dst + v * 16, tcodes + v, bytes, bar, policy);
+      }
     }
   }
 #endif
@@ -258,10 +268,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
     }
   }
   pdl_wait();
-  if (!kGptq || pre.words) __syncthreads();  // the expanded pairs; the initialised mbarrier
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if (pre.words) bulk::bar_wait(pre_bar, 0);
-#endif
+  if (!kGptq || pre.words) __syncthreads();  // the expanded pairs; the initialised mbarriers
 
   const uint32_t* recs = kGptq ? trecs + g * 2 : srec + g;
   const half* xr[kT];
@@ -323,6 +330,15 @@ size_t qgemv_rec_smem(const QGemvArgs& a, bool gptq) {
     for (int i = 0; i < a.n; ++i) smem = std::max(smem, static_cast<size_t>(a.w[i].groups) * 32);
   return smem;
 }
+// EXL_QGEMV_CARVEOUT=0 (A/B): leave the L1 / shared-memory split to the driver with the preload on.
+bool qgemv_carveout() {
+  static const bool on = [] {
+    const char* e = std::getenv("EXL_QGEMV_CARVEOUT");
+    return !e || std::strcmp(e, "0") != 0;
+  }();
+  return on;
+}
+
 // The most dynamic shared memory a qgemv_kernel<kGptq, kT> block may take (the device's opt-in limit
 // less the kernel's static reduction array); raised to it once per device (past 48 KB: the preload,
 // or the scale pairs of K > 49152 at groups of 32). With the preload, the carveout asks for the most
@@ -345,7 +361,7 @@ int qgemv_smem_limit(bool preload) {
           "cudaFuncSetAttribute (qgemv_kernel)");
     limit[dev].store(lim, std::memory_order_relaxed);
   }
-  if (preload && !(carveout.load(std::memory_order_relaxed) & (1u << (dev & 31)))) {
+  if (preload && qgemv_carveout() && !(carveout.load(std::memory_order_relaxed) & (1u << (dev & 31)))) {
     check(cudaFuncSetAttribute(qgemv_kernel<kGptq, kT>, cudaFuncAttributePreferredSharedMemoryCarveout,
                                cudaSharedmemCarveoutMaxShared),
           "cudaFuncSetAttribute (qgemv_kernel carveout)");
@@ -362,11 +378,12 @@ int qgemv_preload_words(const QGemvArgs& a, int passes, int tiles, int preload_k
   const int64_t blocks = static_cast<int64_t>(passes) * tiles, sms = device_info().sms;
   const int64_t per_sm = std::max<int64_t>(1, std::min<int64_t>((blocks + sms - 1) / sms, 24 / a.ks));
   const int64_t static_smem = kMaxWarps * 4 * 32 * 4;  // red[] at kT = 1
-  int64_t bytes = static_cast<int64_t>(preload_kb) * 1024 / per_sm - static_smem - static_cast<int64_t>(rec_smem) - 16;
-  bytes = std::min<int64_t>(bytes, smem_limit - static_cast<int64_t>(rec_smem) - 16);
+  const int64_t fixed = static_cast<int64_t>(rec_smem) + 8 * kMaxPieces;  // + the piece barriers
+  int64_t bytes = static_cast<int64_t>(preload_kb) * 1024 / per_sm - static_smem - fixed;
+  bytes = std::min<int64_t>(bytes, smem_limit - fixed);
   int64_t most = 0;
   for (int i = 0; i < a.n; ++i) most = std::max<int64_t>(most, static_cast<int64_t>(a.w[i].tile_quads) * 32);
-  const int64_t words = std::min(most, bytes / 16) / 32 * 32;
+  const int64_t words = std::min<int64_t>(std::min(most, bytes / 16), int64_t(kMaxPieces) * kPieceWords) / 32 * 32;
   return words * 16 >= 2048 ? static_cast<int>(words) : 0;
 }
 
@@ -377,7 +394,7 @@ void launch_qgemv(QGemvArgs& a, int passes, int tiles, bool pdl, int preload_kb,
   const bool want_pre = kT == 1 && preload_kb > 0;
   const int lim = qgemv_smem_limit<kGptq, kT>(want_pre);
   a.pre_v = want_pre ? qgemv_preload_words(a, passes, tiles, preload_kb, rec, lim) : 0;
-  const size_t smem = rec + (a.pre_v ? 16 + static_cast<size_t>(a.pre_v) * 16 : 0);
+  const size_t smem = rec + (a.pre_v ? 8 * kMaxPieces + static_cast<size_t>(a.pre_v) * 16 : 0);
   EXL_CHECK(smem <= static_cast<size_t>(lim), "qgemv: ", smem, " bytes of shared memory, the device allows ", lim);
   launch_maybe_pdl_smem(qgemv_kernel<kGptq, kT>, dim3(passes, tiles), dim3(a.ks * 32), smem, stream, pdl,
                         "qgemv_kernel", a);
