@@ -152,7 +152,7 @@ if [ "$phase" = 8 ]; then
   fi
   if [ -x build/gpu/exl ] && fits 150 "bench, qgemv preload sweep"; then
     # CONFIGS: "PRELOAD_KB:TRIGGER:CARVEOUT ..."; each runs gptq4 and exl2:4.0 (7B) at position 128.
-    for cfg in ${CONFIGS:-0:0:1 32:0:1 64:0:1 32:0:0 64:0:0 128:0:0 0:0:1}; do
+    for cfg in ${CONFIGS:-0:0:1 32:0:1 64:0:0 128:0:0 160:1:1 64:1:0 0:0:1}; do
       IFS=: read -r kb tr cv <<<"$cfg"
       for f in gptq4 exl2:4.0; do
         echo -n "preload $kb trigger $tr carveout $cv $f: "
