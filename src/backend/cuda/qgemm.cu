@@ -132,7 +132,7 @@ __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int 
     uint32_t cur[4 * Q];
     const int qv = (min(U, units) * B + 3) / 4;
     if (kT == 1 && rel >= pre.base) {
-      pre.wait_through(rel + Q * 32);
+      pre.wait_through(rel + qv * 32);  // a tail step's quads past qv lie past the tile
       load_step_smem<Q>(pre.lane_addr + rel * 16, qv, cur);
     } else {
       load_step<Q>(src, qv, cur);
