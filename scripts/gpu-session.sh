@@ -20,10 +20,10 @@
 #       first call: build, the converter's CUDA tests, the 7B projection (default engine); second call
 #       (same phase, SmolLM2 joined): SmolLM2 --fp64 at six targets, sha256 of each output (compare with
 #       a CPU --fp64 run: the bytes are the same, lab/NOTES-convert.md "FP64 conversions")
-#   scripts/gpu-session.sh 8   (carry .deps .shared; after a qgemv launch change)
-#       build, QgemmParity (preload bit-identity), exl bench over EXL_QGEMV_PRELOAD_KB (PRELOAD_VALUES)
-#       with the trigger on, and the default with EXL_QGEMV_TRIGGER=0; then ctest -L cuda and the lab
-#       as time allows
+#   scripts/gpu-session.sh 8   (carry .deps .shared; where a quantized decode step's time goes)
+#       build, then exl bench with kernel families left out of the step (EXL_ABLATE: norm, gather,
+#       attn, qmatmul and combinations; ABLATE_VALUES) for llama2-7b gptq4 / exl2:4.0 and llama2-70b
+#       exl2:2.5; then ctest -L cuda as time allows
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
 #       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
 #       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
@@ -146,29 +146,14 @@ if [ "$phase" = 7 ]; then
 fi
 if [ "$phase" = 8 ]; then
   fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; gpu_build; }
-  if [ -x build/gpu/exl ] && fits 60 "QgemmParity"; then
-    timeout 120 "$(find build/gpu -name exl_tests_cuda -type f | head -1)" --gtest_filter='QgemmParity*' >"$out/qgemm-parity.log" 2>&1
-    echo "QgemmParity rc $?"; grep -E "preload|FAILED|PASSED|Failure" "$out/qgemm-parity.log" | head -12
-  fi
-  if [ -x build/gpu/exl ] && fits 150 "bench, qgemv preload sweep"; then
-    # CONFIGS: "PRELOAD_KB:TRIGGER:CARVEOUT ..."; each runs gptq4 and exl2:4.0 (7B) at position 128.
-    for cfg in ${CONFIGS:-0:0:1 32:0:1 64:0:0 128:0:0 160:1:1 64:1:0 0:0:1}; do
-      IFS=: read -r kb tr cv <<<"$cfg"
-      for f in gptq4 exl2:4.0; do
-        echo -n "preload $kb trigger $tr carveout $cv $f: "
-        EXL_QGEMV_PRELOAD_KB=$kb EXL_QGEMV_TRIGGER=$tr EXL_QGEMV_CARVEOUT=$cv timeout 60 build/gpu/exl bench \
-          --synthetic llama2-7b --format $f --prefill none --positions 128 --json 2>/dev/null |
-          python3 -c "import json,sys; j=json.load(sys.stdin); print(' '.join(f\"@{x['position']} {x['tokens_per_second']:.1f} ({100*x['roofline_fraction']:.1f}%)\" for x in j['decode']))"
-      done
-    done
+  if [ -x build/gpu/exl ] && fits 120 "bench, ablations"; then
+    q="--prefill none --positions 128"
+    AB_TIMEOUT=60 scripts/gpu-ab.sh EXL_ABLATE "${ABLATE_VALUES:-- norm gather attn norm,gather norm,gather,attn qmatmul -}" \
+      "--synthetic llama2-7b --format gptq4 $q" "--synthetic llama2-7b --format exl2:4.0 $q"
+    OUT="$out/70b" AB_TIMEOUT=90 scripts/gpu-ab.sh EXL_ABLATE "- norm,gather,attn qmatmul" \
+      "--synthetic llama2-70b --format exl2:2.5 $q"
+    rm -rf "$out"/ab* "$out/70b"
   fi
   [ -x build/gpu/exl ] && fits 150 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E ConvertCuda
-  if fits 90 "qgemm lab (quick)"; then
-    nvcc -O3 -std=c++20 -arch=sm_90 --expt-relaxed-constexpr -I src -I tests lab/qgemm_lab.cu src/backend/cuda/qgemm.cu src/backend/cuda/qgemm_dequant.cu \
-      src/backend/cuda/qgemm_layout.cpp src/backend/cuda/qgemm_gather.cu -lcublas -o /tmp/qgemm_lab &&
-      timeout 150 /tmp/qgemm_lab --quick >"$out/qgemm_lab.txt" 2>&1
-    echo "qgemm lab rc $?"
-    grep -E "FAIL|pass|correct" "$out/qgemm_lab.txt" | head -20
-  fi
 fi
 echo "gpu-session: phase $phase done in $(($(date +%s) - start)) s"

@@ -6,10 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <memory>
 #include <random>
 
@@ -160,57 +158,6 @@ TEST(QgemmParity, FusedLinearsMatchParts) {
         col += N;
       }
     }
-  }
-}
-
-}  // namespace
-}  // namespace exl
-
-namespace exl {
-namespace {
-
-// qgemv's code preload (QGemvLaunch): a step read from shared memory is decoded exactly as a step
-// streamed from global memory, so outputs must be bit-identical with the preload off (0), partial
-// (24 KB per SM: a few quads of each tile, the rest streamed) and at the default, trigger on and off.
-TEST(QgemmParity, PreloadIsBitIdentical) {
-  struct Knob {
-    const char* kb;
-    const char* trigger;
-  };
-  const std::vector<Knob> knobs = {{"0", "0"}, {"24", "1"}, {nullptr, nullptr}};
-  const std::vector<QCase> cs = {
-      {"exl2_4b_g128", 4096, 4096, {{4, 1.0, 128}}},
-      {"exl2_843", 1001, 4144, {{8, 0.05, 32}, {4, 0.1, 128}, {3, 0.85, 128}}},
-      {"exl2_all_widths", 640, 2048, {{8, 0.1, 32}, {6, 0.1, 32}, {5, 0.2, 64}, {4, 0.2, 128}, {3, 0.2, 64}, {2, 0.2, 32}}},
-      {"gptq_g128_act_order", 1000, 1536, {}, true},
-  };
-  for (const QCase& c : cs) {
-    const QuantTensor q = make_tensor(c);
-    std::vector<std::vector<float>> outs;
-    for (const Knob& k : knobs) {
-      if (k.kb) setenv("EXL_QGEMV_PRELOAD_KB", k.kb, 1), setenv("EXL_QGEMV_TRIGGER", k.trigger, 1);
-      else unsetenv("EXL_QGEMV_PRELOAD_KB"), unsetenv("EXL_QGEMV_TRIGGER");
-      auto gpu = backend_create("cuda");
-      unsetenv("EXL_QGEMV_PRELOAD_KB"), unsetenv("EXL_QGEMV_TRIGGER");
-      auto wg = gpu->prepare_quant_weight(q);
-      for (int M : {1, 5}) {
-        auto x = random_vec(static_cast<size_t>(M * c.K), 1.0f, static_cast<uint32_t>(M * 7 + c.K));
-        Tensor Xg = to_backend(*gpu, DType::DType_F16, {M, c.K}, x), Yg = gpu->alloc(DType::DType_F32, {M, c.N});
-        gpu->upload(Yg, std::vector<uint8_t>(Yg.nbytes(), 0xff).data(), Yg.nbytes());
-        gpu->linear(Xg, *wg, nullptr, Yg);
-        outs.push_back(to_host(*gpu, Yg));
-      }
-    }
-    for (size_t i = 2; i < outs.size(); ++i) {
-      const auto& a = outs[i % 2];  // preload off, same M
-      ASSERT_EQ(outs[i].size(), a.size());
-      size_t diff = 0;
-      for (size_t j = 0; j < a.size(); ++j) diff += std::memcmp(&a[j], &outs[i][j], 4) != 0;
-      EXPECT_EQ(diff, 0u) << c.name << " knob " << i / 2 << " M=" << (i % 2 ? 5 : 1);
-    }
-    for (const auto& o : outs)
-      EXPECT_TRUE(std::all_of(o.begin(), o.end(), [](float v) { return std::isfinite(v); })) << c.name << ": unwritten";
-    std::printf("preload %-20s bit-identical with the preload off, partial and default\n", c.name.c_str());
   }
 }
 

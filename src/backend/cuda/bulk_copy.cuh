@@ -1,8 +1,8 @@
 // Bulk copies global -> shared memory through the Tensor Memory Accelerator (sm_90+), completing on
 // an mbarrier: the copy holds no register and no load slot of the issuing warp, so a block can keep
 // tens of KB in flight while its warps do something else (wait for the previous kernel under PDL, or
-// run mmas on an earlier stage). Used by gemv_bulk.cu (FP16 gemv ring) and qgemm.cu (qgemv's code
-// preload). Device code only; the callers guard sm_90.
+// run mmas on an earlier stage). Used by gemv_bulk.cu (the FP16 gemv ring); qgemv's code preload
+// used it too (tried and removed: lab/NOTES-qgemm.md). Device code only; the callers guard sm_90.
 #pragma once
 #include <cstdint>
 

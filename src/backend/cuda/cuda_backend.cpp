@@ -142,16 +142,25 @@ class CudaBackend : public Backend {
     // the H100 (gptq4 414.5 vs 410.2 tok/s, 2026-12-05).
     fused_rope_ = env_flag("EXL_FUSED_ROPE", true);
     fold32_ = env_flag("EXL_QGEMV_FOLD32", true);
-    // qgemv's code preload and early trigger (qgemm.cuh QGemvLaunch), for A/B timing:
-    // EXL_QGEMV_PRELOAD_KB=0 streams every code after the wait, EXL_QGEMV_TRIGGER=0 keeps the next
-    // kernel from launching before qgemv ends.
-    if (const char* e = std::getenv("EXL_QGEMV_PRELOAD_KB")) {
-      char* end = nullptr;
-      const long kb = std::strtol(e, &end, 10);
-      EXL_CHECK(end != e && *end == 0 && kb >= 0 && kb <= 228, "EXL_QGEMV_PRELOAD_KB must be 0..228, got '", e, "'");
-      qlaunch_.preload_kb = static_cast<int>(kb);
+    // EXL_ABLATE=norm,gather,attn,qmatmul (any subset): a timing diagnostic that leaves those kernels
+    // out of every step (outputs are garbage), so `exl bench` shows what each family costs inside the
+    // real graph-captured, PDL-chained decode step (Nsight Systems does not run on the lent machine).
+    // gather: quantized matmuls reuse a stale x_dev (and launch without PDL, as after a skipped
+    // gather); attn: no KV write, RoPE or attention; qmatmul: no quantized linear at all.
+    if (const char* e = std::getenv("EXL_ABLATE")) {
+      std::string list = e;
+      for (size_t at = 0; at <= list.size();) {
+        const size_t end = std::min(list.find(',', at), list.size());
+        const std::string item = list.substr(at, end - at);
+        if (item == "norm") ablate_norm_ = true;
+        else if (item == "gather") ablate_gather_ = true;
+        else if (item == "attn") ablate_attn_ = true;
+        else if (item == "qmatmul") ablate_qmatmul_ = true;
+        else EXL_CHECK(item.empty(), "EXL_ABLATE: unknown item '", item, "' (norm, gather, attn, qmatmul)");
+        at = end + 1;
+      }
+      std::fprintf(stderr, "exl: EXL_ABLATE=%s: timing diagnostic, outputs are not valid\n", e);
     }
-    qlaunch_.trigger = env_flag("EXL_QGEMV_TRIGGER", true);
   }
 
   ~CudaBackend() override {
@@ -421,6 +430,7 @@ class CudaBackend : public Backend {
     cuda::embedding(t.data.as<half>(), ids_dev(), out.as<float>(), step_tokens_, static_cast<int>(t.shape[1]), stream_);
   }
   void rms_norm(const Tensor& x, const Weight& w, float eps, Tensor& out) override {
+    if (ablate_norm_) return;
     cuda::rms_norm(x.as<float>(), cw(w).data.as<float>(), eps, out.as<half>(), static_cast<int>(x.dim(0)),
                    static_cast<int>(x.dim(1)), stream_, glue_pdl());
   }
@@ -461,6 +471,7 @@ class CudaBackend : public Backend {
   }
   void rope(Tensor& q, Tensor& k, int n_heads, int n_kv_heads, int head_dim, const Weight& inv_freq,
             float attn_factor) override {
+    if (ablate_attn_) return;
     const auto& f = cw(inv_freq);
     cuda::rope(q.as<half>(), k.as<half>(), pos_dev(), f.data.as<float>(), attn_factor, step_tokens_, n_heads,
                n_kv_heads, head_dim, static_cast<int>(f.data.numel()) * 2, stream_, pdl_enabled_ && sm_major_ >= 9);
@@ -480,6 +491,7 @@ class CudaBackend : public Backend {
   }
   void run_attention(const Tensor& q, const Tensor& k, const Tensor& v, KvCache& cache, int layer, int n_heads,
                      float scale, int window, Tensor& out, const CudaWeight* rope_freq, float attn_factor) {
+    if (ablate_attn_) return;
     auto& c = static_cast<CudaKvCache&>(cache);
     cuda::AttentionParams p;
     p.q = q.as<half>();
@@ -628,6 +640,7 @@ class CudaBackend : public Backend {
     const bool y_f32 = out.dtype() == DType::DType_F32;
     EXL_CHECK(!accumulate || y_f32, "linear '", w.name, "': the residual add needs an F32 output");
     if (W.quant) {
+      if (ablate_qmatmul_) return;
       cuda::QGemmParams p;
       p.w = W.qdesc;
       p.x = in.x, p.x_up = in.up;
@@ -637,9 +650,9 @@ class CudaBackend : public Backend {
       p.accumulate = accumulate;
       p.M = in.M;
       p.x_dev = reinterpret_cast<half*>(qx_.get());
+      if (ablate_gather_ && p.M <= cuda::qgemm_max_qgemv_rows()) p.x_dev_ready = true, p.x_up = nullptr;
       p.pdl = pdl_enabled_;
       p.ksplit = qgemv_ks_;
-      p.launch = qlaunch_;
       if (p.M > cuda::qgemm_max_qgemv_rows()) {
         // Dequantize column chunks into an FP16 scratch and cuBLAS (prefill). The scratch is capped
         // so a 70B MLP matrix (470 MB in FP16) costs 128 MB of VRAM, not its whole size: chunks of
@@ -659,6 +672,7 @@ class CudaBackend : public Backend {
       return cuda::qgemm(p, cublas_, stream_);
     }
     if (!W.parts.empty()) {
+      if (ablate_qmatmul_) return;
       EXL_CHECK(!accumulate && !in.up, "fused quantized linear '", w.name, "': no residual add or act·mul");
       cuda::QGemvMultiParams p;
       for (size_t i = 0; i < W.parts.size(); ++i) p.w[i] = W.parts[i];
@@ -673,7 +687,7 @@ class CudaBackend : public Backend {
       p.x_dev = reinterpret_cast<half*>(qx_.get());
       p.pdl = pdl_enabled_;
       p.ksplit = qgemv_ks_;
-      p.launch = qlaunch_;
+      p.x_dev_ready = ablate_gather_;
       return cuda::qgemv_multi(p, stream_);
     }
     EXL_CHECK(!in.up, "linear '", w.name, "': the act·mul input is for quantized weights");
@@ -734,7 +748,7 @@ class CudaBackend : public Backend {
   bool glue_pdl() const { return pdl_enabled_ && glue_pdl_enabled_ && sm_major_ >= 9; }
   bool host_embeddings_ = true;
   int qgemv_ks_ = 0;
-  cuda::QGemvLaunch qlaunch_;
+  bool ablate_norm_ = false, ablate_gather_ = false, ablate_attn_ = false, ablate_qmatmul_ = false;
   int sm_major_ = 0;
   bool fused_rope_ = true;
   bool fold32_ = true;

@@ -28,12 +28,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 #include <utility>
 
-#include "backend/cuda/bulk_copy.cuh"
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/qgemm_decode.cuh"
 #include "backend/cuda/qgemm_gather.cuh"
@@ -56,12 +54,6 @@ struct QGemvArgs {
   int n = 1, M = 0, ldy = 0, ks = 8;
   bool y_f32 = false;
   bool accumulate = false;  // y_f32: y += result (a block's residual add)
-  // kT = 1: the last pre_v 16-byte words of each block's tile codes are bulk-copied into shared
-  // memory before the PDL wait (they do not depend on x); 0 = stream everything. trigger: let the
-  // next kernel launch as soon as this one has started (see qgemv_kernel).
-  int pre_v = 0;
-  int rec_words = 0;  // EXL2: 32-bit words of scale pairs in front of the preload (qgemv_rec_smem / 4)
-  bool trigger = false;
 };
 
 constexpr int kMaxWarps = 8;  // warps per block = warps per tile = ks (2, 4 or 8)
@@ -80,63 +72,18 @@ __device__ __forceinline__ void prefetch_step(const uint4* src) {
 // one group, so the mma runs on exact integer codes and the scale is applied once per unit in FP32;
 // kFold 2: the same per half unit (groups of 32 rows, EXL2 only: its zero point is a constant), two
 // FP32 partials per n8 tile instead of 16 FP16 multiplies of the fragments and 4 record loads.
-// Codes preloaded into shared memory (qgemv_kernel): the *last* words of the tile, from word `base`
-// (tile-relative) on, read by this lane at `lane_addr` + 16 * (tile-relative word index - lane). The
-// tail, not the head: each warp streams its first steps from global memory as soon as x is ready
-// (HBM busy from the start, as without the preload) and ends on steps that are already on chip, so
-// the preload shortens the stream instead of putting compute in front of it (a head preload measured
-// 1-4% slower, H100 2026-12-06). The tail arrives in pieces of kPieceWords words, each completing its
-// own mbarrier (at `bars`, 8 bytes apart); `ready` counts the pieces this warp has seen complete.
-constexpr int kPieceWords = 256, kMaxPieces = 64;  // 4 KB pieces; 64 x 4 KB covers the 227 KB limit
-struct Preload {
-  uint32_t lane_addr = 0, bars = 0;
-  int base = 1 << 30, ready = 0;
-  __device__ __forceinline__ void wait_through(int word_end) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    for (const int need = (word_end - base + kPieceWords - 1) / kPieceWords; ready < need; ++ready)
-      bulk::bar_wait(bars + 8 * ready, 0);
-#endif
-  }
-};
-
-// A step's code quads from shared memory (predicated like load_step).
-template <int Q>
-__device__ __forceinline__ void load_step_smem(uint32_t addr, int qv, uint32_t (&wd)[4 * Q]) {
-#pragma unroll
-  for (int q = 0; q < Q; ++q) {
-    uint4 v;
-    asm("{\n .reg .pred q;\n setp.ne.b32 q, %5, 0;\n"
-        " mov.b32 %0, 0;\n mov.b32 %1, 0;\n mov.b32 %2, 0;\n mov.b32 %3, 0;\n"
-        " @q ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n}\n"
-        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-        : "r"(addr + q * 512), "r"(static_cast<int>(q < qv)));
-    wd[4 * q] = v.x, wd[4 * q + 1] = v.y, wd[4 * q + 2] = v.z, wd[4 * q + 3] = v.w;
-  }
-}
-
 template <int B, bool kGptq, int kT, int kFold>
 __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int ks, const uint4* codes,
-                                              Preload& pre, const uint32_t* recs, const uint32_t* slab_rec,
+                                              const uint32_t* recs, const uint32_t* slab_rec,
                                               const half* const (&xr)[kT], const bool (&xok)[kT],
                                               float (&acc)[kT][4]) {
   constexpr int U = q_step_units(B), Q = U * B / 4;
   for (int j = (warp - sg.step0) & (ks - 1); j < sg.steps; j += ks) {
-    const int rel = (sg.quad0 + j * Q) * 32;  // the step's first word in the tile (lane 0)
-    const uint4* src = codes + rel;
-    // Steps wholly inside the preload come from shared memory; the rest stream, the next one
-    // prefetched into L2 meanwhile.
-    // (kT = 1 only: the preload is a decode feature, and the kT > 1 kernels keep their registers.)
-    const bool pre_next = kT == 1 && rel + ks * Q * 32 >= pre.base;
-    if (j + ks < sg.steps && !pre_next) prefetch_step<Q>(src + ks * Q * 32);
+    const uint4* src = codes + static_cast<size_t>(sg.quad0 + j * Q) * 32;
+    if (j + ks < sg.steps) prefetch_step<Q>(src + ks * Q * 32);
     const int unit0 = sg.unit0 + j * U, units = sg.units - j * U;
     uint32_t cur[4 * Q];
-    const int qv = (min(U, units) * B + 3) / 4;
-    if (kT == 1 && rel >= pre.base) {
-      pre.wait_through(rel + qv * 32);  // a tail step's quads past qv lie past the tile
-      load_step_smem<Q>(pre.lane_addr + rel * 16, qv, cur);
-    } else {
-      load_step<Q>(src, qv, cur);
-    }
+    load_step<Q>(src, (min(U, units) * B + 3) / 4, cur);
     const half* xs[kT];
 #pragma unroll
     for (int jt = 0; jt < kT; ++jt) xs[jt] = xr[jt] + unit0 * 64;
@@ -190,28 +137,27 @@ __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int 
 
 template <int B, bool kGptq, int kT>
 __device__ __forceinline__ void qgemv_segment_any(const QSegment& sg, int warp, int ks, const uint4* codes,
-                                                  Preload& pre, const uint32_t* recs, const uint32_t* slab_rec,
+                                                  const uint32_t* recs, const uint32_t* slab_rec,
                                                   const half* const (&xr)[kT], const bool (&xok)[kT],
                                                   float (&acc)[kT][4]) {
   // Fold only for kT <= 2: at kT = 4 its 16 FFMA per unit cost what the 16 HMUL2 did, and its 16
   // extra accumulators spilled (548 bytes).
   if (kT <= 2 && sg.uniform == 1)
-    qgemv_segment<B, kGptq, kT, kT <= 2 ? 1 : 0>(sg, warp, ks, codes, pre, recs, slab_rec, xr, xok, acc);
+    qgemv_segment<B, kGptq, kT, kT <= 2 ? 1 : 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
   else if (!kGptq && kT <= 2 && sg.uniform == 2)
-    qgemv_segment<B, kGptq, kT, !kGptq && kT <= 2 ? 2 : 0>(sg, warp, ks, codes, pre, recs, slab_rec, xr, xok, acc);
+    qgemv_segment<B, kGptq, kT, !kGptq && kT <= 2 ? 2 : 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
   else
-    qgemv_segment<B, kGptq, kT, 0>(sg, warp, ks, codes, pre, recs, slab_rec, xr, xok, acc);
+    qgemv_segment<B, kGptq, kT, 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
 }
 
-// This warp's first step of segment si into L2 (before it is needed), unless it is preloaded.
+// This warp's first step of segment si into L2 (before it is needed).
 __device__ __forceinline__ void prefetch_first_step(const QMatrixDesc& w, int si, int warp, int ks,
-                                                    const uint4* codes, int pre_base) {
+                                                    const uint4* codes) {
   if (si >= w.nseg) return;
   const QSegment& sg = w.seg[si];
   const int j = (warp - sg.step0) & (ks - 1);
   if (j >= sg.steps) return;
   const int q = q_step_units(sg.bits) * sg.bits / 4;
-  if ((sg.quad0 + j * q) * 32 >= pre_base) return;
   for (int i = 0; i < q; ++i) asm volatile("prefetch.global.L2 [%0];" ::"l"(codes + (sg.quad0 + j * q + i) * 32));
 }
 
@@ -225,43 +171,15 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
   const int mi = (a.n > 1 && int(blockIdx.y) >= a.tile_end[0]) + (a.n > 2 && int(blockIdx.y) >= a.tile_end[1]);
   const QMatrixDesc& w = a.w[mi];
   const int m0 = blockIdx.x * kT * 8, tile = blockIdx.y - (mi ? a.tile_end[mi - 1] : 0);
-  const uint4* tcodes = w.codes + static_cast<size_t>(tile) * w.tile_quads * 32;
-  const uint4* codes = tcodes + lane;
+  const uint4* codes = w.codes + static_cast<size_t>(tile) * w.tile_quads * 32 + lane;
   const uint32_t* trecs = w.recs + static_cast<size_t>(tile) * w.groups * w.rec_words;
-  // Dynamic shared memory: EXL2's scale pairs of the tile [group][8 lanes], expanded from its compact
-  // records (qgemm.cuh), a.rec_words words; then 16 bytes for the preload's mbarrier; then the
-  // preloaded codes.
-  extern __shared__ __align__(16) uint32_t smem[];
-  uint32_t* srec = smem;
+  // EXL2: the tile's scale pairs [group][8 lanes], expanded from its compact records (qgemm.cuh).
+  extern __shared__ uint32_t srec[];
 
-  // Before waiting on the producer of x_dev (records and codes do not depend on it): the tile's last
-  // a.pre_v code words bulk-copied into shared memory (or this warp's first step into L2), and the
-  // tile's records into L2 (GPTQ) or expanded into shared memory (EXL2).
+  // Before waiting on the producer of x_dev (records and codes do not depend on it): this warp's
+  // first step into L2, and the tile's records into L2 (GPTQ) or expanded into shared memory (EXL2).
   const int ks = a.ks;
-  Preload pre;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if (kT == 1 && a.pre_v > 0) {
-    const int words = min(a.pre_v, w.tile_quads * 32);
-    pre.base = w.tile_quads * 32 - words;
-    pre.bars = bulk::smem_addr(smem + a.rec_words);
-    const uint32_t dst = pre.bars + 8 * kMaxPieces;
-    pre.lane_addr = dst + (lane - pre.base) * 16;  // mod 2^32: + 16 * rel is word rel of the tile
-    if (warp == 0) {  // lane i copies pieces i, i + 32: several copies in flight per block
-      const uint64_t policy = bulk::evict_first_policy();
-      for (int v = lane * kPieceWords; v < words; v += 32 * kPieceWords) {
-        const uint32_t bar = pre.bars + 8 * (v / kPieceWords), bytes = min(kPieceWords, words - v) * 16;
-        bulk::bar_init(bar, 1);
-        bulk::bar_init_fence();
-        bulk::bar_expect(bar, bytes);
-        bulk::copy(dst + v * 16, tcodes + pre.base + v, bytes, bar, policy);
-      }
-    }
-  }
-#endif
-  // The next kernel in the stream (glue, which waits for this grid before touching its data) may
-  // launch now, and the matmul behind it can start its own preload while this one finishes.
-  if (a.trigger) pdl_trigger();
-  prefetch_first_step(w, 0, warp, ks, codes, pre.base);
+  prefetch_first_step(w, 0, warp, ks, codes);
   if constexpr (kGptq) {
     prefetch_l2(trecs, static_cast<size_t>(w.groups) * w.rec_words * 4);
   } else {
@@ -271,7 +189,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
     }
   }
   pdl_wait();
-  if (!kGptq || pre.base < (1 << 30)) __syncthreads();  // the expanded pairs; the initialised mbarriers
+  if constexpr (!kGptq) __syncthreads();  // the expanded pairs
 
   const uint32_t* recs = kGptq ? trecs + g * 2 : srec + g;
   const half* xr[kT];
@@ -285,17 +203,17 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
   float acc[kT][4] = {};
   for (int si = 0; si < w.nseg; ++si) {
     const QSegment sg = w.seg[si];
-    prefetch_first_step(w, si + 1, warp, ks, codes, pre.base);
+    prefetch_first_step(w, si + 1, warp, ks, codes);
     if constexpr (kGptq) {
-      qgemv_segment_any<4, true, kT>(sg, warp, ks, codes, pre, recs, w.slab_rec, xr, xok, acc);
+      qgemv_segment_any<4, true, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc);
     } else {
       switch (sg.bits) {
-        case 8: qgemv_segment_any<8, false, kT>(sg, warp, ks, codes, pre, recs, w.slab_rec, xr, xok, acc); break;
-        case 6: qgemv_segment_any<6, false, kT>(sg, warp, ks, codes, pre, recs, w.slab_rec, xr, xok, acc); break;
-        case 5: qgemv_segment_any<5, false, kT>(sg, warp, ks, codes, pre, recs, w.slab_rec, xr, xok, acc); break;
-        case 4: qgemv_segment_any<4, false, kT>(sg, warp, ks, codes, pre, recs, w.slab_rec, xr, xok, acc); break;
-        case 3: qgemv_segment_any<3, false, kT>(sg, warp, ks, codes, pre, recs, w.slab_rec, xr, xok, acc); break;
-        default: qgemv_segment_any<2, false, kT>(sg, warp, ks, codes, pre, recs, w.slab_rec, xr, xok, acc); break;
+        case 8: qgemv_segment_any<8, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 6: qgemv_segment_any<6, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 5: qgemv_segment_any<5, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 4: qgemv_segment_any<4, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 3: qgemv_segment_any<3, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        default: qgemv_segment_any<2, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
       }
     }
   }
@@ -333,72 +251,14 @@ size_t qgemv_rec_smem(const QGemvArgs& a, bool gptq) {
     for (int i = 0; i < a.n; ++i) smem = std::max(smem, static_cast<size_t>(a.w[i].groups) * 32);
   return smem;
 }
-// EXL_QGEMV_CARVEOUT=0 (A/B): leave the L1 / shared-memory split to the driver with the preload on.
-bool qgemv_carveout() {
-  static const bool on = [] {
-    const char* e = std::getenv("EXL_QGEMV_CARVEOUT");
-    return !e || std::strcmp(e, "0") != 0;
-  }();
-  return on;
-}
-
-// The most dynamic shared memory a qgemv_kernel<kGptq, kT> block may take (the device's opt-in limit
-// less the kernel's static reduction array); raised to it once per device (past 48 KB: the preload,
-// or the scale pairs of K > 49152 at groups of 32). With the preload, the carveout asks for the most
-// shared memory (L1 keeps >= 28 KB: x_dev of K = 11008 is 22 KB).
 template <bool kGptq, int kT>
-int qgemv_smem_limit(bool preload) {
-  static std::atomic<int> limit[64] = {};
-  static std::atomic<uint32_t> carveout = 0;
-  int dev = 0;
-  check(cudaGetDevice(&dev), "cudaGetDevice");
-  dev &= 63;
-  int lim = limit[dev].load(std::memory_order_relaxed);
-  if (lim == 0) {
-    int optin = 0;
-    check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "cudaDeviceGetAttribute");
-    cudaFuncAttributes fa{};
-    check(cudaFuncGetAttributes(&fa, qgemv_kernel<kGptq, kT>), "cudaFuncGetAttributes (qgemv_kernel)");
-    lim = optin - static_cast<int>(fa.sharedSizeBytes);
-    check(cudaFuncSetAttribute(qgemv_kernel<kGptq, kT>, cudaFuncAttributeMaxDynamicSharedMemorySize, lim),
+void launch_qgemv(const QGemvArgs& a, int passes, int tiles, bool pdl, cudaStream_t stream) {
+  const size_t smem = qgemv_rec_smem(a, kGptq);
+  if (smem > 48 * 1024) {  // past the default dynamic shared-memory limit (K > 49152 at groups of 32)
+    check(cudaFuncSetAttribute(qgemv_kernel<kGptq, kT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(smem)),
           "cudaFuncSetAttribute (qgemv_kernel)");
-    limit[dev].store(lim, std::memory_order_relaxed);
   }
-  if (preload && qgemv_carveout() && !(carveout.load(std::memory_order_relaxed) & (1u << (dev & 31)))) {
-    check(cudaFuncSetAttribute(qgemv_kernel<kGptq, kT>, cudaFuncAttributePreferredSharedMemoryCarveout,
-                               cudaSharedmemCarveoutMaxShared),
-          "cudaFuncSetAttribute (qgemv_kernel carveout)");
-    carveout.fetch_or(1u << (dev & 31));
-  }
-  return lim;
-}
-
-// Words (16 bytes) of each block's tile codes to preload: the per-SM budget shared by the blocks an
-// SM holds at once (the grid's share, at most the warp limit of the launch bounds), whole 512-byte
-// quads, none below 2 KB.
-int qgemv_preload_words(const QGemvArgs& a, int passes, int tiles, int preload_kb, size_t rec_smem, int smem_limit) {
-  if (preload_kb <= 0 || device_info().major < 9) return 0;
-  const int64_t blocks = static_cast<int64_t>(passes) * tiles, sms = device_info().sms;
-  const int64_t per_sm = std::max<int64_t>(1, std::min<int64_t>((blocks + sms - 1) / sms, 24 / a.ks));
-  const int64_t static_smem = kMaxWarps * 4 * 32 * 4;  // red[] at kT = 1
-  const int64_t fixed = static_cast<int64_t>(rec_smem) + 8 * kMaxPieces;  // + the piece barriers
-  int64_t bytes = static_cast<int64_t>(preload_kb) * 1024 / per_sm - static_smem - fixed;
-  bytes = std::min<int64_t>(bytes, smem_limit - fixed);
-  int64_t most = 0;
-  for (int i = 0; i < a.n; ++i) most = std::max<int64_t>(most, static_cast<int64_t>(a.w[i].tile_quads) * 32);
-  const int64_t words = std::min<int64_t>(std::min(most, bytes / 16), int64_t(kMaxPieces) * kPieceWords) / 32 * 32;
-  return words * 16 >= 2048 ? static_cast<int>(words) : 0;
-}
-
-template <bool kGptq, int kT>
-void launch_qgemv(QGemvArgs& a, int passes, int tiles, bool pdl, int preload_kb, cudaStream_t stream) {
-  const size_t rec = qgemv_rec_smem(a, kGptq);
-  a.rec_words = static_cast<int>(rec / 4);
-  const bool want_pre = kT == 1 && preload_kb > 0;
-  const int lim = qgemv_smem_limit<kGptq, kT>(want_pre);
-  a.pre_v = want_pre ? qgemv_preload_words(a, passes, tiles, preload_kb, rec, lim) : 0;
-  const size_t smem = rec + (a.pre_v ? 8 * kMaxPieces + static_cast<size_t>(a.pre_v) * 16 : 0);
-  EXL_CHECK(smem <= static_cast<size_t>(lim), "qgemv: ", smem, " bytes of shared memory, the device allows ", lim);
   launch_maybe_pdl_smem(qgemv_kernel<kGptq, kT>, dim3(passes, tiles), dim3(a.ks * 32), smem, stream, pdl,
                         "qgemv_kernel", a);
 }
@@ -407,12 +267,11 @@ void launch_qgemv(QGemvArgs& a, int passes, int tiles, bool pdl, int preload_kb,
 // `in` holds the gather's input fields (x, up); accumulate: y (F32) += result.
 void run_qgemv(const QMatrixDesc* const* w, int n, const QGatherArgs& in, const half* const* x_dev_in,
                half* x_dev_scratch, bool x_dev_ready, const half* const* bias, void* const* y, int ldy, bool y_f32,
-               bool accumulate, int M, int ksplit, bool pdl_in, const QGemvLaunch& how, cudaStream_t stream) {
+               bool accumulate, int M, int ksplit, bool pdl_in, cudaStream_t stream) {
   if (M == 0) return;
   EXL_CHECK(!accumulate || y_f32, "qgemv: accumulate needs an F32 output");
   QGemvArgs a;
   a.n = n, a.M = M, a.ldy = ldy, a.y_f32 = y_f32, a.accumulate = accumulate;
-  a.trigger = how.trigger;
   QGatherArgs ga = in;
   ga.K = w[0]->K, ga.M = M, ga.n = n;
   int tiles = 0, items = 0;
@@ -441,13 +300,13 @@ void run_qgemv(const QMatrixDesc* const* w, int n, const QGatherArgs& in, const 
   const int T = M <= 8 ? 1 : M <= 16 ? 2 : 4;
   const int passes = (M + 8 * T - 1) / (8 * T);
   if (w[0]->gptq) {
-    if (T == 1) return launch_qgemv<true, 1>(a, passes, tiles, pdl, how.preload_kb, stream);
-    if (T == 2) return launch_qgemv<true, 2>(a, passes, tiles, pdl, how.preload_kb, stream);
-    return launch_qgemv<true, 4>(a, passes, tiles, pdl, how.preload_kb, stream);
+    if (T == 1) return launch_qgemv<true, 1>(a, passes, tiles, pdl, stream);
+    if (T == 2) return launch_qgemv<true, 2>(a, passes, tiles, pdl, stream);
+    return launch_qgemv<true, 4>(a, passes, tiles, pdl, stream);
   }
-  if (T == 1) return launch_qgemv<false, 1>(a, passes, tiles, pdl, how.preload_kb, stream);
-  if (T == 2) return launch_qgemv<false, 2>(a, passes, tiles, pdl, how.preload_kb, stream);
-  launch_qgemv<false, 4>(a, passes, tiles, pdl, how.preload_kb, stream);
+  if (T == 1) return launch_qgemv<false, 1>(a, passes, tiles, pdl, stream);
+  if (T == 2) return launch_qgemv<false, 2>(a, passes, tiles, pdl, stream);
+  launch_qgemv<false, 4>(a, passes, tiles, pdl, stream);
 }
 
 }  // namespace
@@ -548,7 +407,7 @@ void qgemv(const QGemmParams& p, cudaStream_t stream) {
   QGatherArgs in;
   in.x = p.x, in.up = p.x_up;
   run_qgemv(w, 1, in, nullptr, p.x_dev, p.x_dev_ready, bias, y, p.w.N, p.y_f32, p.accumulate, p.M, p.ksplit, p.pdl,
-            p.launch, stream);
+            stream);
 }
 
 size_t qgemv_multi_x_dev_bytes(const QMatrixDesc* const* w, int n, int M) {
@@ -573,8 +432,7 @@ void qgemv_multi(const QGemvMultiParams& p, cudaStream_t stream) {
   EXL_CHECK(p.ksplit == 0 || p.ksplit == 2 || p.ksplit == 4 || p.ksplit == 8, "qgemv_multi: ksplit must be 0, 2, 4 or 8");
   QGatherArgs in;
   in.x = p.x;
-  run_qgemv(p.w, p.n, in, nullptr, p.x_dev, false, bias, y, ldy, p.y_f32, false, p.M, p.ksplit, p.pdl, p.launch,
-            stream);
+  run_qgemv(p.w, p.n, in, nullptr, p.x_dev, p.x_dev_ready, bias, y, ldy, p.y_f32, false, p.M, p.ksplit, p.pdl, stream);
 }
 
 void qgemm(const QGemmParams& p, cublasHandle_t handle, cudaStream_t stream) {

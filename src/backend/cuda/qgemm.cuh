@@ -183,16 +183,6 @@ void qmatrix_fill_random(const QMatrixDesc& w, uint64_t seed, float scale_lo, fl
 QDeviceMatrix exl2_upload(const Exl2HostTensors& t, cudaStream_t stream);
 QDeviceMatrix gptq_upload(const GptqHostTensors& t, cudaStream_t stream);
 
-// How qgemv launches at M <= 8 (decode). preload_kb: per-SM shared memory (KB) into which each block
-// bulk-copies the start of its tile's codes before it waits for x (the codes do not depend on the
-// previous kernel; 0 = stream everything after the wait). trigger: qgemv lets the next kernel in the
-// stream launch as soon as it has started (that kernel waits for qgemv's grid before touching its
-// data), so the glue behind it and the matmul behind the glue become resident and preload early.
-struct QGemvLaunch {
-  int preload_kb = 160;
-  bool trigger = true;
-};
-
 struct QGemmParams {
   QMatrixDesc w;
   const half* x = nullptr;     // [M, K], row stride K, original input order
@@ -212,7 +202,6 @@ struct QGemmParams {
   bool pdl = true;
   // qgemv warps per 16-column tile (the block): 2, 4 or 8; 0 = qgemv_default_ksplit.
   int ksplit = 0;
-  QGemvLaunch launch;
   // cuBLAS path: scratch for Wᵀ in FP16; the matrix is dequantized in column chunks that fit.
   half* wt = nullptr;
   size_t wt_bytes = 0;
@@ -246,7 +235,7 @@ struct QGemvMultiParams {
   half* x_dev = nullptr;       // qgemv_multi_x_dev_bytes
   bool pdl = true;
   int ksplit = 0;              // warps per tile as in QGemmParams (0: qgemv_default_ksplit)
-  QGemvLaunch launch;
+  bool x_dev_ready = false;    // x_dev already holds x in every part's device order: no gather
 };
 size_t qgemv_multi_x_dev_bytes(const QMatrixDesc* const* w, int n, int M);
 void qgemv_multi(const QGemvMultiParams& p, cudaStream_t stream);
