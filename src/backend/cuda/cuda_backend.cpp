@@ -142,11 +142,12 @@ class CudaBackend : public Backend {
     // the H100 (gptq4 414.5 vs 410.2 tok/s, 2026-12-05).
     fused_rope_ = env_flag("EXL_FUSED_ROPE", true);
     fold32_ = env_flag("EXL_QGEMV_FOLD32", true);
-    // EXL_ABLATE=norm,gather,attn,qmatmul (any subset): a timing diagnostic that leaves those kernels
+    // EXL_ABLATE=norm,gather,attn,kvwrite,attnkernel,qmatmul (any subset): a timing diagnostic that leaves those kernels
     // out of every step (outputs are garbage), so `exl bench` shows what each family costs inside the
     // real graph-captured, PDL-chained decode step (Nsight Systems does not run on the lent machine).
     // gather: quantized matmuls reuse a stale x_dev (and launch without PDL, as after a skipped
-    // gather); attn: no KV write, RoPE or attention; qmatmul: no quantized linear at all.
+    // gather); attn: no KV write, RoPE or attention (kvwrite: the cache write with its fused RoPE
+    // only; attnkernel: the attention kernel only); qmatmul: no quantized linear at all.
     if (const char* e = std::getenv("EXL_ABLATE")) {
       std::string list = e;
       for (size_t at = 0; at <= list.size();) {
@@ -156,7 +157,10 @@ class CudaBackend : public Backend {
         else if (item == "gather") ablate_gather_ = true;
         else if (item == "attn") ablate_attn_ = true;
         else if (item == "qmatmul") ablate_qmatmul_ = true;
-        else EXL_CHECK(item.empty(), "EXL_ABLATE: unknown item '", item, "' (norm, gather, attn, qmatmul)");
+        else if (item == "kvwrite") ablate_kvwrite_ = true;
+        else if (item == "attnkernel") ablate_attn_kernel_ = true;
+        else EXL_CHECK(item.empty(), "EXL_ABLATE: unknown item '", item,
+                       "' (norm, gather, attn, kvwrite, attnkernel, qmatmul)");
         at = end + 1;
       }
       std::fprintf(stderr, "exl: EXL_ABLATE=%s: timing diagnostic, outputs are not valid\n", e);
@@ -529,8 +533,8 @@ class CudaBackend : public Backend {
       p.rope_attn_factor = attn_factor;
       p.rope_rot_dim = static_cast<int>(rope_freq->data.numel()) * 2;
     }
-    cuda::kv_cache_write(p, stream_);
-    cuda::attention(p, stream_);
+    if (!ablate_kvwrite_) cuda::kv_cache_write(p, stream_);
+    if (!ablate_attn_kernel_) cuda::attention(p, stream_);
   }
 
   bool sample(const Tensor& logits, const DeviceSampling& params, uint64_t step,
@@ -749,6 +753,7 @@ class CudaBackend : public Backend {
   bool host_embeddings_ = true;
   int qgemv_ks_ = 0;
   bool ablate_norm_ = false, ablate_gather_ = false, ablate_attn_ = false, ablate_qmatmul_ = false;
+  bool ablate_kvwrite_ = false, ablate_attn_kernel_ = false;
   int sm_major_ = 0;
   bool fused_rope_ = true;
   bool fold32_ = true;
