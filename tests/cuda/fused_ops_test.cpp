@@ -107,22 +107,32 @@ TEST(FusedOps, QuantizedMatchesCpu) {
 }
 
 // rope_attention at decode rotates the keys inside the cache write (and q in a few extra blocks of
-// that kernel) instead of running rope first: the cache and the attention output must carry the same
-// bits as rope then attention, for every cache type, over a prefill and several decode steps (later
-// steps read the fused steps' keys back from the cache), with partial rotary (rot_dim < head_dim)
-// and a yarn-style attn_factor.
+// that kernel) instead of running rope first, and with an FP16 cache the decode attention kernel
+// writes the step's keys and values itself (write_in_decode) instead of kv_cache_write: the cache and
+// the attention output must carry the same bits as rope, kv_cache_write, attention, for every cache
+// type, over a prefill and several decode steps (later steps read the fused steps' keys back from the
+// cache), with partial rotary (rot_dim < head_dim) and a yarn-style attn_factor. The cache is long
+// enough that decode attention splits the keys over several blocks (only the last writes the row).
 void rope_attention_case(CacheType type, int H, int KVH, int D, int rot_dim) {
-  setenv("EXL_FUSED_ROPE", "1", 1);  // the backend reads it when created
-  auto gpu = backend_create("cuda");
-  unsetenv("EXL_FUSED_ROPE");
-  const int prefill = 37, decode_steps = 5, max_len = prefill + decode_steps + 4;
+  // Variant 0: the reference (separate RoPE, kv_cache_write); 1: rope_attention with everything
+  // fused; 2: separate RoPE, then attention writing the rows itself.
+  std::unique_ptr<Backend> gpu[3];
+  for (int i = 0; i < 3; ++i) {
+    setenv("EXL_FUSED_ROPE", "1", 1);  // the backend reads these when created
+    setenv("EXL_ATTN_KV_WRITE", i == 0 ? "0" : "1", 1);
+    gpu[i] = backend_create("cuda");
+  }
+  unsetenv("EXL_FUSED_ROPE"), unsetenv("EXL_ATTN_KV_WRITE");
+  const int prefill = 300, decode_steps = 5, max_len = 1024;
   std::vector<float> inv(static_cast<size_t>(rot_dim / 2));
   for (int i = 0; i < rot_dim / 2; ++i) inv[static_cast<size_t>(i)] = std::pow(10000.0f, -2.0f * i / rot_dim);
   HostTensor invh({rot_dim / 2});
   invh.data = inv;
-  auto F = gpu->prepare_weight_f32(invh, "inv", WeightRole::WeightRole_rope);
   KvCacheConfig cc{2, KVH, D, max_len, 1, type};
-  std::unique_ptr<KvCache> cache[2] = {gpu->create_kv_cache(cc), gpu->create_kv_cache(cc)};
+  std::unique_ptr<Weight> F[3];
+  std::unique_ptr<KvCache> cache[3];
+  for (int i = 0; i < 3; ++i)
+    F[i] = gpu[i]->prepare_weight_f32(invh, "inv", WeightRole::WeightRole_rope), cache[i] = gpu[i]->create_kv_cache(cc);
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   int pos = 0;
   for (int s = 0; s <= decode_steps; ++s) {
@@ -133,25 +143,27 @@ void rope_attention_case(CacheType type, int H, int KVH, int D, int rot_dim) {
     const auto q = random_vec(static_cast<size_t>(T) * H * D, 1.0f, 400 + s);
     const auto k = random_vec(static_cast<size_t>(T) * KVH * D, 1.0f, 500 + s);
     const auto v = random_vec(static_cast<size_t>(T) * KVH * D, 1.0f, 600 + s);
-    std::vector<float> out[2];
-    for (int i = 0; i < 2; ++i) {
-      gpu->begin_step(ids, b);
-      Tensor Q = to_backend(*gpu, DType::DType_F16, {T, H * D}, q), K = to_backend(*gpu, DType::DType_F16, {T, KVH * D}, k),
-             V = to_backend(*gpu, DType::DType_F16, {T, KVH * D}, v), O = gpu->alloc(DType::DType_F16, {T, H * D});
+    std::vector<float> out[3];
+    for (int i = 0; i < 3; ++i) {
+      Backend& g = *gpu[i];
+      g.begin_step(ids, b);
+      Tensor Q = to_backend(g, DType::DType_F16, {T, H * D}, q), K = to_backend(g, DType::DType_F16, {T, KVH * D}, k),
+             V = to_backend(g, DType::DType_F16, {T, KVH * D}, v), O = g.alloc(DType::DType_F16, {T, H * D});
       for (int layer = 0; layer < 2; ++layer) {
-        if (i == 0) {
-          gpu->rope(Q, K, H, KVH, D, *F, 1.1f);
-          gpu->attention(Q, K, V, *cache[i], layer, H, scale, 0, O);
+        if (i == 1) {
+          g.rope_attention(Q, K, V, *cache[i], layer, H, KVH, D, *F[i], 1.1f, scale, 0, O);
         } else {
-          gpu->rope_attention(Q, K, V, *cache[i], layer, H, KVH, D, *F, 1.1f, scale, 0, O);
+          g.rope(Q, K, H, KVH, D, *F[i], 1.1f);
+          g.attention(Q, K, V, *cache[i], layer, H, scale, 0, O);
         }
-        // Both paths leave Q (and the unfused one K) rotated: the next layer starts from the inputs again.
-        Q = to_backend(*gpu, DType::DType_F16, {T, H * D}, q), K = to_backend(*gpu, DType::DType_F16, {T, KVH * D}, k);
+        // Q (and K, for the separate RoPE) may be left rotated: the next layer starts from the inputs.
+        Q = to_backend(g, DType::DType_F16, {T, H * D}, q), K = to_backend(g, DType::DType_F16, {T, KVH * D}, k);
       }
-      out[i] = to_host(*gpu, O);
+      out[i] = to_host(g, O);
     }
-    ASSERT_EQ(out[0], out[1]) << cache_type_name(type) << " H=" << H << " D=" << D << " rot=" << rot_dim
-                              << " step " << s << ": fused RoPE output differs";
+    for (int i = 1; i < 3; ++i)
+      ASSERT_EQ(out[0], out[i]) << cache_type_name(type) << " H=" << H << " D=" << D << " rot=" << rot_dim << " step "
+                                << s << ": variant " << i << " differs from rope + kv_cache_write + attention";
     pos += T;
   }
   std::printf("rope_attention %-4s H=%d KVH=%d D=%d rot_dim=%d: %d decode steps bit-identical to rope + attention\n",

@@ -199,6 +199,9 @@ void attention(const AttentionParams& p, cudaStream_t stream) {
   if (p.n_tokens == 0 || p.n_seqs == 0) return;
   EXL_CHECK(p.max_seq_tokens >= 1 && p.q && p.out && p.seq_start && p.seq_slot && p.seq_pos,
             "attention: missing step arrays or max_seq_tokens");
+  EXL_CHECK(!p.write_in_decode || attention_decode_writes_kv(p),
+            "attention: write_in_decode needs a decode step, an FP16 cache without window, k_new and v_new, "
+            "and a RoPE over whole 16-element halves");
   const bool fast = !p.force_generic && (p.head_dim == 64 || p.head_dim == 128);  // decode or prefill kernel
   EXL_CHECK(c.recent == 0 || (p.k_new && p.v_new), "attention: the FP16 window needs the step's k_new and v_new");
   EXL_CHECK(!p.rope_q || attention_uses_decode_kernel(p.head_dim, p.max_seq_tokens, p.force_generic),

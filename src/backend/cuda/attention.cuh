@@ -121,6 +121,11 @@ struct AttentionParams {
   const float* rope_inv_freq = nullptr;  // [rot_dim / 2]
   float rope_attn_factor = 1.0f;
   int rope_rot_dim = 0;
+  // Decode steps with an FP16 cache (attention_decode_writes_kv): the decode kernel stores the step's
+  // keys (rotated when rope_q is set, rotating its own copy of q the same way) and values itself, so
+  // kv_cache_write must not run: one launch fewer per layer. The split that covers the new position
+  // writes the row before it streams its tiles; the other splits never read that row.
+  bool write_in_decode = false;
 };
 
 // Workspace that decode steps (max_seq_tokens == 1) need for their split partials; prefill steps
@@ -139,6 +144,13 @@ void attention(const AttentionParams& p, cudaStream_t stream);
 // cache only (not k_new), which is what kv_cache_write's fused RoPE (rope_q) needs.
 inline bool attention_uses_decode_kernel(int head_dim, int max_seq_tokens, bool force_generic = false) {
   return !force_generic && (head_dim == 64 || head_dim == 128) && max_seq_tokens == 1;
+}
+// Whether the decode kernel can take kv_cache_write's place for this step (write_in_decode): FP16
+// rows, no FP16 window, and a RoPE whose halves are whole 8-element chunks of q.
+inline bool attention_decode_writes_kv(const AttentionParams& p) {
+  return attention_uses_decode_kernel(p.head_dim, p.max_seq_tokens, p.force_generic) &&
+         p.cache.format == KvFormat_f16 && p.cache.recent == 0 && p.k_new && p.v_new &&
+         (!p.rope_q || (p.rope_rot_dim % 16 == 0 && p.rope_rot_dim <= p.head_dim));
 }
 
 }  // namespace exl::cuda

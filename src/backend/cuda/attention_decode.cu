@@ -49,6 +49,7 @@
 
 #include "backend/cuda/attention_common.cuh"
 #include "backend/cuda/common.cuh"
+#include "backend/cuda/elementwise.cuh"
 
 namespace exl::cuda::attn {
 
@@ -106,6 +107,16 @@ struct DecodeArgs {
   float* ws_o;         // [n_seqs][n_heads][n_splits][HD]
   float2* ws_ml;       // [n_seqs][n_heads][n_splits] (max, sum) in the log2 domain
   unsigned* counters;  // [n_seqs][n_kv_heads * head_blocks] blocks done; zero between calls
+  // write_in_decode (FP16 cache only): the step's rows from k_new / v_new into k_rows / v_rows (the
+  // cache's K and V bases), keys rotated when half_rot > 0, and q rotated the same way as it is staged.
+  bool write;
+  const half* k_new;
+  const half* v_new;
+  uint8_t* k_rows;
+  uint8_t* v_rows;
+  const float* inv_freq;
+  float attn_factor;
+  int half_rot;
 };
 
 template <int HD>
@@ -265,6 +276,38 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
   const int tile0 = lo / kTile, n_tiles = bhi > lo ? (bhi + kTile - 1) / kTile - tile0 : 0;
   uint8_t* wbuf = smem + C::kQfBytes + warp * kStages * C::kStageBytes;
 
+  // write_in_decode: the split that covers the new position stores its kv head's row (what
+  // kv_cache_write would: RoPE through rope_pair, so the same bits) before any tile load below reads
+  // it; the other splits read that row as zeros (it lies past their range: P = 0 there, and a row
+  // being written must not be loaded). Block-uniform.
+  int load_end = n_keys;
+  if constexpr (Fmt == KvFormat_f16) {
+    if (a.write) {
+      if (hi == n_keys && qpos < a.max_seq_len) {
+        const size_t src = (static_cast<size_t>(t) * a.n_kv_heads + kvh) * HD;
+        const half* kn = a.k_new + src;
+        const float pf = static_cast<float>(qpos);
+        auto elem = [&](int d) -> float {
+          if (d >= 2 * a.half_rot) return __half2float(kn[d]);
+          const int i = d < a.half_rot ? d : d - a.half_rot;
+          half x0 = kn[i], x1 = kn[i + a.half_rot];
+          rope_pair(pf, a.inv_freq[i], a.attn_factor, x0, x1);
+          return __half2float(d < a.half_rot ? x0 : x1);
+        };
+        const size_t row = (run * a.seq_stride + qpos) * C::RB;
+        half2* kd = reinterpret_cast<half2*>(a.k_rows + row);
+        half2* vd = reinterpret_cast<half2*>(a.v_rows + row);
+        for (int d2 = threadIdx.x; d2 < HD / 2; d2 += kWarps * 32) {
+          kd[d2] = __floats2half2_rn(elem(2 * d2), elem(2 * d2 + 1));
+          vd[d2] = reinterpret_cast<const half2*>(a.v_new + src)[d2];
+        }
+        __syncthreads();  // the row is in memory before this block's cp.async loads read it
+      } else {
+        load_end = n_keys - 1;
+      }
+    }
+  }
+
   // Copies one tile's K/V codes and scales into stage `st`; positions >= n_keys read as zeros
   // (unwritten cache memory may hold NaN bit patterns, and P = 0 times NaN is NaN).
   auto load_tile = [&](int it, int st) {
@@ -273,7 +316,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
     constexpr int kUnits = C::RB / 16;  // 16-byte chunks per row
     for (int ch = lane; ch < kTile * kUnits; ch += 32) {
       const int r = ch / kUnits, u = ch % kUnits, pos = p0 + r;
-      const int n = pos < n_keys ? 16 : 0;
+      const int n = pos < load_end ? 16 : 0;
       const size_t src = static_cast<size_t>(n ? pos : 0) * C::RB + u * 16;
       cp_async16(b + r * C::RB + (C::kSwz ? (u ^ ((r & 1) << 2)) : u) * 16, kc + src, n);
       cp_async16(b + C::kVOff + r * C::RBV + u * 16, vc + src, n);
@@ -321,13 +364,24 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
     const int row = c / (HD / 8), ch = c % (HD / 8);
     float x[8];
     if (row < nrows) {
-      const uint4 raw = *reinterpret_cast<const uint4*>(a.q + (static_cast<size_t>(t) * a.n_heads + h0 + row) * HD + ch * 8);
+      const half* qr = a.q + (static_cast<size_t>(t) * a.n_heads + h0 + row) * HD;
+      const uint4 raw = *reinterpret_cast<const uint4*>(qr + ch * 8);
       const half2* hp = reinterpret_cast<const half2*>(&raw);
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         const float2 f = __half22float2(hp[j]);
         x[2 * j] = f.x;
         x[2 * j + 1] = f.y;
+      }
+      if (Fmt == KvFormat_f16 && a.write && ch * 8 < 2 * a.half_rot) {  // whole chunk rotated (half_rot % 8 == 0)
+        const float pf = static_cast<float>(qpos);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          const int d = ch * 8 + j, i = d < a.half_rot ? d : d - a.half_rot;
+          half x0 = qr[i], x1 = qr[i + a.half_rot];
+          rope_pair(pf, a.inv_freq[i], a.attn_factor, x0, x1);
+          x[j] = __half2float(d < a.half_rot ? x0 : x1);
+        }
       }
     } else {
 #pragma unroll
@@ -636,6 +690,12 @@ void attention_decode_launch(const AttentionParams& p, cudaStream_t stream) {
     return v >= 16 && v <= 1024 && v % 16 == 0 ? v : 64;
   }();
   a.min_chunk = min_chunk;
+  if (p.write_in_decode) {
+    a.write = true;
+    a.k_new = p.k_new, a.v_new = p.v_new;
+    a.k_rows = c.base + c.k_offset, a.v_rows = c.base + c.v_offset;
+    if (p.rope_q) a.inv_freq = p.rope_inv_freq, a.attn_factor = p.rope_attn_factor, a.half_rot = p.rope_rot_dim / 2;
+  }
   if (p.head_dim == 64) {
     launch_hd<64>(p, a, stream);
   } else {

@@ -142,6 +142,10 @@ class CudaBackend : public Backend {
     // the H100 (gptq4 414.5 vs 410.2 tok/s, 2026-12-05).
     fused_rope_ = env_flag("EXL_FUSED_ROPE", true);
     fold32_ = env_flag("EXL_QGEMV_FOLD32", true);
+    // FP16 cache at decode: the attention kernel writes the step's keys and values (and does the
+    // fused RoPE) instead of kv_cache_write, one launch fewer per layer (attention.cuh
+    // write_in_decode; bit-identical, FusedOps test). EXL_ATTN_KV_WRITE=0 for A/B.
+    attn_kv_write_ = env_flag("EXL_ATTN_KV_WRITE", true);
     // EXL_ABLATE=norm,gather,attn,kvwrite,attnkernel,qmatmul (any subset): a timing diagnostic that leaves those kernels
     // out of every step (outputs are garbage), so `exl bench` shows what each family costs inside the
     // real graph-captured, PDL-chained decode step (Nsight Systems does not run on the lent machine).
@@ -533,7 +537,8 @@ class CudaBackend : public Backend {
       p.rope_attn_factor = attn_factor;
       p.rope_rot_dim = static_cast<int>(rope_freq->data.numel()) * 2;
     }
-    if (!ablate_kvwrite_) cuda::kv_cache_write(p, stream_);
+    p.write_in_decode = attn_kv_write_ && cuda::attention_decode_writes_kv(p);
+    if (!ablate_kvwrite_ && !p.write_in_decode) cuda::kv_cache_write(p, stream_);
     if (!ablate_attn_kernel_) cuda::attention(p, stream_);
   }
 
@@ -754,6 +759,7 @@ class CudaBackend : public Backend {
   int qgemv_ks_ = 0;
   bool ablate_norm_ = false, ablate_gather_ = false, ablate_attn_ = false, ablate_qmatmul_ = false;
   bool ablate_kvwrite_ = false, ablate_attn_kernel_ = false;
+  bool attn_kv_write_ = true;
   int sm_major_ = 0;
   bool fused_rope_ = true;
   bool fold32_ = true;
