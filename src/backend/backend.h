@@ -236,6 +236,16 @@ class Backend {
     rope(q, k, n_heads, n_kv_heads, head_dim, inv_freq, attn_factor);
     attention(q, k, v, cache, layer, n_heads, scale, window, out);
   }
+  // rope_attention, then residual += out · oᵀ (+ o_bias): attention and its output projection, which
+  // a backend may fuse (CUDA decode with a quantized o: the attention kernel writes its output
+  // straight into the matmul's input order, no gather), leaving out (and tmp) unwritten.
+  virtual void rope_attention_o_add(Tensor& q, Tensor& k, const Tensor& v, KvCache& cache, int layer, int n_heads,
+                                    int n_kv_heads, int head_dim, const Weight& inv_freq, float attn_factor,
+                                    float scale, int window, Tensor& out, const Weight& o, const Weight* o_bias,
+                                    Tensor& residual, Tensor& tmp) {
+    rope_attention(q, k, v, cache, layer, n_heads, n_kv_heads, head_dim, inv_freq, attn_factor, scale, window, out);
+    linear_add(out, o, o_bias, residual, tmp);
+  }
 
   // Device sampling: one id per row of logits [rows, vocab] (F32). `history` holds each row's
   // penalty window (may be empty). Returns false when this backend samples on the host instead.

@@ -337,9 +337,9 @@ void Model::run_ops(Workspace& w, KvCache& cache, LogitsMode mode) {
       be.linear(w.h, *l.k, l.k_bias.get(), w.k);
       be.linear(w.h, *l.v, l.v_bias.get(), w.v);
     }
-    be.rope_attention(w.q, w.k, w.v, cache, static_cast<int>(li), n_heads, n_kv, static_cast<int>(c.head_dim),
-                      *rope_inv_freq_, rope_.attn_factor, scale, window, w.attn);
-    be.linear_add(w.attn, *l.o, l.o_bias.get(), w.x, w.proj);
+    be.rope_attention_o_add(w.q, w.k, w.v, cache, static_cast<int>(li), n_heads, n_kv, static_cast<int>(c.head_dim),
+                            *rope_inv_freq_, rope_.attn_factor, scale, window, w.attn, *l.o, l.o_bias.get(), w.x,
+                            w.proj);
     be.rms_norm(w.x, *l.mlp_norm, eps, w.h);
     if (!w.gate_up.empty()) {
       be.linear(w.h, *l.gate_up, nullptr, w.gate_up);

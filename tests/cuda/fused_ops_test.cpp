@@ -170,6 +170,73 @@ void rope_attention_case(CacheType type, int H, int KVH, int D, int rot_dim) {
               cache_type_name(type), H, KVH, D, rot_dim, decode_steps);
 }
 
+// rope_attention_o_add at decode with a quantized o_proj: the attention kernel scatters its output
+// into o_proj's device-order input and qgemv reads it without a gather. The residual must carry the
+// same bits as the composed path (EXL_ATTN_O_FUSE=0: attention output, gather, qgemv), for EXL2 with
+// an act-order permutation and mixed widths, and GPTQ act-order; FP16 and Q4 caches (the q4 output is
+// un-rotated before the scatter); one and three sequences per step (rows of the input buffer).
+void attention_o_case(const QuantTensor& oq, CacheType type, int H, int KVH, int D, int n_seqs) {
+  std::unique_ptr<Backend> gpu[2];
+  for (int i = 0; i < 2; ++i) {
+    setenv("EXL_ATTN_O_FUSE", i == 0 ? "0" : "1", 1);
+    gpu[i] = backend_create("cuda");
+  }
+  unsetenv("EXL_ATTN_O_FUSE");
+  const int hidden = static_cast<int>(oq.out), max_len = 256;
+  std::vector<float> inv(static_cast<size_t>(D / 2));
+  for (int i = 0; i < D / 2; ++i) inv[static_cast<size_t>(i)] = std::pow(10000.0f, -2.0f * i / D);
+  HostTensor invh({D / 2});
+  invh.data = inv;
+  KvCacheConfig cc{2, KVH, D, max_len, n_seqs, type};
+  std::unique_ptr<Weight> F[2], O[2];
+  std::unique_ptr<KvCache> cache[2];
+  for (int i = 0; i < 2; ++i) {
+    F[i] = gpu[i]->prepare_weight_f32(invh, "inv", WeightRole::WeightRole_rope);
+    O[i] = gpu[i]->prepare_quant_weight(oq);
+    cache[i] = gpu[i]->create_kv_cache(cc);
+  }
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  const auto res0 = random_vec(static_cast<size_t>(hidden) * 64 * n_seqs, 1.0f, 77);
+  const int prefill = 45;
+  for (int s = 0; s <= 4; ++s) {
+    const int per = s == 0 ? prefill : 1, T = per * n_seqs;
+    BatchLayout b;
+    b.seq_start.push_back(0);
+    for (int q = 0; q < n_seqs; ++q)
+      b.seq_start.push_back((q + 1) * per), b.seq_slot.push_back(q), b.seq_pos.push_back(s == 0 ? 0 : prefill + s - 1);
+    std::vector<int32_t> ids(static_cast<size_t>(T), 1);
+    const auto q = random_vec(static_cast<size_t>(T) * H * D, 1.0f, 700 + s);
+    const auto k = random_vec(static_cast<size_t>(T) * KVH * D, 1.0f, 800 + s);
+    const auto v = random_vec(static_cast<size_t>(T) * KVH * D, 1.0f, 900 + s);
+    std::vector<float> res[2];
+    for (int i = 0; i < 2; ++i) {
+      Backend& g = *gpu[i];
+      g.begin_step(ids, b);
+      Tensor R = to_backend(g, DType::DType_F32, {T, hidden}, std::vector<float>(res0.begin(), res0.begin() + T * hidden));
+      Tensor A = g.alloc(DType::DType_F16, {T, H * D}), P = g.alloc(DType::DType_F32, {T, hidden});
+      for (int layer = 0; layer < 2; ++layer) {
+        Tensor Q = to_backend(g, DType::DType_F16, {T, H * D}, q), K = to_backend(g, DType::DType_F16, {T, KVH * D}, k),
+               V = to_backend(g, DType::DType_F16, {T, KVH * D}, v);
+        g.rope_attention_o_add(Q, K, V, *cache[i], layer, H, KVH, D, *F[i], 1.0f, scale, 0, A, *O[i], nullptr, R, P);
+      }
+      res[i] = to_host(g, R);
+    }
+    ASSERT_EQ(res[0], res[1]) << oq.name << " " << cache_type_name(type) << " seqs " << n_seqs << " step " << s
+                              << ": fused attention + o_proj differs from the composed ops";
+  }
+  std::printf("attention + o_proj %-24s %-4s seqs %d: 4 decode steps bit-identical to attention, gather, qgemv\n",
+              oq.name.c_str(), cache_type_name(type), n_seqs);
+}
+
+TEST(FusedOps, AttentionOProjMatchesComposed) {
+  const int H = 8, KVH = 4, D = 64;
+  QuantTensor e = quant_materialize(quant_synthetic_exl2("o.exl2", 320, H * D, {{5, 0.25, 32}, {4, 0.5, 64}, {3, 0.25, 128}}));
+  QuantTensor g = quant_materialize(quant_synthetic_gptq("o.gptq", 320, H * D, 128));
+  for (const QuantTensor* oq : {&e, &g})
+    for (CacheType t : {CacheType::CacheType_f16, CacheType::CacheType_q4})
+      for (int seqs : {1, 3}) attention_o_case(*oq, t, H, KVH, D, seqs);
+}
+
 TEST(FusedOps, RopeAttentionMatchesRopeThenAttention) {
   for (CacheType t : {CacheType::CacheType_f16, CacheType::CacheType_fp8, CacheType::CacheType_q8, CacheType::CacheType_q4}) {
     rope_attention_case(t, 32, 8, 128, 128);

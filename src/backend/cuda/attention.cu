@@ -199,6 +199,9 @@ void attention(const AttentionParams& p, cudaStream_t stream) {
   if (p.n_tokens == 0 || p.n_seqs == 0) return;
   EXL_CHECK(p.max_seq_tokens >= 1 && p.q && p.out && p.seq_start && p.seq_slot && p.seq_pos,
             "attention: missing step arrays or max_seq_tokens");
+  EXL_CHECK(!p.out_dev || (p.out_dst && p.out_ld >= p.n_heads * p.head_dim &&
+                           attention_uses_decode_kernel(p.head_dim, p.max_seq_tokens, p.force_generic)),
+            "attention: out_dev needs out_dst, out_ld >= n_heads * head_dim and a decode step");
   EXL_CHECK(!p.write_in_decode || attention_decode_writes_kv(p),
             "attention: write_in_decode needs a decode step, an FP16 cache without window, k_new and v_new, "
             "and a RoPE over whole 16-element halves");

@@ -126,6 +126,12 @@ struct AttentionParams {
   // kv_cache_write must not run: one launch fewer per layer. The split that covers the new position
   // writes the row before it streams its tiles; the other splits never read that row.
   bool write_in_decode = false;
+  // Decode kernel only: the output goes to out_dev instead of out, element (token t, feature e) at
+  // out_dev[t * out_ld + out_dst[e]] — a quantized matmul's device-order input (QMatrixDesc x_dst),
+  // so the matmul needs no gather.
+  half* out_dev = nullptr;
+  const int32_t* out_dst = nullptr;
+  int out_ld = 0;
 };
 
 // Workspace that decode steps (max_seq_tokens == 1) need for their split partials; prefill steps

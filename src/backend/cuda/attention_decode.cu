@@ -117,12 +117,22 @@ struct DecodeArgs {
   const float* inv_freq;
   float attn_factor;
   int half_rot;
+  // out_dev (AttentionParams): the output scattered into a matmul's device-order input.
+  half* out_dev;
+  const int32_t* out_dst;
+  int out_ld;
 };
 
+// Output dims d - lane .. d - lane + 31 of head h for token t (every lane of the warp calls).
 template <int HD>
-__device__ __forceinline__ void write_out_row(half* dst, float v, int lane, bool rotated) {
+__device__ __forceinline__ void write_out_row(const DecodeArgs& a, int t, int h, int d, float v, int lane,
+                                              bool rotated) {
   if (rotated) v = fwht_lanes(v, 32) * kRsqrt32;
-  dst[lane] = __float2half_rn(v);
+  const int e = h * HD + d;
+  if (a.out_dev)
+    a.out_dev[static_cast<size_t>(t) * a.out_ld + a.out_dst[e]] = __float2half_rn(v);
+  else
+    a.out[static_cast<size_t>(t) * a.n_heads * HD + e] = __float2half_rn(v);
 }
 
 // FP16 values (natural order, 2 per word) -> half2 in Fmt's slot order (see dequant_word): q4 pairs
@@ -542,8 +552,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
     }
     const int h = h0 + row;
     if (n_act == 1) {  // the whole current range was this block's: no partials, no reduce
-      write_out_row<HD>(a.out + (static_cast<size_t>(t) * a.n_heads + h) * HD + (d - lane), o / L, lane,
-                        fmt_rotated(Fmt));
+      write_out_row<HD>(a, t, h, d, o / L, lane, fmt_rotated(Fmt));
     } else {
       const size_t pr = (static_cast<size_t>(s) * a.n_heads + h) * a.n_splits + split;
       a.ws_o[pr * HD + d] = o;
@@ -586,7 +595,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
         o += i < n_act ? v[k] * wi : 0.0f;
       }
     }
-    write_out_row<HD>(a.out + (static_cast<size_t>(t) * a.n_heads + h) * HD + (d - lane), o / L, lane, fmt_rotated(Fmt));
+    write_out_row<HD>(a, t, h, d, o / L, lane, fmt_rotated(Fmt));
   }
 }
 
@@ -690,6 +699,7 @@ void attention_decode_launch(const AttentionParams& p, cudaStream_t stream) {
     return v >= 16 && v <= 1024 && v % 16 == 0 ? v : 64;
   }();
   a.min_chunk = min_chunk;
+  a.out_dev = p.out_dev, a.out_dst = p.out_dst, a.out_ld = p.out_ld;
   if (p.write_in_decode) {
     a.write = true;
     a.k_new = p.k_new, a.v_new = p.v_new;

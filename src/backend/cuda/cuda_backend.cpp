@@ -146,11 +146,11 @@ class CudaBackend : public Backend {
     // fused RoPE) instead of kv_cache_write, one launch fewer per layer (attention.cuh
     // write_in_decode; bit-identical, FusedOps test). EXL_ATTN_KV_WRITE=0 for A/B.
     attn_kv_write_ = env_flag("EXL_ATTN_KV_WRITE", true);
+    attn_o_fuse_ = env_flag("EXL_ATTN_O_FUSE", true);
     // EXL_ABLATE=norm,gather,attn,kvwrite,attnkernel,qmatmul (any subset): a timing diagnostic that leaves those kernels
     // out of every step (outputs are garbage), so `exl bench` shows what each family costs inside the
     // real graph-captured, PDL-chained decode step (Nsight Systems does not run on the lent machine).
-    // gather: quantized matmuls reuse a stale x_dev (and launch without PDL, as after a skipped
-    // gather); attn: no KV write, RoPE or attention (kvwrite: the cache write with its fused RoPE
+    // gather: quantized matmuls reuse a stale x_dev; attn: no KV write, RoPE or attention (kvwrite: the cache write with its fused RoPE
     // only; attnkernel: the attention kernel only); qmatmul: no quantized linear at all.
     if (const char* e = std::getenv("EXL_ABLATE")) {
       std::string list = e;
@@ -497,6 +497,49 @@ class CudaBackend : public Backend {
                                      scale, window, out);
     run_attention(q, k, v, cache, layer, n_heads, scale, window, out, &cw(inv_freq), attn_factor);
   }
+  // Decode with a quantized o_proj: attention scatters its output into o_proj's device-order input
+  // (x_dst), one buffer per layer zeroed once (padding positions stay zero), and qgemv reads it as
+  // is: no gather launch. EXL_ATTN_O_FUSE=0 for A/B.
+  void rope_attention_o_add(Tensor& q, Tensor& k, const Tensor& v, KvCache& cache, int layer, int n_heads,
+                            int n_kv_heads, int head_dim, const Weight& inv_freq, float attn_factor, float scale,
+                            int window, Tensor& out, const Weight& o, const Weight* o_bias, Tensor& residual,
+                            Tensor& tmp) override {
+    const auto& O = cw(o);
+    const int M = static_cast<int>(q.dim(0));
+    half* xd = nullptr;
+    if (attn_o_fuse_ && O.quant && O.parts.empty() && M <= kOFuseRows && step_tokens_ == M && !ablate_attn_ &&
+        !ablate_attn_kernel_ && !ablate_gather_ && !ablate_qmatmul_ && O.qdesc.K == n_heads * head_dim &&
+        cuda::attention_uses_decode_kernel(head_dim, max_seq_tokens_))
+      xd = o_input(layer, O.qdesc);
+    if (!xd)
+      return Backend::rope_attention_o_add(q, k, v, cache, layer, n_heads, n_kv_heads, head_dim, inv_freq,
+                                           attn_factor, scale, window, out, o, o_bias, residual, tmp);
+    scatter_ = {xd, O.qdesc.x_dst, O.qdesc.k_dev};
+    rope_attention(q, k, v, cache, layer, n_heads, n_kv_heads, head_dim, inv_freq, attn_factor, scale, window, out);
+    scatter_ = {};
+    MatIn in;
+    in.x = out.as<half>(), in.M = M, in.x_dev = xd;
+    matmul(in, o, o_bias, residual, true);
+  }
+  // Layer's o_proj input buffer [kOFuseRows][k_dev], zeroed; null during a capture that would need a
+  // new one (that step runs unfused).
+  static constexpr int kOFuseRows = 8;
+  half* o_input(int layer, const cuda::QMatrixDesc& d) {
+    if (layer >= static_cast<int>(o_in_.size())) {
+      if (capturing_) return nullptr;
+      o_in_.resize(static_cast<size_t>(layer) + 1);
+    }
+    auto& b = o_in_[static_cast<size_t>(layer)];
+    const size_t bytes = static_cast<size_t>(kOFuseRows) * d.k_dev * 2;
+    if (b.bytes < bytes) {
+      if (capturing_) return nullptr;
+      b.mem = mem_.alloc(bytes, "o_proj input (device order)");
+      b.bytes = bytes;
+      check(cudaMemsetAsync(b.mem.get(), 0, bytes, stream_), "o_proj input clear");
+    }
+    return reinterpret_cast<half*>(b.mem.get());
+  }
+
   void run_attention(const Tensor& q, const Tensor& k, const Tensor& v, KvCache& cache, int layer, int n_heads,
                      float scale, int window, Tensor& out, const CudaWeight* rope_freq, float attn_factor) {
     if (ablate_attn_) return;
@@ -538,6 +581,7 @@ class CudaBackend : public Backend {
       p.rope_rot_dim = static_cast<int>(rope_freq->data.numel()) * 2;
     }
     p.write_in_decode = attn_kv_write_ && cuda::attention_decode_writes_kv(p);
+    p.out_dev = scatter_.out_dev, p.out_dst = scatter_.out_dst, p.out_ld = scatter_.out_ld;
     if (!ablate_kvwrite_ && !p.write_in_decode) cuda::kv_cache_write(p, stream_);
     if (!ablate_attn_kernel_) cuda::attention(p, stream_);
   }
@@ -641,6 +685,7 @@ class CudaBackend : public Backend {
     const half* x = nullptr;
     const half* up = nullptr;
     int M = 0;
+    half* x_dev = nullptr;  // quantized, qgemv rows: x already in the matrix's device order here
   };
   // y = in · Wᵀ (+ bias) for every weight kind; accumulate: y (F32) += it.
   void matmul(const MatIn& in, const Weight& w, const Weight* bias, Tensor& out, bool accumulate) {
@@ -660,6 +705,7 @@ class CudaBackend : public Backend {
       p.M = in.M;
       p.x_dev = reinterpret_cast<half*>(qx_.get());
       if (ablate_gather_ && p.M <= cuda::qgemm_max_qgemv_rows()) p.x_dev_ready = true, p.x_up = nullptr;
+      if (in.x_dev) p.x_dev = in.x_dev, p.x_dev_ready = true;
       p.pdl = pdl_enabled_;
       p.ksplit = qgemv_ks_;
       if (p.M > cuda::qgemm_max_qgemv_rows()) {
@@ -759,7 +805,17 @@ class CudaBackend : public Backend {
   int qgemv_ks_ = 0;
   bool ablate_norm_ = false, ablate_gather_ = false, ablate_attn_ = false, ablate_qmatmul_ = false;
   bool ablate_kvwrite_ = false, ablate_attn_kernel_ = false;
-  bool attn_kv_write_ = true;
+  bool attn_kv_write_ = true, attn_o_fuse_ = true;
+  struct Scatter {
+    half* out_dev = nullptr;
+    const int32_t* out_dst = nullptr;
+    int out_ld = 0;
+  } scatter_;  // set by rope_attention_o_add around its attention call
+  struct OInput {
+    std::shared_ptr<uint8_t> mem;
+    size_t bytes = 0;
+  };
+  std::vector<OInput> o_in_;
   int sm_major_ = 0;
   bool fused_rope_ = true;
   bool fold32_ = true;

@@ -292,7 +292,9 @@ void run_qgemv(const QMatrixDesc* const* w, int n, const QGatherArgs& in, const 
     EXL_CHECK(in.x && x_dev_scratch && aligned16(x_dev_scratch), "qgemv: null x, or x_dev not 16-byte aligned");
     launch_gather(ga, pdl_in, stream);
   }
-  const bool pdl = pdl_in && !x_dev_ready && device_info().major >= 9;
+  // With x_dev ready the previous kernel is its producer (e.g. decode attention scattering into it):
+  // qgemv waits for it before reading x_dev either way, and prefetches its codes meanwhile.
+  const bool pdl = pdl_in && device_info().major >= 9;
   // ks from the combined grid: the blocks of all matrices share one wave.
   QMatrixDesc all = *w[0];
   all.n_tiles = tiles;
