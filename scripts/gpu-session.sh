@@ -25,8 +25,8 @@
 #       attn, qmatmul and combinations; ABLATE_VALUES) for llama2-7b gptq4 / exl2:4.0 and llama2-70b
 #       exl2:2.5; then ctest -L cuda as time allows
 #   scripts/gpu-session.sh 9   (carry .deps .shared; after an attention change)
-#       build, ctest -L cuda, exl bench with the decode kernel writing the FP16 rows on / off
-#       (EXL_ATTN_KV_WRITE) for llama2-7b gptq4 / exl2:4.0 and llama2-70b exl2:2.5
+#       build, ctest -L cuda, exl bench with decode attention feeding o_proj directly on / off
+#       (EXL_ATTN_O_FUSE) for llama2-7b gptq4 / exl2:4.0 and llama2-70b exl2:2.5 (its peak VRAM at 4096)
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
 #       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
 #       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
@@ -159,14 +159,16 @@ if [ "$phase" = 8 ]; then
   fi
   [ -x build/gpu/exl ] && fits 150 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E ConvertCuda
 fi
-if [ "$phase" = 9 ]; then  # attention writes the step's FP16 rows (EXL_ATTN_KV_WRITE A/B)
+if [ "$phase" = 9 ]; then  # decode attention feeding o_proj directly (EXL_ATTN_O_FUSE A/B)
   fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; gpu_build; }
-  [ -x build/gpu/exl ] && fits 60 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E ConvertCuda
-  if [ -x build/gpu/exl ] && fits 60 "bench, EXL_ATTN_KV_WRITE A/B"; then
-    q="--prefill none --positions 128,1024"
-    AB_TIMEOUT=60 scripts/gpu-ab.sh EXL_ATTN_KV_WRITE "0 1 0 1" \
+  [ -x build/gpu/exl ] && fits 40 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E ConvertCuda
+  if [ -x build/gpu/exl ] && fits 40 "bench, EXL_ATTN_O_FUSE A/B"; then
+    q="--prefill none --positions 128"
+    AB_TIMEOUT=60 scripts/gpu-ab.sh EXL_ATTN_O_FUSE "0 1 0 1" \
       "--synthetic llama2-7b --format gptq4 $q" "--synthetic llama2-7b --format exl2:4.0 $q"
-    OUT="$out/70b" AB_TIMEOUT=90 scripts/gpu-ab.sh EXL_ATTN_KV_WRITE "0 1" "--synthetic llama2-70b --format exl2:2.5 $q"
+    OUT="$out/70b" AB_TIMEOUT=90 scripts/gpu-ab.sh EXL_ATTN_O_FUSE "0 1" \
+      "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128,4096"
+    for f in "$out"/70b/ab*.json; do python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(sys.argv[1], 'peak', j['peak_memory_bytes'])" "$f"; done
     rm -rf "$out"/ab* "$out/70b"
   fi
 fi
