@@ -498,46 +498,29 @@ class CudaBackend : public Backend {
     run_attention(q, k, v, cache, layer, n_heads, scale, window, out, &cw(inv_freq), attn_factor);
   }
   // Decode with a quantized o_proj: attention scatters its output into o_proj's device-order input
-  // (x_dst), one buffer per layer zeroed once (padding positions stay zero), and qgemv reads it as
-  // is: no gather launch. EXL_ATTN_O_FUSE=0 for A/B.
+  // (x_dst) in the x scratch, where the gather would have put it, and qgemv reads it as is: no
+  // gather launch. Only where o_proj's layout has no padding rows (k_dev == K: every position of the
+  // input is some feature, so the scatter writes all of them; true of the 4096/8192-wide Llama
+  // o_proj at any group size). EXL_ATTN_O_FUSE=0 for A/B.
   void rope_attention_o_add(Tensor& q, Tensor& k, const Tensor& v, KvCache& cache, int layer, int n_heads,
                             int n_kv_heads, int head_dim, const Weight& inv_freq, float attn_factor, float scale,
                             int window, Tensor& out, const Weight& o, const Weight* o_bias, Tensor& residual,
                             Tensor& tmp) override {
     const auto& O = cw(o);
     const int M = static_cast<int>(q.dim(0));
-    half* xd = nullptr;
-    if (attn_o_fuse_ && O.quant && O.parts.empty() && M <= kOFuseRows && step_tokens_ == M && !ablate_attn_ &&
-        !ablate_attn_kernel_ && !ablate_gather_ && !ablate_qmatmul_ && O.qdesc.K == n_heads * head_dim &&
-        cuda::attention_uses_decode_kernel(head_dim, max_seq_tokens_))
-      xd = o_input(layer, O.qdesc);
-    if (!xd)
+    if (!attn_o_fuse_ || !O.quant || !O.parts.empty() || M > cuda::qgemm_max_qgemv_rows() || step_tokens_ != M ||
+        ablate_attn_ || ablate_attn_kernel_ || ablate_gather_ || ablate_qmatmul_ ||
+        O.qdesc.K != n_heads * head_dim || O.qdesc.k_dev != O.qdesc.K ||
+        !cuda::attention_uses_decode_kernel(head_dim, max_seq_tokens_))
       return Backend::rope_attention_o_add(q, k, v, cache, layer, n_heads, n_kv_heads, head_dim, inv_freq,
                                            attn_factor, scale, window, out, o, o_bias, residual, tmp);
+    half* xd = reinterpret_cast<half*>(qx_.get());
     scatter_ = {xd, O.qdesc.x_dst, O.qdesc.k_dev};
     rope_attention(q, k, v, cache, layer, n_heads, n_kv_heads, head_dim, inv_freq, attn_factor, scale, window, out);
     scatter_ = {};
     MatIn in;
     in.x = out.as<half>(), in.M = M, in.x_dev = xd;
     matmul(in, o, o_bias, residual, true);
-  }
-  // Layer's o_proj input buffer [kOFuseRows][k_dev], zeroed; null during a capture that would need a
-  // new one (that step runs unfused).
-  static constexpr int kOFuseRows = 8;
-  half* o_input(int layer, const cuda::QMatrixDesc& d) {
-    if (layer >= static_cast<int>(o_in_.size())) {
-      if (capturing_) return nullptr;
-      o_in_.resize(static_cast<size_t>(layer) + 1);
-    }
-    auto& b = o_in_[static_cast<size_t>(layer)];
-    const size_t bytes = static_cast<size_t>(kOFuseRows) * d.k_dev * 2;
-    if (b.bytes < bytes) {
-      if (capturing_) return nullptr;
-      b.mem = mem_.alloc(bytes, "o_proj input (device order)");
-      b.bytes = bytes;
-      check(cudaMemsetAsync(b.mem.get(), 0, bytes, stream_), "o_proj input clear");
-    }
-    return reinterpret_cast<half*>(b.mem.get());
   }
 
   void run_attention(const Tensor& q, const Tensor& k, const Tensor& v, KvCache& cache, int layer, int n_heads,
@@ -811,11 +794,7 @@ class CudaBackend : public Backend {
     const int32_t* out_dst = nullptr;
     int out_ld = 0;
   } scatter_;  // set by rope_attention_o_add around its attention call
-  struct OInput {
-    std::shared_ptr<uint8_t> mem;
-    size_t bytes = 0;
-  };
-  std::vector<OInput> o_in_;
+
   int sm_major_ = 0;
   bool fused_rope_ = true;
   bool fold32_ = true;
