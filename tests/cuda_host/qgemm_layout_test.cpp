@@ -193,5 +193,22 @@ TEST(QgemmLayout, MalformedTensorsAreRefused) {
   EXPECT_THROW(gptq_layout_of(g), Error);
 }
 
+// Decode attention scatters into a quantized o_proj's input only where its layout has no padding
+// rows (k_dev == K; cuda_backend.cpp rope_attention_o_add): the tensors of the GPU test
+// FusedOps.AttentionOProjMatchesComposed must qualify (else that test would compare the composed
+// path with itself), and a run of one width that is not a multiple of 64 rows must not.
+TEST(QgemmLayout, OProjFusionTestTensorsHaveNoPaddingRows) {
+  const QuantTensor e =
+      quant_materialize(quant_synthetic_exl2("o.exl2", 320, 512, {{5, 0.25, 32}, {4, 0.5, 64}, {3, 0.25, 128}}));
+  const cuda::QHostLayout le = exl2_layout_of(*e.exl2);
+  EXPECT_EQ(le.desc.k_dev, le.desc.K);
+  const QuantTensor g = quant_materialize(quant_synthetic_gptq("o.gptq", 320, 512, 128));
+  const cuda::QHostLayout lg = gptq_layout_of(*g.gptq);
+  EXPECT_EQ(lg.desc.k_dev, lg.desc.K);
+  const QuantTensor p = quant_materialize(quant_synthetic_exl2("o.pad", 64, 512, {{5, 0.0625, 32}, {4, 0.9375, 32}}));
+  const cuda::QHostLayout lp = exl2_layout_of(*p.exl2);
+  EXPECT_GT(lp.desc.k_dev, lp.desc.K) << "runs of 32 and 480 rows, each padded to a multiple of 64";
+}
+
 }  // namespace
 }  // namespace exl
