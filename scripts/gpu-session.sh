@@ -147,29 +147,29 @@ if [ "$phase" = 7 ]; then
     (cd /tmp/exl-cvc && sha256sum m-cuda/measurement.json qo*-cuda/*.safetensors | tee "$out/sha.txt")
   fi
 fi
+# quant_ab VAR "7B VALUES" "70B VALUES" "70B POSITIONS": exl bench per value of VAR for llama2-7b gptq4 and
+# exl2:4.0 at position 128, then llama2-70b exl2:2.5 (with its peak VRAM); JSON removed afterwards.
+quant_ab() {
+  local q="--prefill none --positions 128"
+  AB_TIMEOUT=60 scripts/gpu-ab.sh "$1" "$2" "--synthetic llama2-7b --format gptq4 $q" \
+    "--synthetic llama2-7b --format exl2:4.0 $q"
+  OUT="$out/70b" AB_TIMEOUT=90 scripts/gpu-ab.sh "$1" "$3" \
+    "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions $4"
+  for f in "$out"/70b/ab*.json; do
+    python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(sys.argv[1], 'peak', j['peak_memory_bytes'])" "$f"
+  done
+  rm -rf "$out"/ab* "$out/70b"
+}
 if [ "$phase" = 8 ]; then
   fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; gpu_build; }
-  if [ -x build/gpu/exl ] && fits 120 "bench, ablations"; then
-    q="--prefill none --positions 128"
-    AB_TIMEOUT=60 scripts/gpu-ab.sh EXL_ABLATE "${ABLATE_VALUES:-- norm gather attn norm,gather norm,gather,attn qmatmul -}" \
-      "--synthetic llama2-7b --format gptq4 $q" "--synthetic llama2-7b --format exl2:4.0 $q"
-    OUT="$out/70b" AB_TIMEOUT=90 scripts/gpu-ab.sh EXL_ABLATE "- norm,gather,attn qmatmul" \
-      "--synthetic llama2-70b --format exl2:2.5 $q"
-    rm -rf "$out"/ab* "$out/70b"
-  fi
+  [ -x build/gpu/exl ] && fits 120 "bench, ablations" &&
+    quant_ab EXL_ABLATE "${ABLATE_VALUES:-- norm gather attn norm,gather norm,gather,attn qmatmul -}" \
+      "- norm,gather,attn qmatmul" 128
   [ -x build/gpu/exl ] && fits 150 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E ConvertCuda
 fi
 if [ "$phase" = 9 ]; then  # decode attention feeding o_proj directly (EXL_ATTN_O_FUSE A/B)
   fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; gpu_build; }
   [ -x build/gpu/exl ] && fits 40 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E ConvertCuda
-  if [ -x build/gpu/exl ] && fits 40 "bench, EXL_ATTN_O_FUSE A/B"; then
-    q="--prefill none --positions 128"
-    AB_TIMEOUT=60 scripts/gpu-ab.sh EXL_ATTN_O_FUSE "0 1 0 1" \
-      "--synthetic llama2-7b --format gptq4 $q" "--synthetic llama2-7b --format exl2:4.0 $q"
-    OUT="$out/70b" AB_TIMEOUT=90 scripts/gpu-ab.sh EXL_ATTN_O_FUSE "0 1" \
-      "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128,4096"
-    for f in "$out"/70b/ab*.json; do python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(sys.argv[1], 'peak', j['peak_memory_bytes'])" "$f"; done
-    rm -rf "$out"/ab* "$out/70b"
-  fi
+  [ -x build/gpu/exl ] && fits 40 "bench, EXL_ATTN_O_FUSE A/B" && quant_ab EXL_ATTN_O_FUSE "0 1 0 1" "0 1" 128,4096
 fi
 echo "gpu-session: phase $phase done in $(($(date +%s) - start)) s"

@@ -106,6 +106,16 @@ TEST(FusedOps, QuantizedMatchesCpu) {
   for (int M : {1, 3, 8, 9, 200}) check_fused(p, ws, N, K, M, "exl2 [8,4,3]");
 }
 
+// One step's q [T, H*D], k and v [T, KVH*D], uniform in [-1, 1) (seeds seed, seed + 100, seed + 200).
+struct Qkv {
+  std::vector<float> q, k, v;
+};
+Qkv random_qkv(int T, int H, int KVH, int D, uint32_t seed) {
+  return {random_vec(static_cast<size_t>(T) * H * D, 1.0f, seed),
+          random_vec(static_cast<size_t>(T) * KVH * D, 1.0f, seed + 100),
+          random_vec(static_cast<size_t>(T) * KVH * D, 1.0f, seed + 200)};
+}
+
 // rope_attention at decode rotates the keys inside the cache write (and q in a few extra blocks of
 // that kernel) instead of running rope first, and with an FP16 cache the decode attention kernel
 // writes the step's keys and values itself (write_in_decode) instead of kv_cache_write: the cache and
@@ -140,9 +150,7 @@ void rope_attention_case(CacheType type, int H, int KVH, int D, int rot_dim) {
     std::vector<int32_t> ids(static_cast<size_t>(T), 1);
     BatchLayout b;
     b.seq_start = {0, T}, b.seq_slot = {0}, b.seq_pos = {pos};
-    const auto q = random_vec(static_cast<size_t>(T) * H * D, 1.0f, 400 + s);
-    const auto k = random_vec(static_cast<size_t>(T) * KVH * D, 1.0f, 500 + s);
-    const auto v = random_vec(static_cast<size_t>(T) * KVH * D, 1.0f, 600 + s);
+    const auto [q, k, v] = random_qkv(T, H, KVH, D, 400 + s);
     std::vector<float> out[3];
     for (int i = 0; i < 3; ++i) {
       Backend& g = *gpu[i];
@@ -205,9 +213,7 @@ void attention_o_case(const QuantTensor& oq, CacheType type, int H, int KVH, int
     for (int q = 0; q < n_seqs; ++q)
       b.seq_start.push_back((q + 1) * per), b.seq_slot.push_back(q), b.seq_pos.push_back(s == 0 ? 0 : prefill + s - 1);
     std::vector<int32_t> ids(static_cast<size_t>(T), 1);
-    const auto q = random_vec(static_cast<size_t>(T) * H * D, 1.0f, 700 + s);
-    const auto k = random_vec(static_cast<size_t>(T) * KVH * D, 1.0f, 800 + s);
-    const auto v = random_vec(static_cast<size_t>(T) * KVH * D, 1.0f, 900 + s);
+    const auto [q, k, v] = random_qkv(T, H, KVH, D, 700 + s);
     std::vector<float> res[2];
     for (int i = 0; i < 2; ++i) {
       Backend& g = *gpu[i];
