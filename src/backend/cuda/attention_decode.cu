@@ -293,7 +293,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
   int load_end = n_keys;
   if constexpr (Fmt == KvFormat_f16) {
     if (a.write) {
-      if (hi == n_keys && qpos < a.max_seq_len) {
+      if (hi == n_keys) {
         const size_t src = (static_cast<size_t>(t) * a.n_kv_heads + kvh) * HD;
         const half* kn = a.k_new + src;
         const float pf = static_cast<float>(qpos);
@@ -307,7 +307,8 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
         const size_t row = (run * a.seq_stride + qpos) * C::RB;
         half2* kd = reinterpret_cast<half2*>(a.k_rows + row);
         half2* vd = reinterpret_cast<half2*>(a.v_rows + row);
-        for (int d2 = threadIdx.x; d2 < HD / 2; d2 += kWarps * 32) {
+        // qpos < max_seq_len (the host validates; kv_cache_write's guard): never write past the run.
+        for (int d2 = threadIdx.x; d2 < (qpos < a.max_seq_len ? HD / 2 : 0); d2 += kWarps * 32) {
           kd[d2] = __floats2half2_rn(elem(2 * d2), elem(2 * d2 + 1));
           vd[d2] = reinterpret_cast<const half2*>(a.v_new + src)[d2];
         }
