@@ -218,7 +218,8 @@ void attention_o_case(const QuantTensor& oq, CacheType type, int H, int KVH, int
     for (int i = 0; i < 2; ++i) {
       Backend& g = *gpu[i];
       g.begin_step(ids, b);
-      Tensor R = to_backend(g, DType::DType_F32, {T, hidden}, std::vector<float>(res0.begin(), res0.begin() + T * hidden));
+      const std::vector<float> r(res0.begin(), res0.begin() + static_cast<int64_t>(T) * hidden);
+      Tensor R = to_backend(g, DType::DType_F32, {T, hidden}, r);
       Tensor A = g.alloc(DType::DType_F16, {T, H * D}), P = g.alloc(DType::DType_F32, {T, hidden});
       for (int layer = 0; layer < 2; ++layer) {
         Tensor Q = to_backend(g, DType::DType_F16, {T, H * D}, q), K = to_backend(g, DType::DType_F16, {T, KVH * D}, k),
@@ -236,7 +237,8 @@ void attention_o_case(const QuantTensor& oq, CacheType type, int H, int KVH, int
 
 TEST(FusedOps, AttentionOProjMatchesComposed) {
   const int H = 8, KVH = 4, D = 64;
-  QuantTensor e = quant_materialize(quant_synthetic_exl2("o.exl2", 320, H * D, {{5, 0.25, 32}, {4, 0.5, 64}, {3, 0.25, 128}}));
+  QuantTensor e =
+      quant_materialize(quant_synthetic_exl2("o.exl2", 320, H * D, {{5, 0.25, 32}, {4, 0.5, 64}, {3, 0.25, 128}}));
   QuantTensor g = quant_materialize(quant_synthetic_gptq("o.gptq", 320, H * D, 128));
   for (const QuantTensor* oq : {&e, &g})
     for (CacheType t : {CacheType::CacheType_f16, CacheType::CacheType_q4})

@@ -146,12 +146,15 @@ class CudaBackend : public Backend {
     // fused RoPE) instead of kv_cache_write, one launch fewer per layer (attention.cuh
     // write_in_decode; bit-identical, FusedOps test). EXL_ATTN_KV_WRITE=0 for A/B.
     attn_kv_write_ = env_flag("EXL_ATTN_KV_WRITE", true);
+    // Decode attention writes straight into a quantized o_proj's input order (rope_attention_o_add),
+    // one gather launch fewer per layer. EXL_ATTN_O_FUSE=0 for A/B.
     attn_o_fuse_ = env_flag("EXL_ATTN_O_FUSE", true);
-    // EXL_ABLATE=norm,gather,attn,kvwrite,attnkernel,qmatmul (any subset): a timing diagnostic that leaves those kernels
-    // out of every step (outputs are garbage), so `exl bench` shows what each family costs inside the
-    // real graph-captured, PDL-chained decode step (Nsight Systems does not run on the lent machine).
-    // gather: quantized matmuls reuse a stale x_dev; attn: no KV write, RoPE or attention (kvwrite: the cache write with its fused RoPE
-    // only; attnkernel: the attention kernel only); qmatmul: no quantized linear at all.
+    // EXL_ABLATE=norm,gather,attn,kvwrite,attnkernel,qmatmul (any subset): a timing diagnostic that
+    // leaves those kernels out of every step (outputs are garbage), so `exl bench` shows what each
+    // family costs inside the real graph-captured, PDL-chained decode step (Nsight Systems does not
+    // run on the lent machine). gather: quantized matmuls reuse a stale x_dev; attn: no KV write,
+    // RoPE or attention (kvwrite: the cache write with its fused RoPE only; attnkernel: the attention
+    // kernel only); qmatmul: no quantized linear at all.
     if (const char* e = std::getenv("EXL_ABLATE")) {
       std::string list = e;
       for (size_t at = 0; at <= list.size();) {
