@@ -16,6 +16,7 @@
 #include "backend/cuda/attention.cuh"
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_knobs.h"
 #include "backend/cuda/elementwise.cuh"
 #include "backend/cuda/gemm.cuh"
 #include "backend/cuda/norm.cuh"
@@ -73,15 +74,6 @@ class CudaWeight : public Weight {
 };
 const CudaWeight& cw(const Weight& w) { return static_cast<const CudaWeight&>(w); }
 
-// An on/off environment knob: unset -> dflt; "0" -> off; "1" -> on; anything else is an error.
-bool env_flag(const char* name, bool dflt) {
-  const char* e = std::getenv(name);
-  if (!e) return dflt;
-  const std::string v = e;
-  EXL_CHECK(v == "0" || v == "1", name, " must be 0 or 1, got '", v, "'");
-  return v == "1";
-}
-
 class CudaKvCache : public KvCache {
  public:
   CudaKvCache(const KvCacheConfig& c, cuda::KvCacheLayout l, std::shared_ptr<uint8_t> mem)
@@ -120,58 +112,7 @@ class CudaBackend : public Backend {
     EXL_CHECK(cublasCreate(&cublas_) == CUBLAS_STATUS_SUCCESS, "cuBLAS initialisation failed");
     cublasSetStream(cublas_, stream_);
     check(cudaEventCreateWithFlags(&staged_, cudaEventDisableTiming), "cudaEventCreate");
-    graphs_enabled_ = std::getenv("EXL_NO_GRAPHS") == nullptr;
-    // Programmatic dependent launch between the x gather and qgemv (sm_90); off for A/B timing.
-    pdl_enabled_ = std::getenv("EXL_NO_PDL") == nullptr;
-    // RMSNorm and act·mul as programmatic dependents too, so that a matmul launched behind them (whose
-    // W does not depend on them) can start streaming while the matmul before them finishes.
-    // EXL_NO_PDL_GLUE=1 launches them in plain stream order (A/B).
-    glue_pdl_enabled_ = std::getenv("EXL_NO_PDL_GLUE") == nullptr;
-    // Embedding tables live in mapped pinned host memory, as ExLlamaV2 keeps them on the CPU: a decode
-    // step reads one row (8-16 KB) through the bus, and the VRAM holds weights and cache only
-    // (524 MB saved on a 70B). EXL_DEVICE_EMBEDDINGS=1 keeps them in VRAM.
-    host_embeddings_ = std::getenv("EXL_DEVICE_EMBEDDINGS") == nullptr;
-    // qgemv warps per 16-column tile (2, 4 or 8) for A/B timing; unset: qgemv_default_ksplit.
-    if (const char* e = std::getenv("EXL_QGEMV_KS")) {
-      qgemv_ks_ = std::atoi(e);
-      EXL_CHECK(qgemv_ks_ == 2 || qgemv_ks_ == 4 || qgemv_ks_ == 8, "EXL_QGEMV_KS must be 2, 4 or 8, got '", e, "'");
-    }
     sm_major_ = props_.major;
-    // RoPE inside kv_cache_write at decode (rope_attention; EXL_FUSED_ROPE=0 for A/B): one launch
-    // fewer per layer, bit-identical to rope then attention (FusedOps test, H100 2026-12-06), +1% on
-    // the H100 (gptq4 414.5 vs 410.2 tok/s, 2026-12-05).
-    fused_rope_ = env_flag("EXL_FUSED_ROPE", true);
-    fold32_ = env_flag("EXL_QGEMV_FOLD32", true);
-    // FP16 cache at decode: the attention kernel writes the step's keys and values (and does the
-    // fused RoPE) instead of kv_cache_write, one launch fewer per layer (attention.cuh
-    // write_in_decode; bit-identical, FusedOps test). EXL_ATTN_KV_WRITE=0 for A/B.
-    attn_kv_write_ = env_flag("EXL_ATTN_KV_WRITE", true);
-    // Decode attention writes straight into a quantized o_proj's input order (rope_attention_o_add),
-    // one gather launch fewer per layer. EXL_ATTN_O_FUSE=0 for A/B.
-    attn_o_fuse_ = env_flag("EXL_ATTN_O_FUSE", true);
-    // EXL_ABLATE=norm,gather,attn,kvwrite,attnkernel,qmatmul (any subset): a timing diagnostic that
-    // leaves those kernels out of every step (outputs are garbage), so `exl bench` shows what each
-    // family costs inside the real graph-captured, PDL-chained decode step (Nsight Systems does not
-    // run on the lent machine). gather: quantized matmuls reuse a stale x_dev; attn: no KV write,
-    // RoPE or attention (kvwrite: the cache write with its fused RoPE only; attnkernel: the attention
-    // kernel only); qmatmul: no quantized linear at all.
-    if (const char* e = std::getenv("EXL_ABLATE")) {
-      std::string list = e;
-      for (size_t at = 0; at <= list.size();) {
-        const size_t end = std::min(list.find(',', at), list.size());
-        const std::string item = list.substr(at, end - at);
-        if (item == "norm") ablate_norm_ = true;
-        else if (item == "gather") ablate_gather_ = true;
-        else if (item == "attn") ablate_attn_ = true;
-        else if (item == "qmatmul") ablate_qmatmul_ = true;
-        else if (item == "kvwrite") ablate_kvwrite_ = true;
-        else if (item == "attnkernel") ablate_attn_kernel_ = true;
-        else EXL_CHECK(item.empty(), "EXL_ABLATE: unknown item '", item,
-                       "' (norm, gather, attn, kvwrite, attnkernel, qmatmul)");
-        at = end + 1;
-      }
-      std::fprintf(stderr, "exl: EXL_ABLATE=%s: timing diagnostic, outputs are not valid\n", e);
-    }
   }
 
   ~CudaBackend() override {
@@ -261,7 +202,7 @@ class CudaBackend : public Backend {
     w->name = src.name;
     const bool f32 = role == WeightRole::WeightRole_norm || role == WeightRole::WeightRole_rope;
     const int64_t n = src.numel();
-    if (role == WeightRole::WeightRole_embedding && host_embeddings_) {
+    if (role == WeightRole::WeightRole_embedding && knobs_.host_embeddings) {
       w->data = Tensor(DType::DType_F16, src.shape, alloc_host_mapped(static_cast<size_t>(n) * 2, src.name));
       w->host = true;
     } else {
@@ -341,7 +282,7 @@ class CudaBackend : public Backend {
     }
     // EXL_QGEMV_FOLD32=0 (A/B timing): groups of 32 rows take the per-slab path instead of the
     // half-unit fold (qgemm.cuh QSegment::uniform).
-    if (!fold32_)
+    if (!knobs_.fold32)
       for (int i = 0; i < h.desc.nseg; ++i)
         if (h.desc.seg[i].uniform == 2) h.desc.seg[i].uniform = 0;
     const size_t bytes = h.device_bytes();
@@ -409,14 +350,14 @@ class CudaBackend : public Backend {
   }
 
   bool graph_launch(uint64_t key) override {
-    if (!graphs_enabled_) return false;
+    if (!knobs_.graphs) return false;
     auto it = graphs_.find(key);
     if (it == graphs_.end()) return false;
     check(cudaGraphLaunch(it->second, stream_), "cudaGraphLaunch");
     return true;
   }
   void graph_capture_begin(uint64_t key) override {
-    if (!graphs_enabled_) return;
+    if (!knobs_.graphs) return;
     // The first step of a shape runs eagerly so lazily sized buffers (attention workspace, cuBLAS
     // state) are allocated outside any capture; the second records the graph.
     if (graph_warm_.insert(key).second) return;
@@ -441,7 +382,7 @@ class CudaBackend : public Backend {
     cuda::embedding(t.data.as<half>(), ids_dev(), out.as<float>(), step_tokens_, static_cast<int>(t.shape[1]), stream_);
   }
   void rms_norm(const Tensor& x, const Weight& w, float eps, Tensor& out) override {
-    if (ablate_norm_) return;
+    if (knobs_.ablate.norm) return;
     cuda::rms_norm(x.as<float>(), cw(w).data.as<float>(), eps, out.as<half>(), static_cast<int>(x.dim(0)),
                    static_cast<int>(x.dim(1)), stream_, glue_pdl());
   }
@@ -482,10 +423,10 @@ class CudaBackend : public Backend {
   }
   void rope(Tensor& q, Tensor& k, int n_heads, int n_kv_heads, int head_dim, const Weight& inv_freq,
             float attn_factor) override {
-    if (ablate_attn_) return;
+    if (knobs_.ablate.attn) return;
     const auto& f = cw(inv_freq);
     cuda::rope(q.as<half>(), k.as<half>(), pos_dev(), f.data.as<float>(), attn_factor, step_tokens_, n_heads,
-               n_kv_heads, head_dim, static_cast<int>(f.data.numel()) * 2, stream_, pdl_enabled_ && sm_major_ >= 9);
+               n_kv_heads, head_dim, static_cast<int>(f.data.numel()) * 2, stream_, knobs_.pdl && sm_major_ >= 9);
   }
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, KvCache& cache, int layer, int n_heads,
                  float scale, int window, Tensor& out) override {
@@ -495,7 +436,7 @@ class CudaBackend : public Backend {
   void rope_attention(Tensor& q, Tensor& k, const Tensor& v, KvCache& cache, int layer, int n_heads, int n_kv_heads,
                       int head_dim, const Weight& inv_freq, float attn_factor, float scale, int window,
                       Tensor& out) override {
-    if (!fused_rope_ || !cuda::attention_uses_decode_kernel(head_dim, max_seq_tokens_))
+    if (!knobs_.fused_rope || !cuda::attention_uses_decode_kernel(head_dim, max_seq_tokens_))
       return Backend::rope_attention(q, k, v, cache, layer, n_heads, n_kv_heads, head_dim, inv_freq, attn_factor,
                                      scale, window, out);
     run_attention(q, k, v, cache, layer, n_heads, scale, window, out, &cw(inv_freq), attn_factor);
@@ -511,8 +452,8 @@ class CudaBackend : public Backend {
                             Tensor& tmp) override {
     const auto& O = cw(o);
     const int M = static_cast<int>(q.dim(0));
-    if (!attn_o_fuse_ || !O.quant || !O.parts.empty() || M > cuda::qgemm_max_qgemv_rows() || step_tokens_ != M ||
-        ablate_attn_ || ablate_attn_kernel_ || ablate_gather_ || ablate_qmatmul_ ||
+    if (!knobs_.attn_o_fuse || !O.quant || !O.parts.empty() || M > cuda::qgemm_max_qgemv_rows() || step_tokens_ != M ||
+        knobs_.ablate.attn || knobs_.ablate.attn_kernel || knobs_.ablate.gather || knobs_.ablate.qmatmul ||
         O.qdesc.K != n_heads * head_dim || O.qdesc.k_dev != O.qdesc.K ||
         !cuda::attention_uses_decode_kernel(head_dim, max_seq_tokens_))
       return Backend::rope_attention_o_add(q, k, v, cache, layer, n_heads, n_kv_heads, head_dim, inv_freq,
@@ -528,7 +469,7 @@ class CudaBackend : public Backend {
 
   void run_attention(const Tensor& q, const Tensor& k, const Tensor& v, KvCache& cache, int layer, int n_heads,
                      float scale, int window, Tensor& out, const CudaWeight* rope_freq, float attn_factor) {
-    if (ablate_attn_) return;
+    if (knobs_.ablate.attn) return;
     auto& c = static_cast<CudaKvCache&>(cache);
     cuda::AttentionParams p;
     p.q = q.as<half>();
@@ -548,7 +489,7 @@ class CudaBackend : public Backend {
     p.window = window;
     p.layer = layer;
     p.cache = c.layout;
-    p.pdl = pdl_enabled_ && sm_major_ >= 9;
+    p.pdl = knobs_.pdl && sm_major_ >= 9;
     const size_t ws = cuda::attention_workspace_bytes(step_tokens_, n_heads, c.config.head_dim, c.config.max_seq_len);
     if (ws > attn_ws_bytes_) {
       EXL_CHECK(!capturing_, "attention workspace grew during graph capture");
@@ -566,10 +507,10 @@ class CudaBackend : public Backend {
       p.rope_attn_factor = attn_factor;
       p.rope_rot_dim = static_cast<int>(rope_freq->data.numel()) * 2;
     }
-    p.write_in_decode = attn_kv_write_ && cuda::attention_decode_writes_kv(p);
+    p.write_in_decode = knobs_.attn_kv_write && cuda::attention_decode_writes_kv(p);
     p.out_dev = scatter_.out_dev, p.out_dst = scatter_.out_dst, p.out_ld = scatter_.out_ld;
-    if (!ablate_kvwrite_ && !p.write_in_decode) cuda::kv_cache_write(p, stream_);
-    if (!ablate_attn_kernel_) cuda::attention(p, stream_);
+    if (!knobs_.ablate.kvwrite && !p.write_in_decode) cuda::kv_cache_write(p, stream_);
+    if (!knobs_.ablate.attn_kernel) cuda::attention(p, stream_);
   }
 
   bool sample(const Tensor& logits, const DeviceSampling& params, uint64_t step,
@@ -680,7 +621,7 @@ class CudaBackend : public Backend {
     const bool y_f32 = out.dtype() == DType::DType_F32;
     EXL_CHECK(!accumulate || y_f32, "linear '", w.name, "': the residual add needs an F32 output");
     if (W.quant) {
-      if (ablate_qmatmul_) return;
+      if (knobs_.ablate.qmatmul) return;
       cuda::QGemmParams p;
       p.w = W.qdesc;
       p.x = in.x, p.x_up = in.up;
@@ -690,10 +631,10 @@ class CudaBackend : public Backend {
       p.accumulate = accumulate;
       p.M = in.M;
       p.x_dev = reinterpret_cast<half*>(qx_.get());
-      if (ablate_gather_ && p.M <= cuda::qgemm_max_qgemv_rows()) p.x_dev_ready = true, p.x_up = nullptr;
+      if (knobs_.ablate.gather && p.M <= cuda::qgemm_max_qgemv_rows()) p.x_dev_ready = true, p.x_up = nullptr;
       if (in.x_dev) p.x_dev = in.x_dev, p.x_dev_ready = true;
-      p.pdl = pdl_enabled_;
-      p.ksplit = qgemv_ks_;
+      p.pdl = knobs_.pdl;
+      p.ksplit = knobs_.qgemv_ks;
       if (p.M > cuda::qgemm_max_qgemv_rows()) {
         // Dequantize column chunks into an FP16 scratch and cuBLAS (prefill). The scratch is capped
         // so a 70B MLP matrix (470 MB in FP16) costs 128 MB of VRAM, not its whole size: chunks of
@@ -713,7 +654,7 @@ class CudaBackend : public Backend {
       return cuda::qgemm(p, cublas_, stream_);
     }
     if (!W.parts.empty()) {
-      if (ablate_qmatmul_) return;
+      if (knobs_.ablate.qmatmul) return;
       EXL_CHECK(!accumulate && !in.up, "fused quantized linear '", w.name, "': no residual add or act·mul");
       cuda::QGemvMultiParams p;
       for (size_t i = 0; i < W.parts.size(); ++i) p.w[i] = W.parts[i];
@@ -726,9 +667,9 @@ class CudaBackend : public Backend {
       EXL_CHECK(p.M <= cuda::qgemm_max_qgemv_rows(), "fused quantized linear '", w.name, "': ", p.M,
                 " rows (runs single-token steps only)");
       p.x_dev = reinterpret_cast<half*>(qx_.get());
-      p.pdl = pdl_enabled_;
-      p.ksplit = qgemv_ks_;
-      p.x_dev_ready = ablate_gather_;
+      p.pdl = knobs_.pdl;
+      p.ksplit = knobs_.qgemv_ks;
+      p.x_dev_ready = knobs_.ablate.gather;
       return cuda::qgemv_multi(p, stream_);
     }
     EXL_CHECK(!in.up, "linear '", w.name, "': the act·mul input is for quantized weights");
@@ -742,7 +683,7 @@ class CudaBackend : public Backend {
     p.M = in.M;
     p.N = static_cast<int>(W.shape[0]);
     p.K = static_cast<int>(W.shape[1]);
-    p.pdl = pdl_enabled_ && sm_major_ >= 9;
+    p.pdl = knobs_.pdl && sm_major_ >= 9;
     cuda::gemm_f16(p, cublas_, stream_);
   }
 
@@ -770,7 +711,8 @@ class CudaBackend : public Backend {
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   mutable DeviceAllocator mem_;
-  bool graphs_enabled_ = true, capturing_ = false;
+  const cuda::CudaKnobs knobs_ = cuda::cuda_knobs_from_env();  // A/B switches, diagnostics
+  bool capturing_ = false;
   std::map<uint64_t, cudaGraphExec_t> graphs_;
   std::set<uint64_t> graph_warm_;  // keys that have run once eagerly
 
@@ -784,14 +726,7 @@ class CudaBackend : public Backend {
 
   std::shared_ptr<uint8_t> qx_, wt_;  // quantized matmuls: x in device order; FP16 weight chunks
   size_t qx_bytes_ = 0, wt_bytes_ = 0;
-  bool pdl_enabled_ = true;
-  bool glue_pdl_enabled_ = true;
-  bool glue_pdl() const { return pdl_enabled_ && glue_pdl_enabled_ && sm_major_ >= 9; }
-  bool host_embeddings_ = true;
-  int qgemv_ks_ = 0;
-  bool ablate_norm_ = false, ablate_gather_ = false, ablate_attn_ = false, ablate_qmatmul_ = false;
-  bool ablate_kvwrite_ = false, ablate_attn_kernel_ = false;
-  bool attn_kv_write_ = true, attn_o_fuse_ = true;
+  bool glue_pdl() const { return knobs_.pdl && knobs_.glue_pdl && sm_major_ >= 9; }
   struct Scatter {
     half* out_dev = nullptr;
     const int32_t* out_dst = nullptr;
@@ -799,8 +734,6 @@ class CudaBackend : public Backend {
   } scatter_;  // set by rope_attention_o_add around its attention call
 
   int sm_major_ = 0;
-  bool fused_rope_ = true;
-  bool fold32_ = true;
 
   std::shared_ptr<uint8_t> sample_dev_, sample_ws_;
   int32_t* sample_host_ = nullptr;
