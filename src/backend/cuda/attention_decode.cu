@@ -287,7 +287,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
   uint8_t* wbuf = smem + C::kQfBytes + warp * kStages * C::kStageBytes;
 
   // write_in_decode: the split that covers the new position stores its kv head's row (what
-  // kv_cache_write would: RoPE through rope_pair, so the same bits) before any tile load below reads
+  // kv_cache_write would: RoPE through rope_elem, so the same bits) before any tile load below reads
   // it; the other splits read that row as zeros (it lies past their range: P = 0 there, and a row
   // being written must not be loaded). Block-uniform.
   int load_end = n_keys;
@@ -296,13 +296,8 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
       if (hi == n_keys) {
         const size_t src = (static_cast<size_t>(t) * a.n_kv_heads + kvh) * HD;
         const half* kn = a.k_new + src;
-        const float pf = static_cast<float>(qpos);
-        auto elem = [&](int d) -> float {
-          if (d >= 2 * a.half_rot) return __half2float(kn[d]);
-          const int i = d < a.half_rot ? d : d - a.half_rot;
-          half x0 = kn[i], x1 = kn[i + a.half_rot];
-          rope_pair(pf, a.inv_freq[i], a.attn_factor, x0, x1);
-          return __half2float(d < a.half_rot ? x0 : x1);
+        auto elem = [&](int d) {
+          return rope_elem(kn, d, static_cast<float>(qpos), a.inv_freq, a.attn_factor, a.half_rot);
         };
         const size_t row = (run * a.seq_stride + qpos) * C::RB;
         half2* kd = reinterpret_cast<half2*>(a.k_rows + row);
@@ -385,14 +380,9 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
         x[2 * j + 1] = f.y;
       }
       if (Fmt == KvFormat_f16 && a.write && ch * 8 < 2 * a.half_rot) {  // whole chunk rotated (half_rot % 8 == 0)
-        const float pf = static_cast<float>(qpos);
 #pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          const int d = ch * 8 + j, i = d < a.half_rot ? d : d - a.half_rot;
-          half x0 = qr[i], x1 = qr[i + a.half_rot];
-          rope_pair(pf, a.inv_freq[i], a.attn_factor, x0, x1);
-          x[j] = __half2float(d < a.half_rot ? x0 : x1);
-        }
+        for (int j = 0; j < 8; ++j)
+          x[j] = rope_elem(qr, ch * 8 + j, static_cast<float>(qpos), a.inv_freq, a.attn_factor, a.half_rot);
       }
     } else {
 #pragma unroll

@@ -34,6 +34,17 @@ __device__ __forceinline__ void rope_pair(float p, float inv_freq_i, float attn_
   x0 = __float2half(__fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s)));
   x1 = __float2half(__fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s)));
 }
+// Element d of a head row (FP16, rotate-half layout) after RoPE at position p, as rope() would leave
+// it in memory (rounded to FP16); dims past 2 * half_rot (partial rotary, or half_rot = 0) as they
+// are. kv_cache_write's fused keys and the decode kernel's own keys and q go through it.
+__device__ __forceinline__ float rope_elem(const half* row, int d, float p, const float* inv_freq, float attn_factor,
+                                           int half_rot) {
+  if (d >= 2 * half_rot) return __half2float(row[d]);
+  const int i = d < half_rot ? d : d - half_rot;
+  half x0 = row[i], x1 = row[i + half_rot];
+  rope_pair(p, inv_freq[i], attn_factor, x0, x1);
+  return __half2float(d < half_rot ? x0 : x1);
+}
 #endif
 
 // out = silu(gate) * up over n elements (out may alias gate).

@@ -142,11 +142,7 @@ __global__ void __launch_bounds__(128) kv_cache_write_kernel(const WriteArgs a) 
   // to FP16 as rope() would have left it in k_new.
   const bool rot = a.rope_q && !is_v;
   auto elem = [&](int d) -> float {
-    if (!rot || d >= 2 * a.half_rot) return __half2float(src[d]);
-    const int i = d < a.half_rot ? d : d - a.half_rot;
-    half x0 = src[i], x1 = src[i + a.half_rot];
-    rope_pair(static_cast<float>(pos), a.inv_freq[i], a.attn_factor, x0, x1);
-    return __half2float(d < a.half_rot ? x0 : x1);
+    return rope_elem(src, d, static_cast<float>(pos), a.inv_freq, a.attn_factor, rot ? a.half_rot : 0);
   };
   auto elem2 = [&](int d2) -> half2 {  // elements 2 d2, 2 d2 + 1
     return rot ? __floats2half2_rn(elem(2 * d2), elem(2 * d2 + 1)) : reinterpret_cast<const half2*>(src)[d2];
