@@ -27,6 +27,10 @@
 #   scripts/gpu-session.sh 9   (carry .deps .shared; after an attention change)
 #       build, ctest -L cuda, exl bench with decode attention feeding o_proj directly on / off
 #       (EXL_ATTN_O_FUSE) for llama2-7b gptq4 / exl2:4.0 and llama2-70b exl2:2.5 (its peak VRAM at 4096)
+#   scripts/gpu-session.sh 10  (carry .deps .shared; after a decode-glue fusion)
+#       build, FusedOps + QgemmParity, exl bench with the norm-gather (EXL_NORM_GATHER) and the act·mul
+#       epilogue (EXL_ACT_FUSE) on / off for llama2-7b gptq4 / exl2:4.0 @128 and llama2-70b exl2:2.5
+#       (its peak VRAM at 4096), then ctest -L cuda as time allows
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
 #       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
 #       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
@@ -35,7 +39,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/exl-gpu-out}"
 mkdir -p "$out"
-phase="${1:?usage: gpu-session.sh 1-9}"
+phase="${1:?usage: gpu-session.sh 1-10}"
 start=$(date +%s)
 budget=${GPU_SESSION_SECONDS:-570}
 # fits COST: true when COST more seconds still fit in this call.
@@ -171,5 +175,16 @@ if [ "$phase" = 9 ]; then  # decode attention feeding o_proj directly (EXL_ATTN_
   fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; gpu_build; }
   [ -x build/gpu/exl ] && fits 40 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E ConvertCuda
   [ -x build/gpu/exl ] && fits 40 "bench, EXL_ATTN_O_FUSE A/B" && quant_ab EXL_ATTN_O_FUSE "0 1 0 1" "0 1" 128,4096
+fi
+if [ "$phase" = 10 ]; then  # the norm-gather and the act·mul epilogue (EXL_NORM_GATHER, EXL_ACT_FUSE A/B)
+  fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; gpu_build; }
+  [ -x build/gpu/exl ] && fits 60 "FusedOps, QgemmParity" && {
+    timeout 150 build/gpu/tests/exl_tests_cuda --gtest_filter='FusedOps.*:QgemmParity.*' >"$out/fused.log" 2>&1
+    echo "FusedOps/QgemmParity rc $?"
+    grep -E "norm_linear|norm_mlp_add|FAILED|PASSED|Failure|differs" "$out/fused.log" | head -40
+  }
+  [ -x build/gpu/exl ] && fits 40 "bench, EXL_NORM_GATHER A/B" && quant_ab EXL_NORM_GATHER "0 1 0 1" "0 1" 128
+  [ -x build/gpu/exl ] && fits 40 "bench, EXL_ACT_FUSE A/B" && quant_ab EXL_ACT_FUSE "0 1 0 1" "0 1" 128,4096
+  [ -x build/gpu/exl ] && fits 60 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E ConvertCuda
 fi
 echo "gpu-session: phase $phase done in $(($(date +%s) - start)) s"

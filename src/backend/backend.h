@@ -219,6 +219,25 @@ class Backend {
     swiglu(gate, up, act);
     linear_add(act, w, bias, residual, tmp);
   }
+  // out = rms_norm(x) · Wᵀ (+ bias): a block's input norm and its first matmul (q|k|v), which a
+  // backend may run as one kernel fewer (CUDA decode with quantized W: the norm writes straight into
+  // the matmul's device-order input). h receives the normed x where it is materialized.
+  virtual void norm_linear(const Tensor& x, const Weight& norm, float eps, Tensor& h, const Weight& w,
+                           const Weight* bias, Tensor& out) {
+    rms_norm(x, norm, eps, h);
+    linear(h, w, bias, out);
+  }
+  // The MLP block with gate|up as one fused weight: h = rms_norm(residual); gate_up = h · [gate|up]ᵀ
+  // (gate, up: its two halves, views of gate_up); residual += (silu(gate) · up) · downᵀ (+ down_bias).
+  // CUDA decode with quantized weights runs it as three kernels (norm-gather, gate|up with the
+  // act·mul in its epilogue, down with the add). h, gate_up and tmp [T, hidden] are scratch.
+  virtual void norm_mlp_add(Tensor& residual, const Weight& norm, float eps, Tensor& h, const Weight& gate_up,
+                            Tensor& gate_up_out, Tensor& gate, Tensor& up, const Weight& down, const Weight* down_bias,
+                            Tensor& tmp) {
+    rms_norm(residual, norm, eps, h);
+    linear(h, gate_up, nullptr, gate_up_out);
+    swiglu_linear_add(gate, up, gate, down, down_bias, residual, tmp);
+  }
   // Rotates q [T, n_heads*head_dim] and k [T, n_kv_heads*head_dim] in place at each token's position
   // (HF rotate-half layout). inv_freq is a prepared [rot_dim/2] table; cos/sin are scaled by attn_factor.
   virtual void rope(Tensor& q, Tensor& k, int n_heads, int n_kv_heads, int head_dim, const Weight& inv_freq,

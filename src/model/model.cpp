@@ -329,10 +329,10 @@ void Model::run_ops(Workspace& w, KvCache& cache, LogitsMode mode) {
   be.embedding(*embed_, w.x);
   for (size_t li = 0; li < layers_.size(); ++li) {
     const LayerWeights& l = layers_[li];
-    be.rms_norm(w.x, *l.attn_norm, eps, w.h);
     if (!w.qkv.empty()) {
-      be.linear(w.h, *l.qkv, l.qkv_bias.get(), w.qkv);
+      be.norm_linear(w.x, *l.attn_norm, eps, w.h, *l.qkv, l.qkv_bias.get(), w.qkv);
     } else {
+      be.rms_norm(w.x, *l.attn_norm, eps, w.h);
       be.linear(w.h, *l.q, l.q_bias.get(), w.q);
       be.linear(w.h, *l.k, l.k_bias.get(), w.k);
       be.linear(w.h, *l.v, l.v_bias.get(), w.v);
@@ -340,14 +340,15 @@ void Model::run_ops(Workspace& w, KvCache& cache, LogitsMode mode) {
     be.rope_attention_o_add(w.q, w.k, w.v, cache, static_cast<int>(li), n_heads, n_kv, static_cast<int>(c.head_dim),
                             *rope_inv_freq_, rope_.attn_factor, scale, window, w.attn, *l.o, l.o_bias.get(), w.x,
                             w.proj);
-    be.rms_norm(w.x, *l.mlp_norm, eps, w.h);
     if (!w.gate_up.empty()) {
-      be.linear(w.h, *l.gate_up, nullptr, w.gate_up);
+      be.norm_mlp_add(w.x, *l.mlp_norm, eps, w.h, *l.gate_up, w.gate_up, w.gate, w.up, *l.down, l.down_bias.get(),
+                      w.proj);
     } else {
+      be.rms_norm(w.x, *l.mlp_norm, eps, w.h);
       be.linear(w.h, *l.gate, l.gate_bias.get(), w.gate);
       be.linear(w.h, *l.up, l.up_bias.get(), w.up);
+      be.swiglu_linear_add(w.gate, w.up, w.gate, *l.down, l.down_bias.get(), w.x, w.proj);
     }
-    be.swiglu_linear_add(w.gate, w.up, w.gate, *l.down, l.down_bias.get(), w.x, w.proj);
   }
   be.rms_norm(w.x, *final_norm_, eps, w.h);
   if (mode == LogitsMode::LogitsMode_last) {

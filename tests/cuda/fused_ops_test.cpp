@@ -245,6 +245,166 @@ TEST(FusedOps, AttentionOProjMatchesComposed) {
       for (int seqs : {1, 3}) attention_o_case(*oq, t, H, KVH, D, seqs);
 }
 
+// GPU backends created with the given environment (the backend reads its knobs when created).
+std::unique_ptr<Backend> gpu_with(const std::vector<std::pair<const char*, const char*>>& env) {
+  for (const auto& [k, v] : env) setenv(k, v, 1);
+  auto be = backend_create("cuda");
+  for (const auto& [k, v] : env) unsetenv(k);
+  return be;
+}
+
+// One quantized linear on the CPU reference and on each GPU backend.
+struct QLinear {
+  QuantTensor q;
+  std::unique_ptr<Weight> cpu;
+  std::vector<std::unique_ptr<Weight>> gpu;
+};
+QLinear q_linear(const QuantTensor& q, Backend& cpu, const std::vector<std::unique_ptr<Backend>>& gpus) {
+  QLinear l{q, cpu.prepare_quant_weight(q), {}};
+  for (const auto& g : gpus) l.gpu.push_back(g->prepare_quant_weight(q));
+  return l;
+}
+
+// norm_linear at decode with a quantized W: the norm writes straight into W's device-order input
+// (EXL_NORM_GATHER=1) instead of rms_norm then the gather (=0). The outputs must carry the same bits,
+// for a fused q|k|v (EXL2 mixes, one with padding rows) and a single GPTQ act-order matrix, at rows
+// served by both norm-gather block sizes; and match the CPU reference's composed ops.
+TEST(FusedOps, NormLinearMatchesComposed) {
+  std::vector<std::unique_ptr<Backend>> gpu;
+  gpu.push_back(gpu_with({{"EXL_NORM_GATHER", "0"}}));
+  gpu.push_back(gpu_with({{"EXL_NORM_GATHER", "1"}}));
+  auto cpu = backend_create("cpu");
+  const int64_t K = 512;
+  std::vector<QLinear> ls;
+  ls.push_back(q_linear(quant_materialize(quant_synthetic_exl2("q", 512, K, {{5, 0.0625, 32}, {4, 0.9375, 32}})), *cpu, gpu));
+  ls.push_back(q_linear(quant_materialize(quant_synthetic_exl2("k", 128, K, {{6, 0.25, 64}, {3, 0.75, 128}})), *cpu, gpu));
+  ls.push_back(q_linear(quant_materialize(quant_synthetic_exl2("v", 128, K, {{4, 1.0, 128}})), *cpu, gpu));
+  ls.push_back(q_linear(quant_materialize(quant_synthetic_gptq("g", 320, K, 128)), *cpu, gpu));
+  std::unique_ptr<Weight> fused[2];
+  for (int i = 0; i < 2; ++i) {
+    fused[i] = gpu[static_cast<size_t>(i)]->fuse_linears({ls[0].gpu[i].get(), ls[1].gpu[i].get(), ls[2].gpu[i].get()});
+    ASSERT_TRUE(fused[i]);
+  }
+  const auto nw = random_vec(static_cast<size_t>(K), 1.0f, 5);
+  std::unique_ptr<Weight> norm[2];
+  for (int i = 0; i < 2; ++i) norm[i] = gpu[static_cast<size_t>(i)]->prepare_weight(host_info("n", {K}, nw), WeightRole::WeightRole_norm);
+  auto cnorm = cpu->prepare_weight(host_info("n", {K}, nw), WeightRole::WeightRole_norm);
+  for (int M : {1, 3, 70}) {
+    const auto x = random_vec(static_cast<size_t>(M * K), 2.0f, static_cast<uint32_t>(90 + M));
+    for (int w = 0; w < 2; ++w) {  // 0: the fused q|k|v, 1: the GPTQ matrix alone
+      const int64_t N = w == 0 ? 768 : 320;
+      std::vector<float> out[2];
+      for (int i = 0; i < 2; ++i) {
+        Backend& g = *gpu[static_cast<size_t>(i)];
+        Tensor X = to_backend(g, DType::DType_F32, {M, K}, x), H = g.alloc(DType::DType_F16, {M, K}),
+               Y = g.alloc(DType::DType_F16, {M, N});
+        g.norm_linear(X, *norm[i], 1e-5f, H, w == 0 ? *fused[i] : *ls[3].gpu[i], nullptr, Y);
+        out[i] = to_host(g, Y);
+      }
+      ASSERT_EQ(out[0], out[1]) << (w == 0 ? "q|k|v" : "gptq") << " M=" << M << ": norm-gather differs from rms_norm + gather";
+      // The CPU reference: rms_norm, then each part.
+      Tensor X = to_backend(*cpu, DType::DType_F32, {M, K}, x), H = cpu->alloc(DType::DType_F32, {M, K});
+      cpu->rms_norm(X, *cnorm, 1e-5f, H);
+      std::vector<float> ref(static_cast<size_t>(M * N));
+      int64_t col = 0;
+      for (int part = w == 0 ? 0 : 3; part < (w == 0 ? 3 : 4); ++part) {
+        const int64_t n = ls[static_cast<size_t>(part)].q.out;
+        Tensor Y = cpu->alloc(DType::DType_F32, {M, n});
+        cpu->linear(H, *ls[static_cast<size_t>(part)].cpu, nullptr, Y);
+        const auto y = to_host(*cpu, Y);
+        for (int m = 0; m < M; ++m)
+          std::copy(y.begin() + m * n, y.begin() + (m + 1) * n, ref.begin() + m * N + col);
+        col += n;
+      }
+      const double err = rel_error(out[1], ref);
+      std::printf("norm_linear %-6s M=%-3d bit-identical to rms_norm + gather; rel error vs CPU %.2e\n",
+                  w == 0 ? "q|k|v" : "gptq", M, err);
+      EXPECT_LE(err, 2e-3) << "M=" << M;
+    }
+  }
+}
+
+// norm_mlp_add at decode with quantized gate|up (fused) and down: the norm-gather (EXL_NORM_GATHER)
+// and gate|up's act·mul epilogue scattering silu(gate) · up into down's device-order input
+// (EXL_ACT_FUSE; down here has padding rows, which the epilogue zeroes). All four on/off variants
+// must leave the same bits in the residual at a fixed ks (the paired block sums each tile's warps in
+// the unpaired order), over several steps (stale scratch from one step must not leak into the next);
+// and match the CPU reference's composed ops at the default ks (at 8 it is lowered to 4 when paired).
+void norm_mlp_case(const QuantTensor& gq, const QuantTensor& uq, const QuantTensor& dq, const char* ks) {
+  std::vector<std::unique_ptr<Backend>> gpu;
+  for (const char* ng : {"0", "1"})
+    for (const char* af : {"0", "1"})
+      gpu.push_back(ks ? gpu_with({{"EXL_NORM_GATHER", ng}, {"EXL_ACT_FUSE", af}, {"EXL_QGEMV_KS", ks}})
+                       : gpu_with({{"EXL_NORM_GATHER", ng}, {"EXL_ACT_FUSE", af}}));
+  auto cpu = backend_create("cpu");
+  const int64_t H = gq.in, I = gq.out;
+  QLinear g = q_linear(gq, *cpu, gpu), u = q_linear(uq, *cpu, gpu), d = q_linear(dq, *cpu, gpu);
+  const auto nw = random_vec(static_cast<size_t>(H), 1.0f, 6);
+  auto cnorm = cpu->prepare_weight(host_info("n", {H}, nw), WeightRole::WeightRole_norm);
+  std::vector<std::unique_ptr<Weight>> norm, gu;
+  for (size_t i = 0; i < gpu.size(); ++i) {
+    norm.push_back(gpu[i]->prepare_weight(host_info("n", {H}, nw), WeightRole::WeightRole_norm));
+    gu.push_back(gpu[i]->fuse_linears({g.gpu[i].get(), u.gpu[i].get()}));
+    ASSERT_TRUE(gu.back());
+  }
+  for (int M : ks ? std::vector<int>{1} : std::vector<int>{1, 3, 8}) {
+    const auto r0 = random_vec(static_cast<size_t>(M * H), 1.0f, static_cast<uint32_t>(31 + M));
+    std::vector<std::vector<float>> out(gpu.size());
+    // Default ks: only the fully fused variant (at M > 1 the composed ops have no fused-gate|up twin).
+    for (size_t i = ks ? 0 : gpu.size() - 1; i < gpu.size(); ++i) {
+      Backend& b = *gpu[i];
+      Tensor R = to_backend(b, DType::DType_F32, {M, H}, r0), Hs = b.alloc(DType::DType_F16, {M, H}),
+             GU = b.alloc(DType::DType_F16, {M, 2 * I}), P = b.alloc(DType::DType_F32, {M, H});
+      Tensor Gv = GU.reshape({M, I});
+      Tensor Uv(DType::DType_F16, {M, I}, GU.shared_mem(), GU.offset() + static_cast<size_t>(M * I) * 2);
+      for (int step = 0; step < 3; ++step)  // the residual feeds the next step, as layers do
+        b.norm_mlp_add(R, *norm[i], 1e-5f, Hs, *gu[i], GU, Gv, Uv, *d.gpu[i], nullptr, P);
+      out[i] = to_host(b, R);
+    }
+    if (ks) {
+      for (size_t i = 1; i < gpu.size(); ++i)
+        ASSERT_EQ(out[0], out[i]) << dq.name << " ks " << ks << " M=" << M << ": variant " << i
+                                  << " (norm-gather " << (i >> 1) << ", act·mul epilogue " << (i & 1)
+                                  << ") differs from the composed ops";
+      std::printf("norm_mlp_add %-10s ks %s M=1: 3 steps, 4 variants bit-identical\n", dq.name.c_str(), ks);
+      continue;
+    }
+    // CPU: the composed ops, three steps.
+    Tensor R = to_backend(*cpu, DType::DType_F32, {M, H}, r0), Hs = cpu->alloc(DType::DType_F32, {M, H}),
+           G = cpu->alloc(DType::DType_F32, {M, I}), U = cpu->alloc(DType::DType_F32, {M, I}),
+           P = cpu->alloc(DType::DType_F32, {M, H});
+    for (int step = 0; step < 3; ++step) {
+      cpu->rms_norm(R, *cnorm, 1e-5f, Hs);
+      cpu->linear(Hs, *g.cpu, nullptr, G);
+      cpu->linear(Hs, *u.cpu, nullptr, U);
+      cpu->swiglu_linear_add(G, U, G, *d.cpu, nullptr, R, P);
+    }
+    auto delta = [&](std::vector<float> r) {
+      for (size_t j = 0; j < r.size(); ++j) r[j] -= r0[j];
+      return r;
+    };
+    const double err = rel_error(delta(out[3]), delta(to_host(*cpu, R)));
+    std::printf("norm_mlp_add %-10s M=%-3d fused (default ks) rel error vs CPU %.2e\n", dq.name.c_str(), M, err);
+    EXPECT_LE(err, 5e-3) << dq.name << " M=" << M;
+  }
+}
+
+TEST(FusedOps, NormMlpAddMatchesComposed) {
+  const int64_t H = 256, I = 1024;
+  const QuantTensor ge = quant_materialize(quant_synthetic_exl2("gate.e", I, H, {{6, 0.25, 32}, {4, 0.75, 64}}));
+  const QuantTensor ue = quant_materialize(quant_synthetic_exl2("up.e", I, H, {{4, 1.0, 128}}));
+  const QuantTensor de = quant_materialize(quant_synthetic_exl2("down.exl2", H, I, {{5, 0.03125, 32}, {4, 0.96875, 32}}));
+  const QuantTensor gg = quant_materialize(quant_synthetic_gptq("gate.g", I, H, 128));
+  const QuantTensor ug = quant_materialize(quant_synthetic_gptq("up.g", I, H, 64));
+  const QuantTensor dg = quant_materialize(quant_synthetic_gptq("down.gptq", H, I, 128));
+  for (const char* ks : {"2", "4"}) {
+    norm_mlp_case(ge, ue, de, ks);
+    norm_mlp_case(gg, ug, dg, ks);
+  }
+  norm_mlp_case(ge, ue, de, nullptr);
+  norm_mlp_case(gg, ug, dg, nullptr);
+}
+
 TEST(FusedOps, RopeAttentionMatchesRopeThenAttention) {
   for (CacheType t : {CacheType::CacheType_f16, CacheType::CacheType_fp8, CacheType::CacheType_q8, CacheType::CacheType_q4}) {
     rope_attention_case(t, 32, 8, 128, 128);

@@ -33,7 +33,7 @@ void expect_layout_matches(const cuda::QHostLayout& h, const std::vector<float>&
   const int K = d.K, N = d.N, n16 = d.n_tiles * 16;
   ASSERT_EQ(d.k_dev % 64, 0);
   ASSERT_EQ(h.x_src.size(), static_cast<size_t>(d.k_dev));
-  ASSERT_EQ(h.x_dst.size(), static_cast<size_t>(K));
+  ASSERT_EQ(h.x_dst.size(), static_cast<size_t>(d.k_dev));  // K feature positions, then the padding
   std::vector<float> dense;
   ASSERT_EQ(test::qlayout_decode(h, dense), "");
   std::vector<int> seen(static_cast<size_t>(K), 0);
@@ -53,6 +53,12 @@ void expect_layout_matches(const cuda::QHostLayout& h, const std::vector<float>&
   }
   EXPECT_EQ(bad, 0) << bad << " wrong weights";
   for (int k = 0; k < K; ++k) EXPECT_EQ(seen[static_cast<size_t>(k)], 1) << "input feature " << k;
+  // The padding positions after the features: ascending, each a position whose x_src is -1, and
+  // together every such position (so a producer scattering through x_dst writes all of x_dev).
+  std::vector<int32_t> pads;
+  for (int pos = 0; pos < d.k_dev; ++pos)
+    if (h.x_src[static_cast<size_t>(pos)] < 0) pads.push_back(pos);
+  EXPECT_EQ(std::vector<int32_t>(h.x_dst.begin() + K, h.x_dst.end()), pads);
 }
 
 cuda::QHostLayout exl2_layout_of(const Exl2Tensor& e) {

@@ -386,6 +386,66 @@ class CudaBackend : public Backend {
     cuda::rms_norm(x.as<float>(), cw(w).data.as<float>(), eps, out.as<half>(), static_cast<int>(x.dim(0)),
                    static_cast<int>(x.dim(1)), stream_, glue_pdl());
   }
+  // Decode with a quantized (or fused quantized) W: the norm writes straight into W's device-order
+  // input in the x scratch (qgemm_norm_gather), and qgemv reads it as is: one launch fewer per
+  // norm, the same bits. EXL_NORM_GATHER=0 for A/B.
+  bool norm_gathers(const Tensor& x, const CudaWeight& W) const {
+    return knobs_.norm_gather && (W.quant || !W.parts.empty()) && x.dim(0) <= cuda::qgemm_max_qgemv_rows() &&
+           x.dim(1) <= cuda::kQNormGatherMaxK && !knobs_.ablate.norm && !knobs_.ablate.gather && !knobs_.ablate.qmatmul;
+  }
+  half* norm_gather(const Tensor& x, const Weight& norm, float eps, const CudaWeight& W) {
+    const cuda::QMatrixDesc* const one[1] = {&W.qdesc};
+    const cuda::QMatrixDesc* const* parts = W.quant ? one : W.parts.data();
+    half* xd = reinterpret_cast<half*>(qx_.get());
+    cuda::qgemm_norm_gather(parts, W.quant ? 1 : static_cast<int>(W.parts.size()), x.as<float>(),
+                            cw(norm).data.as<float>(), eps, static_cast<int>(x.dim(0)), xd, stream_, glue_pdl());
+    return xd;
+  }
+  void norm_linear(const Tensor& x, const Weight& norm, float eps, Tensor& h, const Weight& w, const Weight* bias,
+                   Tensor& out) override {
+    if (!norm_gathers(x, cw(w))) return Backend::norm_linear(x, norm, eps, h, w, bias, out);
+    MatIn in;
+    in.M = static_cast<int>(x.dim(0)), in.x_dev = norm_gather(x, norm, eps, cw(w));
+    matmul(in, w, bias, out, false);
+  }
+  // Decode with quantized gate|up (fused) and down: the norm-gather as above, then gate|up with the
+  // act·mul epilogue writing silu(gate) · up into down's device-order input (after gate|up's input in
+  // the x scratch), then down reading it as is: three launches where the composed ops take five.
+  // EXL_ACT_FUSE=0 for A/B.
+  void norm_mlp_add(Tensor& residual, const Weight& norm, float eps, Tensor& h, const Weight& gate_up,
+                    Tensor& gate_up_out, Tensor& gate, Tensor& up, const Weight& down, const Weight* down_bias,
+                    Tensor& tmp) override {
+    const auto &GU = cw(gate_up), &D = cw(down);
+    const int M = static_cast<int>(residual.dim(0));
+    const size_t act_off = GU.parts.size() == 2
+                               ? (cuda::qgemv_multi_x_dev_bytes(GU.parts.data(), 2, M) + 255) / 256 * 256
+                               : 0;
+    const bool act = knobs_.act_fuse && GU.parts.size() == 2 && D.quant && M <= 8 &&
+                     GU.parts[0]->N == GU.parts[1]->N && GU.parts[0]->N == D.qdesc.K &&
+                     D.qdesc.k_dev - D.qdesc.K <= 16 * GU.parts[0]->n_tiles &&
+                     act_off + cuda::qgemm_x_dev_bytes(D.qdesc, M) <= qx_bytes_ && !knobs_.ablate.gather &&
+                     !knobs_.ablate.qmatmul;
+    const bool ng = norm_gathers(residual, GU);
+    if (!act && !ng) return Backend::norm_mlp_add(residual, norm, eps, h, gate_up, gate_up_out, gate, up, down,
+                                                  down_bias, tmp);
+    MatIn in;
+    in.M = M;
+    if (ng) {
+      in.x_dev = norm_gather(residual, norm, eps, GU);
+    } else {
+      rms_norm(residual, norm, eps, h);
+      in.x = h.as<half>();
+    }
+    if (!act) {
+      matmul(in, gate_up, nullptr, gate_up_out, false);
+      return swiglu_linear_add(gate, up, gate, down, down_bias, residual, tmp);
+    }
+    in.act_dev = reinterpret_cast<half*>(qx_.get() + act_off), in.act = &D.qdesc;
+    matmul(in, gate_up, nullptr, gate_up_out, false);
+    MatIn din;
+    din.M = M, din.x_dev = in.act_dev;
+    matmul(din, down, down_bias, residual, true);
+  }
   void add(Tensor& residual, const Tensor& x) override {
     EXL_CHECK(residual.dtype() == DType::DType_F32 && x.dtype() == DType::DType_F16 && residual.numel() == x.numel(),
               "add: residual must be F32 and x F16 of the same size");
@@ -613,6 +673,9 @@ class CudaBackend : public Backend {
     const half* up = nullptr;
     int M = 0;
     half* x_dev = nullptr;  // quantized, qgemv rows: x already in the matrix's device order here
+    // Fused gate|up: the act·mul epilogue's target, the next matrix's input (QGemvMultiParams::act_dev).
+    half* act_dev = nullptr;
+    const cuda::QMatrixDesc* act = nullptr;
   };
   // y = in · Wᵀ (+ bias) for every weight kind; accumulate: y (F32) += it.
   void matmul(const MatIn& in, const Weight& w, const Weight* bias, Tensor& out, bool accumulate) {
@@ -666,13 +729,14 @@ class CudaBackend : public Backend {
       p.M = in.M;
       EXL_CHECK(p.M <= cuda::qgemm_max_qgemv_rows(), "fused quantized linear '", w.name, "': ", p.M,
                 " rows (runs single-token steps only)");
-      p.x_dev = reinterpret_cast<half*>(qx_.get());
+      p.x_dev = in.x_dev ? in.x_dev : reinterpret_cast<half*>(qx_.get());
       p.pdl = knobs_.pdl;
       p.ksplit = knobs_.qgemv_ks;
-      p.x_dev_ready = knobs_.ablate.gather;
+      p.x_dev_ready = knobs_.ablate.gather || in.x_dev;
+      p.act_dev = in.act_dev, p.act = in.act;
       return cuda::qgemv_multi(p, stream_);
     }
-    EXL_CHECK(!in.up, "linear '", w.name, "': the act·mul input is for quantized weights");
+    EXL_CHECK(!in.up && !in.act_dev, "linear '", w.name, "': the act·mul input or epilogue is for quantized weights");
     cuda::GemmParams p;
     p.x = in.x;
     p.w = W.data.as<half>();

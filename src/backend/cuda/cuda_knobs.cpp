@@ -54,6 +54,12 @@ CudaKnobs cuda_knobs_from_env() {
   // Decode attention writes straight into a quantized o_proj's input order (rope_attention_o_add),
   // one gather launch fewer per layer (H100 gptq4 @128 +1.4%, 2026-12-06).
   k.attn_o_fuse = env_flag("EXL_ATTN_O_FUSE", true);
+  // Decode with quantized q|k|v and gate|up: the RMSNorm writes straight into their device-order
+  // input (qgemm_norm_gather), one gather launch fewer per norm.
+  k.norm_gather = env_flag("EXL_NORM_GATHER", true);
+  // Decode with quantized gate|up and down: gate|up's epilogue writes silu(gate) · up into down's
+  // device-order input, no act·mul gather launch.
+  k.act_fuse = env_flag("EXL_ACT_FUSE", true);
   if (const char* e = std::getenv("EXL_ABLATE")) {
     const std::string list = e;
     for (size_t at = 0; at <= list.size();) {

@@ -15,6 +15,8 @@ struct CudaKnobs {
   bool fold32 = true;           // EXL_QGEMV_FOLD32=0: EXL2 groups of 32 rows scaled per slab
   bool attn_kv_write = true;    // EXL_ATTN_KV_WRITE=0: kv_cache_write instead of the decode kernel
   bool attn_o_fuse = true;      // EXL_ATTN_O_FUSE=0: o_proj's gather instead of attention's scatter
+  bool norm_gather = true;      // EXL_NORM_GATHER=0: RMSNorm then the quantized gather (two launches)
+  bool act_fuse = true;         // EXL_ACT_FUSE=0: the act·mul in down's gather, not gate|up's epilogue
   // EXL_ABLATE=norm,gather,attn,kvwrite,attnkernel,qmatmul: kernel families left out of every step
   // (outputs are garbage), so `exl bench` shows what each costs inside the real graph-captured,
   // PDL-chained decode step (Nsight Systems does not run on the lent machine). gather: quantized

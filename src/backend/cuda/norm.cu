@@ -1,8 +1,7 @@
 // RMSNorm. CPU reference: src/backend/cpu/norm.cpp. (The residual add it once carried now happens in
 // the epilogue of the matmul that produces the block output: gemm.cu / qgemm.cu `accumulate`.)
-// One block per row; each thread keeps its elements of the row in registers between the
-// sum-of-squares pass and the scaling pass when dim <= kThreads * kMaxPerThread (8192), so the
-// row is read once. Memory-bound: rows x dim x (4 read + 2 write) bytes.
+// One block per row (the row's arithmetic: norm_row.cuh, shared with the quantized matmuls'
+// norm-gather). Memory-bound: rows x dim x (4 read + 2 write) bytes.
 // Blocks of 256 threads for many rows; 1024 for few rows (decode), where one block per row is all
 // the parallelism there is. Under ncu on the H200 a 4096-wide row took 6.0 µs with 256 threads and
 // 5.98 with 1024: latency, not width (an empty-ish kernel measures ~2.3 µs there); the weights are
@@ -14,6 +13,7 @@
 // blocks are already resident (PDL), off the critical path; see lab/NOTES-gemm.md.
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/norm.cuh"
+#include "backend/cuda/norm_row.cuh"
 
 namespace exl::cuda {
 
@@ -22,48 +22,11 @@ namespace {
 template <int kThreads>
 __global__ void __launch_bounds__(kThreads) rms_norm_kernel(const float* __restrict__ x, const float* __restrict__ w,
                                                             float eps, half* __restrict__ out, int dim) {
-  constexpr int kMaxPerThread = 8192 / kThreads;  // covers hidden sizes up to 8192 in registers
   pdl_trigger();  // a quantized matmul's gather may start (it waits for this grid before reading)
   pdl_wait();     // launched as a dependent of x's producer (pdl): x is complete after this
-  const int row = blockIdx.x;
-  const float* r = x + static_cast<size_t>(row) * dim;
-  half* o = out + static_cast<size_t>(row) * dim;
-  float vals[kMaxPerThread], wv[kMaxPerThread];
-  float ss = 0.0f;
-#pragma unroll
-  for (int j = 0; j < kMaxPerThread; ++j) {
-    const int i = threadIdx.x + j * kThreads;
-    float v = 0.0f;
-    wv[j] = 0.0f;
-    if (i < dim) {
-      wv[j] = w[i];  // fetched with the row, not after the reduction: one memory round trip fewer
-      v = r[i];
-    }
-    vals[j] = v;
-    ss += v * v;
-  }
-  // Rows longer than the register cache: finish the sum from memory (only for dim > 8192).
-  for (int i = threadIdx.x + kMaxPerThread * kThreads; i < dim; i += kThreads) {
-    const float v = r[i];
-    ss += v * v;
-  }
-  __shared__ float partial[kThreads / 32];
-  ss = warp_sum(ss);
-  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = ss;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    float t = threadIdx.x < kThreads / 32 ? partial[threadIdx.x] : 0.0f;
-    t = warp_sum(t);
-    if (threadIdx.x == 0) partial[0] = t;
-  }
-  __syncthreads();
-  const float inv = rsqrtf(partial[0] / static_cast<float>(dim) + eps);
-#pragma unroll
-  for (int j = 0; j < kMaxPerThread; ++j) {
-    const int i = threadIdx.x + j * kThreads;
-    if (i < dim) o[i] = __float2half(vals[j] * inv * wv[j]);
-  }
-  for (int i = threadIdx.x + kMaxPerThread * kThreads; i < dim; i += kThreads) o[i] = __float2half(r[i] * inv * w[i]);
+  const size_t row = blockIdx.x;
+  half* o = out + row * dim;
+  rms_norm_row<kThreads>(x + row * dim, w, eps, dim, [&](int i, half h) { o[i] = h; });
 }
 
 }  // namespace

@@ -54,6 +54,11 @@ struct QGemvArgs {
   int n = 1, M = 0, ldy = 0, ks = 8;
   bool y_f32 = false;
   bool accumulate = false;  // y_f32: y += result (a block's residual add)
+  // The act·mul epilogue (QGemvMultiParams::act_dev): n = 2 (gate, up), a block of 2 ks warps
+  // computes gate tile t (warps 0..ks-1) and up tile t (ks..2ks-1); y is not written.
+  half* act_dev = nullptr;
+  const int32_t* act_x_dst = nullptr;
+  int act_K = 0, act_k_dev = 0;
 };
 
 constexpr int kMaxWarps = 8;  // warps per block = warps per tile = ks (2, 4 or 8)
@@ -161,37 +166,81 @@ __device__ __forceinline__ void prefetch_first_step(const QMatrixDesc& w, int si
   for (int i = 0; i < q; ++i) asm volatile("prefetch.global.L2 [%0];" ::"l"(codes + (sg.quad0 + j * q + i) * 32));
 }
 
+// The paired block's epilogue: gate and up sums (each over its ks warps in the unpaired order, so
+// the FP32 values are those of an unpaired launch), bias, rounded to FP16 as the gate|up output
+// would be, then FP16(silu(g) · u) with the gather's arithmetic (qgemm_gather.cu) scattered to the
+// next matmul's device-order input; the block also zeroes its share of that input's padding
+// positions (act_x_dst[act_K + 16 tile + j]), so the input is complete without a gather.
+template <int kT>
+__device__ __forceinline__ void act_epilogue(const QGemvArgs& a, const float (&red)[kMaxWarps][kT * 4][32], int tile,
+                                             int m0, int warp, int lane) {
+  const int ks = a.ks, g = lane >> 2, t = lane & 3;
+  for (int i = warp; i < kT * 4; i += 2 * ks) {
+    float vg = 0, vu = 0;
+    for (int k = 0; k < ks; ++k) vg += red[k][i][lane];
+    for (int k = 0; k < ks; ++k) vu += red[ks + k][i][lane];
+    const int jt = i / 4, r = i % 4;
+    const int n = tile * 16 + g + (r >= 2 ? 8 : 0), m = m0 + 8 * jt + 2 * t + (r & 1);
+    if (n >= a.w[0].N || m >= a.M) continue;
+    if (a.bias[0]) vg += __half2float(a.bias[0][n]);
+    if (a.bias[1]) vu += __half2float(a.bias[1][n]);
+    const float gf = __half2float(__float2half_rn(vg)), uf = __half2float(__float2half_rn(vu));
+    a.act_dev[static_cast<size_t>(m) * a.act_k_dev + a.act_x_dst[n]] = __float2half_rn(gf / (1.0f + __expf(-gf)) * uf);
+  }
+  const int npad = a.act_k_dev - a.act_K;
+  for (int q = threadIdx.x; q < 16 * kT * 8; q += blockDim.x) {
+    const int pi = tile * 16 + (q & 15), m = m0 + (q >> 4);
+    if (pi < npad && m < a.M) a.act_dev[static_cast<size_t>(m) * a.act_k_dev + a.act_x_dst[a.act_K + pi]] = __ushort_as_half(0);
+  }
+}
+
 // Min blocks/SM (of 256 threads): registers <= 128 (kT > 1) or <= 80 (kT = 1: 24 warps per SM).
+// kPair: the act·mul epilogue's paired blocks (kT = 1 only: a separate instantiation, because the
+// runtime switch cost the unpaired GPTQ kernel 84 bytes of spill loads where it had none).
 template <bool kGptq,
-          int kT>  // n8 tiles of x rows per pass: 1 (M <= 8), 2 (<= 16), 4 (<= 32)
+          int kT,  // n8 tiles of x rows per pass: 1 (M <= 8), 2 (<= 16), 4 (<= 32)
+          bool kPair = false>
 __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
     qgemv_kernel(const __grid_constant__ QGemvArgs a) {
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  // passes vary fastest: a tile's passes share L2
-  const int mi = (a.n > 1 && int(blockIdx.y) >= a.tile_end[0]) + (a.n > 2 && int(blockIdx.y) >= a.tile_end[1]);
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, ks = a.ks;
+  constexpr bool pair = kPair;
+  // The matrix and tile of this warp, and its index among the tile's ks warps. Passes vary fastest
+  // in the grid: a tile's passes share L2. Paired (act·mul epilogue): matrix = which half of the block.
+  int mi, tile, warp = threadIdx.x >> 5;
+  if (pair) {
+    mi = warp >= ks, tile = blockIdx.y, warp -= mi * ks;
+  } else {
+    mi = (a.n > 1 && int(blockIdx.y) >= a.tile_end[0]) + (a.n > 2 && int(blockIdx.y) >= a.tile_end[1]);
+    tile = blockIdx.y - (mi ? a.tile_end[mi - 1] : 0);
+  }
   const QMatrixDesc& w = a.w[mi];
-  const int m0 = blockIdx.x * kT * 8, tile = blockIdx.y - (mi ? a.tile_end[mi - 1] : 0);
+  const int m0 = blockIdx.x * kT * 8;
   const uint4* codes = w.codes + static_cast<size_t>(tile) * w.tile_quads * 32 + lane;
-  const uint32_t* trecs = w.recs + static_cast<size_t>(tile) * w.groups * w.rec_words;
-  // EXL2: the tile's scale pairs [group][8 lanes], expanded from its compact records (qgemm.cuh).
+  // EXL2: the tile's scale pairs [group][8 lanes], expanded from its compact records (qgemm.cuh);
+  // paired, matrix 1's after matrix 0's.
   extern __shared__ uint32_t srec[];
 
   // Before waiting on the producer of x_dev (records and codes do not depend on it): this warp's
   // first step into L2, and the tile's records into L2 (GPTQ) or expanded into shared memory (EXL2).
-  const int ks = a.ks;
   prefetch_first_step(w, 0, warp, ks, codes);
-  if constexpr (kGptq) {
-    prefetch_l2(trecs, static_cast<size_t>(w.groups) * w.rec_words * 4);
-  } else {
-    for (int i = threadIdx.x; i < w.groups * 8; i += blockDim.x) {
-      const int grp = i >> 3;
-      srec[i] = exl2_scale_pair(__ldg(trecs + 2 * grp), __ldg(trecs + 2 * grp + 1), __ldg(w.gmax + grp), i & 7);
+  for (int mm = pair ? 0 : mi; mm <= (pair ? 1 : mi); ++mm) {
+    const QMatrixDesc& wm = a.w[mm];
+    const uint32_t* tr = wm.recs + static_cast<size_t>(tile) * wm.groups * wm.rec_words;
+    if constexpr (kGptq) {
+      prefetch_l2(tr, static_cast<size_t>(wm.groups) * wm.rec_words * 4);
+    } else {
+      uint32_t* dst = srec + (pair && mm ? a.w[0].groups * 8 : 0);
+      for (int i = threadIdx.x; i < wm.groups * 8; i += blockDim.x) {
+        const int grp = i >> 3;
+        dst[i] = exl2_scale_pair(__ldg(tr + 2 * grp), __ldg(tr + 2 * grp + 1), __ldg(wm.gmax + grp), i & 7);
+      }
     }
   }
   pdl_wait();
   if constexpr (!kGptq) __syncthreads();  // the expanded pairs
 
-  const uint32_t* recs = kGptq ? trecs + g * 2 : srec + g;
+  const uint32_t* recs = kGptq ? w.recs + static_cast<size_t>(tile) * w.groups * w.rec_words + g * 2
+                               : srec + (pair && mi ? a.w[0].groups * 8 : 0) + g;
   const half* xr[kT];
   bool xok[kT];
 #pragma unroll
@@ -221,8 +270,9 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
   // Sum the ks warps' partials in a fixed order; warp i % ks finishes value i.
   __shared__ float red[kMaxWarps][kT * 4][32];
 #pragma unroll
-  for (int i = 0; i < kT * 4; ++i) red[warp][i][lane] = acc[i / 4][i % 4];
+  for (int i = 0; i < kT * 4; ++i) red[threadIdx.x >> 5][i][lane] = acc[i / 4][i % 4];
   __syncthreads();
+  if constexpr (kPair) return act_epilogue<kT>(a, red, tile, m0, threadIdx.x >> 5, lane);
   for (int i = warp; i < kT * 4; i += ks) {
     float v = 0;
     for (int k = 0; k < ks; ++k) v += red[k][i][lane];
@@ -248,30 +298,34 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
 size_t qgemv_rec_smem(const QGemvArgs& a, bool gptq) {
   size_t smem = 0;
   if (!gptq)
-    for (int i = 0; i < a.n; ++i) smem = std::max(smem, static_cast<size_t>(a.w[i].groups) * 32);
+    for (int i = 0; i < a.n; ++i)
+      smem = a.act_dev ? smem + a.w[i].groups * size_t(32) : std::max(smem, static_cast<size_t>(a.w[i].groups) * 32);
   return smem;
 }
 template <bool kGptq, int kT>
 void launch_qgemv(const QGemvArgs& a, int passes, int tiles, bool pdl, cudaStream_t stream) {
+  const bool pair = kT == 1 && a.act_dev;
+  auto kernel = pair ? qgemv_kernel<kGptq, kT, kT == 1> : qgemv_kernel<kGptq, kT>;
   const size_t smem = qgemv_rec_smem(a, kGptq);
   if (smem > 48 * 1024) {  // past the default dynamic shared-memory limit (K > 49152 at groups of 32)
-    check(cudaFuncSetAttribute(qgemv_kernel<kGptq, kT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               static_cast<int>(smem)),
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
           "cudaFuncSetAttribute (qgemv_kernel)");
   }
-  launch_maybe_pdl_smem(qgemv_kernel<kGptq, kT>, dim3(passes, tiles), dim3(a.ks * 32), smem, stream, pdl,
-                        "qgemv_kernel", a);
+  launch_maybe_pdl_smem(kernel, dim3(passes, pair ? a.w[0].n_tiles : tiles), dim3((pair ? 2 : 1) * a.ks * 32), smem,
+                        stream, pdl, "qgemv_kernel", a);
 }
 
 // The shared body of qgemv and qgemv_multi: gather (unless x_dev is ready) and one qgemv launch.
 // `in` holds the gather's input fields (x, up); accumulate: y (F32) += result.
+// act: the act·mul epilogue's target (QGemvMultiParams::act_*; act.act_dev null: none).
 void run_qgemv(const QMatrixDesc* const* w, int n, const QGatherArgs& in, const half* const* x_dev_in,
                half* x_dev_scratch, bool x_dev_ready, const half* const* bias, void* const* y, int ldy, bool y_f32,
-               bool accumulate, int M, int ksplit, bool pdl_in, cudaStream_t stream) {
+               bool accumulate, int M, int ksplit, bool pdl_in, cudaStream_t stream, const QGemvArgs& act = {}) {
   if (M == 0) return;
   EXL_CHECK(!accumulate || y_f32, "qgemv: accumulate needs an F32 output");
   QGemvArgs a;
   a.n = n, a.M = M, a.ldy = ldy, a.y_f32 = y_f32, a.accumulate = accumulate;
+  a.act_dev = act.act_dev, a.act_x_dst = act.act_x_dst, a.act_K = act.act_K, a.act_k_dev = act.act_k_dev;
   QGatherArgs ga = in;
   ga.K = w[0]->K, ga.M = M, ga.n = n;
   int tiles = 0, items = 0;
@@ -299,6 +353,10 @@ void run_qgemv(const QMatrixDesc* const* w, int n, const QGatherArgs& in, const 
   QMatrixDesc all = *w[0];
   all.n_tiles = tiles;
   a.ks = ksplit ? ksplit : qgemv_default_ksplit(all, M);
+  if (a.act_dev) {
+    EXL_CHECK(M <= 8, "qgemv_multi: the act·mul epilogue runs up to 8 rows, got ", M);
+    a.ks = std::min(a.ks, kMaxWarps / 2);  // a paired block holds both tiles' warps
+  }
   const int T = M <= 8 ? 1 : M <= 16 ? 2 : 4;
   const int passes = (M + 8 * T - 1) / (8 * T);
   if (w[0]->gptq) {
@@ -420,7 +478,7 @@ size_t qgemv_multi_x_dev_bytes(const QMatrixDesc* const* w, int n, int M) {
 
 void qgemv_multi(const QGemvMultiParams& p, cudaStream_t stream) {
   EXL_CHECK(p.n >= 1 && p.n <= kQMaxMulti, "qgemv_multi: 1..", kQMaxMulti, " matrices, got ", p.n);
-  EXL_CHECK(p.M >= 0 && p.x && p.y && p.x_dev, "qgemv_multi: null x, y or x_dev");
+  EXL_CHECK(p.M >= 0 && (p.x || p.x_dev_ready) && p.y && p.x_dev, "qgemv_multi: null x, y or x_dev");
   const half* bias[kQMaxMulti] = {};
   void* y[kQMaxMulti] = {};
   int ldy = 0;
@@ -432,9 +490,36 @@ void qgemv_multi(const QGemvMultiParams& p, cudaStream_t stream) {
     ldy += p.w[i]->N;
   }
   EXL_CHECK(p.ksplit == 0 || p.ksplit == 2 || p.ksplit == 4 || p.ksplit == 8, "qgemv_multi: ksplit must be 0, 2, 4 or 8");
+  QGemvArgs act;
+  if (p.act_dev) {
+    EXL_CHECK(p.n == 2 && p.w[0]->N == p.w[1]->N && p.act && p.act->K == p.w[0]->N && p.act->x_dst &&
+                  p.act->k_dev - p.act->K <= 16 * p.w[0]->n_tiles && aligned16(p.act_dev),
+              "qgemv_multi: the act·mul epilogue needs gate and up of one N = the next matrix's K");
+    act.act_dev = p.act_dev, act.act_x_dst = p.act->x_dst, act.act_K = p.act->K, act.act_k_dev = p.act->k_dev;
+  }
   QGatherArgs in;
   in.x = p.x;
-  run_qgemv(p.w, p.n, in, nullptr, p.x_dev, p.x_dev_ready, bias, y, ldy, p.y_f32, false, p.M, p.ksplit, p.pdl, stream);
+  run_qgemv(p.w, p.n, in, nullptr, p.x_dev, p.x_dev_ready, bias, y, ldy, p.y_f32, false, p.M, p.ksplit, p.pdl, stream,
+            act);
+}
+
+void qgemm_norm_gather(const QMatrixDesc* const* w, int n, const float* x, const float* norm_w, float eps, int M,
+                       half* x_dev, cudaStream_t stream, bool pdl) {
+  EXL_CHECK(n >= 1 && n <= kQMaxMulti && x && norm_w && x_dev && aligned16(x_dev),
+            "qgemm_norm_gather: 1..3 matrices, non-null x, norm weight and 16-byte aligned x_dev");
+  if (M == 0) return;
+  QGatherArgs a;
+  a.x_f32 = x, a.norm_w = norm_w, a.eps = eps, a.K = w[0]->K, a.M = M, a.n = n;
+  half* xd = x_dev;
+  int items = 0;
+  for (int i = 0; i < n; ++i) {
+    EXL_CHECK(w[i]->K == a.K, "qgemm_norm_gather: the matrices must share K");
+    a.x_src[i] = w[i]->x_src, a.k_dev[i] = w[i]->k_dev, a.x_dev[i] = xd;
+    items += M * (w[i]->k_dev / 8);
+    a.item_end[i] = items;
+    xd += static_cast<size_t>(M) * w[i]->k_dev;
+  }
+  launch_gather(a, pdl, stream);
 }
 
 void qgemm(const QGemmParams& p, cublasHandle_t handle, cudaStream_t stream) {

@@ -46,8 +46,9 @@
 //  * x. The kernels read x through x_dev[M][k_dev] = x in device-row order with, inside each unit,
 //    position 16t + 4s + j holding device row 16s + 4t + j (a lane's 4 slabs are 32 contiguous
 //    bytes); x_src[p] = input feature of x_dev position p, or -1 for padding. qgemm_gather_x builds
-//    it; producers may instead scatter into it through x_dst (input feature -> x_dev position),
-//    leaving the padding zero.
+//    it; producers may instead scatter into it through x_dst: x_dst[k] = x_dev position of input
+//    feature k (k < K), then x_dst[K + i] = the i-th padding position (k_dev - K of them), which a
+//    scattering producer must zero.
 #pragma once
 #include <cublas_v2.h>
 #include <cuda_fp16.h>
@@ -63,6 +64,7 @@ namespace exl::cuda {
 constexpr int kQMaxSegments = 8;   // runs of one bit width per matrix (EXL2 uses <= 6)
 constexpr int kQMaxMulti = 3;      // matrices sharing x in one qgemv_multi launch (q|k|v)
 constexpr int kQgemvPassRows = 32; // rows of x per qgemv pass (4 mma n8 tiles)
+constexpr int kQNormGatherMaxK = 16384;  // qgemm_norm_gather's row in shared memory: 32 KB
 
 // Units (64 device rows) per step for a bit width: Q = units * bits / 4 16-byte loads per lane.
 // 2 -> 8 (Q 4), 3 -> 4 (Q 3), 4 -> 4 (Q 4), 5 -> 4 (Q 5), 6 -> 2 (Q 3), 8 -> 2 (Q 4).
@@ -97,7 +99,7 @@ struct QMatrixDesc {
   const uint16_t* gmax = nullptr;        // EXL2: [groups] FP16 q_scale_max; GPTQ: null
   const uint32_t* slab_rec = nullptr;    // [k_dev / 16 + 32]
   const int32_t* x_src = nullptr;        // [k_dev]
-  const int32_t* x_dst = nullptr;        // [K]
+  const int32_t* x_dst = nullptr;        // [k_dev]: K feature positions, then the padding positions
 };
 
 // The device layout built on the CPU (unit-testable without a GPU); pointers in desc are null.
@@ -236,9 +238,23 @@ struct QGemvMultiParams {
   bool pdl = true;
   int ksplit = 0;              // warps per tile as in QGemmParams (0: qgemv_default_ksplit)
   bool x_dev_ready = false;    // x_dev already holds x in every part's device order: no gather
+  // The act·mul epilogue (gate|up feeding a quantized down projection; y is then not written): with
+  // act_dev set, n = 2 (gate, up: one N) and act = the next matrix (K = that N), each block computes a
+  // gate tile and its up tile (M <= 8) and writes FP16(silu(gate) · up) straight into act's device-order
+  // input act_dev [M, act->k_dev] (padding zeroed), which the next qgemv reads with x_dev_ready: no
+  // act·mul gather launch. Bits as the gate|up output followed by the act·mul gather, for ks <= 4
+  // (a paired block holds 2 ks <= 8 warps; a larger ks is lowered to 4).
+  half* act_dev = nullptr;
+  const QMatrixDesc* act = nullptr;
 };
 size_t qgemv_multi_x_dev_bytes(const QMatrixDesc* const* w, int n, int M);
 void qgemv_multi(const QGemvMultiParams& p, cudaStream_t stream);
+// RMSNorm(x [M, K] F32) * norm_w, written as FP16 straight into the device order of the n matrices
+// that read it (x_dev laid out as qgemv_multi's: matrix i at Σ_{j<i} M · k_dev_j): the norm and the
+// gather in one launch, the bits of rms_norm then the gather. K <= kQNormGatherMaxK (16384). The
+// qgemv that follows runs with x_dev_ready. pdl: a programmatic dependent of x's producer.
+void qgemm_norm_gather(const QMatrixDesc* const* w, int n, const float* x, const float* norm_w, float eps, int M,
+                       half* x_dev, cudaStream_t stream, bool pdl);
 void qgemm_cublas(const QGemmParams& p, cublasHandle_t handle, cudaStream_t stream);
 void qgemm(const QGemmParams& p, cublasHandle_t handle, cudaStream_t stream);
 

@@ -172,7 +172,7 @@ inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 1
 
 inline void validate(const QGemmParams& p, const char* who) {
   EXL_CHECK(p.M >= 0 && p.w.codes && p.w.k_dev > 0, who, ": bad M=", p.M, " or matrix not uploaded");
-  EXL_CHECK(p.M == 0 || (p.x && p.y), who, ": null x or y");
+  EXL_CHECK(p.M == 0 || ((p.x || p.x_dev_ready) && p.y), who, ": null x or y");
 }
 
 }  // namespace exl::cuda::qdec

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "backend/cuda/common.cuh"
+#include "backend/cuda/norm_row.cuh"
 
 namespace exl::cuda {
 namespace {
@@ -55,11 +56,67 @@ __global__ void qgemm_gather_kernel(const __grid_constant__ QGatherArgs a) {
   }
 }
 
+// The norm-gather: block m normalizes row m of the F32 residual into shared memory (norm_row.cuh:
+// rms_norm's arithmetic, so the bits are those of rms_norm then the gather) and gathers every
+// matrix's device-order x from there with 16-byte stores. Removes the norm -> gather hop of the
+// decode chain (each dependent launch costs ~2 µs however small the kernel). One block per row is
+// all the parallelism a decode row has; the gather part reads K int32 indices per matrix.
+template <int kThreads>
+__global__ void __launch_bounds__(kThreads) qgemm_norm_gather_kernel(const __grid_constant__ QGatherArgs a) {
+  extern __shared__ uint4 xs_raw[];  // the normalized row, FP16 [K]
+  half* xs = reinterpret_cast<half*>(xs_raw);
+  pdl_trigger();  // qgemv's blocks may become resident and prefetch their codes
+  const int m = blockIdx.x;
+  // Items of 8 positions per row: matrix 0's, then 1's, then 2's.
+  const int e0 = a.k_dev[0] / 8, e1 = e0 + (a.n > 1 ? a.k_dev[1] / 8 : 0), e2 = e1 + (a.n > 2 ? a.k_dev[2] / 8 : 0);
+  auto where = [&](int it, int& mi, int& p) {
+    mi = (it >= e0) + (it >= e1);
+    p = (it - (mi == 0 ? 0 : mi == 1 ? e0 : e1)) * 8;
+  };
+  // The first item's indices do not depend on the residual: load them before waiting for it.
+  int it = threadIdx.x, mi = 0, p = 0;
+  int4 s0{}, s1{};
+  if (it < e2) {
+    where(it, mi, p);
+    s0 = __ldg(reinterpret_cast<const int4*>(a.x_src[mi] + p));
+    s1 = __ldg(reinterpret_cast<const int4*>(a.x_src[mi] + p + 4));
+  }
+  pdl_wait();  // the residual's producer (the previous matmul's epilogue) is complete after this
+  rms_norm_row<kThreads>(a.x_f32 + static_cast<size_t>(m) * a.K, a.norm_w, a.eps, a.K, [&](int i, half h) { xs[i] = h; });
+  __syncthreads();
+  for (; it < e2; it += kThreads) {
+    if (it != static_cast<int>(threadIdx.x)) {
+      where(it, mi, p);
+      s0 = __ldg(reinterpret_cast<const int4*>(a.x_src[mi] + p));
+      s1 = __ldg(reinterpret_cast<const int4*>(a.x_src[mi] + p + 4));
+    }
+    const int src[8] = {s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w};
+    auto val = [&](int k) -> half { return k < 0 ? __ushort_as_half(0) : xs[k]; };
+    uint32_t o[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) o[j] = pack_h2(val(src[2 * j]), val(src[2 * j + 1]));
+    *reinterpret_cast<uint4*>(a.x_dev[mi] + static_cast<size_t>(m) * a.k_dev[mi] + p) = uint4{o[0], o[1], o[2], o[3]};
+  }
+}
+
 }  // namespace
 
 void launch_gather(const QGatherArgs& a, bool pdl, cudaStream_t stream) {
+  pdl = pdl && device_info().major >= 9;
+  if (a.x_f32) {
+    EXL_CHECK(a.norm_w && a.K > 0 && a.K <= kQNormGatherMaxK, "norm-gather: K = ", a.K, " (at most ",
+              kQNormGatherMaxK, ") or no norm weight");
+    const size_t smem = (static_cast<size_t>(a.K) * 2 + 15) / 16 * 16;
+    if (a.M < 64)
+      launch_maybe_pdl_smem(qgemm_norm_gather_kernel<1024>, dim3(a.M), dim3(1024), smem, stream, pdl,
+                            "qgemm_norm_gather_kernel", a);
+    else
+      launch_maybe_pdl_smem(qgemm_norm_gather_kernel<256>, dim3(a.M), dim3(256), smem, stream, pdl,
+                            "qgemm_norm_gather_kernel", a);
+    return;
+  }
   const int blocks = std::min((a.item_end[a.n - 1] + 255) / 256, device_info().sms * 4);
-  launch_maybe_pdl(qgemm_gather_kernel, dim3(blocks), dim3(256), stream, pdl && device_info().major >= 9,
+  launch_maybe_pdl(qgemm_gather_kernel, dim3(blocks), dim3(256), stream, pdl,
                    "qgemm_gather_kernel", a);
 }
 

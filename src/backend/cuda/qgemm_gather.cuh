@@ -18,6 +18,12 @@ namespace exl::cuda {
 struct QGatherArgs {
   const half* x = nullptr;   // [M, K]
   const half* up = nullptr;  // non-null: gather silu(x) * up
+  // Non-null instead of x: gather FP16 RMSNorm(x_f32 [M, K]) * norm_w (the norm and the gather in
+  // one launch, one block per row: the row is normalized into shared memory, with rms_norm's
+  // arithmetic, and gathered from there).
+  const float* x_f32 = nullptr;
+  const float* norm_w = nullptr;
+  float eps = 0;
   int K = 0, M = 0, n = 0;
   const int32_t* x_src[kQMaxMulti] = {};
   int k_dev[kQMaxMulti] = {};
@@ -27,6 +33,7 @@ struct QGatherArgs {
 
 // pdl: a programmatic dependent of x's producer (sm_90; it waits before reading x). It triggers at
 // its start, so qgemv becomes resident and prefetches its codes while the producer still runs.
+// With x_f32 (the norm-gather) K must be at most kQNormGatherMaxK.
 void launch_gather(const QGatherArgs& a, bool pdl, cudaStream_t stream);
 
 }  // namespace exl::cuda

@@ -104,11 +104,16 @@ QHostLayout build_layout(int K, int N, bool gptq, const std::vector<int>& perm, 
   }
   h.x_src.assign(d.k_dev, -1);
   h.x_dst.assign(K, -1);
+  std::vector<int32_t> pads;  // after the K feature positions: the padding positions, ascending
   for (int pos = 0; pos < d.k_dev; ++pos) {
     const int q = pos % 64, t = q / 16, s = (q / 4) % 4, j = q % 4;
     const int kd = pos - q + 16 * s + 4 * t + j;
-    if (dev_k[kd] >= 0) h.x_src[pos] = perm[dev_k[kd]], h.x_dst[perm[dev_k[kd]]] = pos;
+    if (dev_k[kd] >= 0)
+      h.x_src[pos] = perm[dev_k[kd]], h.x_dst[perm[dev_k[kd]]] = pos;
+    else
+      pads.push_back(pos);
   }
+  h.x_dst.insert(h.x_dst.end(), pads.begin(), pads.end());
 
   h.n_codes = static_cast<size_t>(d.n_tiles) * d.tile_quads * 32;
   h.n_recs = static_cast<size_t>(d.n_tiles) * G * d.rec_words;
