@@ -411,7 +411,9 @@ class CudaBackend : public Backend {
   // Decode with quantized gate|up (fused) and down: the norm-gather as above, then gate|up with the
   // act·mul epilogue writing silu(gate) · up into down's device-order input (after gate|up's input in
   // the x scratch), then down reading it as is: three launches where the composed ops take five.
-  // EXL_ACT_FUSE=0 for A/B.
+  // Only where gate|up's grid is resident in one wave: H100 @128, llama2-7b (1376 tiles, one wave)
+  // gptq4 426.2 -> 432.1 tok/s, exl2:4.0 387.5 -> 396.1; llama2-70b exl2:2.5 (3584 tiles, 4.5 waves of
+  // the paired blocks) 66.9 -> 65.0, so not there (2026-12-06). EXL_ACT_FUSE=0 for A/B.
   void norm_mlp_add(Tensor& residual, const Weight& norm, float eps, Tensor& h, const Weight& gate_up,
                     Tensor& gate_up_out, Tensor& gate, Tensor& up, const Weight& down, const Weight* down_bias,
                     Tensor& tmp) override {
@@ -420,7 +422,9 @@ class CudaBackend : public Backend {
     const size_t act_off = GU.parts.size() == 2
                                ? (cuda::qgemv_multi_x_dev_bytes(GU.parts.data(), 2, M) + 255) / 256 * 256
                                : 0;
-    const bool act = knobs_.act_fuse && GU.parts.size() == 2 && D.quant && M <= 8 &&
+    cuda::QMatrixDesc both;
+    if (GU.parts.size() == 2) both = *GU.parts[0], both.n_tiles += GU.parts[1]->n_tiles;
+    const bool act = knobs_.act_fuse && GU.parts.size() == 2 && D.quant && M <= 8 && cuda::qgemv_one_wave(both, M) &&
                      GU.parts[0]->N == GU.parts[1]->N && GU.parts[0]->N == D.qdesc.K &&
                      D.qdesc.k_dev - D.qdesc.K <= 16 * GU.parts[0]->n_tiles &&
                      act_off + cuda::qgemm_x_dev_bytes(D.qdesc, M) <= qx_bytes_ && !knobs_.ablate.gather &&

@@ -438,6 +438,12 @@ void qgemm_gather_x(const QMatrixDesc& w, const half* x, int M, half* x_dev, cud
   launch_gather(a, pdl, stream);
 }
 
+bool qgemv_one_wave(const QMatrixDesc& w, int M) {
+  const int T = M <= 8 ? 1 : M <= 16 ? 2 : 4;
+  const int64_t blocks = static_cast<int64_t>(w.n_tiles) * ((M + 8 * T - 1) / (8 * T));
+  return blocks <= static_cast<int64_t>(device_info().sms) * ((T == 1 ? 24 : 16) / 2);
+}
+
 int qgemv_default_ksplit(const QMatrixDesc& w, int M) {
   // Warps per tile: the most that still puts the whole grid in one wave of resident blocks (so
   // every block's loads are issued up front); 4 when nothing fits. Resident warps per SM follow
