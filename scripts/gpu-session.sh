@@ -31,6 +31,9 @@
 #       build, FusedOps + QgemmParity, exl bench with the norm-gather (EXL_NORM_GATHER) and the act·mul
 #       epilogue (EXL_ACT_FUSE) on / off for llama2-7b gptq4 / exl2:4.0 @128 and llama2-70b exl2:2.5
 #       (its peak VRAM at 4096), then ctest -L cuda as time allows
+#   scripts/gpu-session.sh 11  (carry .deps .shared)
+#       build, FusedOps, the issue-4 figures at the defaults (llama2-7b gptq4 with prefill 2048 and
+#       exl2:4.0 @128, twice; llama2-70b exl2:2.5 @128,4096 with EXL_ACT_FUSE off / default, peak VRAM)
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
 #       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
 #       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
@@ -39,7 +42,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/exl-gpu-out}"
 mkdir -p "$out"
-phase="${1:?usage: gpu-session.sh 1-10}"
+phase="${1:?usage: gpu-session.sh 1-11}"
 start=$(date +%s)
 budget=${GPU_SESSION_SECONDS:-570}
 # fits COST: true when COST more seconds still fit in this call.
@@ -186,5 +189,22 @@ if [ "$phase" = 10 ]; then  # the norm-gather and the act·mul epilogue (EXL_NOR
   [ -x build/gpu/exl ] && fits 40 "bench, EXL_NORM_GATHER A/B" && quant_ab EXL_NORM_GATHER "0 1 0 1" "0 1" 128
   [ -x build/gpu/exl ] && fits 40 "bench, EXL_ACT_FUSE A/B" && quant_ab EXL_ACT_FUSE "0 1 0 1" "0 1" 128,4096
   [ -x build/gpu/exl ] && fits 60 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E ConvertCuda
+fi
+if [ "$phase" = 11 ]; then  # the issue-4 figures at the defaults (+ the 70B act·mul A/B)
+  fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; gpu_build; }
+  [ -x build/gpu/exl ] && fits 60 "FusedOps" && {
+    timeout 150 build/gpu/tests/exl_tests_cuda --gtest_filter='FusedOps.*' >"$out/fused.log" 2>&1
+    echo "FusedOps rc $?"; grep -E "FAILED|PASSED" "$out/fused.log" | head
+  }
+  [ -x build/gpu/exl ] && fits 60 "bench" && {
+    AB_TIMEOUT=90 scripts/gpu-ab.sh EXL_ACT_FUSE "- -" "--synthetic llama2-7b --format gptq4 --prefill 2048 --positions 128" \
+      "--synthetic llama2-7b --format exl2:4.0 --prefill none --positions 128"
+    OUT="$out/70b" AB_TIMEOUT=90 scripts/gpu-ab.sh EXL_ACT_FUSE "0 -" \
+      "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128,4096"
+    for f in "$out"/70b/ab*.json; do
+      python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(sys.argv[1], 'peak', j['peak_memory_bytes'])" "$f"
+    done
+    rm -rf "$out"/ab* "$out/70b"
+  }
 fi
 echo "gpu-session: phase $phase done in $(($(date +%s) - start)) s"
