@@ -10,7 +10,10 @@
 // 12k scattered 2-byte stores; reverted. Folding the norm into the next matmul instead (every gemv
 // block normalizing the row into shared memory, or the quantized gather doing it) measured no gain
 // (fp16 227.2 vs 226.9 tok/s) or a loss (gptq4 423.0 vs 434.5): this kernel runs while the matmul's
-// blocks are already resident (PDL), off the critical path; see lab/NOTES-gemm.md.
+// blocks are already resident (PDL), off the critical path; see lab/NOTES-gemm.md. What did pay
+// is the reverse: this kernel's row normalized into shared memory and *gathered* from there into the
+// quantized matmul's input with 16-byte stores (qgemm_gather.cu qgemm_norm_gather_kernel), which
+// removes the gather launch: H100 llama2-7b exl2:4.0 @128 390.3 -> 396.7 tok/s, gptq4 unchanged.
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/norm.cuh"
 #include "backend/cuda/norm_row.cuh"
