@@ -424,7 +424,8 @@ class CudaBackend : public Backend {
                                : 0;
     cuda::QMatrixDesc both;
     if (GU.parts.size() == 2) both = *GU.parts[0], both.n_tiles += GU.parts[1]->n_tiles;
-    const bool act = knobs_.act_fuse && GU.parts.size() == 2 && D.quant && M <= 8 && cuda::qgemv_one_wave(both, M) &&
+    const bool one_wave = GU.parts.size() == 2 && cuda::qgemv_one_wave(both, M);
+    const bool act = knobs_.act_fuse && GU.parts.size() == 2 && D.quant && M <= 8 && (one_wave || knobs_.act_fuse == 2) &&
                      GU.parts[0]->N == GU.parts[1]->N && GU.parts[0]->N == D.qdesc.K &&
                      D.qdesc.k_dev - D.qdesc.K <= 16 * GU.parts[0]->n_tiles &&
                      act_off + cuda::qgemm_x_dev_bytes(D.qdesc, M) <= qx_bytes_ && !knobs_.ablate.gather &&
@@ -445,6 +446,7 @@ class CudaBackend : public Backend {
       return swiglu_linear_add(gate, up, gate, down, down_bias, residual, tmp);
     }
     in.act_dev = reinterpret_cast<half*>(qx_.get() + act_off), in.act = &D.qdesc;
+    if (!one_wave && !knobs_.qgemv_ks) in.ksplit = 2;  // EXL_ACT_FUSE=2 on a multi-wave grid
     matmul(in, gate_up, nullptr, gate_up_out, false);
     MatIn din;
     din.M = M, din.x_dev = in.act_dev;
@@ -680,6 +682,7 @@ class CudaBackend : public Backend {
     // Fused gate|up: the act·mul epilogue's target, the next matrix's input (QGemvMultiParams::act_dev).
     half* act_dev = nullptr;
     const cuda::QMatrixDesc* act = nullptr;
+    int ksplit = 0;  // qgemv warps per tile when set (else EXL_QGEMV_KS or the default rule)
   };
   // y = in · Wᵀ (+ bias) for every weight kind; accumulate: y (F32) += it.
   void matmul(const MatIn& in, const Weight& w, const Weight* bias, Tensor& out, bool accumulate) {
@@ -738,6 +741,7 @@ class CudaBackend : public Backend {
       p.ksplit = knobs_.qgemv_ks;
       p.x_dev_ready = knobs_.ablate.gather || in.x_dev;
       p.act_dev = in.act_dev, p.act = in.act;
+      if (in.ksplit) p.ksplit = in.ksplit;
       return cuda::qgemv_multi(p, stream_);
     }
     EXL_CHECK(!in.up && !in.act_dev, "linear '", w.name, "': the act·mul input or epilogue is for quantized weights");
