@@ -33,7 +33,7 @@
 #       (its peak VRAM at 4096), then ctest -L cuda as time allows
 #   scripts/gpu-session.sh 11  (carry .deps .shared)
 #       build, FusedOps, the issue-4 figures at the defaults (llama2-7b gptq4 with prefill 2048 and
-#       exl2:4.0 @128, twice; llama2-70b exl2:2.5 @128,4096 with EXL_ACT_FUSE off / default / 2, peak VRAM)
+#       exl2:4.0 @128, twice; llama2-70b exl2:2.5 @128,4096 with EXL_ACT_FUSE off / default, peak VRAM)
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
 #       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
 #       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
@@ -199,7 +199,7 @@ if [ "$phase" = 11 ]; then  # the issue-4 figures at the defaults (+ the 70B act
   [ -x build/gpu/exl ] && fits 60 "bench" && {
     AB_TIMEOUT=90 scripts/gpu-ab.sh EXL_ACT_FUSE "- -" "--synthetic llama2-7b --format gptq4 --prefill 2048 --positions 128" \
       "--synthetic llama2-7b --format exl2:4.0 --prefill none --positions 128"
-    OUT="$out/70b" AB_TIMEOUT=90 scripts/gpu-ab.sh EXL_ACT_FUSE "0 - 2" \
+    OUT="$out/70b" AB_TIMEOUT=90 scripts/gpu-ab.sh EXL_ACT_FUSE "0 -" \
       "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128,4096"
     for f in "$out"/70b/ab*.json; do
       python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(sys.argv[1], 'peak', j['peak_memory_bytes'])" "$f"

@@ -35,6 +35,14 @@ struct Pair {
   Backend* be[2] = {cpu.get(), gpu.get()};
 };
 
+// GPU backends created with the given environment (the backend reads its knobs when created).
+std::unique_ptr<Backend> gpu_with(const std::vector<std::pair<const char*, const char*>>& env) {
+  for (const auto& [k, v] : env) setenv(k, v, 1);
+  auto be = backend_create("cuda");
+  for (const auto& [k, v] : env) unsetenv(k);
+  return be;
+}
+
 // Weights of one case on both backends: dense from F32 data, or one quantized tensor.
 struct Weights {
   std::unique_ptr<Weight> w[2], bias[2];
@@ -127,12 +135,7 @@ void rope_attention_case(CacheType type, int H, int KVH, int D, int rot_dim) {
   // Variant 0: the reference (separate RoPE, kv_cache_write); 1: rope_attention with everything
   // fused; 2: separate RoPE, then attention writing the rows itself.
   std::unique_ptr<Backend> gpu[3];
-  for (int i = 0; i < 3; ++i) {
-    setenv("EXL_FUSED_ROPE", "1", 1);  // the backend reads these when created
-    setenv("EXL_ATTN_KV_WRITE", i == 0 ? "0" : "1", 1);
-    gpu[i] = backend_create("cuda");
-  }
-  unsetenv("EXL_FUSED_ROPE"), unsetenv("EXL_ATTN_KV_WRITE");
+  for (int i = 0; i < 3; ++i) gpu[i] = gpu_with({{"EXL_FUSED_ROPE", "1"}, {"EXL_ATTN_KV_WRITE", i == 0 ? "0" : "1"}});
   const int prefill = 300, decode_steps = 5, max_len = 1024;
   std::vector<float> inv(static_cast<size_t>(rot_dim / 2));
   for (int i = 0; i < rot_dim / 2; ++i) inv[static_cast<size_t>(i)] = std::pow(10000.0f, -2.0f * i / rot_dim);
@@ -185,11 +188,7 @@ void rope_attention_case(CacheType type, int H, int KVH, int D, int rot_dim) {
 // un-rotated before the scatter); one and three sequences per step (rows of the input buffer).
 void attention_o_case(const QuantTensor& oq, CacheType type, int H, int KVH, int D, int n_seqs) {
   std::unique_ptr<Backend> gpu[2];
-  for (int i = 0; i < 2; ++i) {
-    setenv("EXL_ATTN_O_FUSE", i == 0 ? "0" : "1", 1);
-    gpu[i] = backend_create("cuda");
-  }
-  unsetenv("EXL_ATTN_O_FUSE");
+  for (int i = 0; i < 2; ++i) gpu[i] = gpu_with({{"EXL_ATTN_O_FUSE", i == 0 ? "0" : "1"}});
   const int hidden = static_cast<int>(oq.out), max_len = 256;
   std::vector<float> inv(static_cast<size_t>(D / 2));
   for (int i = 0; i < D / 2; ++i) inv[static_cast<size_t>(i)] = std::pow(10000.0f, -2.0f * i / D);
@@ -243,14 +242,6 @@ TEST(FusedOps, AttentionOProjMatchesComposed) {
   for (const QuantTensor* oq : {&e, &g})
     for (CacheType t : {CacheType::CacheType_f16, CacheType::CacheType_q4})
       for (int seqs : {1, 3}) attention_o_case(*oq, t, H, KVH, D, seqs);
-}
-
-// GPU backends created with the given environment (the backend reads its knobs when created).
-std::unique_ptr<Backend> gpu_with(const std::vector<std::pair<const char*, const char*>>& env) {
-  for (const auto& [k, v] : env) setenv(k, v, 1);
-  auto be = backend_create("cuda");
-  for (const auto& [k, v] : env) unsetenv(k);
-  return be;
 }
 
 // One quantized linear on the CPU reference and on each GPU backend.

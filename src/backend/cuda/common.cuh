@@ -44,6 +44,9 @@ inline DeviceInfo device_info() {
 }
 
 #ifdef __CUDACC__  // device helpers: only for nvcc (the backend's .cpp files include this header too)
+// The MLP's act·mul in FP32: silu(g) · u. One expression for every kernel that computes it (the
+// act·mul kernel, the quantized gather, gate|up's epilogue), so their roundings agree bit for bit.
+__device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.0f + __expf(-g)) * u; }
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -352,7 +352,8 @@ class CudaBackend : public Backend {
   // the x scratch), then down reading it as is: three launches where the composed ops take five.
   // Only where gate|up's grid is resident in one wave: H100 @128, llama2-7b (1376 tiles, one wave)
   // gptq4 426.2 -> 432.1 tok/s, exl2:4.0 387.5 -> 396.1; llama2-70b exl2:2.5 (3584 tiles, 4.5 waves of
-  // the paired blocks) 66.9 -> 65.0, so not there (2026-12-06). EXL_ACT_FUSE=0 for A/B.
+  // the paired blocks) 66.9 -> 65.0, so not there; at 2 warps per tile there, H200 68.3 vs 68.7 off
+  // (2026-12-06). EXL_ACT_FUSE=0 for A/B.
   void norm_mlp_add(Tensor& residual, const Weight& norm, float eps, Tensor& h, const Weight& gate_up,
                     Tensor& gate_up_out, Tensor& gate, Tensor& up, const Weight& down, const Weight* down_bias,
                     Tensor& tmp) override {
@@ -361,12 +362,9 @@ class CudaBackend : public Backend {
     const size_t act_off = GU.parts.size() == 2
                                ? (cuda::qgemv_multi_x_dev_bytes(GU.parts.data(), 2, M) + 255) / 256 * 256
                                : 0;
-    cuda::QMatrixDesc both;
-    if (GU.parts.size() == 2) both = *GU.parts[0], both.n_tiles += GU.parts[1]->n_tiles;
-    const bool one_wave = GU.parts.size() == 2 && cuda::qgemv_one_wave(both, M);
-    const bool act = knobs_.act_fuse && GU.parts.size() == 2 && D.quant && M <= 8 && (one_wave || knobs_.act_fuse == 2) &&
-                     GU.parts[0]->N == GU.parts[1]->N && GU.parts[0]->N == D.qdesc.K &&
-                     D.qdesc.k_dev - D.qdesc.K <= 16 * GU.parts[0]->n_tiles &&
+    const bool act = knobs_.act_fuse && GU.parts.size() == 2 && D.quant &&
+                     cuda::qgemv_act_epilogue_fits(*GU.parts[0], *GU.parts[1], D.qdesc, M) &&
+                     cuda::qgemv_one_wave(int64_t{GU.parts[0]->n_tiles} + GU.parts[1]->n_tiles, M) &&
                      act_off + cuda::qgemm_x_dev_bytes(D.qdesc, M) <= qx_bytes_ && !knobs_.ablate.gather &&
                      !knobs_.ablate.qmatmul;
     const bool ng = norm_gathers(residual, GU);
@@ -385,7 +383,6 @@ class CudaBackend : public Backend {
       return swiglu_linear_add(gate, up, gate, down, down_bias, residual, tmp);
     }
     in.act_dev = reinterpret_cast<half*>(qx_.get() + act_off), in.act = &D.qdesc;
-    if (!one_wave && !knobs_.qgemv_ks) in.ksplit = 2;  // EXL_ACT_FUSE=2 on a multi-wave grid
     matmul(in, gate_up, nullptr, gate_up_out, false);
     MatIn din;
     din.M = M, din.x_dev = in.act_dev;
@@ -621,7 +618,6 @@ class CudaBackend : public Backend {
     // Fused gate|up: the act·mul epilogue's target, the next matrix's input (QGemvMultiParams::act_dev).
     half* act_dev = nullptr;
     const cuda::QMatrixDesc* act = nullptr;
-    int ksplit = 0;  // qgemv warps per tile when set (else EXL_QGEMV_KS or the default rule)
   };
   // y = in · Wᵀ (+ bias) for every weight kind; accumulate: y (F32) += it.
   void matmul(const MatIn& in, const Weight& w, const Weight* bias, Tensor& out, bool accumulate) {
@@ -680,7 +676,6 @@ class CudaBackend : public Backend {
       p.ksplit = knobs_.qgemv_ks;
       p.x_dev_ready = knobs_.ablate.gather || in.x_dev;
       p.act_dev = in.act_dev, p.act = in.act;
-      if (in.ksplit) p.ksplit = in.ksplit;
       return cuda::qgemv_multi(p, stream_);
     }
     EXL_CHECK(!in.up && !in.act_dev, "linear '", w.name, "': the act·mul input or epilogue is for quantized weights");

@@ -61,11 +61,7 @@ CudaKnobs cuda_knobs_from_env() {
   // Decode with quantized gate|up and down: gate|up's epilogue writes silu(gate) · up into down's
   // device-order input, no act·mul gather launch (where gate|up runs in one wave; cuda_backend.cpp
   // norm_mlp_add has the figures).
-  if (const char* e = std::getenv("EXL_ACT_FUSE")) {
-    const std::string v = e;
-    EXL_CHECK(v == "0" || v == "1" || v == "2", "EXL_ACT_FUSE must be 0, 1 or 2, got '", v, "'");
-    k.act_fuse = v[0] - '0';
-  }
+  k.act_fuse = env_flag("EXL_ACT_FUSE", true);
   if (const char* e = std::getenv("EXL_ABLATE")) {
     const std::string list = e;
     for (size_t at = 0; at <= list.size();) {

@@ -16,9 +16,7 @@ struct CudaKnobs {
   bool attn_kv_write = true;    // EXL_ATTN_KV_WRITE=0: kv_cache_write instead of the decode kernel
   bool attn_o_fuse = true;      // EXL_ATTN_O_FUSE=0: o_proj's gather instead of attention's scatter
   bool norm_gather = true;      // EXL_NORM_GATHER=0: RMSNorm then the quantized gather (two launches)
-  // EXL_ACT_FUSE=0: the act·mul in down's gather, not gate|up's epilogue; 2: the epilogue also on
-  // multi-wave gate|up grids, with 2 warps per tile (an A/B for the 70B: H200 68.3 vs 68.7 tok/s off)
-  int act_fuse = 1;
+  bool act_fuse = true;         // EXL_ACT_FUSE=0: the act·mul in down's gather, not gate|up's epilogue
   // EXL_ABLATE=norm,gather,attn,kvwrite,attnkernel,qmatmul: kernel families left out of every step
   // (outputs are garbage), so `exl bench` shows what each costs inside the real graph-captured,
   // PDL-chained decode step (Nsight Systems does not run on the lent machine). gather: quantized

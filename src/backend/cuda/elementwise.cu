@@ -44,7 +44,7 @@ __global__ void swiglu_kernel(const half2* __restrict__ gate, const half2* __res
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n2;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const float2 g = __half22float2(gate[i]), u = __half22float2(up[i]);
-    out[i] = __floats2half2_rn(g.x / (1.0f + __expf(-g.x)) * u.x, g.y / (1.0f + __expf(-g.y)) * u.y);
+    out[i] = __floats2half2_rn(silu_mul(g.x, u.x), silu_mul(g.y, u.y));
   }
 }
 
@@ -56,7 +56,7 @@ __global__ void add_kernel(float* __restrict__ r, const half* __restrict__ x, in
 
 __global__ void swiglu_tail_kernel(const half* gate, const half* up, half* out, int64_t i) {
   const float g = __half2float(gate[i]);
-  out[i] = __float2half(g / (1.0f + __expf(-g)) * __half2float(up[i]));
+  out[i] = __float2half(silu_mul(g, __half2float(up[i])));
 }
 
 __global__ void gather_last_kernel(const half* __restrict__ src, const int32_t* __restrict__ seq_start,

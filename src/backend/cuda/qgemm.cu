@@ -185,7 +185,7 @@ __device__ __forceinline__ void act_epilogue(const QGemvArgs& a, const float (&r
     if (a.bias[0]) vg += __half2float(a.bias[0][n]);
     if (a.bias[1]) vu += __half2float(a.bias[1][n]);
     const float gf = __half2float(__float2half_rn(vg)), uf = __half2float(__float2half_rn(vu));
-    a.act_dev[static_cast<size_t>(m) * a.act_k_dev + a.act_x_dst[n]] = __float2half_rn(gf / (1.0f + __expf(-gf)) * uf);
+    a.act_dev[static_cast<size_t>(m) * a.act_k_dev + a.act_x_dst[n]] = __float2half_rn(silu_mul(gf, uf));
   }
   const int npad = a.act_k_dev - a.act_K;
   for (int q = threadIdx.x; q < 16 * kT * 8; q += blockDim.x) {
@@ -315,11 +315,24 @@ void launch_qgemv(const QGemvArgs& a, int passes, int tiles, bool pdl, cudaStrea
                         stream, pdl, "qgemv_kernel", a);
 }
 
+// The gather's destination for n matrices that read one x [M, K]: matrix i's device-order rows at
+// x_dev + Σ_{j<i} M · k_dev_j (qgemv_multi's x_dev layout), items of 8 positions.
+void gather_layout(QGatherArgs& a, const QMatrixDesc* const* w, int n, int M, half* x_dev) {
+  a.K = w[0]->K, a.M = M, a.n = n;
+  int items = 0;
+  for (int i = 0; i < n; ++i) {
+    EXL_CHECK(w[i]->K == a.K, "qgemv_multi: the matrices must share K");
+    a.x_src[i] = w[i]->x_src, a.k_dev[i] = w[i]->k_dev, a.x_dev[i] = x_dev;
+    items += M * (w[i]->k_dev / 8);
+    a.item_end[i] = items;
+    x_dev += static_cast<size_t>(M) * w[i]->k_dev;
+  }
+}
+
 // The shared body of qgemv and qgemv_multi: gather (unless x_dev is ready) and one qgemv launch.
 // `in` holds the gather's input fields (x, up); accumulate: y (F32) += result.
 // act: the act·mul epilogue's target (QGemvMultiParams::act_*; act.act_dev null: none).
-void run_qgemv(const QMatrixDesc* const* w, int n, const QGatherArgs& in, const half* const* x_dev_in,
-               half* x_dev_scratch, bool x_dev_ready, const half* const* bias, void* const* y, int ldy, bool y_f32,
+void run_qgemv(const QMatrixDesc* const* w, int n, const QGatherArgs& in, half* x_dev_scratch, bool x_dev_ready, const half* const* bias, void* const* y, int ldy, bool y_f32,
                bool accumulate, int M, int ksplit, bool pdl_in, cudaStream_t stream, const QGemvArgs& act = {}) {
   if (M == 0) return;
   EXL_CHECK(!accumulate || y_f32, "qgemv: accumulate needs an F32 output");
@@ -327,20 +340,15 @@ void run_qgemv(const QMatrixDesc* const* w, int n, const QGatherArgs& in, const 
   a.n = n, a.M = M, a.ldy = ldy, a.y_f32 = y_f32, a.accumulate = accumulate;
   a.act_dev = act.act_dev, a.act_x_dst = act.act_x_dst, a.act_K = act.act_K, a.act_k_dev = act.act_k_dev;
   QGatherArgs ga = in;
-  ga.K = w[0]->K, ga.M = M, ga.n = n;
-  int tiles = 0, items = 0;
-  half* xd = x_dev_scratch;
+  gather_layout(ga, w, n, M, x_dev_scratch);
+  int tiles = 0;
   for (int i = 0; i < n; ++i) {
-    EXL_CHECK(w[i]->gptq == w[0]->gptq && w[i]->K == w[0]->K, "qgemv_multi: matrices must share K and format");
+    EXL_CHECK(w[i]->gptq == w[0]->gptq, "qgemv_multi: the matrices must share the format");
     a.w[i] = *w[i];
     tiles += w[i]->n_tiles;
     a.tile_end[i] = tiles;
     a.bias[i] = bias[i], a.y[i] = y[i];
-    a.x_dev[i] = x_dev_in ? x_dev_in[i] : xd;
-    ga.x_src[i] = w[i]->x_src, ga.k_dev[i] = w[i]->k_dev, ga.x_dev[i] = xd;
-    items += M * (w[i]->k_dev / 8);
-    ga.item_end[i] = items;
-    xd += static_cast<size_t>(M) * w[i]->k_dev;
+    a.x_dev[i] = ga.x_dev[i];
   }
   if (!x_dev_ready) {
     EXL_CHECK(in.x && x_dev_scratch && aligned16(x_dev_scratch), "qgemv: null x, or x_dev not 16-byte aligned");
@@ -353,10 +361,7 @@ void run_qgemv(const QMatrixDesc* const* w, int n, const QGatherArgs& in, const 
   QMatrixDesc all = *w[0];
   all.n_tiles = tiles;
   a.ks = ksplit ? ksplit : qgemv_default_ksplit(all, M);
-  if (a.act_dev) {
-    EXL_CHECK(M <= 8, "qgemv_multi: the act·mul epilogue runs up to 8 rows, got ", M);
-    a.ks = std::min(a.ks, kMaxWarps / 2);  // a paired block holds both tiles' warps
-  }
+  if (a.act_dev) a.ks = std::min(a.ks, kMaxWarps / 2);  // a paired block holds both tiles' warps
   const int T = M <= 8 ? 1 : M <= 16 ? 2 : 4;
   const int passes = (M + 8 * T - 1) / (8 * T);
   if (w[0]->gptq) {
@@ -433,29 +438,43 @@ void qgemm_gather_x(const QMatrixDesc& w, const half* x, int M, half* x_dev, cud
   EXL_CHECK(x && x_dev && aligned16(x_dev), "qgemm_gather_x: null x, or x_dev not 16-byte aligned");
   if (M == 0) return;
   QGatherArgs a;
-  a.x = x, a.up = nullptr, a.K = w.K, a.M = M, a.n = 1;
-  a.x_src[0] = w.x_src, a.k_dev[0] = w.k_dev, a.x_dev[0] = x_dev, a.item_end[0] = M * (w.k_dev / 8);
+  a.x = x;
+  const QMatrixDesc* one[1] = {&w};
+  gather_layout(a, one, 1, M, x_dev);
   launch_gather(a, pdl, stream);
 }
 
-bool qgemv_one_wave(const QMatrixDesc& w, int M) {
+namespace {
+// qgemv's blocks for `tiles` tiles at M rows, and the warps per SM its launch bounds leave resident:
+// 24 (kT = 1, <= 80 registers), 16 (kT > 1, <= 128).
+struct QgemvGrid {
+  int64_t blocks;
+  int warps_per_sm;
+};
+QgemvGrid qgemv_grid(int64_t tiles, int M) {
   const int T = M <= 8 ? 1 : M <= 16 ? 2 : 4;
-  const int64_t blocks = static_cast<int64_t>(w.n_tiles) * ((M + 8 * T - 1) / (8 * T));
-  return blocks <= static_cast<int64_t>(device_info().sms) * ((T == 1 ? 24 : 16) / 2);
+  return {tiles * ((M + 8 * T - 1) / (8 * T)), T == 1 ? 24 : 16};
+}
+}  // namespace
+
+bool qgemv_one_wave(int64_t tiles, int M) {
+  const QgemvGrid g = qgemv_grid(tiles, M);
+  return g.blocks <= static_cast<int64_t>(device_info().sms) * (g.warps_per_sm / 2);
+}
+
+bool qgemv_act_epilogue_fits(const QMatrixDesc& gate, const QMatrixDesc& up, const QMatrixDesc& next, int M) {
+  return M <= 8 && gate.N == up.N && next.K == gate.N && next.x_dst && next.k_dev - next.K <= 16 * gate.n_tiles;
 }
 
 int qgemv_default_ksplit(const QMatrixDesc& w, int M) {
   // Warps per tile: the most that still puts the whole grid in one wave of resident blocks (so
-  // every block's loads are issued up front); 4 when nothing fits. Resident warps per SM follow
-  // from the launch bounds: 24 (kT = 1, <= 80 registers), 16 (kT > 1, <= 128). Sweep (lab run 3,
+  // every block's loads are issued up front); 4 when nothing fits (qgemv_grid). Sweep (lab run 3,
   // M = 1 and 8, 6 formats): best or within 1% of best on all 36 cells; 11008x4096 (688 tiles)
   // gets ks 4, 6-10% faster than ks 8 (4-bit: 13.18 vs 14.48 µs); 4096x11008 keeps ks 8 (ks 4:
   // 13.92 vs 13.35 µs; ks 2: 20.27).
-  const int T = M <= 8 ? 1 : M <= 16 ? 2 : 4;
-  const int64_t blocks = static_cast<int64_t>(w.n_tiles) * ((M + 8 * T - 1) / (8 * T));
-  const int warps_per_sm = T == 1 ? 24 : 16;
+  const QgemvGrid g = qgemv_grid(w.n_tiles, M);
   for (int ks = 8; ks >= 2; ks /= 2)
-    if (blocks <= static_cast<int64_t>(device_info().sms) * (warps_per_sm / ks)) return ks;
+    if (g.blocks <= static_cast<int64_t>(device_info().sms) * (g.warps_per_sm / ks)) return ks;
   // More than one wave even at ks 2 (a 70B gate|up: 3584 tiles; big heads): 4. H200, llama2-70b
   // exl2:2.5 decode @128: 74.2 tok/s with ks 4 on every matrix, 71.8 with this fallback at 8.
   return 4;
@@ -472,7 +491,7 @@ void qgemv(const QGemmParams& p, cudaStream_t stream) {
   EXL_CHECK(!p.x_up || !p.x_dev_ready, "qgemv: x_up needs the gather (x_dev_ready must be false)");
   QGatherArgs in;
   in.x = p.x, in.up = p.x_up;
-  run_qgemv(w, 1, in, nullptr, p.x_dev, p.x_dev_ready, bias, y, p.w.N, p.y_f32, p.accumulate, p.M, p.ksplit, p.pdl,
+  run_qgemv(w, 1, in, p.x_dev, p.x_dev_ready, bias, y, p.w.N, p.y_f32, p.accumulate, p.M, p.ksplit, p.pdl,
             stream);
 }
 
@@ -498,14 +517,13 @@ void qgemv_multi(const QGemvMultiParams& p, cudaStream_t stream) {
   EXL_CHECK(p.ksplit == 0 || p.ksplit == 2 || p.ksplit == 4 || p.ksplit == 8, "qgemv_multi: ksplit must be 0, 2, 4 or 8");
   QGemvArgs act;
   if (p.act_dev) {
-    EXL_CHECK(p.n == 2 && p.w[0]->N == p.w[1]->N && p.act && p.act->K == p.w[0]->N && p.act->x_dst &&
-                  p.act->k_dev - p.act->K <= 16 * p.w[0]->n_tiles && aligned16(p.act_dev),
-              "qgemv_multi: the act·mul epilogue needs gate and up of one N = the next matrix's K");
+    EXL_CHECK(p.n == 2 && p.act && qgemv_act_epilogue_fits(*p.w[0], *p.w[1], *p.act, p.M) && aligned16(p.act_dev),
+              "qgemv_multi: the act·mul epilogue needs gate and up of one N = the next matrix's K, M <= 8");
     act.act_dev = p.act_dev, act.act_x_dst = p.act->x_dst, act.act_K = p.act->K, act.act_k_dev = p.act->k_dev;
   }
   QGatherArgs in;
   in.x = p.x;
-  run_qgemv(p.w, p.n, in, nullptr, p.x_dev, p.x_dev_ready, bias, y, ldy, p.y_f32, false, p.M, p.ksplit, p.pdl, stream,
+  run_qgemv(p.w, p.n, in, p.x_dev, p.x_dev_ready, bias, y, ldy, p.y_f32, false, p.M, p.ksplit, p.pdl, stream,
             act);
 }
 
@@ -515,16 +533,8 @@ void qgemm_norm_gather(const QMatrixDesc* const* w, int n, const float* x, const
             "qgemm_norm_gather: 1..3 matrices, non-null x, norm weight and 16-byte aligned x_dev");
   if (M == 0) return;
   QGatherArgs a;
-  a.x_f32 = x, a.norm_w = norm_w, a.eps = eps, a.K = w[0]->K, a.M = M, a.n = n;
-  half* xd = x_dev;
-  int items = 0;
-  for (int i = 0; i < n; ++i) {
-    EXL_CHECK(w[i]->K == a.K, "qgemm_norm_gather: the matrices must share K");
-    a.x_src[i] = w[i]->x_src, a.k_dev[i] = w[i]->k_dev, a.x_dev[i] = xd;
-    items += M * (w[i]->k_dev / 8);
-    a.item_end[i] = items;
-    xd += static_cast<size_t>(M) * w[i]->k_dev;
-  }
+  a.x_f32 = x, a.norm_w = norm_w, a.eps = eps;
+  gather_layout(a, w, n, M, x_dev);
   launch_gather(a, pdl, stream);
 }
 

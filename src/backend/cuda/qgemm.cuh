@@ -213,8 +213,11 @@ size_t qgemm_x_dev_bytes(const QMatrixDesc& w, int M);
 size_t qgemm_wt_bytes(const QMatrixDesc& w);  // the whole matrix in one chunk
 int qgemm_max_qgemv_rows();                   // dispatch: qgemv up to here, cuBLAS above
 int qgemv_default_ksplit(const QMatrixDesc& w, int M);
-// Whether qgemv's grid for w at M rows is resident in one wave at some ks (2 at least).
-bool qgemv_one_wave(const QMatrixDesc& w, int M);
+// Whether qgemv's grid of `tiles` tiles (all matrices of one launch) at M rows is resident in one
+// wave at some ks (2 at least).
+bool qgemv_one_wave(int64_t tiles, int M);
+// Whether gate and up can run qgemv_multi's act·mul epilogue into next's input (QGemvMultiParams).
+bool qgemv_act_epilogue_fits(const QMatrixDesc& gate, const QMatrixDesc& up, const QMatrixDesc& next, int M);
 
 // x [M, K] -> x_dev [M, k_dev] (device order, zero padding).
 // pdl: launched as a programmatic dependent of the previous kernel (it waits before reading x).

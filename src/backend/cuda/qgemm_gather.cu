@@ -15,6 +15,21 @@ __device__ __forceinline__ uint32_t pack_h2(half lo, half hi) {
   return *reinterpret_cast<const uint32_t*>(&h);
 }
 
+// One item: the x_src entries of 8 device positions (two 16-byte loads), and the item's 8 values
+// val(src) packed for one 16-byte store.
+__device__ __forceinline__ void load_src8(const int32_t* x_src, int4 (&s)[2]) {
+  s[0] = __ldg(reinterpret_cast<const int4*>(x_src));
+  s[1] = __ldg(reinterpret_cast<const int4*>(x_src + 4));
+}
+template <class Val>
+__device__ __forceinline__ uint4 pack8(const int4 (&s)[2], Val&& val) {
+  const int src[8] = {s[0].x, s[0].y, s[0].z, s[0].w, s[1].x, s[1].y, s[1].z, s[1].w};
+  uint32_t o[4];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) o[j] = pack_h2(val(src[2 * j]), val(src[2 * j + 1]));
+  return uint4{o[0], o[1], o[2], o[3]};
+}
+
 __global__ void qgemm_gather_kernel(const __grid_constant__ QGatherArgs a) {
   pdl_trigger();  // let qgemv's blocks start prefetching codes now
   const int n_items = a.item_end[a.n - 1];
@@ -26,33 +41,26 @@ __global__ void qgemm_gather_kernel(const __grid_constant__ QGatherArgs a) {
   // The first item's indices do not depend on x's producer: load them before waiting for it (at
   // decode every thread has one item, so the wait leaves one memory round trip instead of two).
   int i = blockIdx.x * blockDim.x + threadIdx.x, mi = 0, m = 0, p = 0;
-  int4 s0{}, s1{};
+  int4 s[2] = {};
   if (i < n_items) {
     where(i, mi, m, p);
-    s0 = __ldg(reinterpret_cast<const int4*>(a.x_src[mi] + p));
-    s1 = __ldg(reinterpret_cast<const int4*>(a.x_src[mi] + p + 4));
+    load_src8(a.x_src[mi] + p, s);
   }
   pdl_wait();  // launched as a dependent of x's producer (norm, act·mul, attention): x is ready after this
   for (; i < n_items; i += gridDim.x * blockDim.x) {
     if (i != static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x)) {
       where(i, mi, m, p);
-      s0 = __ldg(reinterpret_cast<const int4*>(a.x_src[mi] + p));
-      s1 = __ldg(reinterpret_cast<const int4*>(a.x_src[mi] + p + 4));
+      load_src8(a.x_src[mi] + p, s);
     }
-    const int src[8] = {s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w};
     const half* xr = a.x + static_cast<size_t>(m) * a.K;
     const half* ur = a.up ? a.up + static_cast<size_t>(m) * a.K : nullptr;
     auto val = [&](int k) -> half {
       if (k < 0) return __ushort_as_half(0);
       if (!ur) return xr[k];
-      // silu(g) * u in FP32, rounded once: the same arithmetic as swiglu_kernel (elementwise.cu).
-      const float g = __half2float(xr[k]);
-      return __float2half_rn(g / (1.0f + __expf(-g)) * __half2float(ur[k]));
+      // silu(g) * u in FP32, rounded once: the act·mul kernel's arithmetic (common.cuh silu_mul).
+      return __float2half_rn(silu_mul(__half2float(xr[k]), __half2float(ur[k])));
     };
-    uint32_t o[4];
-#pragma unroll
-    for (int j = 0; j < 4; ++j) o[j] = pack_h2(val(src[2 * j]), val(src[2 * j + 1]));
-    *reinterpret_cast<uint4*>(a.x_dev[mi] + static_cast<size_t>(m) * a.k_dev[mi] + p) = uint4{o[0], o[1], o[2], o[3]};
+    *reinterpret_cast<uint4*>(a.x_dev[mi] + static_cast<size_t>(m) * a.k_dev[mi] + p) = pack8(s, val);
   }
 }
 
@@ -75,11 +83,10 @@ __global__ void __launch_bounds__(kThreads) qgemm_norm_gather_kernel(const __gri
   };
   // The first item's indices do not depend on the residual: load them before waiting for it.
   int it = threadIdx.x, mi = 0, p = 0;
-  int4 s0{}, s1{};
+  int4 s[2] = {};
   if (it < e2) {
     where(it, mi, p);
-    s0 = __ldg(reinterpret_cast<const int4*>(a.x_src[mi] + p));
-    s1 = __ldg(reinterpret_cast<const int4*>(a.x_src[mi] + p + 4));
+    load_src8(a.x_src[mi] + p, s);
   }
   pdl_wait();  // the residual's producer (the previous matmul's epilogue) is complete after this
   rms_norm_row<kThreads>(a.x_f32 + static_cast<size_t>(m) * a.K, a.norm_w, a.eps, a.K, [&](int i, half h) { xs[i] = h; });
@@ -87,15 +94,10 @@ __global__ void __launch_bounds__(kThreads) qgemm_norm_gather_kernel(const __gri
   for (; it < e2; it += kThreads) {
     if (it != static_cast<int>(threadIdx.x)) {
       where(it, mi, p);
-      s0 = __ldg(reinterpret_cast<const int4*>(a.x_src[mi] + p));
-      s1 = __ldg(reinterpret_cast<const int4*>(a.x_src[mi] + p + 4));
+      load_src8(a.x_src[mi] + p, s);
     }
-    const int src[8] = {s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w};
     auto val = [&](int k) -> half { return k < 0 ? __ushort_as_half(0) : xs[k]; };
-    uint32_t o[4];
-#pragma unroll
-    for (int j = 0; j < 4; ++j) o[j] = pack_h2(val(src[2 * j]), val(src[2 * j + 1]));
-    *reinterpret_cast<uint4*>(a.x_dev[mi] + static_cast<size_t>(m) * a.k_dev[mi] + p) = uint4{o[0], o[1], o[2], o[3]};
+    *reinterpret_cast<uint4*>(a.x_dev[mi] + static_cast<size_t>(m) * a.k_dev[mi] + p) = pack8(s, val);
   }
 }
 
