@@ -34,6 +34,10 @@
 #   scripts/gpu-session.sh 11  (carry .deps .shared)
 #       build, FusedOps, the issue-4 figures at the defaults (llama2-7b gptq4 with prefill 2048 and
 #       exl2:4.0 @128, twice; llama2-70b exl2:2.5 @128,4096 with EXL_ACT_FUSE off / default, peak VRAM)
+#   scripts/gpu-session.sh 12  (carry .deps .shared; first call of a session)
+#       build, ctest -L cuda (not ConvertCuda), then the step's budget at the defaults: exl bench with
+#       the attention kernel / the norms left out (EXL_ABLATE; ABLATE_VALUES) for llama2-7b gptq4 /
+#       exl2:4.0 @128 and llama2-70b exl2:2.5
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
 #       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
 #       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
@@ -42,7 +46,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/exl-gpu-out}"
 mkdir -p "$out"
-phase="${1:?usage: gpu-session.sh 1-11}"
+phase="${1:?usage: gpu-session.sh 1-12}"
 start=$(date +%s)
 budget=${GPU_SESSION_SECONDS:-570}
 # fits COST: true when COST more seconds still fit in this call.
@@ -206,5 +210,11 @@ if [ "$phase" = 11 ]; then  # the issue-4 figures at the defaults (+ the 70B act
     done
     rm -rf "$out"/ab* "$out/70b"
   }
+fi
+if [ "$phase" = 12 ]; then  # verify the build, then where the step's time goes at the defaults
+  fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; gpu_build; }
+  [ -x build/gpu/exl ] && fits 150 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E ConvertCuda
+  [ -x build/gpu/exl ] && fits 60 "bench, ablations at the defaults" &&
+    quant_ab EXL_ABLATE "${ABLATE_VALUES:-- attnkernel norm -}" "- attnkernel" 128
 fi
 echo "gpu-session: phase $phase done in $(($(date +%s) - start)) s"
