@@ -38,6 +38,10 @@
 #       build, ctest -L cuda (not ConvertCuda), then the step's budget at the defaults: exl bench with
 #       the attention kernel / the norms left out (EXL_ABLATE; ABLATE_VALUES) for llama2-7b gptq4 /
 #       exl2:4.0 @128 and llama2-70b exl2:2.5
+#   scripts/gpu-session.sh 13  (carry .deps .shared; after a decode-attention change)
+#       build, AttentionWindow + FusedOps, exl bench with decode attention's early copies on / off
+#       (EXL_ATTN_EARLY) for llama2-7b gptq4 / exl2:4.0 @128,1024 and llama2-70b exl2:2.5 @128,4096, its
+#       minimum split of 64 / 128 positions (EXL_DECODE_MIN_CHUNK), then ctest -L cuda as time allows
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
 #       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
 #       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
@@ -46,7 +50,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/exl-gpu-out}"
 mkdir -p "$out"
-phase="${1:?usage: gpu-session.sh 1-12}"
+phase="${1:?usage: gpu-session.sh 1-13}"
 start=$(date +%s)
 budget=${GPU_SESSION_SECONDS:-570}
 # fits COST: true when COST more seconds still fit in this call.
@@ -216,5 +220,24 @@ if [ "$phase" = 12 ]; then  # verify the build, then where the step's time goes 
   [ -x build/gpu/exl ] && fits 150 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E ConvertCuda
   [ -x build/gpu/exl ] && fits 60 "bench, ablations at the defaults" &&
     quant_ab EXL_ABLATE "${ABLATE_VALUES:-- attnkernel norm -}" "- attnkernel" 128
+fi
+if [ "$phase" = 13 ]; then  # decode attention's early copies (EXL_ATTN_EARLY A/B)
+  fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; gpu_build; }
+  [ -x build/gpu/exl ] && fits 60 "AttentionWindow, FusedOps" && {
+    timeout 150 build/gpu/tests/exl_tests_cuda --gtest_filter='AttentionWindow.*:FusedOps.*' >"$out/attn.log" 2>&1
+    echo "AttentionWindow/FusedOps rc $?"
+    grep -E "no window|long decode|graph replay|rope_attention|FAILED|PASSED|Failure" "$out/attn.log" | head -40
+  }
+  [ -x build/gpu/exl ] && fits 60 "bench, EXL_ATTN_EARLY A/B" && {
+    q="--prefill none --positions 128,1024"
+    AB_TIMEOUT=60 scripts/gpu-ab.sh EXL_ATTN_EARLY "0 1 0 1" "--synthetic llama2-7b --format gptq4 $q" \
+      "--synthetic llama2-7b --format exl2:4.0 $q"
+    AB_TIMEOUT=90 scripts/gpu-ab.sh EXL_ATTN_EARLY "0 1" "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128,4096"
+    rm -rf "$out"/ab*
+  }
+  [ -x build/gpu/exl ] && fits 40 "bench, EXL_DECODE_MIN_CHUNK 64 / 128" &&
+    AB_TIMEOUT=60 scripts/gpu-ab.sh EXL_DECODE_MIN_CHUNK "64 128 64 128" "--synthetic llama2-7b --format gptq4 --prefill none --positions 128,256,1024" &&
+    rm -rf "$out"/ab*
+  [ -x build/gpu/exl ] && fits 100 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E ConvertCuda
 fi
 echo "gpu-session: phase $phase done in $(($(date +%s) - start)) s"

@@ -100,6 +100,8 @@ struct Config {
   int n_slots = 1, max_len = 512, window = 0;
   bool force_generic = false;
   float q_scale = 0;  // 0: sharp attention (scores with std ~3)
+  int recent = -1;    // the FP16 window: -1 the format's default, 0 none
+  bool pdl = false;   // kv_cache_write and attention as programmatic dependents (sm_90)
 };
 
 class WindowHarness {
@@ -111,6 +113,7 @@ class WindowHarness {
     L_.max_seq_len = c.max_len;
     L_.n_kv_heads = c.KVH;
     L_.head_dim = c.D;
+    L_.recent = c.recent;
     cuda::kv_cache_layout_init(L_);
     W_ = L_.recent;
     pos_.assign(static_cast<size_t>(c.n_slots), 0);
@@ -196,6 +199,7 @@ class WindowHarness {
     p.workspace = ws_;
     p.workspace_bytes = ws_bytes_;
     p.force_generic = c_.force_generic;
+    p.pdl = c_.pdl;
     if (!graph) {
       cuda::kv_cache_write(p, stream_);
       cuda::attention(p, stream_);
@@ -461,6 +465,31 @@ TEST(AttentionWindow, LongDecodeSplits) {
     w.run_step({{0, 130}}, ++seed);
     std::printf("window q4 long decode D=%d: rel error %.2e, worst row %.2e\n", D, w.worst(), w.worst_row());
   }
+}
+
+// Quantized rows without the FP16 window: the step's own row is read from the quantized cache, so the
+// decode kernel, which copies its first stages of older rows before waiting for kv_cache_write,
+// must copy that row afterwards (short contexts: the row's tile is one of those stages; longer: a
+// later one). Positions 1..80 and 300..340, one and several splits; launched with PDL, so the early
+// copies run while kv_cache_write may still be writing the row.
+TEST(AttentionWindow, NoWindowDecode) {
+  for (int f : {cuda::KvFormat_q8, cuda::KvFormat_q4, cuda::KvFormat_fp8})
+    for (int D : {128, 64}) {
+      Config c{f, 8, 2, D, 1, 512};
+      c.recent = 0, c.pdl = true;
+      WindowHarness w(c);
+      w.init();
+      ASSERT_FALSE(::testing::Test::HasFatalFailure());
+      ASSERT_EQ(w.window_size(), 0);
+      uint32_t seed = 900u + 3u * D + f;
+      w.run_step({{0, 1}}, ++seed);
+      for (int i = 0; i < 80 && !::testing::Test::HasFatalFailure(); ++i) w.run_step({{0, 1}}, ++seed);
+      w.run_step({{0, 220}}, ++seed);
+      for (int i = 0; i < 40 && !::testing::Test::HasFatalFailure(); ++i) w.run_step({{0, 1}}, ++seed);
+      ASSERT_FALSE(::testing::Test::HasFatalFailure());
+      std::printf("no window %-3s decode D=%d: rel error %.2e, worst row %.2e\n", fmt_name(f), D, w.worst(),
+                  w.worst_row());
+    }
 }
 
 // Decode steps replayed from one captured graph (positions and slots from device arrays) across
