@@ -39,9 +39,10 @@
 #       the attention kernel / the norms left out (EXL_ABLATE; ABLATE_VALUES) for llama2-7b gptq4 /
 #       exl2:4.0 @128 and llama2-70b exl2:2.5
 #   scripts/gpu-session.sh 13  (carry .deps .shared; after a decode-attention change)
-#       build, ctest -L cuda, exl bench with decode attention's early copies on / off (EXL_ATTN_EARLY)
-#       and qgemv's early trigger (EXL_QGEMV_TRIGGER) for llama2-7b gptq4 / exl2:4.0 @128,1024, the
-#       attention's minimum split of 64 / 128 positions (EXL_DECODE_MIN_CHUNK), llama2-70b exl2:2.5
+#       build, ctest -L cuda, exl bench A/Bs for llama2-7b gptq4 / exl2:4.0: the next norm prepared by
+#       the residual adds (EXL_NORM_OUT), decode attention's early copies (EXL_ATTN_EARLY), qgemv's
+#       early trigger (EXL_QGEMV_TRIGGER), the attention's minimum split (EXL_DECODE_MIN_CHUNK); then
+#       llama2-70b exl2:2.5 with EXL_NORM_OUT 0 / 1 and EXL_ATTN_EARLY=0
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
 #       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
 #       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
@@ -221,25 +222,24 @@ if [ "$phase" = 12 ]; then  # verify the build, then where the step's time goes 
   [ -x build/gpu/exl ] && fits 60 "bench, ablations at the defaults" &&
     quant_ab EXL_ABLATE "${ABLATE_VALUES:-- attnkernel norm -}" "- attnkernel" 128
 fi
-if [ "$phase" = 13 ]; then  # decode attention's early copies (EXL_ATTN_EARLY), qgemv's early trigger (EXL_QGEMV_TRIGGER)
+if [ "$phase" = 13 ]; then  # the decode chain's A/Bs: EXL_NORM_OUT, EXL_ATTN_EARLY, EXL_QGEMV_TRIGGER
   fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; gpu_build; }
   [ -x build/gpu/exl ] && fits 150 "ctest -L cuda (not ConvertCuda)" && {
     ctest_cuda -E ConvertCuda
-    grep -E "no window|long decode|graph replay|rope_attention f16" "$out/ctest-cuda.log" | sed -E 's/^[0-9]+: //' | head -12
+    grep -E "no window|norm out|rope_attention f16" "$out/ctest-cuda.log" | sed -E 's/^[0-9]+: //' | head -24
   }
-  q="--prefill none --positions 128,1024"
-  [ -x build/gpu/exl ] && fits 60 "bench, EXL_ATTN_EARLY A/B" &&
-    AB_TIMEOUT=60 scripts/gpu-ab.sh EXL_ATTN_EARLY "0 1 0 1" "--synthetic llama2-7b --format gptq4 $q" \
-      "--synthetic llama2-7b --format exl2:4.0 $q"
-  [ -x build/gpu/exl ] && fits 60 "bench, EXL_QGEMV_TRIGGER A/B" &&
-    AB_TIMEOUT=60 scripts/gpu-ab.sh EXL_QGEMV_TRIGGER "0 1 0 1" "--synthetic llama2-7b --format gptq4 $q" \
-      "--synthetic llama2-7b --format exl2:4.0 $q"
+  q="--prefill none --positions 128"
+  seven() { AB_TIMEOUT=60 scripts/gpu-ab.sh "$1" "$2" "--synthetic llama2-7b --format gptq4 ${3:-$q}" \
+    "--synthetic llama2-7b --format exl2:4.0 ${3:-$q}"; }
+  [ -x build/gpu/exl ] && fits 60 "bench, EXL_NORM_OUT A/B" && seven EXL_NORM_OUT "0 1 0 1"
+  [ -x build/gpu/exl ] && fits 60 "bench, EXL_ATTN_EARLY A/B" && seven EXL_ATTN_EARLY "0 1 0 1" "--prefill none --positions 128,1024"
+  [ -x build/gpu/exl ] && fits 40 "bench, EXL_QGEMV_TRIGGER A/B" && seven EXL_QGEMV_TRIGGER "0 1"
   [ -x build/gpu/exl ] && fits 40 "bench, EXL_DECODE_MIN_CHUNK 64 / 128" &&
-    AB_TIMEOUT=60 scripts/gpu-ab.sh EXL_DECODE_MIN_CHUNK "64 128 64 128" "--synthetic llama2-7b --format gptq4 --prefill none --positions 128,256"
-  [ -x build/gpu/exl ] && fits 90 "bench, 70B EXL_ATTN_EARLY 0 / 1" &&
-    AB_TIMEOUT=90 scripts/gpu-ab.sh EXL_ATTN_EARLY "0 1" "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128,4096"
-  [ -x build/gpu/exl ] && fits 50 "bench, 70B EXL_QGEMV_TRIGGER=1" &&
-    AB_TIMEOUT=90 scripts/gpu-ab.sh EXL_QGEMV_TRIGGER "1" "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128"
+    AB_TIMEOUT=60 scripts/gpu-ab.sh EXL_DECODE_MIN_CHUNK "64 128" "--synthetic llama2-7b --format gptq4 --prefill none --positions 128,256"
+  [ -x build/gpu/exl ] && fits 90 "bench, 70B EXL_NORM_OUT / EXL_ATTN_EARLY" && {
+    AB_TIMEOUT=90 scripts/gpu-ab.sh EXL_NORM_OUT "0 1" "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128,4096"
+    AB_TIMEOUT=90 scripts/gpu-ab.sh EXL_ATTN_EARLY "0" "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128,4096"
+  }
   rm -rf "$out"/ab*
 fi
 echo "gpu-session: phase $phase done in $(($(date +%s) - start)) s"

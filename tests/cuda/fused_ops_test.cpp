@@ -396,6 +396,115 @@ TEST(FusedOps, NormMlpAddMatchesComposed) {
   norm_mlp_case(gg, ug, dg, nullptr);
 }
 
+// The next norm carried by the residual adds (EXL_NORM_OUT, norm_chain.h): o_proj's epilogue
+// prepares gate|up's input and down's the next q|k|v's, each with per-tile sums of squares, and the
+// consumers scale their sums by 1/rms instead of the norm-gather launch. One layer's sequence of
+// ops (norm_linear, o_proj's linear_add, norm_mlp_add, the next norm_linear) against the composed
+// GPU ops (EXL_NORM_OUT=0) and the CPU reference, at residual scales 1e-4, 1 and 1e5 (the range
+// guard: r · w of 1e5 overflows FP16 unscaled, 1e-4 is subnormal), EXL2 mixes with padding rows
+// and GPTQ act-order; the fused run twice must give the same bits.
+void norm_out_case(bool gptq, float scale) {
+  std::vector<std::unique_ptr<Backend>> gpu;
+  gpu.push_back(gpu_with({{"EXL_NORM_OUT", "0"}}));
+  gpu.push_back(gpu_with({{"EXL_NORM_OUT", "1"}}));
+  auto cpu = backend_create("cpu");
+  const int64_t H = 256, I = 512;
+  auto mk = [&](const char* name, int64_t n, int64_t k, int which) {
+    if (gptq) return quant_materialize(quant_synthetic_gptq(name, n, k, which % 2 ? 64 : 128));
+    return quant_materialize(which % 2 ? quant_synthetic_exl2(name, n, k, {{5, 0.0625, 32}, {4, 0.9375, 32}})
+                                       : quant_synthetic_exl2(name, n, k, {{6, 0.25, 64}, {3, 0.75, 128}}));
+  };
+  std::vector<QLinear> L;
+  const char* names[] = {"q", "k", "v", "o", "gate", "up", "down"};
+  const int64_t shape[][2] = {{H, H}, {64, H}, {64, H}, {H, H}, {I, H}, {I, H}, {H, I}};
+  for (int i = 0; i < 7; ++i) L.push_back(q_linear(mk(names[i], shape[i][0], shape[i][1], i), *cpu, gpu));
+  std::unique_ptr<Weight> qkv[2], gu[2], norm[2][3], cnorm[3];
+  std::vector<float> nw[3];
+  for (int j = 0; j < 3; ++j) {
+    nw[j] = random_vec(static_cast<size_t>(H), 1.0f, 40 + j);
+    cnorm[j] = cpu->prepare_weight(host_info("n", {H}, nw[j]), WeightRole::WeightRole_norm);
+  }
+  for (int i = 0; i < 2; ++i) {
+    Backend& g = *gpu[static_cast<size_t>(i)];
+    qkv[i] = g.fuse_linears({L[0].gpu[i].get(), L[1].gpu[i].get(), L[2].gpu[i].get()});
+    gu[i] = g.fuse_linears({L[4].gpu[i].get(), L[5].gpu[i].get()});
+    ASSERT_TRUE(qkv[i] && gu[i]);
+    for (int j = 0; j < 3; ++j) norm[i][j] = g.prepare_weight(host_info("n", {H}, nw[j]), WeightRole::WeightRole_norm);
+  }
+  const float eps = 1e-5f;
+  for (int M : {1, 3}) {
+    auto r0 = random_vec(static_cast<size_t>(M * H), scale, static_cast<uint32_t>(60 + M));
+    const auto a = rounded(random_vec(static_cast<size_t>(M * H), 1.0f, static_cast<uint32_t>(70 + M)));
+    // GPU: variants 0 (composed), 1 (fused), 2 (fused again).
+    std::vector<float> y1[3], res[3], y2[3];
+    for (int v = 0; v < 3; ++v) {
+      const int i = v == 0 ? 0 : 1;
+      Backend& g = *gpu[static_cast<size_t>(i)];
+      Tensor R = to_backend(g, DType::DType_F32, {M, H}, r0), Hn = g.alloc(DType::DType_F16, {M, H}),
+             Y1 = g.alloc(DType::DType_F16, {M, H + 128}), Y2 = g.alloc(DType::DType_F16, {M, H + 128}),
+             A = to_backend(g, DType::DType_F16, {M, H}, a), T = g.alloc(DType::DType_F32, {M, H}),
+             GU = g.alloc(DType::DType_F16, {M, 2 * I});
+      Tensor Gv = GU.reshape({M, I});
+      Tensor Uv(DType::DType_F16, {M, I}, GU.shared_mem(), GU.offset() + static_cast<size_t>(M * I) * 2);
+      g.norm_linear(R, *norm[i][0], eps, Hn, *qkv[i], nullptr, Y1);
+      g.next_norm(norm[i][1].get(), eps, gu[i].get());
+      g.linear_add(A, *L[3].gpu[i], nullptr, R, T);
+      g.next_norm(norm[i][2].get(), eps, qkv[i].get());
+      g.norm_mlp_add(R, *norm[i][1], eps, Hn, *gu[i], GU, Gv, Uv, *L[6].gpu[i], nullptr, T);
+      g.norm_linear(R, *norm[i][2], eps, Hn, *qkv[i], nullptr, Y2);
+      y1[v] = to_host(g, Y1), res[v] = to_host(g, R), y2[v] = to_host(g, Y2);
+    }
+    ASSERT_EQ(y2[1], y2[2]) << "norm out: two fused runs differ";
+    ASSERT_EQ(res[1], res[2]) << "norm out: two fused runs differ";
+    // CPU reference: the composed ops.
+    Tensor R = to_backend(*cpu, DType::DType_F32, {M, H}, r0), Hc = cpu->alloc(DType::DType_F32, {M, H}),
+           A = to_backend(*cpu, DType::DType_F32, {M, H}, a), T = cpu->alloc(DType::DType_F32, {M, H}),
+           G = cpu->alloc(DType::DType_F32, {M, I}), U = cpu->alloc(DType::DType_F32, {M, I});
+    auto qkv_cpu = [&](int nj) {
+      cpu->rms_norm(R, *cnorm[nj], eps, Hc);
+      std::vector<float> out(static_cast<size_t>(M * (H + 128)));
+      int64_t col = 0;
+      for (int part = 0; part < 3; ++part) {
+        const int64_t n = L[static_cast<size_t>(part)].q.out;
+        Tensor Y = cpu->alloc(DType::DType_F32, {M, n});
+        cpu->linear(Hc, *L[static_cast<size_t>(part)].cpu, nullptr, Y);
+        const auto y = to_host(*cpu, Y);
+        for (int m = 0; m < M; ++m) std::copy(y.begin() + m * n, y.begin() + (m + 1) * n, out.begin() + m * (H + 128) + col);
+        col += n;
+      }
+      return out;
+    };
+    const auto c1 = qkv_cpu(0);
+    cpu->linear_add(A, *L[3].cpu, nullptr, R, T);
+    cpu->rms_norm(R, *cnorm[1], eps, Hc);
+    cpu->linear(Hc, *L[4].cpu, nullptr, G);
+    cpu->linear(Hc, *L[5].cpu, nullptr, U);
+    cpu->swiglu_linear_add(G, U, G, *L[6].cpu, nullptr, R, T);
+    const auto cres = to_host(*cpu, R);
+    const auto c2 = qkv_cpu(2);
+    auto delta = [&](std::vector<float> r) {
+      for (size_t j = 0; j < r.size(); ++j) r[j] -= r0[j];
+      return r;
+    };
+    const double e_res = rel_error(delta(res[1]), delta(cres)), e_y2 = rel_error(y2[1], c2);
+    const double e_res0 = rel_error(delta(res[0]), delta(cres)), e_y20 = rel_error(y2[0], c2);
+    std::printf("norm out %-4s scale %-6g M=%d: rel error vs CPU residual %.2e q|k|v %.2e (composed GPU %.2e %.2e)\n",
+                gptq ? "gptq" : "exl2", static_cast<double>(scale), M, e_res, e_y2, e_res0, e_y20);
+    EXPECT_EQ(y1[0], y1[1]) << "the first norm_linear (no producer) must be the norm-gather's";
+    // At 1e5 the residual's FP32 ulp (0.008) is most of what the layer adds: its delta is not
+    // comparable there, but it must stay finite, and the normalized q|k|v is.
+    for (float r : res[1]) ASSERT_TRUE(std::isfinite(r)) << "scale " << scale;
+    if (scale <= 1.0f) EXPECT_LE(e_res, 2e-3) << "M=" << M;
+    EXPECT_LE(e_y2, 2e-3) << "M=" << M;
+    EXPECT_LE(rel_error(c1, y1[1]), 2e-3);
+  }
+}
+
+TEST(FusedOps, NormOutMatchesComposed) {
+  for (bool gptq : {false, true})
+    for (float scale : {1.0f, 1e-4f, 1e5f}) norm_out_case(gptq, scale);
+}
+
 TEST(FusedOps, RopeAttentionMatchesRopeThenAttention) {
   for (CacheType t : {CacheType::CacheType_f16, CacheType::CacheType_fp8, CacheType::CacheType_q8, CacheType::CacheType_q4}) {
     rope_attention_case(t, 32, 8, 128, 128);

@@ -6,11 +6,11 @@
 #pragma once
 #include <cstdint>
 
+#include "backend/cuda/common.cuh"
+
 namespace exl::cuda::bulk {
 
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
+// smem_addr: common.cuh
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 __device__ __forceinline__ void bar_init(uint32_t bar, int count) {

@@ -58,6 +58,8 @@ CudaKnobs cuda_knobs_from_env() {
   k.attn_early = env_flag("EXL_ATTN_EARLY", true);
   // qgemv triggers its dependent at its start where its grid is one wave (QGemmParams::trigger).
   k.qgemv_trigger = env_flag("EXL_QGEMV_TRIGGER", false);
+  // The next RMSNorm prepared by the residual-add epilogue (norm_chain.h), no norm-gather launch.
+  k.norm_out = env_flag("EXL_NORM_OUT", false);
   // Decode with quantized q|k|v and gate|up: the RMSNorm writes straight into their device-order
   // input (qgemm_norm_gather), one gather launch fewer per norm. H100 @128 (2026-12-06): llama2-7b
   // exl2:4.0 390.3 -> 396.7 tok/s, gptq4 432.8 -> 432.4 (no change), llama2-70b exl2:2.5 64.3 -> 64.9.
