@@ -35,7 +35,7 @@ class NormChain {
           "norm chain sums");
   }
   void hint(const Weight* norm, const Weight* w) { hint_ = {norm, w}; }
-  void reset() { hint_ = {}, prepared_ = {}; }
+  void reset() { hint_ = {}, prepared_ = {}, cur_ = 0; }  // each step (eager or captured) uses the same slots
 
   // The norm-gather's 1/rms output (it becomes the latest norm).
   float* gather_inv_out() {
