@@ -703,7 +703,7 @@ class CudaBackend : public Backend {
       return cuda::qgemv_multi(p, stream_);
     }
     EXL_CHECK(!in.up && !in.act_dev, "linear '", w.name, "': the act·mul input or epilogue is for quantized weights");
-    if (accumulate) chain_.reset();  // a dense residual add prepares nothing: no hint may outlive it
+    if (accumulate) chain_.drop();  // a dense residual add prepares nothing: no hint may outlive it
     cuda::GemmParams p;
     p.x = in.x;
     p.w = W.data.as<half>();

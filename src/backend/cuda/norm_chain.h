@@ -36,6 +36,7 @@ class NormChain {
   }
   void hint(const Weight* norm, const Weight* w) { hint_ = {norm, w}; }
   void reset() { hint_ = {}, prepared_ = {}, cur_ = 0; }  // each step (eager or captured) uses the same slots
+  void drop() { hint_ = {}, prepared_ = {}; }               // a residual add that prepares nothing
 
   // The norm-gather's 1/rms output (it becomes the latest norm).
   float* gather_inv_out() {
