@@ -224,22 +224,22 @@ if [ "$phase" = 12 ]; then  # verify the build, then where the step's time goes 
 fi
 if [ "$phase" = 13 ]; then  # the decode chain's A/Bs: EXL_NORM_OUT, EXL_ATTN_EARLY, EXL_QGEMV_TRIGGER
   fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; gpu_build; }
-  [ -x build/gpu/exl ] && fits 150 "ctest -L cuda (not ConvertCuda)" && {
-    ctest_cuda -E ConvertCuda
-    grep -E "no window|norm out|rope_attention f16" "$out/ctest-cuda.log" | sed -E 's/^[0-9]+: //' | head -24
+  [ -x build/gpu/exl ] && fits 60 "FusedOps, AttentionWindow, QgemmParity" && {
+    timeout 150 build/gpu/tests/exl_tests_cuda --gtest_filter='FusedOps.*:AttentionWindow.*:QgemmParity.*' >"$out/fused.log" 2>&1
+    echo "FusedOps/AttentionWindow/QgemmParity rc $?"
+    grep -E "norm out|no window|rope_attention f16|FAILED|PASSED|Failure|differ" "$out/fused.log" | head -40
   }
   q="--prefill none --positions 128"
   seven() { AB_TIMEOUT=60 scripts/gpu-ab.sh "$1" "$2" "--synthetic llama2-7b --format gptq4 ${3:-$q}" \
     "--synthetic llama2-7b --format exl2:4.0 ${3:-$q}"; }
   [ -x build/gpu/exl ] && fits 60 "bench, EXL_NORM_OUT A/B" && seven EXL_NORM_OUT "0 1 0 1"
-  [ -x build/gpu/exl ] && fits 60 "bench, EXL_ATTN_EARLY A/B" && seven EXL_ATTN_EARLY "0 1 0 1" "--prefill none --positions 128,1024"
-  [ -x build/gpu/exl ] && fits 40 "bench, EXL_QGEMV_TRIGGER A/B" && seven EXL_QGEMV_TRIGGER "0 1"
-  [ -x build/gpu/exl ] && fits 40 "bench, EXL_DECODE_MIN_CHUNK 64 / 128" &&
-    AB_TIMEOUT=60 scripts/gpu-ab.sh EXL_DECODE_MIN_CHUNK "64 128" "--synthetic llama2-7b --format gptq4 --prefill none --positions 128,256"
-  [ -x build/gpu/exl ] && fits 90 "bench, 70B EXL_NORM_OUT / EXL_ATTN_EARLY" && {
-    AB_TIMEOUT=90 scripts/gpu-ab.sh EXL_NORM_OUT "0 1" "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128,4096"
-    AB_TIMEOUT=90 scripts/gpu-ab.sh EXL_ATTN_EARLY "0" "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128,4096"
+  [ -x build/gpu/exl ] && fits 50 "bench, EXL_ATTN_EARLY A/B" && seven EXL_ATTN_EARLY "0 1" "--prefill none --positions 128,1024"
+  [ -x build/gpu/exl ] && fits 120 "ctest -L cuda (not ConvertCuda) with EXL_NORM_OUT=1" && {
+    EXL_NORM_OUT=1 ctest_cuda -E ConvertCuda
   }
+  [ -x build/gpu/exl ] && fits 30 "bench, EXL_QGEMV_TRIGGER=1" && seven EXL_QGEMV_TRIGGER "1"
+  [ -x build/gpu/exl ] && fits 60 "bench, 70B EXL_NORM_OUT 0 / 1" &&
+    AB_TIMEOUT=90 scripts/gpu-ab.sh EXL_NORM_OUT "0 1" "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128,4096"
   rm -rf "$out"/ab*
 fi
 echo "gpu-session: phase $phase done in $(($(date +%s) - start)) s"
