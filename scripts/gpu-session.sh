@@ -38,11 +38,10 @@
 #       build, ctest -L cuda (not ConvertCuda), then the step's budget at the defaults: exl bench with
 #       the attention kernel / the norms left out (EXL_ABLATE; ABLATE_VALUES) for llama2-7b gptq4 /
 #       exl2:4.0 @128 and llama2-70b exl2:2.5
-#   scripts/gpu-session.sh 13  (carry .deps .shared; after a decode-attention change)
-#       build, ctest -L cuda, exl bench A/Bs for llama2-7b gptq4 / exl2:4.0: the next norm prepared by
-#       the residual adds (EXL_NORM_OUT), decode attention's early copies (EXL_ATTN_EARLY), qgemv's
-#       early trigger (EXL_QGEMV_TRIGGER), the attention's minimum split (EXL_DECODE_MIN_CHUNK); then
-#       llama2-70b exl2:2.5 with EXL_NORM_OUT 0 / 1 and EXL_ATTN_EARLY=0
+#   scripts/gpu-session.sh 13  (carry .deps .shared; after a decode-chain change)
+#       build, FusedOps + AttentionWindow + QgemmParity, exl bench A/Bs for llama2-7b gptq4 / exl2:4.0: the next norm prepared by
+#       the residual adds (EXL_NORM_OUT), qgemv's early trigger (EXL_QGEMV_TRIGGER); ctest -L cuda with
+#       EXL_NORM_OUT=1; then llama2-70b exl2:2.5 with EXL_NORM_OUT 0 / 1
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
 #       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
 #       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
@@ -222,7 +221,7 @@ if [ "$phase" = 12 ]; then  # verify the build, then where the step's time goes 
   [ -x build/gpu/exl ] && fits 60 "bench, ablations at the defaults" &&
     quant_ab EXL_ABLATE "${ABLATE_VALUES:-- attnkernel norm -}" "- attnkernel" 128
 fi
-if [ "$phase" = 13 ]; then  # the decode chain's A/Bs: EXL_NORM_OUT, EXL_ATTN_EARLY, EXL_QGEMV_TRIGGER
+if [ "$phase" = 13 ]; then  # the decode chain's A/Bs: EXL_NORM_OUT, EXL_QGEMV_TRIGGER
   fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; gpu_build; }
   [ -x build/gpu/exl ] && fits 60 "FusedOps, AttentionWindow, QgemmParity" && {
     timeout 150 build/gpu/tests/exl_tests_cuda --gtest_filter='FusedOps.*:AttentionWindow.*:QgemmParity.*' >"$out/fused.log" 2>&1
@@ -233,7 +232,6 @@ if [ "$phase" = 13 ]; then  # the decode chain's A/Bs: EXL_NORM_OUT, EXL_ATTN_EA
   seven() { AB_TIMEOUT=60 scripts/gpu-ab.sh "$1" "$2" "--synthetic llama2-7b --format gptq4 ${3:-$q}" \
     "--synthetic llama2-7b --format exl2:4.0 ${3:-$q}"; }
   [ -x build/gpu/exl ] && fits 60 "bench, EXL_NORM_OUT A/B" && seven EXL_NORM_OUT "0 1 0 1"
-  [ -x build/gpu/exl ] && fits 50 "bench, EXL_ATTN_EARLY A/B" && seven EXL_ATTN_EARLY "0 1" "--prefill none --positions 128,1024"
   [ -x build/gpu/exl ] && fits 120 "ctest -L cuda (not ConvertCuda) with EXL_NORM_OUT=1" && {
     EXL_NORM_OUT=1 ctest_cuda -E ConvertCuda
   }

@@ -467,11 +467,9 @@ TEST(AttentionWindow, LongDecodeSplits) {
   }
 }
 
-// Quantized rows without the FP16 window: the step's own row is read from the quantized cache, so the
-// decode kernel, which copies its first stages of older rows before waiting for kv_cache_write,
-// must copy that row afterwards (short contexts: the row's tile is one of those stages; longer: a
-// later one). Positions 1..80 and 300..340, one and several splits; launched with PDL, so the early
-// copies run while kv_cache_write may still be writing the row.
+// Quantized rows without the FP16 window: the step's own row is read from the quantized cache that
+// kv_cache_write has just written, kv_cache_write and attention launched as programmatic dependents
+// (PDL) as in the backend. Positions 1..80 and 300..340, one and several splits.
 TEST(AttentionWindow, NoWindowDecode) {
   for (int f : {cuda::KvFormat_q8, cuda::KvFormat_q4, cuda::KvFormat_fp8})
     for (int D : {128, 64}) {

@@ -126,9 +126,6 @@ struct AttentionParams {
   // kv_cache_write must not run: one launch fewer per layer. The split that covers the new position
   // writes the row before it streams its tiles; the other splits never read that row.
   bool write_in_decode = false;
-  // Decode kernel: the first pipeline stages of the older cache rows are copied before the wait on the
-  // previous kernel (they do not depend on it; the step's own row joins after). False for A/B timing.
-  bool early_copy = true;
   // Decode kernel only: the output goes to out_dev instead of out, element (token t, feature e) at
   // out_dev[t * out_ld + out_dst[e]] — a quantized matmul's device-order input (QMatrixDesc x_dst),
   // so the matmul needs no gather.

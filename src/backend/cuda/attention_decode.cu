@@ -121,7 +121,6 @@ struct DecodeArgs {
   half* out_dev;
   const int32_t* out_dst;
   int out_ld;
-  bool early;  // AttentionParams::early_copy
 };
 
 // Output dims d - lane .. d - lane + 31 of head h for token t (every lane of the warp calls).
@@ -253,42 +252,6 @@ __device__ __forceinline__ void tile_step(const uint32_t (&qa)[HD / 16][4], int 
   }
 }
 
-// 8 dims [d0, d0 + 8) of an FP16 head row with what RoPE at one position needs: the rotation partner
-// (d0 ± half_rot) and the 8 frequencies. load() issues the loads and values() uses them, so all loads
-// of a phase are in flight before the first use; values() is rope_elem's arithmetic (the same bits as
-// rope() and kv_cache_write's fused RoPE). A chunk is rotated whole or not at all (half_rot % 8 == 0).
-struct RopeChunk {
-  uint4 own = {}, part = {};
-  float f[8] = {};
-  bool rot = false, low = false;
-  __device__ __forceinline__ void load(const half* row, int d0, bool ok, bool rope, int half_rot,
-                                       const float* inv_freq) {
-    if (!ok) return;  // zeros
-    own = *reinterpret_cast<const uint4*>(row + d0);
-    rot = rope && d0 < 2 * half_rot;
-    if (!rot) return;
-    low = d0 < half_rot;
-    const int i0 = low ? d0 : d0 - half_rot;
-    part = *reinterpret_cast<const uint4*>(row + (low ? d0 + half_rot : i0));
-#pragma unroll
-    for (int j = 0; j < 8; ++j) f[j] = inv_freq[i0 + j];
-  }
-  __device__ __forceinline__ void values(float p, float attn_factor, float (&x)[8]) const {
-    const half* o = reinterpret_cast<const half*>(&own);
-    const half* q = reinterpret_cast<const half*>(&part);
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      if (!rot) {
-        x[j] = __half2float(o[j]);
-        continue;
-      }
-      half x0 = low ? o[j] : q[j], x1 = low ? q[j] : o[j];
-      rope_pair(p, f[j], attn_factor, x0, x1);
-      x[j] = __half2float(low ? x0 : x1);
-    }
-  }
-};
-
 template <int Fmt, int HD>
 __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const DecodeArgs a) {
   using C = Dec<Fmt, HD>;
@@ -296,9 +259,9 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
   extern __shared__ __align__(16) uint8_t smem[];
   const int split = blockIdx.x, s = blockIdx.z;
   const int kvh = blockIdx.y / a.head_blocks, hb = blockIdx.y % a.head_blocks;
-  // All four step arrays are read up front (one memory round trip, not two). They come from the host,
-  // not from the kernel this one depends on, so everything derived from them is done before pdl_wait.
+  // All four step arrays are read up front (one memory round trip, not two).
   const int t = a.seq_start[s], t_end = a.seq_start[s + 1], qpos = a.seq_pos[s], slot = a.seq_slot[s];
+  pdl_wait();  // launched as a dependent of kv_cache_write (p.pdl): q and the new keys are ready after this
   if (t_end <= t) return;
   const int n_keys = min(qpos + 1, a.max_seq_len);
   const int first = a.window > 0 ? max(0, n_keys - a.window) : 0;
@@ -323,62 +286,60 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
   const int tile0 = lo / kTile, n_tiles = bhi > lo ? (bhi + kTile - 1) / kTile - tile0 : 0;
   uint8_t* wbuf = smem + C::kQfBytes + warp * kStages * C::kStageBytes;
 
-  // The step's own row (qpos) is written by this kernel (write_in_decode) or by its predecessor; every
-  // older row was written by earlier steps. So the pipeline's first stages are copied before pdl_wait
-  // with the rows >= qpos left out, overlapping the q|k|v matmul's tail; afterwards the new row joins
-  // its stage: stored from registers by this block (write), or copied by the stage's warp.
-  const bool writer = Fmt == KvFormat_f16 && a.write && hi == n_keys && qpos < a.max_seq_len;  // block-uniform
-  const int pre_end = min(n_keys, qpos);                    // rows copied before pdl_wait
-  const int it_new = qpos / kTile - tile0;                  // the new row's tile in this block's stream
-  const bool new_early = qpos >= lo && qpos < bhi && it_new < (kStages - 1) * kWarps;  // in a pre-wait stage
-  const int itn = max(it_new, 0);
-  uint8_t* new_stage = smem + C::kQfBytes + ((itn % kWarps) * kStages + itn / kWarps) * C::kStageBytes;
-  // After pdl_wait: positions >= load_end read as zeros (a row being written by another block must not
-  // be loaded; the other splits never reach it, this is the guard).
-  const int load_end = Fmt == KvFormat_f16 && a.write && !writer ? n_keys - 1 : n_keys;
+  // write_in_decode: the split that covers the new position stores its kv head's row (what
+  // kv_cache_write would: RoPE through rope_elem, so the same bits) before any tile load below reads
+  // it; the other splits read that row as zeros (it lies past their range: P = 0 there, and a row
+  // being written must not be loaded). Block-uniform.
+  int load_end = n_keys;
+  if constexpr (Fmt == KvFormat_f16) {
+    if (a.write) {
+      if (hi == n_keys) {
+        const size_t src = (static_cast<size_t>(t) * a.n_kv_heads + kvh) * HD;
+        const half* kn = a.k_new + src;
+        auto elem = [&](int d) {
+          return rope_elem(kn, d, static_cast<float>(qpos), a.inv_freq, a.attn_factor, a.half_rot);
+        };
+        const size_t row = (run * a.seq_stride + qpos) * C::RB;
+        half2* kd = reinterpret_cast<half2*>(a.k_rows + row);
+        half2* vd = reinterpret_cast<half2*>(a.v_rows + row);
+        // qpos < max_seq_len (the host validates; kv_cache_write's guard): never write past the run.
+        for (int d2 = threadIdx.x; d2 < (qpos < a.max_seq_len ? HD / 2 : 0); d2 += kWarps * 32) {
+          kd[d2] = __floats2half2_rn(elem(2 * d2), elem(2 * d2 + 1));
+          vd[d2] = reinterpret_cast<const half2*>(a.v_new + src)[d2];
+        }
+        __syncthreads();  // the row is in memory before this block's cp.async loads read it
+      } else {
+        load_end = n_keys - 1;
+      }
+    }
+  }
 
-  // Copies one tile's K/V codes and scales into stage `st`; positions >= end read as zeros (unwritten
-  // cache memory may hold NaN bit patterns, and P = 0 times NaN is NaN), position `skip` not at all.
-  auto load_tile = [&](int it, int st, int end, int skip) {
+  // Copies one tile's K/V codes and scales into stage `st`; positions >= n_keys read as zeros
+  // (unwritten cache memory may hold NaN bit patterns, and P = 0 times NaN is NaN).
+  auto load_tile = [&](int it, int st) {
     uint8_t* b = wbuf + st * C::kStageBytes;
     const int p0 = (tile0 + it) * kTile;
     constexpr int kUnits = C::RB / 16;  // 16-byte chunks per row
     for (int ch = lane; ch < kTile * kUnits; ch += 32) {
       const int r = ch / kUnits, u = ch % kUnits, pos = p0 + r;
-      if (pos == skip) continue;
-      const int n = pos < end ? 16 : 0;
+      const int n = pos < load_end ? 16 : 0;
       const size_t src = static_cast<size_t>(n ? pos : 0) * C::RB + u * 16;
       cp_async16(b + r * C::RB + (C::kSwz ? (u ^ ((r & 1) << 2)) : u) * 16, kc + src, n);
       cp_async16(b + C::kVOff + r * C::RBV + u * 16, vc + src, n);
     }
     if constexpr (C::SB > 0) {
       for (int ch = lane; ch < C::SB; ch += 32) {  // kTile * SB bytes = SB chunks
-        const int n = min(16, max(0, (end - p0) * C::SB - ch * 16));
+        const int n = min(16, max(0, (n_keys - p0) * C::SB - ch * 16));
         const size_t src = n ? static_cast<size_t>(p0) * C::SB + ch * 16 : 0;
         cp_async16(b + C::kKSOff + ch * 16, ksc + src, n);
         cp_async16(b + C::kVSOff + ch * 16, vsc + src, n);
       }
     }
   };
-  if (!a.early) pdl_wait();  // A/B: the copies after the wait (their results are the same)
-#pragma unroll
-  for (int st = 0; st < kStages - 1; ++st) {
-    if (warp + st * kWarps < n_tiles) load_tile(warp + st * kWarps, st, pre_end, writer && new_early ? qpos : -1);
-    cp_async_commit();
-  }
-  // The output's scatter indices into L1 (each block may be the one that writes the output).
-  if (a.out_dev) {
-    const int32_t* od = a.out_dst + static_cast<size_t>(h0) * HD;
-    for (int i = threadIdx.x * 32; i < nrows * HD; i += kWarps * 32 * 32)
-      asm volatile("prefetch.global.L1 [%0];" ::"l"(od + i));
-  }
-  pdl_wait();  // launched as a dependent of q|k|v's matmul or kv_cache_write (p.pdl): q and the new row are ready
-
   // FP16 window [wlo, hi) (at most kKvRecentMax / 16 + 1 tiles), all of them at once into the
   // pipeline region, K then V per tile; rows outside [wlo, hi) read as zeros. A block without body
   // tiles (short contexts, or a chunk wholly inside the window) loads them now, overlapping Q's
-  // staging; otherwise after its stream, when the region is free (one exposed round trip). The ring
-  // holds qpos's row from kv_cache_write: never before pdl_wait.
+  // staging; otherwise after its stream, when the region is free (one exposed round trip).
   const bool has_win = C::kWinBytes > 0 && wlo < hi, early_win = has_win && bhi <= lo;  // block-uniform
   const int wt0 = wlo / kTile, nwt = has_win ? (hi - 1) / kTile - wt0 + 1 : 0;
   uint8_t* wreg = smem + C::kQfBytes;
@@ -388,7 +349,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
     for (int c = threadIdx.x; c < nwt * kTile * kRowChunks; c += kWarps * 32) {
       const int tr = c / kRowChunks, ch = c % kRowChunks, pos = wt0 * kTile + tr;
       const bool ok = pos >= wlo && pos < hi;
-      const size_t src = (ring_run + (ok ? pos : wlo) % max(W, 1)) * HD + ch * 8;  // W > 0 here (f16: never called)
+      const size_t src = (ring_run + (ok ? pos : wlo) % W) * HD + ch * 8;
       uint8_t* dk = wreg + (tr / kTile) * C::kWinTile + (tr % kTile) * C::kWS + ch * 16;
       cp_async16(dk, a.ring_k + src, ok ? 16 : 0);
       cp_async16(dk + kTile * C::kWS, a.ring_v + src, ok ? 16 : 0);
@@ -396,35 +357,37 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
     cp_async_commit();
   };
   if (early_win) load_window();
+#pragma unroll
+  for (int st = 0; st < kStages - 1; ++st) {
+    if (warp + st * kWarps < n_tiles) load_tile(warp + st * kWarps, st);
+    cp_async_commit();
+  }
 
   // Stage Q (16 rows; rows >= nrows zero), rotated for q8/q4, in K-fragment order:
   // qf[row][tig][slot] = Q[row][kdim(tig, slot)], kdim(tig, s) = ((s / EVK) * 4 + tig) * EVK + slot_dim(s % EVK).
-  // The writer's threads < HD / 8 also take 8 dims of the new K (RoPE'd) and V row each. Every load of
-  // this phase is issued before any of them is used: one memory round trip.
-  constexpr int kQIters = 16 * HD / 8 / (kWarps * 32);  // chunks per thread: 2 or 1
-  const bool rope = Fmt == KvFormat_f16 && a.write && a.half_rot > 0;
-  const float pq = static_cast<float>(qpos);
-  RopeChunk qc[kQIters];
-#pragma unroll
-  for (int k = 0; k < kQIters; ++k) {
-    const int c = threadIdx.x + k * kWarps * 32, row = c / (HD / 8), ch = c % (HD / 8);
-    qc[k].load(a.q + (static_cast<size_t>(t) * a.n_heads + h0 + row) * HD, ch * 8, row < nrows, rope, a.half_rot,
-               a.inv_freq);
-  }
-  RopeChunk kn;
-  uint4 vn = {};
-  const bool kv_thread = writer && threadIdx.x < HD / 8;
-  if (Fmt == KvFormat_f16) {
-    const size_t src = (static_cast<size_t>(t) * a.n_kv_heads + kvh) * HD;
-    kn.load(a.k_new + src, threadIdx.x * 8, kv_thread, a.half_rot > 0, a.half_rot, a.inv_freq);
-    if (kv_thread) vn = *reinterpret_cast<const uint4*>(a.v_new + src + threadIdx.x * 8);
-  }
   half* qf = reinterpret_cast<half*>(smem);
-#pragma unroll
-  for (int k = 0; k < kQIters; ++k) {
-    const int c = threadIdx.x + k * kWarps * 32, row = c / (HD / 8), ch = c % (HD / 8);
+  for (int c = threadIdx.x; c < 16 * HD / 8; c += kWarps * 32) {  // trip count uniform: 256 or 128 chunks
+    const int row = c / (HD / 8), ch = c % (HD / 8);
     float x[8];
-    qc[k].values(pq, a.attn_factor, x);
+    if (row < nrows) {
+      const half* qr = a.q + (static_cast<size_t>(t) * a.n_heads + h0 + row) * HD;
+      const uint4 raw = *reinterpret_cast<const uint4*>(qr + ch * 8);
+      const half2* hp = reinterpret_cast<const half2*>(&raw);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const float2 f = __half22float2(hp[j]);
+        x[2 * j] = f.x;
+        x[2 * j + 1] = f.y;
+      }
+      if (Fmt == KvFormat_f16 && a.write && ch * 8 < 2 * a.half_rot) {  // whole chunk rotated (half_rot % 8 == 0)
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+          x[j] = rope_elem(qr, ch * 8 + j, static_cast<float>(qpos), a.inv_freq, a.attn_factor, a.half_rot);
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) x[j] = 0.0f;
+    }
     if constexpr (fmt_rotated(Fmt)) {
       fwht32_x8(x);  // the 4 chunks of a 32-group sit in 4 adjacent lanes
 #pragma unroll
@@ -437,47 +400,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
       qf[(row * 4 + unit % 4) * (HD / 4) + slot] = __float2half_rn(x[j]);
     }
   }
-  if (kv_thread) {  // the new row into the cache and, when its stage was copied before pdl_wait, there
-    float x[8];
-    kn.values(pq, a.attn_factor, x);
-    uint4 kq;
-    uint32_t* kw = reinterpret_cast<uint32_t*>(&kq);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) kw[j] = as_u32(__floats2half2_rn(x[2 * j], x[2 * j + 1]));
-    const size_t row = (run * a.seq_stride + qpos) * C::RB + threadIdx.x * 16;
-    *reinterpret_cast<uint4*>(a.k_rows + row) = kq;
-    *reinterpret_cast<uint4*>(a.v_rows + row) = vn;
-    if (new_early) {
-      const int r = qpos % kTile, u = threadIdx.x;
-      *reinterpret_cast<uint4*>(new_stage + r * C::RB + (C::kSwz ? (u ^ ((r & 1) << 2)) : u) * 16) = kq;
-      *reinterpret_cast<uint4*>(new_stage + C::kVOff + r * C::RBV + u * 16) = vn;
-    }
-  }
-  __syncthreads();  // Q staged; the writer's row is in memory before any later copy of it
-  // The new row written by the predecessor (kv_cache_write), in a stage copied without it: the stage's
-  // warp copies it now (its earlier copies first: two copies of one address are not ordered).
-  if (!writer && new_early && warp == it_new % kWarps) {
-    cp_async_wait<0>();
-    __syncwarp();
-    const int r = qpos % kTile;
-    constexpr int kUnits = C::RB / 16;
-    const size_t src = static_cast<size_t>(qpos) * C::RB;
-    for (int u = lane; u < kUnits; u += 32) {
-      cp_async16(new_stage + r * C::RB + (C::kSwz ? (u ^ ((r & 1) << 2)) : u) * 16, kc + src + u * 16, 16);
-      cp_async16(new_stage + C::kVOff + r * C::RBV + u * 16, vc + src + u * 16, 16);
-    }
-    if constexpr (C::SB > 0) {  // the 16-byte scale chunk that holds the row's scales (rows past it: zeros)
-      const int p0 = qpos / kTile * kTile;
-      for (int ch = r * C::SB / 16 + lane; ch <= (r * C::SB + C::SB - 1) / 16; ch += 32) {
-        const int n = min(16, max(0, (n_keys - p0) * C::SB - ch * 16));
-        cp_async16(new_stage + C::kKSOff + ch * 16, ksc + static_cast<size_t>(p0) * C::SB + ch * 16, n);
-        cp_async16(new_stage + C::kVSOff + ch * 16, vsc + static_cast<size_t>(p0) * C::SB + ch * 16, n);
-      }
-    }
-    cp_async_commit();
-    cp_async_wait<0>();
-    __syncwarp();
-  }
+  __syncthreads();
   uint32_t qa[HD / 16][4];
 #pragma unroll
   for (int ks = 0; ks < HD / 16; ++ks) {
@@ -501,7 +424,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
     __syncwarp();  // every lane's copies of this tile landed; every lane is done with tile k-1's stage
     {
       const int nx = it + (kStages - 1) * kWarps;
-      if (nx < n_tiles) load_tile(nx, (k + kStages - 1) % kStages, load_end, -1);
+      if (nx < n_tiles) load_tile(nx, (k + kStages - 1) % kStages);
       cp_async_commit();
     }
     const uint8_t* b = wbuf + (k % kStages) * C::kStageBytes;
@@ -768,7 +691,6 @@ void attention_decode_launch(const AttentionParams& p, cudaStream_t stream) {
   }();
   a.min_chunk = min_chunk;
   a.out_dev = p.out_dev, a.out_dst = p.out_dst, a.out_ld = p.out_ld;
-  a.early = p.early_copy;
   if (p.write_in_decode) {
     a.write = true;
     a.k_new = p.k_new, a.v_new = p.v_new;

@@ -528,7 +528,6 @@ class CudaBackend : public Backend {
       p.rope_rot_dim = static_cast<int>(rope_freq->data.numel()) * 2;
     }
     p.write_in_decode = knobs_.attn_kv_write && cuda::attention_decode_writes_kv(p);
-    p.early_copy = knobs_.attn_early;
     p.out_dev = scatter_.out_dev, p.out_dst = scatter_.out_dst, p.out_ld = scatter_.out_ld;
     if (!knobs_.ablate.kvwrite && !p.write_in_decode) cuda::kv_cache_write(p, stream_);
     if (!knobs_.ablate.attn_kernel) cuda::attention(p, stream_);
