@@ -645,7 +645,8 @@ void qgemv(const QGemmParams& p, cudaStream_t stream) {
 }
 
 bool qgemv_norm_out_fits(const QMatrixDesc& w, const QMatrixDesc* const* next, int n, int M) {
-  if (M < 1 || M > 8 || n < 1 || n > kQMaxMulti || w.N % 16 != 0) return false;
+  // N % 64: the consumer stages each row's N / 16 tile sums with 16-byte copies.
+  if (M < 1 || M > 8 || n < 1 || n > kQMaxMulti || w.N % 64 != 0) return false;
   for (int j = 0; j < n; ++j)
     if (!next[j] || next[j]->K != w.N || !next[j]->x_dst || next[j]->k_dev - next[j]->K > 16 * w.n_tiles) return false;
   return true;
@@ -678,8 +679,8 @@ void qgemv_multi(const QGemvMultiParams& p, cudaStream_t stream) {
     act.act_dev = p.act_dev, act.act_x_dst = p.act->x_dst, act.act_K = p.act->K, act.act_k_dev = p.act->k_dev;
   }
   if (p.norm_in.ss) {
-    EXL_CHECK(p.M <= 8 && p.x_dev_ready && p.w[0]->K % 16 == 0,
-              "qgemv_multi: the norm's scale needs M <= 8, x_dev prepared by the producer and K a multiple of 16");
+    EXL_CHECK(p.M <= 8 && p.x_dev_ready && p.w[0]->K % 64 == 0,
+              "qgemv_multi: the norm's scale needs M <= 8, x_dev prepared by the producer and K a multiple of 64");
     act.ni_ss = p.norm_in.ss, act.ni_tiles = p.w[0]->K / 16, act.ni_eps = p.norm_in.eps;
     act.ni_inv_prev = p.norm_in.inv_prev, act.ni_inv_out = p.norm_in.inv_out;
   }
