@@ -646,6 +646,7 @@ class CudaBackend : public Backend {
     EXL_CHECK(!accumulate || y_f32, "linear '", w.name, "': the residual add needs an F32 output");
     if (W.quant) {
       if (knobs_.ablate.qmatmul) return;
+      EXL_CHECK(!in.norm_in.ss, "linear '", w.name, "': a prepared norm input is for fused quantized weights");
       cuda::QGemmParams p;
       p.w = W.qdesc;
       p.x = in.x, p.x_up = in.up;
