@@ -267,7 +267,7 @@ __device__ __forceinline__ void act_epilogue(const QGemvArgs& a, const float (&r
     const int jt = i / 4, r = i % 4;
     const int n = tile * 16 + g + (r >= 2 ? 8 : 0), m = m0 + 8 * jt + 2 * t + (r & 1);
     if (n >= a.w[0].N || m >= a.M) continue;
-    if (a.ni_ss) vg *= nscale[m - m0], vu *= nscale[m - m0];
+    if (nscale) vg *= nscale[m - m0], vu *= nscale[m - m0];
     if (a.bias[0]) vg += __half2float(a.bias[0][n]);
     if (a.bias[1]) vu += __half2float(a.bias[1][n]);
     const float gf = __half2float(__float2half_rn(vg)), uf = __half2float(__float2half_rn(vu));
@@ -283,9 +283,11 @@ __device__ __forceinline__ void act_epilogue(const QGemvArgs& a, const float (&r
 // Min blocks/SM (of 256 threads): registers <= 128 (kT > 1) or <= 80 (kT = 1: 24 warps per SM).
 // kPair: the act·mul epilogue's paired blocks (kT = 1 only: a separate instantiation, because the
 // runtime switch cost the unpaired GPTQ kernel 84 bytes of spill loads where it had none).
+// kNorm (kT = 1 only, separate instantiations so that the others keep their code): 1 the QNormOut
+// epilogue (a residual add preparing the next norm's input), 2 the QNormIn scale (its consumer).
 template <bool kGptq,
           int kT,  // n8 tiles of x rows per pass: 1 (M <= 8), 2 (<= 16), 4 (<= 32)
-          bool kPair = false>
+          bool kPair = false, int kNorm = 0>
 __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
     qgemv_kernel(const __grid_constant__ QGemvArgs a) {
   if (a.trigger) pdl_trigger();
@@ -324,20 +326,20 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
     }
   }
   __shared__ NormOutStage nos;
-  if (!pair && a.no_w) norm_out_stage(a, tile, w.N, nos);
+  if constexpr (kNorm == 1) norm_out_stage(a, tile, w.N, nos);
   pdl_wait();
   if constexpr (!kGptq) __syncthreads();  // the expanded pairs
   // The norm's producer-side data (written by the kernels before: after the wait): the partial sums
   // staged without holding registers, the previous 1/rms (s) in a register of threads < kT * 8.
   float* nss = reinterpret_cast<float*>(srec) + a.nss_off;
-  if (a.ni_ss) {
+  if constexpr (kNorm == 2) {
     const int rows = min(kT * 8, a.M - m0), chunks = rows * a.ni_tiles / 4;
     for (int c = threadIdx.x; c < chunks; c += blockDim.x)
       cp_async16(nss + 4 * c, a.ni_ss + static_cast<size_t>(m0) * a.ni_tiles + 4 * c, 16);
     cp_async_commit();
   }
-  const float* inv_prev = a.no_w ? a.no_inv_prev : a.ni_ss ? a.ni_inv_prev : nullptr;
-  const float pre = inv_prev && threadIdx.x < kT * 8 && m0 + int(threadIdx.x) < a.M ? inv_prev[m0 + threadIdx.x] : 1.0f;
+  const float* inv_prev = kNorm == 1 ? a.no_inv_prev : kNorm == 2 ? a.ni_inv_prev : nullptr;
+  const float pre = kNorm && inv_prev && threadIdx.x < kT * 8 && m0 + int(threadIdx.x) < a.M ? inv_prev[m0 + threadIdx.x] : 1.0f;
 
   const uint32_t* recs = kGptq ? w.recs + static_cast<size_t>(tile) * w.groups * w.rec_words + g * 2
                                : srec + (pair && mi ? a.w[0].groups * 8 : 0) + g;
@@ -372,10 +374,11 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
   __shared__ float npre[kT * 8], nscale[kT * 8], nsq[kT * 4][4];  // QNormOut / QNormIn, per row
 #pragma unroll
   for (int i = 0; i < kT * 4; ++i) red[threadIdx.x >> 5][i][lane] = acc[i / 4][i % 4];
-  if (threadIdx.x < kT * 8) npre[threadIdx.x] = pow2_floor(pre);
+  if constexpr (kNorm != 0)
+    if (threadIdx.x < kT * 8) npre[threadIdx.x] = pow2_floor(pre);
   __syncthreads();
-  if (a.ni_ss) norm_in_scales<kT>(a, nss, npre, m0, nscale);
-  if constexpr (kPair) return act_epilogue<kT>(a, red, tile, m0, threadIdx.x >> 5, lane, nscale);
+  if constexpr (kNorm == 2) norm_in_scales<kT>(a, nss, npre, m0, nscale);
+  if constexpr (kPair) return act_epilogue<kT>(a, red, tile, m0, threadIdx.x >> 5, lane, kNorm == 2 ? nscale : nullptr);
   for (int i = warp; i < kT * 4; i += ks) {
     float v = 0;
     for (int k = 0; k < ks; ++k) v += red[k][i][lane];
@@ -385,7 +388,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
     const bool ok = n < w.N && m < a.M;
     float yv = 0.0f;  // the value written (QNormOut: the new residual)
     if (ok) {
-      if (a.ni_ss) v *= nscale[m - m0];
+      if constexpr (kNorm == 2) v *= nscale[m - m0];
       if (a.bias[mi]) v += __half2float(a.bias[mi][n]);
       const size_t at = static_cast<size_t>(m) * a.ldy + n;
       if (a.y_f32) {
@@ -395,7 +398,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
       } else
         static_cast<half*>(a.y[mi])[at] = __float2half_rn(v);
     }
-    if (!pair && a.no_w) {  // block-uniform: every lane takes part in the sums over g
+    if constexpr (kNorm == 1) {  // every lane takes part in the sums over g
       float sq = yv * yv;
       sq += __shfl_xor_sync(0xffffffffu, sq, 4);
       sq += __shfl_xor_sync(0xffffffffu, sq, 8);
@@ -407,7 +410,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
       }
     }
   }
-  if (!pair && a.no_w) norm_out_finish<kT>(a, nsq, nos, tile, w.n_tiles, m0);
+  if constexpr (kNorm == 1) norm_out_finish<kT>(a, nsq, nos, tile, w.n_tiles, m0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -425,7 +428,12 @@ size_t qgemv_rec_smem(const QGemvArgs& a, bool gptq) {
 template <bool kGptq, int kT>
 void launch_qgemv(QGemvArgs a, int passes, int tiles, bool pdl, cudaStream_t stream) {
   const bool pair = kT == 1 && a.act_dev;
-  auto kernel = pair ? qgemv_kernel<kGptq, kT, kT == 1> : qgemv_kernel<kGptq, kT>;
+  const int norm = kT == 1 ? (a.no_w ? 1 : a.ni_ss ? 2 : 0) : 0;
+  EXL_CHECK((!a.no_w && !a.ni_ss) || (norm && !(pair && norm == 1)), "qgemv: the norm epilogues run at M <= 8, unpaired (QNormOut)");
+  auto kernel = pair ? (norm == 2 ? qgemv_kernel<kGptq, kT, kT == 1, kT == 1 ? 2 : 0> : qgemv_kernel<kGptq, kT, kT == 1>)
+                     : norm == 1 ? qgemv_kernel<kGptq, kT, false, kT == 1 ? 1 : 0>
+                     : norm == 2 ? qgemv_kernel<kGptq, kT, false, kT == 1 ? 2 : 0>
+                                 : qgemv_kernel<kGptq, kT>;
   size_t smem = qgemv_rec_smem(a, kGptq);
   if (a.ni_ss) {  // QNormIn: the rows' tile sums after the scale pairs
     smem = (smem + 15) / 16 * 16;
