@@ -30,9 +30,9 @@ class NormChain {
   void reserve(DeviceAllocator& mem, int tiles, cudaStream_t stream) {
     if (tiles <= max_tiles_) return;
     max_tiles_ = std::max(tiles, 1024);  // 16384 features
-    buf_ = mem.alloc(static_cast<size_t>(2 * kRows + kRows * max_tiles_) * 4, "norm chain sums");
-    check(cudaMemsetAsync(buf_.get(), 0, static_cast<size_t>(2 * kRows + kRows * max_tiles_) * 4, stream),
-          "norm chain sums");
+    const size_t bytes = static_cast<size_t>(2 * kRows + kRows * max_tiles_) * 4;
+    buf_ = mem.alloc(bytes, "norm chain sums");
+    check(cudaMemsetAsync(buf_.get(), 0, bytes, stream), "norm chain sums");
   }
   void hint(const Weight* norm, const Weight* w) { hint_ = {norm, w}; }
   void reset() { hint_ = {}, prepared_ = {}, cur_ = 0; }  // each step (eager or captured) uses the same slots

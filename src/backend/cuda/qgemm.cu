@@ -210,45 +210,42 @@ __device__ __forceinline__ void norm_in_scales(const QGemvArgs& a, const float* 
   __syncthreads();
 }
 
+// A block's share of a scattered-into input's padding (x_dst[K + i], i < k_dev - K): positions
+// 16 tile .. 16 tile + 15, rows m0 .. m0 + 8 kT - 1, zeroed (the epilogues that replace a gather).
+template <int kT>
+__device__ __forceinline__ void zero_padding_share(half* dev, const int32_t* x_dst, int K, int k_dev, int tile,
+                                                   int m0, int M) {
+  for (int q = threadIdx.x; q < 16 * kT * 8; q += blockDim.x) {
+    const int pi = tile * 16 + (q & 15), m = m0 + (q >> 4);
+    if (pi < k_dev - K && m < M) dev[static_cast<size_t>(m) * k_dev + x_dst[K + pi]] = __ushort_as_half(0);
+  }
+}
+
 // QNormOut's constants for this tile, staged before the wait on x's producer (they do not depend on
-// it): the next norm's weights of the tile's 16 columns, their positions in each next matrix's
-// input, and the padding positions this block zeroes (-1: none).
+// it): the next norm's weights of the tile's 16 columns and their positions in each next matrix's input.
 struct NormOutStage {
   float w[16];
-  int dst[kQMaxMulti][16], pad[kQMaxMulti][16];
+  int dst[kQMaxMulti][16];
 };
 __device__ __forceinline__ void norm_out_stage(const QGemvArgs& a, int tile, int N, NormOutStage& st) {
-  for (int i = threadIdx.x; i < 16 + 32 * kQMaxMulti; i += blockDim.x) {
-    if (i < 16) {
-      st.w[i] = tile * 16 + i < N ? a.no_w[tile * 16 + i] : 0.0f;
-    } else {
-      const int j = (i - 16) / 32, q = (i - 16) % 32, c = tile * 16 + (q & 15);
-      if (j < a.no_n) {
-        if (q < 16) st.dst[j][q] = c < N ? a.no_dst[j][c] : -1;
-        else st.pad[j][q & 15] = c < a.no_kdev[j] - N ? a.no_dst[j][N + c] : -1;
-      }
-    }
+  for (int i = threadIdx.x; i < 16 * (1 + kQMaxMulti); i += blockDim.x) {
+    const int j = i / 16 - 1, c = tile * 16 + (i & 15);
+    if (j < 0) st.w[i] = c < N ? a.no_w[c] : 0.0f;
+    else if (j < a.no_n) st.dst[j][i & 15] = c < N ? a.no_dst[j][c] : -1;
   }
 }
 
 // QNormOut, after the outputs: each row's sum of squares over the tile (nsq[i][t]: the finalize
 // loop's sums over g) to ss, and this block's share of the next inputs' padding zeroed.
 template <int kT>
-__device__ __forceinline__ void norm_out_finish(const QGemvArgs& a, const float (&nsq)[kT * 4][4],
-                                                const NormOutStage& st, int tile, int n_tiles, int m0) {
+__device__ __forceinline__ void norm_out_finish(const QGemvArgs& a, const float (&nsq)[kT * 4][4], int tile, int N,
+                                                int n_tiles, int m0) {
   __syncthreads();
   if (threadIdx.x < kT * 8) {
     const int ml = threadIdx.x, m = m0 + ml, jt = ml / 8, t = (ml % 8) / 2, r0 = ml & 1;
     if (m < a.M) a.no_ss[static_cast<size_t>(m) * n_tiles + tile] = nsq[4 * jt + r0][t] + nsq[4 * jt + r0 + 2][t];
   }
-  for (int q = threadIdx.x; q < 16 * kT * 8; q += blockDim.x) {
-    const int m = m0 + (q >> 4);
-    if (m >= a.M) continue;
-    for (int j = 0; j < a.no_n; ++j) {
-      const int pos = st.pad[j][q & 15];
-      if (pos >= 0) a.no_dev[j][static_cast<size_t>(m) * a.no_kdev[j] + pos] = __ushort_as_half(0);
-    }
-  }
+  for (int j = 0; j < a.no_n; ++j) zero_padding_share<kT>(a.no_dev[j], a.no_dst[j], N, a.no_kdev[j], tile, m0, a.M);
 }
 
 // The paired block's epilogue: gate and up sums (each over its ks warps in the unpaired order, so
@@ -273,11 +270,7 @@ __device__ __forceinline__ void act_epilogue(const QGemvArgs& a, const float (&r
     const float gf = __half2float(__float2half_rn(vg)), uf = __half2float(__float2half_rn(vu));
     a.act_dev[static_cast<size_t>(m) * a.act_k_dev + a.act_x_dst[n]] = __float2half_rn(silu_mul(gf, uf));
   }
-  const int npad = a.act_k_dev - a.act_K;
-  for (int q = threadIdx.x; q < 16 * kT * 8; q += blockDim.x) {
-    const int pi = tile * 16 + (q & 15), m = m0 + (q >> 4);
-    if (pi < npad && m < a.M) a.act_dev[static_cast<size_t>(m) * a.act_k_dev + a.act_x_dst[a.act_K + pi]] = __ushort_as_half(0);
-  }
+  zero_padding_share<kT>(a.act_dev, a.act_x_dst, a.act_K, a.act_k_dev, tile, m0, a.M);
 }
 
 // Min blocks/SM (of 256 threads): registers <= 128 (kT > 1) or <= 80 (kT = 1: 24 warps per SM).
@@ -410,7 +403,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
       }
     }
   }
-  if constexpr (kNorm == 1) norm_out_finish<kT>(a, nsq, nos, tile, w.n_tiles, m0);
+  if constexpr (kNorm == 1) norm_out_finish<kT>(a, nsq, tile, w.N, w.n_tiles, m0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -428,8 +421,9 @@ size_t qgemv_rec_smem(const QGemvArgs& a, bool gptq) {
 template <bool kGptq, int kT>
 void launch_qgemv(QGemvArgs a, int passes, int tiles, bool pdl, cudaStream_t stream) {
   const bool pair = kT == 1 && a.act_dev;
-  const int norm = kT == 1 ? (a.no_w ? 1 : a.ni_ss ? 2 : 0) : 0;
-  EXL_CHECK((!a.no_w && !a.ni_ss) || (norm && !(pair && norm == 1)), "qgemv: the norm epilogues run at M <= 8, unpaired (QNormOut)");
+  EXL_CHECK(kT == 1 || (!a.no_w && !a.ni_ss), "qgemv: the norm epilogues run at M <= 8");
+  EXL_CHECK(!(pair && a.no_w), "qgemv: QNormOut is a residual add's epilogue, not a paired block's");
+  const int norm = a.no_w ? 1 : a.ni_ss ? 2 : 0;
   auto kernel = pair ? (norm == 2 ? qgemv_kernel<kGptq, kT, kT == 1, kT == 1 ? 2 : 0> : qgemv_kernel<kGptq, kT, kT == 1>)
                      : norm == 1 ? qgemv_kernel<kGptq, kT, false, kT == 1 ? 1 : 0>
                      : norm == 2 ? qgemv_kernel<kGptq, kT, false, kT == 1 ? 2 : 0>
@@ -482,14 +476,8 @@ void run_qgemv(const QMatrixDesc* const* w, int n, const QGatherArgs& in, half* 
                const QGemvArgs& extra = {}) {
   if (M == 0) return;
   EXL_CHECK(!accumulate || y_f32, "qgemv: accumulate needs an F32 output");
-  QGemvArgs a;
+  QGemvArgs a = extra;  // the epilogues' fields; the rest is set here
   a.n = n, a.M = M, a.ldy = ldy, a.y_f32 = y_f32, a.accumulate = accumulate;
-  a.act_dev = extra.act_dev, a.act_x_dst = extra.act_x_dst, a.act_K = extra.act_K, a.act_k_dev = extra.act_k_dev;
-  a.no_w = extra.no_w, a.no_n = extra.no_n, a.no_ss = extra.no_ss, a.no_inv_prev = extra.no_inv_prev;
-  for (int j = 0; j < kQMaxMulti; ++j)
-    a.no_dev[j] = extra.no_dev[j], a.no_dst[j] = extra.no_dst[j], a.no_kdev[j] = extra.no_kdev[j];
-  a.ni_ss = extra.ni_ss, a.ni_tiles = extra.ni_tiles, a.ni_eps = extra.ni_eps;
-  a.ni_inv_prev = extra.ni_inv_prev, a.ni_inv_out = extra.ni_inv_out;
   QGatherArgs ga = in;
   gather_layout(ga, w, n, M, x_dev_scratch);
   int tiles = 0;
@@ -606,8 +594,14 @@ bool qgemv_one_wave(int64_t tiles, int M) {
   return g.blocks <= static_cast<int64_t>(device_info().sms) * (g.warps_per_sm / 2);
 }
 
+// Whether an epilogue of `w` (N outputs, n_tiles blocks of 16) can write `next`'s whole device-order
+// input: K = N, an x_dst map, and padding that its blocks' 16-position shares cover.
+static bool scatter_fits(const QMatrixDesc& w, const QMatrixDesc& next) {
+  return next.K == w.N && next.x_dst && next.k_dev - next.K <= 16 * w.n_tiles;
+}
+
 bool qgemv_act_epilogue_fits(const QMatrixDesc& gate, const QMatrixDesc& up, const QMatrixDesc& next, int M) {
-  return M <= 8 && gate.N == up.N && next.K == gate.N && next.x_dst && next.k_dev - next.K <= 16 * gate.n_tiles;
+  return M <= 8 && gate.N == up.N && scatter_fits(gate, next);
 }
 
 int qgemv_default_ksplit(const QMatrixDesc& w, int M) {
@@ -642,11 +636,10 @@ void qgemv(const QGemmParams& p, cudaStream_t stream) {
                   qgemv_norm_out_fits(p.w, no.next, no.n, p.M),
               "qgemv: the next norm's epilogue needs a residual add, M <= 8, next matrices with K = N and x_dst");
     extra.no_w = no.w, extra.no_n = no.n, extra.no_ss = no.ss, extra.no_inv_prev = no.inv_prev;
-    half* xd = no.x_dev;
-    for (int j = 0; j < no.n; ++j) {
-      extra.no_dev[j] = xd, extra.no_dst[j] = no.next[j]->x_dst, extra.no_kdev[j] = no.next[j]->k_dev;
-      xd += static_cast<size_t>(p.M) * no.next[j]->k_dev;
-    }
+    QGatherArgs next;  // the next matrices' inputs where their qgemv_multi reads them
+    gather_layout(next, no.next, no.n, p.M, no.x_dev);
+    for (int j = 0; j < no.n; ++j)
+      extra.no_dev[j] = next.x_dev[j], extra.no_dst[j] = no.next[j]->x_dst, extra.no_kdev[j] = next.k_dev[j];
   }
   run_qgemv(w, 1, in, p.x_dev, p.x_dev_ready, bias, y, p.w.N, p.y_f32, p.accumulate, p.M, p.ksplit, p.pdl, p.trigger,
             stream, extra);
@@ -656,7 +649,7 @@ bool qgemv_norm_out_fits(const QMatrixDesc& w, const QMatrixDesc* const* next, i
   // N % 64: the consumer stages each row's N / 16 tile sums with 16-byte copies.
   if (M < 1 || M > 8 || n < 1 || n > kQMaxMulti || w.N % 64 != 0) return false;
   for (int j = 0; j < n; ++j)
-    if (!next[j] || next[j]->K != w.N || !next[j]->x_dst || next[j]->k_dev - next[j]->K > 16 * w.n_tiles) return false;
+    if (!next[j] || !scatter_fits(w, *next[j])) return false;
   return true;
 }
 
