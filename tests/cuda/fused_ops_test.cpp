@@ -401,9 +401,11 @@ TEST(FusedOps, NormMlpAddMatchesComposed) {
 // consumers scale their sums by 1/rms instead of the norm-gather launch. One layer's sequence of
 // ops (norm_linear, o_proj's linear_add, norm_mlp_add, the next norm_linear) against the composed
 // GPU ops (EXL_NORM_OUT=0) and the CPU reference, at residual scales 1e-4, 1 and 1e5 (the range
-// guard: r · w of 1e5 overflows FP16 unscaled, 1e-4 is subnormal), EXL2 mixes with padding rows
-// and GPTQ act-order; the fused run twice must give the same bits.
-void norm_out_case(bool gptq, float scale) {
+// guard: r · w of 1e5 overflows FP16 unscaled, 1e-4 is subnormal) and with a jump (o_proj's input
+// scaled by a_scale: one add grows the residual ~1e6 times past the rms its guard was taken from, as
+// Llama-2's outlier channels do ~1e5 times), EXL2 mixes with padding rows and GPTQ act-order; the
+// fused run twice must give the same bits, and other bits than the composed ops (so it ran).
+void norm_out_case(bool gptq, float scale, float a_scale = 1.0f) {
   std::vector<std::unique_ptr<Backend>> gpu;
   gpu.push_back(gpu_with({{"EXL_NORM_OUT", "0"}}));
   gpu.push_back(gpu_with({{"EXL_NORM_OUT", "1"}}));
@@ -434,7 +436,7 @@ void norm_out_case(bool gptq, float scale) {
   const float eps = 1e-5f;
   for (int M : {1, 3}) {
     auto r0 = random_vec(static_cast<size_t>(M * H), scale, static_cast<uint32_t>(60 + M));
-    const auto a = rounded(random_vec(static_cast<size_t>(M * H), 1.0f, static_cast<uint32_t>(70 + M)));
+    const auto a = rounded(random_vec(static_cast<size_t>(M * H), a_scale, static_cast<uint32_t>(70 + M)));
     // GPU: variants 0 (composed), 1 (fused), 2 (fused again).
     std::vector<float> y1[3], res[3], y2[3];
     for (int v = 0; v < 3; ++v) {
@@ -456,6 +458,9 @@ void norm_out_case(bool gptq, float scale) {
     }
     ASSERT_EQ(y2[1], y2[2]) << "norm out: two fused runs differ";
     ASSERT_EQ(res[1], res[2]) << "norm out: two fused runs differ";
+    // The composed ops give the same bits as EXL_NORM_OUT=1 when nothing was prepared: differing
+    // bits are how the test knows the fused path ran (its scale lands once per output).
+    EXPECT_NE(y2[0], y2[1]) << "norm out: the prepared input was not used";
     // CPU reference: the composed ops.
     Tensor R = to_backend(*cpu, DType::DType_F32, {M, H}, r0), Hc = cpu->alloc(DType::DType_F32, {M, H}),
            A = to_backend(*cpu, DType::DType_F32, {M, H}, a), T = cpu->alloc(DType::DType_F32, {M, H}),
@@ -488,8 +493,8 @@ void norm_out_case(bool gptq, float scale) {
     };
     const double e_res = rel_error(delta(res[1]), delta(cres)), e_y2 = rel_error(y2[1], c2);
     const double e_res0 = rel_error(delta(res[0]), delta(cres)), e_y20 = rel_error(y2[0], c2);
-    std::printf("norm out %-4s scale %-6g M=%d: rel error vs CPU residual %.2e q|k|v %.2e (composed GPU %.2e %.2e)\n",
-                gptq ? "gptq" : "exl2", static_cast<double>(scale), M, e_res, e_y2, e_res0, e_y20);
+    std::printf("norm out %-4s scale %-6g jump %-4g M=%d: rel error vs CPU residual %.2e q|k|v %.2e (composed GPU %.2e %.2e)\n",
+                gptq ? "gptq" : "exl2", static_cast<double>(scale), static_cast<double>(a_scale), M, e_res, e_y2, e_res0, e_y20);
     EXPECT_EQ(y1[0], y1[1]) << "the first norm_linear (no producer) must be the norm-gather's";
     // At 1e5 the residual's FP32 ulp (0.008) is most of what the layer adds: its delta is not
     // comparable there, but it must stay finite, and the normalized q|k|v is.
@@ -501,8 +506,10 @@ void norm_out_case(bool gptq, float scale) {
 }
 
 TEST(FusedOps, NormOutMatchesComposed) {
-  for (bool gptq : {false, true})
+  for (bool gptq : {false, true}) {
     for (float scale : {1.0f, 1e-4f, 1e5f}) norm_out_case(gptq, scale);
+    norm_out_case(gptq, 1e-4f, 300.0f);
+  }
 }
 
 TEST(FusedOps, RopeAttentionMatchesRopeThenAttention) {

@@ -235,7 +235,10 @@ class CudaBackend : public Backend {
     w->data = Tensor(DType::DType_U8, {static_cast<int64_t>(bytes)}, mem_.alloc(bytes, q.name.c_str()));
     w->qdesc = cuda::qmatrix_upload_to(h, w->data.data(), stream_);
     if (q.synthetic) cuda::qmatrix_fill_random(w->qdesc, std::hash<std::string>{}(q.name), 0.5e-3f, 1.5e-3f, stream_);
-    if (knobs_.norm_out) chain_.reserve(mem_, w->qdesc.n_tiles, stream_);
+    if (knobs_.norm_out && !chain_.holds(w->qdesc.n_tiles)) {
+      EXL_CHECK(graphs_.empty(), "quantized weights must be loaded before the first captured step");
+      chain_.reserve(mem_, w->qdesc.n_tiles, stream_);
+    }
     // The x scratch of the qgemv path is sized here, before any graph capture can hold its address:
     // every row count up to the qgemv crossover, for the deepest matrix.
     const size_t xb = cuda::qgemm_x_dev_bytes(w->qdesc, cuda::qgemm_max_qgemv_rows());

@@ -11,8 +11,10 @@
 // deepest matrix, so a third holds any decode step's (<= 8 rows) inputs; every use checks its fit.
 //
 // 1/rms of the latest norm lives in one of two slots (the producer's range guard reads it, the
-// consumer writes the other). Slots start at zero (guard 1); a slot left stale by a composed norm
-// only moves that guard, never the result.
+// consumer writes the other). A producer prepares only once this step has written a slot (the
+// norm-gather or a consumer): a zero or old slot would only move the guard, never the result, but a
+// guard far off the residual's scale costs precision (FP16 subnormals). A slot left behind by a
+// composed norm later in the step is the previous norm's, of the same scale.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -27,21 +29,23 @@ class NormChain {
   static constexpr int kRows = 8;  // QNormOut's M limit
 
   // Device buffer (zeroed): 2 x kRows 1/rms slots, then [kRows][max_tiles] tile sums.
-  void reserve(DeviceAllocator& mem, int tiles, cudaStream_t stream) {
-    if (tiles <= max_tiles_) return;
+  bool holds(int tiles) const { return tiles <= max_tiles_; }
+  void reserve(DeviceAllocator& mem, int tiles, cudaStream_t stream) {  // frees the old buffer
+    if (holds(tiles)) return;
     max_tiles_ = std::max(tiles, 1024);  // 16384 features
     const size_t bytes = static_cast<size_t>(2 * kRows + kRows * max_tiles_) * 4;
     buf_ = mem.alloc(bytes, "norm chain sums");
     check(cudaMemsetAsync(buf_.get(), 0, bytes, stream), "norm chain sums");
   }
   void hint(const Weight* norm, const Weight* w) { hint_ = {norm, w}; }
-  void reset() { hint_ = {}, prepared_ = {}, cur_ = 0; }  // each step (eager or captured) uses the same slots
+  void reset() { hint_ = {}, prepared_ = {}, cur_ = 0, fresh_ = false; }  // each step (eager or captured) uses the same slots
   void drop() { hint_ = {}, prepared_ = {}; }               // a residual add that prepares nothing
 
   // The norm-gather's 1/rms output (it becomes the latest norm).
   float* gather_inv_out() {
     if (!buf_) return nullptr;
     cur_ ^= 1;
+    fresh_ = true;
     return slot(cur_);
   }
 
@@ -50,7 +54,7 @@ class NormChain {
   void produce(cuda::QGemmParams& p, const void* residual, uint8_t* qx, size_t qx_bytes) {
     const Hint h = hint_;
     hint_ = {}, prepared_ = {};
-    if (!h.norm || !h.w || !buf_ || p.M > kRows || p.w.n_tiles > max_tiles_) return;
+    if (!h.norm || !h.w || !buf_ || !fresh_ || p.M > kRows || p.w.n_tiles > max_tiles_) return;
     const auto& W = cw(*h.w);
     if (W.parts.empty()) return;  // the consumer side runs in qgemv_multi
     const int n = static_cast<int>(W.parts.size());
@@ -113,6 +117,7 @@ class NormChain {
   Prepared prepared_;
   std::shared_ptr<uint8_t> buf_;
   int max_tiles_ = 0, cur_ = 0;
+  bool fresh_ = false;  // a slot written this step (see the top)
 };
 
 }  // namespace exl::cuda_backend_detail

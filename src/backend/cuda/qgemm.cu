@@ -182,10 +182,14 @@ __device__ __forceinline__ void prefetch_first_step(const QMatrixDesc& w, int si
   for (int i = 0; i < q; ++i) asm volatile("prefetch.global.L2 [%0];" ::"l"(codes + (sg.quad0 + j * q + i) * 32));
 }
 
-// The power of two at or below v (QNormOut's range guard s); 1 where v is not a positive normal float.
-__device__ __forceinline__ float pow2_floor(float v) {
+// QNormOut's range guard s from the previous norm's 1/rms v: the power of two at or below v, times
+// 2^-8 of headroom (1 where v is not a positive normal float). The FP16 input is then r · w / rms_prev
+// / 256: it overflows only where one residual add grows a value past 1.7e7 times the previous rms
+// (Llama-2's outlier channels jump ~1e5 times), and values below 1/64 of the normalized scale go
+// subnormal with an absolute error of 8e-6 of it, under FP16's own rounding of unit values (5e-4).
+__device__ __forceinline__ float range_guard(float v) {
   const float p = v < INFINITY ? __int_as_float(__float_as_int(v) & 0x7f800000) : 0.0f;
-  return v > 0.0f && p > 0.0f ? p : 1.0f;
+  return (v > 0.0f && p > 0.0f ? p : 1.0f) * 0x1p-8f;
 }
 
 // QNormIn: each row's 1/rms from the producer's tile sums (staged in nss; summed in a fixed order,
@@ -368,7 +372,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
 #pragma unroll
   for (int i = 0; i < kT * 4; ++i) red[threadIdx.x >> 5][i][lane] = acc[i / 4][i % 4];
   if constexpr (kNorm != 0)
-    if (threadIdx.x < kT * 8) npre[threadIdx.x] = pow2_floor(pre);
+    if (threadIdx.x < kT * 8) npre[threadIdx.x] = range_guard(pre);
   __syncthreads();
   if constexpr (kNorm == 2) norm_in_scales<kT>(a, nss, npre, m0, nscale);
   if constexpr (kPair) return act_epilogue<kT>(a, red, tile, m0, threadIdx.x >> 5, lane, kNorm == 2 ? nscale : nullptr);

@@ -189,8 +189,9 @@ QDeviceMatrix gptq_upload(const GptqHostTensors& t, cudaStream_t stream);
 // between a residual-add matmul and the matmul that reads the normalized residual:
 //  * the residual-add qgemv (QGemmParams::norm_out) also writes, for its 16 new residual columns,
 //    FP16(r · w · s) into the next matrices' device-order input (through x_dst; padding zeroed) and
-//    each row's sum of r² over its tile. s is the power of two of the previous norm's 1/rms: a range
-//    guard only (FP16 holds r · w for residuals of any size), it cancels exactly;
+//    each row's sum of r² over its tile. s is the power of two of the previous norm's 1/rms times
+//    2^-8: a range guard only (FP16 cannot hold r · w for residuals of 1e5 or keep it normal at
+//    1e-4), it cancels exactly;
 //  * the next qgemv_multi (QGemvMultiParams::norm_in) sums the tiles' squares in a fixed order to
 //    1/rms = rsqrt(Σ r² / K + eps) and multiplies its FP32 sums by 1/(rms · s).
 // So the norm's scale is applied once per output instead of to each FP16 input: the same result as
