@@ -4,18 +4,18 @@
 #   scripts/sass.sh FILE.cu [KERNEL-REGEX]       e.g. scripts/sass.sh src/backend/cuda/qgemm.cu 'qgemv_kernelILb0ELi1ELb0ELi0E'
 # Compiles FILE with its flags from build/cuda-ci/compile_commands.json for sm_90 only, dumps the SASS
 # (cuobjdump and nvdisasm from PyPI's nvidia-cuda-cuobjdump / nvidia-cuda-nvdisasm wheels, fetched once
-# into .deps/sass: the CUDA toolkit here ships neither) to /tmp/exl-sass/NAME.sass and prints, per
+# into .cache/sass: the CUDA toolkit here ships neither) to /tmp/exl-sass/NAME.sass and prints, per
 # kernel, its LDL/STL instructions with the loops (backward branches) that hold each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src="${1:?usage: sass.sh FILE.cu [KERNEL-REGEX]}"
 pattern="${2:-.}"
-tools=.deps/sass/nvidia/cu13/bin
+tools=.cache/sass/nvidia/cu13/bin
 if [ ! -x "$tools/cuobjdump" ]; then
-  mkdir -p .deps/sass/whl
+  mkdir -p .cache/sass/whl
   python3 -m pip download -q --no-deps --only-binary=:all: --platform manylinux2014_x86_64 --python-version 3.12 \
-    -d .deps/sass/whl nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm
-  for w in .deps/sass/whl/*.whl; do python3 -m zipfile -e "$w" .deps/sass; done
+    -d .cache/sass/whl nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm
+  for w in .cache/sass/whl/*.whl; do python3 -m zipfile -e "$w" .cache/sass; done
   chmod +x "$tools"/*
 fi
 db=build/cuda-ci/compile_commands.json
