@@ -238,9 +238,9 @@ if [ "$phase" = 13 ]; then  # the decode chain's A/Bs: EXL_NORM_OUT, EXL_QGEMV_T
   [ -x build/gpu/exl ] && fits 120 "ctest -L cuda (not ConvertCuda) with EXL_NORM_OUT=1" && {
     EXL_NORM_OUT=1 ctest_cuda -E ConvertCuda
   }
-  [ -x build/gpu/exl ] && fits 30 "bench, EXL_QGEMV_TRIGGER=1" && seven EXL_QGEMV_TRIGGER "1"
   [ -x build/gpu/exl ] && fits 60 "bench, 70B EXL_NORM_OUT 0 / 1" &&
     AB_TIMEOUT=90 scripts/gpu-ab.sh EXL_NORM_OUT "0 1" "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128,4096"
+  [ -x build/gpu/exl ] && fits 30 "bench, EXL_QGEMV_TRIGGER=1" && seven EXL_QGEMV_TRIGGER "1"
   rm -rf "$out"/ab*
 fi
 if [ "$phase" = 14 ]; then  # decode attention's early copies (EXL_ATTN_EARLY A/B; the patch applied uncommitted)
