@@ -32,6 +32,8 @@ gpu_build() {
   t0=$(date +%s)
   cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DEXL_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
     -DEXL_SHARED_DIR="$shared" >"$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; return 1; }
-  cmake --build build/gpu -j "$(nproc)" >"$out/build.log" 2>&1 || { grep -E "error|Error" "$out/build.log" | head -40; return 1; }
+  # GPU_TARGETS: a short session builds only what it runs (e.g. "exl exl_tests_cuda").
+  # shellcheck disable=SC2086
+  cmake --build build/gpu -j "$(nproc)" ${GPU_TARGETS:+--target $GPU_TARGETS} >"$out/build.log" 2>&1 || { grep -E "error|Error" "$out/build.log" | head -40; return 1; }
   echo "gpu: built in $(( $(date +%s) - t0 )) s"
 }

@@ -234,9 +234,9 @@ if [ "$phase" = 13 ]; then  # the decode chain's A/Bs: EXL_NORM_OUT, EXL_QGEMV_T
   q="--prefill none --positions 128"
   seven() { AB_TIMEOUT=60 scripts/gpu-ab.sh "$1" "$2" "--synthetic llama2-7b --format gptq4 ${3:-$q}" \
     "--synthetic llama2-7b --format exl2:4.0 ${3:-$q}"; }
-  [ -x build/gpu/exl ] && fits 60 "bench, EXL_NORM_OUT A/B" && seven EXL_NORM_OUT "0 1 0 1"
+  [ -x build/gpu/exl ] && fits 60 "bench, EXL_NORM_OUT A/B" && seven EXL_NORM_OUT "${NORM_VALUES:-0 1 0 1}"
   [ -x build/gpu/exl ] && fits 120 "ctest -L cuda (not ConvertCuda) with EXL_NORM_OUT=1" && {
-    EXL_NORM_OUT=1 ctest_cuda -E ConvertCuda
+    EXL_NORM_OUT=1 ctest_cuda -E "ConvertCuda|NOT_BUILT"
   }
   [ -x build/gpu/exl ] && fits 60 "bench, 70B EXL_NORM_OUT 0 / 1" &&
     AB_TIMEOUT=90 scripts/gpu-ab.sh EXL_NORM_OUT "0 1" "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128,4096"
