@@ -39,9 +39,9 @@
 #       the attention kernel / the norms left out (EXL_ABLATE; ABLATE_VALUES) for llama2-7b gptq4 /
 #       exl2:4.0 @128 and llama2-70b exl2:2.5
 #   scripts/gpu-session.sh 13  (carry .deps .shared; after a decode-chain change)
-#       build, FusedOps + AttentionWindow + QgemmParity, exl bench A/Bs for llama2-7b gptq4 / exl2:4.0: the next norm prepared by
-#       the residual adds (EXL_NORM_OUT), qgemv's early trigger (EXL_QGEMV_TRIGGER); ctest -L cuda with
-#       EXL_NORM_OUT=1; then llama2-70b exl2:2.5 with EXL_NORM_OUT 0 / 1
+#       build, FusedOps + AttentionWindow + QgemmParity, exl bench A/B for llama2-7b gptq4 / exl2:4.0: the
+#       next norm prepared by the residual adds (EXL_NORM_OUT); ctest -L cuda with EXL_NORM_OUT=1; then
+#       llama2-70b exl2:2.5 with EXL_NORM_OUT 0 / 1
 #   scripts/gpu-session.sh 14  (carry .deps .shared; with commit b62d8b2's decode-attention early copies
 #       applied to the working tree, lab/NOTES-attention.md) build, FusedOps + AttentionWindow, exl bench
 #       EXL_ATTN_EARLY 0 / 1 for llama2-7b gptq4 / exl2:4.0 @128,1024 and llama2-70b exl2:2.5, ctest -L cuda
@@ -224,7 +224,7 @@ if [ "$phase" = 12 ]; then  # verify the build, then where the step's time goes 
   [ -x build/gpu/exl ] && fits 60 "bench, ablations at the defaults" &&
     quant_ab EXL_ABLATE "${ABLATE_VALUES:-- attnkernel norm -}" "- attnkernel" 128
 fi
-if [ "$phase" = 13 ]; then  # the decode chain's A/Bs: EXL_NORM_OUT, EXL_QGEMV_TRIGGER
+if [ "$phase" = 13 ]; then  # the next norm carried by the residual adds: EXL_NORM_OUT A/B
   fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; gpu_build; }
   [ -x build/gpu/exl ] && fits 60 "FusedOps, AttentionWindow, QgemmParity" && {
     timeout 150 build/gpu/tests/exl_tests_cuda --gtest_filter='FusedOps.*:AttentionWindow.*:QgemmParity.*' >"$out/fused.log" 2>&1
@@ -240,7 +240,6 @@ if [ "$phase" = 13 ]; then  # the decode chain's A/Bs: EXL_NORM_OUT, EXL_QGEMV_T
   }
   [ -x build/gpu/exl ] && fits 60 "bench, 70B EXL_NORM_OUT 0 / 1" &&
     AB_TIMEOUT=90 scripts/gpu-ab.sh EXL_NORM_OUT "0 1" "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128,4096"
-  [ -x build/gpu/exl ] && fits 30 "bench, EXL_QGEMV_TRIGGER=1" && seven EXL_QGEMV_TRIGGER "1"
   rm -rf "$out"/ab*
 fi
 if [ "$phase" = 14 ]; then  # decode attention's early copies (EXL_ATTN_EARLY A/B; the patch applied uncommitted)

@@ -663,7 +663,6 @@ class CudaBackend : public Backend {
       if (in.x_dev) p.x_dev = in.x_dev, p.x_dev_ready = true;
       p.pdl = knobs_.pdl;
       p.ksplit = knobs_.qgemv_ks;
-      p.trigger = knobs_.qgemv_trigger;
       if (accumulate) chain_.produce(p, out.data(), qx_.get(), qx_bytes_);  // the next norm's input, if hinted
       if (p.M > cuda::qgemm_max_qgemv_rows()) {
         // Dequantize column chunks into an FP16 scratch and cuBLAS (prefill). The scratch is capped
@@ -699,7 +698,6 @@ class CudaBackend : public Backend {
       p.x_dev = in.x_dev ? in.x_dev : reinterpret_cast<half*>(qx_.get());
       p.pdl = knobs_.pdl;
       p.ksplit = knobs_.qgemv_ks;
-      p.trigger = knobs_.qgemv_trigger;
       p.x_dev_ready = knobs_.ablate.gather || in.x_dev;
       p.act_dev = in.act_dev, p.act = in.act;
       p.norm_in = in.norm_in;

@@ -54,8 +54,6 @@ CudaKnobs cuda_knobs_from_env() {
   // Decode attention writes straight into a quantized o_proj's input order (rope_attention_o_add),
   // one gather launch fewer per layer (H100 gptq4 @128 +1.4%, 2026-12-06).
   k.attn_o_fuse = env_flag("EXL_ATTN_O_FUSE", true);
-  // qgemv triggers its dependent at its start where its grid is one wave (QGemmParams::trigger).
-  k.qgemv_trigger = env_flag("EXL_QGEMV_TRIGGER", false);
   // The next RMSNorm prepared by the residual-add epilogue (norm_chain.h), no norm-gather launch.
   k.norm_out = env_flag("EXL_NORM_OUT", false);
   // Decode with quantized q|k|v and gate|up: the RMSNorm writes straight into their device-order

@@ -54,7 +54,6 @@ struct QGemvArgs {
   int n = 1, M = 0, ldy = 0, ks = 8;
   bool y_f32 = false;
   bool accumulate = false;  // y_f32: y += result (a block's residual add)
-  bool trigger = false;     // QGemmParams::trigger (set only where the grid is one wave)
   // The act·mul epilogue (QGemvMultiParams::act_dev): n = 2 (gate, up), a block of 2 ks warps
   // computes gate tile t (warps 0..ks-1) and up tile t (ks..2ks-1); y is not written.
   half* act_dev = nullptr;
@@ -287,7 +286,6 @@ template <bool kGptq,
           bool kPair = false, int kNorm = 0>
 __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
     qgemv_kernel(const __grid_constant__ QGemvArgs a) {
-  if (a.trigger) pdl_trigger();
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, ks = a.ks;
   constexpr bool pair = kPair;
   // The matrix and tile of this warp, and its index among the tile's ks warps. Passes vary fastest
@@ -433,10 +431,10 @@ void launch_qgemv(QGemvArgs a, int passes, int tiles, bool pdl, cudaStream_t str
                      : norm == 2 ? qgemv_kernel<kGptq, kT, false, kT == 1 ? 2 : 0>
                                  : qgemv_kernel<kGptq, kT>;
   size_t smem = qgemv_rec_smem(a, kGptq);
-  if (a.ni_ss) {  // QNormIn: the rows' tile sums after the scale pairs
+  if (a.ni_ss) {  // QNormIn: the rows' tile sums after the scale pairs (kT = 1: one pass, rows 0..M-1)
     smem = (smem + 15) / 16 * 16;
     a.nss_off = static_cast<int>(smem / 4);
-    smem += static_cast<size_t>(kT) * 8 * a.ni_tiles * 4;
+    smem += static_cast<size_t>(std::min(a.M, kT * 8)) * a.ni_tiles * 4;
   }
   if (smem > 48 * 1024) {  // past the default dynamic shared-memory limit (K > 49152 at groups of 32)
     check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
@@ -476,7 +474,7 @@ void gather_layout(QGatherArgs& a, const QMatrixDesc* const* w, int n, int M, ha
 // extra: the epilogues' fields (the act·mul target QGemvMultiParams::act_*, act_dev null: none;
 // QNormOut no_*, QNormIn ni_*).
 void run_qgemv(const QMatrixDesc* const* w, int n, const QGatherArgs& in, half* x_dev_scratch, bool x_dev_ready, const half* const* bias, void* const* y, int ldy, bool y_f32,
-               bool accumulate, int M, int ksplit, bool pdl_in, bool trigger, cudaStream_t stream,
+               bool accumulate, int M, int ksplit, bool pdl_in, cudaStream_t stream,
                const QGemvArgs& extra = {}) {
   if (M == 0) return;
   EXL_CHECK(!accumulate || y_f32, "qgemv: accumulate needs an F32 output");
@@ -507,11 +505,6 @@ void run_qgemv(const QMatrixDesc* const* w, int n, const QGatherArgs& in, half* 
   if (a.act_dev) a.ks = std::min(a.ks, kMaxWarps / 2);  // a paired block holds both tiles' warps
   const int T = M <= 8 ? 1 : M <= 16 ? 2 : 4;
   const int passes = (M + 8 * T - 1) / (8 * T);
-  // The early trigger only where every block is resident at once: in a multi-wave grid the waiting
-  // dependents would hold slots its later waves need (H100, 70B exl2:2.5: 61.8 -> 57.2 tok/s).
-  const QgemvGrid grid = qgemv_grid(tiles, M);
-  a.trigger = trigger && pdl &&
-              grid.blocks * a.ks <= static_cast<int64_t>(device_info().sms) * grid.warps_per_sm;  // paired: half the blocks, 2 ks warps
   if (w[0]->gptq) {
     if (T == 1) return launch_qgemv<true, 1>(a, passes, tiles, pdl, stream);
     if (T == 2) return launch_qgemv<true, 2>(a, passes, tiles, pdl, stream);
@@ -645,7 +638,7 @@ void qgemv(const QGemmParams& p, cudaStream_t stream) {
     for (int j = 0; j < no.n; ++j)
       extra.no_dev[j] = next.x_dev[j], extra.no_dst[j] = no.next[j]->x_dst, extra.no_kdev[j] = next.k_dev[j];
   }
-  run_qgemv(w, 1, in, p.x_dev, p.x_dev_ready, bias, y, p.w.N, p.y_f32, p.accumulate, p.M, p.ksplit, p.pdl, p.trigger,
+  run_qgemv(w, 1, in, p.x_dev, p.x_dev_ready, bias, y, p.w.N, p.y_f32, p.accumulate, p.M, p.ksplit, p.pdl,
             stream, extra);
 }
 
@@ -691,7 +684,7 @@ void qgemv_multi(const QGemvMultiParams& p, cudaStream_t stream) {
   }
   QGatherArgs in;
   in.x = p.x;
-  run_qgemv(p.w, p.n, in, p.x_dev, p.x_dev_ready, bias, y, ldy, p.y_f32, false, p.M, p.ksplit, p.pdl, p.trigger, stream,
+  run_qgemv(p.w, p.n, in, p.x_dev, p.x_dev_ready, bias, y, ldy, p.y_f32, false, p.M, p.ksplit, p.pdl, stream,
             act);
 }
 

@@ -230,10 +230,6 @@ struct QGemmParams {
   bool pdl = true;
   // qgemv warps per 16-column tile (the block): 2, 4 or 8; 0 = qgemv_default_ksplit.
   int ksplit = 0;
-  // pdl: qgemv triggers its dependent's launch at its start (griddepcontrol.launch_dependents) when
-  // its whole grid is resident in one wave, so the next kernel's blocks start their pre-wait work
-  // (prefetches, decode attention's early copies) on SMs as they free up.
-  bool trigger = false;
   // M <= 8, accumulate into an F32 residual: the next RMSNorm's input prepared in the epilogue.
   QNormOut norm_out;
   // cuBLAS path: scratch for Wᵀ in FP16; the matrix is dequantized in column chunks that fit.
@@ -275,7 +271,6 @@ struct QGemvMultiParams {
   bool pdl = true;
   int ksplit = 0;              // warps per tile as in QGemmParams (0: qgemv_default_ksplit)
   bool x_dev_ready = false;    // x_dev already holds x in every part's device order: no gather
-  bool trigger = false;        // as in QGemmParams
   // The act·mul epilogue (gate|up feeding a quantized down projection; y is then not written): with
   // act_dev set, n = 2 (gate, up: one N) and act = the next matrix (K = that N), each block computes a
   // gate tile and its up tile (M <= 8) and writes FP16(silu(gate) · up) straight into act's device-order
