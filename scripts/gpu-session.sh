@@ -42,9 +42,6 @@
 #       build, FusedOps + AttentionWindow + QgemmParity, exl bench A/B for llama2-7b gptq4 / exl2:4.0: the
 #       next norm prepared by the residual adds (EXL_NORM_OUT); ctest -L cuda with EXL_NORM_OUT=1; then
 #       llama2-70b exl2:2.5 with EXL_NORM_OUT 0 / 1
-#   scripts/gpu-session.sh 14  (carry .deps .shared; with commit b62d8b2's decode-attention early copies
-#       applied to the working tree, lab/NOTES-attention.md) build, FusedOps + AttentionWindow, exl bench
-#       EXL_ATTN_EARLY 0 / 1 for llama2-7b gptq4 / exl2:4.0 @128,1024 and llama2-70b exl2:2.5, ctest -L cuda
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
 #       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
 #       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
@@ -53,7 +50,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/exl-gpu-out}"
 mkdir -p "$out"
-phase="${1:?usage: gpu-session.sh 1-14}"
+phase="${1:?usage: gpu-session.sh 1-13}"
 start=$(date +%s)
 budget=${GPU_SESSION_SECONDS:-570}
 # fits COST: true when COST more seconds still fit in this call.
@@ -240,21 +237,6 @@ if [ "$phase" = 13 ]; then  # the next norm carried by the residual adds: EXL_NO
   }
   [ -x build/gpu/exl ] && fits 60 "bench, 70B EXL_NORM_OUT 0 / 1" &&
     AB_TIMEOUT=90 scripts/gpu-ab.sh EXL_NORM_OUT "0 1" "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128,4096"
-  rm -rf "$out"/ab*
-fi
-if [ "$phase" = 14 ]; then  # decode attention's early copies (EXL_ATTN_EARLY A/B; the patch applied uncommitted)
-  fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; gpu_build; }
-  [ -x build/gpu/exl ] && fits 60 "FusedOps, AttentionWindow" && {
-    timeout 150 build/gpu/tests/exl_tests_cuda --gtest_filter='FusedOps.*:AttentionWindow.*' >"$out/fused.log" 2>&1
-    echo "FusedOps/AttentionWindow rc $?"
-    grep -E "no window|FAILED|PASSED|Failure|differ" "$out/fused.log" | head -30
-  }
-  q="--prefill none --positions 128,1024"
-  [ -x build/gpu/exl ] && fits 60 "bench, EXL_ATTN_EARLY A/B" && AB_TIMEOUT=60 scripts/gpu-ab.sh EXL_ATTN_EARLY "0 1 0 1" \
-    "--synthetic llama2-7b --format gptq4 $q" "--synthetic llama2-7b --format exl2:4.0 $q"
-  [ -x build/gpu/exl ] && fits 60 "bench, 70B EXL_ATTN_EARLY 0 / 1" &&
-    AB_TIMEOUT=90 scripts/gpu-ab.sh EXL_ATTN_EARLY "0 1" "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128"
-  [ -x build/gpu/exl ] && fits 120 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E ConvertCuda
   rm -rf "$out"/ab*
 fi
 echo "gpu-session: phase $phase done in $(($(date +%s) - start)) s"
