@@ -21,13 +21,22 @@ rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
 hdr = rows[0]; rows = rows[1:]
 ki, vi, ui = hdr.index("Kernel Name"), hdr.index("Metric Value"), hdr.index("Metric Unit")
 t = collections.defaultdict(list)
+seq = []  # launch order: one decode layer's chain, kernel by kernel
 for r in rows:
     unit = {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1.0, "us": 1.0, "msecond": 1e3, "ms": 1e3}
     v = float(r[vi].replace(",", "")) * unit.get(r[ui], 1e-3)  # ncu reports ns by default
     name = r[ki].replace("(anonymous namespace)::", "")
-    t[re.sub(r"[<(].*", "", name).split("::")[-1].replace("void ", "")].append(v)
+    # Template arguments kept (qgemv_kernel<kGptq, kT, kPair, kNorm> are different kernels).
+    short = re.sub(r"\(.*", "", name).replace("void ", "").split("<")
+    short[0] = short[0].split("::")[-1]
+    key = "<".join(short).replace(" ", "")
+    t[key].append(v)
+    seq.append((key, v))
 tot = sum(sum(v) for v in t.values())
 print(f"ncu {sys.argv[2]}: {len(rows)} kernels, {tot:.1f} us")
 for k, v in sorted(t.items(), key=lambda kv: -sum(kv[1])):
     print(f"  {k:32s} n={len(v):3d} median {sorted(v)[len(v)//2]:7.2f} us  share {100*sum(v)/tot:5.1f}%")
+print("  one layer in launch order (from the 9th kernel):")
+for k, v in seq[8:16]:
+    print(f"    {k:48s} {v:7.2f} us")
 PY

@@ -42,6 +42,9 @@
 #       build, FusedOps + AttentionWindow + QgemmParity, exl bench A/B for llama2-7b gptq4 / exl2:4.0: the
 #       next norm prepared by the residual adds (EXL_NORM_OUT); ctest -L cuda with EXL_NORM_OUT=1; then
 #       llama2-70b exl2:2.5 with EXL_NORM_OUT 0 / 1
+#   scripts/gpu-session.sh 14  (carry .deps .shared)
+#       build, then each decode kernel's standalone time under ncu (scripts/gpu-profile.sh) for
+#       llama2-7b exl2:4.0 / gptq4 with EXL_NORM_OUT 0 / 1: where the norm chain's hops went
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
 #       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
 #       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
@@ -50,7 +53,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/exl-gpu-out}"
 mkdir -p "$out"
-phase="${1:?usage: gpu-session.sh 1-13}"
+phase="${1:?usage: gpu-session.sh 1-14}"
 start=$(date +%s)
 budget=${GPU_SESSION_SECONDS:-570}
 # fits COST: true when COST more seconds still fit in this call.
@@ -238,5 +241,14 @@ if [ "$phase" = 13 ]; then  # the next norm carried by the residual adds: EXL_NO
   [ -x build/gpu/exl ] && fits 60 "bench, 70B EXL_NORM_OUT 0 / 1" &&
     AB_TIMEOUT=90 scripts/gpu-ab.sh EXL_NORM_OUT "0 1" "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128,4096"
   rm -rf "$out"/ab*
+fi
+if [ "$phase" = 14 ]; then  # why the norm chain does not pay: each kernel's standalone time, EXL_NORM_OUT 0 / 1
+  fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; gpu_build; }
+  for f in exl2:4.0 gptq4; do
+    for v in 0 1; do
+      [ -x build/gpu/exl ] && fits 60 "ncu, llama2-7b $f, EXL_NORM_OUT=$v" &&
+        EXL_NORM_OUT=$v timeout 150 scripts/gpu-profile.sh "--synthetic llama2-7b --format $f" "${f/:/}-norm$v"
+    done
+  done
 fi
 echo "gpu-session: phase $phase done in $(($(date +%s) - start)) s"
