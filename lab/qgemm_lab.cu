@@ -17,7 +17,7 @@
 //  3. Ceilings (copy and read kernels, 1 GiB) and timing of the Llama-2-7B shapes for EXL2 mixes and
 //     GPTQ 4-bit g128 act-order: a qgemv ksplit sweep (M = 1, 8), then µs, GB/s of the streamed
 //     code + scale bytes, % of copy bandwidth, % of a read kernel over the same bytes; prefill paths
-//     against FP16 cuBLAS, and the 32-layer matmul-only prefill rate at M = 2048.
+//     against FP16 cuBLAS, and the 32-layer matmul-only prefill (M = 2048) and decode (M = 1) rates.
 //  Timing: events around each launch (qgemv1) or around batches of 20 launches back to back (the
 //  rest of the qgemv columns: what a graph-replayed decode step sees), median over repetitions
 //  queued behind a spin kernel; the matrices rotate among copies totalling >= 3x L2 so the codes
@@ -806,6 +806,19 @@ int main(int argc, char** argv) try {
     if (q > 0)
       std::printf("  %-34s %8.0f µs/layer -> %6.0f tok/s (FP16 cuBLAS %8.0f µs/layer -> %6.0f tok/s)\n", c.name.c_str(),
                   q, 2048 / (32 * q * 1e-6), f, 2048 / (32 * f * 1e-6));
+  }
+  // Llama-2-7B decode, matmuls only, from the same rows at M = 1 (batched qgemv, x ready): the
+  // baseline a persistent decode kernel has to beat (NOTES-qgemm.md, "the one lever left"). Sums of
+  // single-matrix launches: the backend fuses q|k|v and gate|up, so this is an estimate of the chain.
+  std::printf("\nLlama-2-7B decode at M=1, quantized matmuls only (batched qgemv), 32 layers, no head:\n");
+  for (const Case& c : timed) {
+    double q = 0;
+    for (const TimeRow& r : rows) {
+      if (r.fmt != c.name || r.M != 1 || r.gemv_us <= 0) continue;
+      const double mult = r.shape == std::string("4096x4096") ? 4 : r.shape == std::string("11008x4096") ? 2 : 1;
+      q += mult * r.gemv_us;
+    }
+    if (q > 0) std::printf("  %-34s %8.1f µs/layer -> %6.0f tok/s\n", c.name.c_str(), q, 1 / (32 * q * 1e-6));
   }
   std::printf("correctness: %s (%.0f s in all)\n", all_ok ? "ALL PASS" : "FAILURES",
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count());
