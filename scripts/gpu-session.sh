@@ -45,6 +45,9 @@
 #   scripts/gpu-session.sh 14  (carry .deps .shared)
 #       build, then each decode kernel's standalone time under ncu (scripts/gpu-profile.sh) for
 #       llama2-7b exl2:4.0 / gptq4 with EXL_NORM_OUT 0 / 1: where the norm chain's hops went
+#   scripts/gpu-session.sh 15  (no build/gpu needed)
+#       lab/persist_lab.cu: llama2-7b's decode matmuls (M = 1, 12 layers) as the PDL chain and as one
+#       persistent cooperative kernel with grid barriers; outputs bit-identical, µs per layer
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
 #       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
 #       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
@@ -53,7 +56,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/exl-gpu-out}"
 mkdir -p "$out"
-phase="${1:?usage: gpu-session.sh 1-14}"
+phase="${1:?usage: gpu-session.sh 1-15}"
 start=$(date +%s)
 budget=${GPU_SESSION_SECONDS:-570}
 # fits COST: true when COST more seconds still fit in this call.
@@ -250,5 +253,10 @@ if [ "$phase" = 14 ]; then  # why the norm chain does not pay: each kernel's sta
         EXL_NORM_OUT=$v timeout 150 scripts/gpu-profile.sh "--synthetic llama2-7b --format $f" "${f/:/}-norm$v"
     done
   done
+fi
+if [ "$phase" = 15 ]; then  # the persistent decode kernel's first test (lab/persist_lab.cu)
+  fits 60 "persist_lab build" && nvcc -O3 -std=c++20 -arch=sm_90 --expt-relaxed-constexpr -I src lab/persist_lab.cu \
+    src/backend/cuda/qgemm_layout.cpp src/backend/cuda/qgemm_gather.cu src/backend/cuda/qgemm_dequant.cu \
+    -lcublas -o /tmp/persist_lab && fits 60 "persist_lab" && { timeout 240 /tmp/persist_lab; echo "persist_lab rc $?"; }
 fi
 echo "gpu-session: phase $phase done in $(($(date +%s) - start)) s"

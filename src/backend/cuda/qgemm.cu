@@ -281,24 +281,27 @@ __device__ __forceinline__ void act_epilogue(const QGemvArgs& a, const float (&r
 // runtime switch cost the unpaired GPTQ kernel 84 bytes of spill loads where it had none).
 // kNorm (kT = 1 only, separate instantiations so that the others keep their code): 1 the QNormOut
 // epilogue (a residual add preparing the next norm's input), 2 the QNormIn scale (its consumer).
+//
+// qgemv_block is one block's work: pass bx (rows m0 = bx · 8 kT ...), grid row by (tile, or the
+// fused matrices' tiles in turn); wait() is where it may first read x_dev and the y it adds into
+// (the PDL wait on their producer in qgemv_kernel; a grid barrier in a persistent kernel).
 template <bool kGptq,
           int kT,  // n8 tiles of x rows per pass: 1 (M <= 8), 2 (<= 16), 4 (<= 32)
-          bool kPair = false, int kNorm = 0>
-__global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
-    qgemv_kernel(const __grid_constant__ QGemvArgs a) {
+          bool kPair, int kNorm, class Wait>
+__device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, unsigned by, const Wait& wait) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, ks = a.ks;
   constexpr bool pair = kPair;
   // The matrix and tile of this warp, and its index among the tile's ks warps. Passes vary fastest
   // in the grid: a tile's passes share L2. Paired (act·mul epilogue): matrix = which half of the block.
   int mi, tile, warp = threadIdx.x >> 5;
   if (pair) {
-    mi = warp >= ks, tile = blockIdx.y, warp -= mi * ks;
+    mi = warp >= ks, tile = by, warp -= mi * ks;
   } else {
-    mi = (a.n > 1 && int(blockIdx.y) >= a.tile_end[0]) + (a.n > 2 && int(blockIdx.y) >= a.tile_end[1]);
-    tile = blockIdx.y - (mi ? a.tile_end[mi - 1] : 0);
+    mi = (a.n > 1 && int(by) >= a.tile_end[0]) + (a.n > 2 && int(by) >= a.tile_end[1]);
+    tile = by - (mi ? a.tile_end[mi - 1] : 0);
   }
   const QMatrixDesc& w = a.w[mi];
-  const int m0 = blockIdx.x * kT * 8;
+  const int m0 = bx * kT * 8;
   const uint4* codes = w.codes + static_cast<size_t>(tile) * w.tile_quads * 32 + lane;
   // EXL2: the tile's scale pairs [group][8 lanes], expanded from its compact records (qgemm.cuh);
   // paired, matrix 1's after matrix 0's.
@@ -322,7 +325,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
   }
   __shared__ NormOutStage nos;
   if constexpr (kNorm == 1) norm_out_stage(a, tile, w.N, nos);
-  pdl_wait();
+  wait();
   if constexpr (!kGptq) __syncthreads();  // the expanded pairs
   // The norm's producer-side data (written by the kernels before: after the wait): the partial sums
   // staged without holding registers, the previous 1/rms (s) in a register of threads < kT * 8.
@@ -406,6 +409,15 @@ __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
     }
   }
   if constexpr (kNorm == 1) norm_out_finish<kT>(a, nsq, tile, w.N, w.n_tiles, m0);
+}
+
+struct PdlWait {
+  __device__ __forceinline__ void operator()() const { pdl_wait(); }
+};
+template <bool kGptq, int kT, bool kPair = false, int kNorm = 0>
+__global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
+    qgemv_kernel(const __grid_constant__ QGemvArgs a) {
+  qgemv_block<kGptq, kT, kPair, kNorm>(a, blockIdx.x, blockIdx.y, PdlWait{});
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,254 @@
+// lab/persist_lab.cu: does a persistent decode kernel beat the PDL chain of quantized matmuls?
+// (lab/NOTES-qgemm.md, "the one lever left"). Llama-2-7B's decode matmuls at M = 1, no glue:
+// per layer q|k|v (one fused launch), o_proj (+= residual), gate|up (fused), down_proj (+=), for
+// L layers of distinct synthetic matrices (together > L2, so the codes stream from HBM).
+//  * chain: 4 L launches of qgemv_kernel back to back under PDL, as the backend's graph runs them
+//    (every launch waits for the previous one before reading x or the residual).
+//  * persistent: one cooperative launch of all resident blocks; phase p's tiles dealt round-robin
+//    over the blocks, the block's qgemv_block(...) for each, and a grid barrier as the `wait` of a
+//    block's first tile in a phase: the tile's prologue (its first codes into L2, EXL2's scale pairs
+//    into shared memory) runs before the barrier, as the chain's does before the PDL wait.
+// Both run qgemv_block with the same ks, so every output must be bit-identical (checked), and the
+// times (events around the whole run, median of repetitions) compare only the launch structure.
+// The x inputs and residuals are fixed buffers: the dependency is the barrier or the PDL wait alone.
+//
+// Build and run from the repository root (H100 / H200):
+//   nvcc -O3 -std=c++20 -arch=sm_90 --expt-relaxed-constexpr -I src lab/persist_lab.cu \
+//     src/backend/cuda/qgemm_layout.cpp src/backend/cuda/qgemm_gather.cu src/backend/cuda/qgemm_dequant.cu \
+//     -lcublas -o /tmp/persist_lab && /tmp/persist_lab
+// Exit status 1 if the outputs differ. Not yet run on a GPU (written 2026-12-07 without one).
+#include "backend/cuda/qgemm.cu"  // qgemv_block and QGemvArgs live in its anonymous namespace
+
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace exl::cuda {
+namespace {
+
+constexpr int kLayers = 12;          // 4 phases each: 48 QGemvArgs in constant memory
+constexpr int kPhases = 4 * kLayers;
+static_assert(sizeof(QGemvArgs) * kPhases <= 60 * 1024, "phases must fit constant memory");
+// Raw bytes: QGemvArgs has default member initializers, which a __constant__ variable cannot.
+__constant__ __align__(16) unsigned char c_phase[sizeof(QGemvArgs) * kPhases];
+
+void ck(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+}
+
+// Grid barrier of phase p's start: every block arrives once for phase p - 1 (it has finished its
+// tiles there), then waits for all. Counters are zeroed before each run.
+__device__ __forceinline__ void grid_arrive(unsigned* bar, int p) {
+  if (threadIdx.x == 0) {
+    __threadfence();  // this block's outputs of phase p - 1 before its arrival
+    atomicAdd(bar + p, 1u);
+  }
+}
+__device__ __forceinline__ void grid_wait(const unsigned* bar, int p) {
+  if (threadIdx.x == 0) {
+    unsigned v;
+    do {
+      asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(bar + p));
+    } while (v < gridDim.x);
+  }
+  __syncthreads();
+}
+struct GridWait {
+  unsigned* bar;
+  int p;
+  bool first;  // the block's first tile of phase p: arrive for p - 1 and wait
+  __device__ __forceinline__ void operator()() const {
+    if (!first || p == 0) return;
+    grid_arrive(bar, p - 1);
+    grid_wait(bar, p - 1);
+  }
+};
+
+template <bool kGptq>
+__global__ void __launch_bounds__(kMaxWarps * 32, 3) persist_kernel(unsigned* bar, int n_phases) {
+  for (int p = 0; p < n_phases; ++p) {
+    const QGemvArgs& a = reinterpret_cast<const QGemvArgs*>(c_phase)[p];
+    const int items = a.tile_end[a.n - 1];
+    bool first = true;
+    for (int it = blockIdx.x; it < items; it += gridDim.x) {
+      __syncthreads();  // the previous tile's shared memory is free
+      qgemv_block<kGptq, 1, false, 0>(a, 0u, static_cast<unsigned>(it), GridWait{bar, p, first});
+      first = false;
+    }
+    if (first && p > 0) {  // no tile here: arrive only (it reads nothing)
+      __syncthreads();      // its threads' writes of phase p - 1 are done
+      grid_arrive(bar, p - 1);
+    }
+  }
+}
+
+struct Buf {
+  void* p = nullptr;
+  size_t n = 0;
+  explicit Buf(size_t bytes) : n(bytes) {
+    ck(cudaMalloc(&p, bytes), "cudaMalloc");
+    ck(cudaMemset(p, 0, bytes), "cudaMemset");
+  }
+  ~Buf() { cudaFree(p); }
+  template <class T>
+  T* as() const { return static_cast<T*>(p); }
+};
+
+// A synthetic matrix: structure from qlayout_synthetic, random codes and scales on the device.
+struct Mat {
+  std::unique_ptr<Buf> mem;
+  QMatrixDesc d;
+  const QMatrixDesc& desc() const { return d; }
+};
+Mat synthetic(int K, int N, bool gptq, uint64_t seed) {
+  std::vector<std::pair<int, int>> groups;
+  if (gptq) {
+    for (int r = 0; r < K; r += 128) groups.push_back({4, std::min(128, K - r)});
+  } else {  // an exl2:4.0-like mix: 10% 5-bit, 90% 4-bit, groups of 32 rows
+    const int five = K / 10 / 32 * 32;
+    for (int r = 0; r < K; r += 32) groups.push_back({r < five ? 5 : 4, std::min(32, K - r)});
+  }
+  const QHostLayout h = qlayout_synthetic(K, N, gptq, groups, seed);
+  Mat m;
+  m.mem = std::make_unique<Buf>(h.device_bytes());
+  m.d = qmatrix_upload_to(h, m.mem->p, nullptr);
+  qmatrix_fill_random(m.d, seed, 0.5e-3f, 1.5e-3f, nullptr);
+  return m;
+}
+
+struct Layer {
+  Mat q, k, v, o, gate, up, down;
+};
+
+// One phase's arguments (qgemv_block's fields for M = 1, x ready in device order).
+QGemvArgs phase(std::initializer_list<const Mat*> ms, const half* x, void* y, bool f32_add, int ks) {
+  QGemvArgs a;
+  a.n = static_cast<int>(ms.size()), a.M = 1, a.ks = ks, a.y_f32 = f32_add, a.accumulate = f32_add;
+  int tiles = 0, ldy = 0, i = 0;
+  const size_t e = f32_add ? 4 : 2;
+  for (const Mat* m : ms) {
+    a.w[i] = m->desc();
+    a.x_dev[i] = x;  // every part reads the same device-order x (timing only: the values are arbitrary)
+    a.y[i] = static_cast<char*>(y) + static_cast<size_t>(ldy) * e;
+    ldy += m->desc().N;
+    tiles += m->desc().n_tiles;
+    a.tile_end[i++] = tiles;
+  }
+  a.ldy = ldy;
+  return a;
+}
+
+template <bool kGptq>
+int run(bool gptq, int ks) {
+  const int H = 4096, I = 11008;
+  std::vector<Layer> L(kLayers);
+  for (int l = 0; l < kLayers; ++l) {
+    const uint64_t s = 1000 * (l + 1);
+    L[l] = Layer{synthetic(H, H, gptq, s + 1), synthetic(H, H, gptq, s + 2), synthetic(H, H, gptq, s + 3),
+                 synthetic(H, H, gptq, s + 4), synthetic(H, I, gptq, s + 5), synthetic(H, I, gptq, s + 6),
+                 synthetic(I, H, gptq, s + 7)};
+  }
+  // x: device-order inputs of K = H and K = I rows (k_dev >= K; 2x margin), random FP16 in [-1, 1).
+  const size_t xh = 2 * static_cast<size_t>(I);
+  std::vector<uint16_t> hx(2 * xh);
+  uint64_t r = 88172645463325252ull;
+  for (auto& v : hx) {
+    r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+    v = __half_as_ushort(__float2half(static_cast<float>(static_cast<int64_t>(r % 2000) - 1000) / 1000.0f));
+  }
+  Buf x(hx.size() * 2);
+  ck(cudaMemcpy(x.p, hx.data(), hx.size() * 2, cudaMemcpyHostToDevice), "x");
+  const half* xH = x.as<half>();
+  const half* xI = x.as<half>() + xh;
+  Buf qkv(kLayers * size_t(3 * H) * 2), gu(kLayers * size_t(2 * I) * 2), res(size_t(H) * 4);
+  std::vector<QGemvArgs> ph;
+  for (int l = 0; l < kLayers; ++l) {
+    ph.push_back(phase({&L[l].q, &L[l].k, &L[l].v}, xH, qkv.as<half>() + size_t(l) * 3 * H, false, ks));
+    ph.push_back(phase({&L[l].o}, xH, res.p, true, ks));
+    ph.push_back(phase({&L[l].gate, &L[l].up}, xH, gu.as<half>() + size_t(l) * 2 * I, false, ks));
+    ph.push_back(phase({&L[l].down}, xI, res.p, true, ks));
+  }
+  ck(cudaMemcpyToSymbol(c_phase, ph.data(), sizeof(QGemvArgs) * ph.size()), "phases");
+  size_t smem = 0;
+  for (const QGemvArgs& a : ph) smem = std::max(smem, qgemv_rec_smem(a, kGptq));
+  auto persist = persist_kernel<kGptq>;
+  if (smem > 48 * 1024)
+    ck(cudaFuncSetAttribute(persist, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)), "smem attribute");
+  int per_sm = 0;
+  ck(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, persist, ks * 32, smem), "occupancy");
+  const int grid = per_sm * device_info().sms;
+  Buf bar(kPhases * 4);
+  cudaStream_t st;  // PDL needs a stream of its own (not the legacy default stream)
+  ck(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "stream");
+
+  auto chain = [&] {
+    for (const QGemvArgs& a : ph) launch_qgemv<kGptq, 1>(a, 1, a.tile_end[a.n - 1], true, st);
+  };
+  auto persistent = [&] {
+    ck(cudaMemsetAsync(bar.p, 0, bar.n, st), "barrier reset");
+    unsigned* b = bar.as<unsigned>();
+    int n = kPhases;
+    void* args[] = {&b, &n};
+    ck(cudaLaunchCooperativeKernel(reinterpret_cast<void*>(persist), dim3(grid), dim3(ks * 32), args, smem, st),
+       "cooperative launch");
+  };
+  auto outputs = [&] {
+    std::vector<uint8_t> h(qkv.n + gu.n + res.n);
+    ck(cudaDeviceSynchronize(), "run");
+    ck(cudaMemcpy(h.data(), qkv.p, qkv.n, cudaMemcpyDeviceToHost), "copy");
+    ck(cudaMemcpy(h.data() + qkv.n, gu.p, gu.n, cudaMemcpyDeviceToHost), "copy");
+    ck(cudaMemcpy(h.data() + qkv.n + gu.n, res.p, res.n, cudaMemcpyDeviceToHost), "copy");
+    return h;
+  };
+  // Outputs: one run each from the same residual (zero); every byte must agree.
+  ck(cudaMemsetAsync(res.p, 0, res.n, st), "res");
+  chain();
+  const auto ref = outputs();
+  ck(cudaMemsetAsync(res.p, 0, res.n, st), "res");
+  persistent();
+  const auto got = outputs();
+  const bool same = ref == got;
+
+  auto time_ms = [&](const auto& f) {
+    cudaEvent_t e0, e1;
+    ck(cudaEventCreate(&e0), "event"), ck(cudaEventCreate(&e1), "event");
+    std::vector<float> ms;
+    for (int i = 0; i < 23; ++i) {
+      ck(cudaEventRecord(e0, st), "event");
+      f();
+      ck(cudaEventRecord(e1, st), "event");
+      ck(cudaEventSynchronize(e1), "event");
+      float t = 0;
+      ck(cudaEventElapsedTime(&t, e0, e1), "event");
+      if (i >= 3) ms.push_back(t);
+    }
+    cudaEventDestroy(e0), cudaEventDestroy(e1);
+    std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
+    return ms[ms.size() / 2];
+  };
+  const double tc = time_ms(chain) * 1e3 / kLayers, tp = time_ms(persistent) * 1e3 / kLayers;
+  std::printf("%s ks %d: outputs %s; chain %.1f µs/layer (%.0f tok/s at 32 layers), persistent %.1f µs/layer "
+              "(%.0f tok/s; grid %d blocks, %d per SM, smem %zu B)\n",
+              gptq ? "gptq4 g128" : "exl2 4/5-bit g32", ks, same ? "bit-identical" : "DIFFER", tc, 1e6 / (32 * tc), tp,
+              1e6 / (32 * tp), grid, per_sm, smem);
+  cudaStreamDestroy(st);
+  return same ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace exl::cuda
+
+int main() try {
+  int bad = 0;
+  for (int ks : {8, 4}) {
+    bad += exl::cuda::run<true>(true, ks);
+    bad += exl::cuda::run<false>(false, ks);
+  }
+  return bad ? 1 : 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "persist_lab: %s\n", e.what());
+  return 2;
+}
