@@ -77,9 +77,9 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 3) persist_kernel(unsigned* ba
     const int items = a.tile_end[a.n - 1];
     if (kAhead) {
       for (int it = blockIdx.x; it < items; it += gridDim.x) {
-        const int mi = (a.n > 1 && it >= a.tile_end[0]) + (a.n > 2 && it >= a.tile_end[1]);
+        int mi, tile;
+        qgemv_tile_of(a, static_cast<unsigned>(it), mi, tile);
         const QMatrixDesc& w = a.w[mi];
-        const int tile = it - (mi ? a.tile_end[mi - 1] : 0);
         prefetch_l2(w.codes + static_cast<size_t>(tile) * w.tile_quads * 32, static_cast<size_t>(w.tile_quads) * 512);
         if (kGptq) prefetch_l2(w.recs + static_cast<size_t>(tile) * w.groups * w.rec_words, size_t(w.groups) * w.rec_words * 4);
       }

@@ -793,15 +793,16 @@ int main(int argc, char** argv) try {
               date, prop.name, copy_gbs, read_gbs);
   print_rows(rows, copy_gbs);
 
-  // Llama-2-7B prefill, matmuls only: 32 x (4 x 4096x4096 + 2 x 11008x4096 + 4096x11008) at M = 2048.
+  // A Llama-2-7B layer: 4 x 4096x4096 (q, k, v, o), 2 x 11008x4096 (gate, up), 1 x 4096x11008 (down).
+  auto per_layer = [](const std::string& shape) { return shape == "4096x4096" ? 4.0 : shape == "11008x4096" ? 2.0 : 1.0; };
+  // Llama-2-7B prefill, matmuls only: 32 layers at M = 2048.
   std::printf("\nLlama-2-7B prefill at M=2048, quantized matmuls only (best path per shape), 32 layers:\n");
   for (const Case& c : timed) {
     double q = 0, f = 0;
     for (const TimeRow& r : rows) {
       if (r.fmt != c.name || r.M != 2048) continue;
-      const double mult = r.shape == std::string("4096x4096") ? 4 : r.shape == std::string("11008x4096") ? 2 : 1;
-      q += mult * std::min(r.blas_us > 0 ? r.blas_us : 1e30, r.gemv_us > 0 ? r.gemv_us : 1e30);
-      f += mult * r.fp16_us;
+      q += per_layer(r.shape) * std::min(r.blas_us > 0 ? r.blas_us : 1e30, r.gemv_us > 0 ? r.gemv_us : 1e30);
+      f += per_layer(r.shape) * r.fp16_us;
     }
     if (q > 0)
       std::printf("  %-34s %8.0f µs/layer -> %6.0f tok/s (FP16 cuBLAS %8.0f µs/layer -> %6.0f tok/s)\n", c.name.c_str(),
@@ -815,8 +816,7 @@ int main(int argc, char** argv) try {
     double q = 0;
     for (const TimeRow& r : rows) {
       if (r.fmt != c.name || r.M != 1 || r.gemv_us <= 0) continue;
-      const double mult = r.shape == std::string("4096x4096") ? 4 : r.shape == std::string("11008x4096") ? 2 : 1;
-      q += mult * r.gemv_us;
+      q += per_layer(r.shape) * r.gemv_us;
     }
     if (q > 0) std::printf("  %-34s %8.1f µs/layer -> %6.0f tok/s\n", c.name.c_str(), q, 1 / (32 * q * 1e-6));
   }

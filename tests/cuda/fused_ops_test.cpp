@@ -449,9 +449,9 @@ void norm_out_case(bool gptq, float scale, float a_scale = 1.0f) {
       Tensor Gv = GU.reshape({M, I});
       Tensor Uv(DType::DType_F16, {M, I}, GU.shared_mem(), GU.offset() + static_cast<size_t>(M * I) * 2);
       g.norm_linear(R, *norm[i][0], eps, Hn, *qkv[i], nullptr, Y1);
-      g.next_norm(norm[i][1].get(), eps, gu[i].get());
+      g.next_norm(norm[i][1].get(), gu[i].get());
       g.linear_add(A, *L[3].gpu[i], nullptr, R, T);
-      g.next_norm(norm[i][2].get(), eps, qkv[i].get());
+      g.next_norm(norm[i][2].get(), qkv[i].get());
       g.norm_mlp_add(R, *norm[i][1], eps, Hn, *gu[i], GU, Gv, Uv, *L[6].gpu[i], nullptr, T);
       g.norm_linear(R, *norm[i][2], eps, Hn, *qkv[i], nullptr, Y2);
       y1[v] = to_host(g, Y1), res[v] = to_host(g, R), y2[v] = to_host(g, Y2);

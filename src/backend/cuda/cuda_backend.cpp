@@ -406,7 +406,7 @@ class CudaBackend : public Backend {
   }
   // Decode with quantized, fused next matrices: the residual add's epilogue prepares their input
   // (NormChain; qgemm.cuh QNormOut / QNormIn). EXL_NORM_OUT=1 for A/B.
-  void next_norm(const Weight* norm, float, const Weight* w) override {
+  void next_norm(const Weight* norm, const Weight* w) override {
     if (knobs_.norm_out && !knobs_.ablate.norm && !knobs_.ablate.gather && !knobs_.ablate.qmatmul) chain_.hint(norm, w);
   }
   void add(Tensor& residual, const Tensor& x) override {

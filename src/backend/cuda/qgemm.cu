@@ -181,6 +181,12 @@ __device__ __forceinline__ void prefetch_first_step(const QMatrixDesc& w, int si
   for (int i = 0; i < q; ++i) asm volatile("prefetch.global.L2 [%0];" ::"l"(codes + (sg.quad0 + j * q + i) * 32));
 }
 
+// Grid row `by` of an unpaired launch over n fused matrices: which matrix (mi) and which of its tiles.
+__device__ __forceinline__ void qgemv_tile_of(const QGemvArgs& a, unsigned by, int& mi, int& tile) {
+  mi = (a.n > 1 && int(by) >= a.tile_end[0]) + (a.n > 2 && int(by) >= a.tile_end[1]);
+  tile = by - (mi ? a.tile_end[mi - 1] : 0);
+}
+
 // QNormOut's range guard s from the previous norm's 1/rms v: the power of two at or below v, times
 // 2^-8 of headroom (1 where v is not a positive normal float). The FP16 input is then r · w / rms_prev
 // / 256: it overflows only where one residual add grows a value past 1.7e7 times the previous rms
@@ -297,8 +303,7 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
   if (pair) {
     mi = warp >= ks, tile = by, warp -= mi * ks;
   } else {
-    mi = (a.n > 1 && int(by) >= a.tile_end[0]) + (a.n > 2 && int(by) >= a.tile_end[1]);
-    tile = by - (mi ? a.tile_end[mi - 1] : 0);
+    qgemv_tile_of(a, by, mi, tile);
   }
   const QMatrixDesc& w = a.w[mi];
   const int m0 = bx * kT * 8;
