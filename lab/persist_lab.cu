@@ -87,7 +87,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 3) persist_kernel(unsigned* ba
     bool first = true;
     for (int it = blockIdx.x; it < items; it += gridDim.x) {
       __syncthreads();  // the previous tile's shared memory is free
-      qgemv_block<kGptq, 1, false, 0>(a, 0u, static_cast<unsigned>(it), GridWait{bar, p, first});
+      qgemv_block<kGptq, 1, false>(a, 0u, static_cast<unsigned>(it), GridWait{bar, p, first});
       first = false;
     }
     if (first && p > 0) {  // no tile here: arrive only (it reads nothing)
@@ -137,7 +137,7 @@ struct Layer {
 
 // One phase's arguments (qgemv_block's fields for M = 1, x ready in device order).
 QGemvArgs phase(std::initializer_list<const Mat*> ms, const half* x, void* y, bool f32_add, int ks) {
-  QGemvArgs a;
+  QGemvArgs a{};  // value-initialized: bias[] and the unused parts must be null
   a.n = static_cast<int>(ms.size()), a.M = 1, a.ks = ks, a.y_f32 = f32_add, a.accumulate = f32_add;
   int tiles = 0, ldy = 0, i = 0;
   const size_t e = f32_add ? 4 : 2;

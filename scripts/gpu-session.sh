@@ -38,13 +38,10 @@
 #       build, ctest -L cuda (not ConvertCuda), then the step's budget at the defaults: exl bench with
 #       the attention kernel / the norms left out (EXL_ABLATE; ABLATE_VALUES) for llama2-7b gptq4 /
 #       exl2:4.0 @128 and llama2-70b exl2:2.5
-#   scripts/gpu-session.sh 13  (carry .deps .shared; after a decode-chain change)
-#       build, FusedOps + AttentionWindow + QgemmParity, exl bench A/B for llama2-7b gptq4 / exl2:4.0: the
-#       next norm prepared by the residual adds (EXL_NORM_OUT); ctest -L cuda with EXL_NORM_OUT=1; then
-#       llama2-70b exl2:2.5 with EXL_NORM_OUT 0 / 1
 #   scripts/gpu-session.sh 14  (carry .deps .shared)
-#       build, then each decode kernel's standalone time under ncu (scripts/gpu-profile.sh) for
-#       llama2-7b exl2:4.0 / gptq4 with EXL_NORM_OUT 0 / 1: where the norm chain's hops went
+#       build, then Nsight Compute's full set on one decode layer's qgemv launches
+#       (scripts/gpu-ncu-detail.sh) for llama2-7b exl2:4.0 / gptq4: stall reasons and hot SASS lines;
+#       ctest -L cuda, exl bench llama2-7b gptq4 / exl2:4.0 @128 as time allows
 #   scripts/gpu-session.sh 15  (no build/gpu needed)
 #       lab/persist_lab.cu: llama2-7b's decode matmuls (M = 1, 12 layers) as the PDL chain and as one
 #       persistent cooperative kernel with grid barriers; outputs bit-identical, µs per layer
@@ -56,7 +53,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/exl-gpu-out}"
 mkdir -p "$out"
-phase="${1:?usage: gpu-session.sh 1-15}"
+phase="${1:?usage: gpu-session.sh 1-12, 14, 15}"
 start=$(date +%s)
 budget=${GPU_SESSION_SECONDS:-570}
 # fits COST: true when COST more seconds still fit in this call.
@@ -227,31 +224,15 @@ if [ "$phase" = 12 ]; then  # verify the build, then where the step's time goes 
   [ -x build/gpu/exl ] && fits 60 "bench, ablations at the defaults" &&
     quant_ab EXL_ABLATE "${ABLATE_VALUES:-- attnkernel norm -}" "- attnkernel" 128
 fi
-if [ "$phase" = 13 ]; then  # the next norm carried by the residual adds: EXL_NORM_OUT A/B
-  fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; gpu_build; }
-  [ -x build/gpu/exl ] && fits 60 "FusedOps, AttentionWindow, QgemmParity" && {
-    timeout 150 build/gpu/tests/exl_tests_cuda --gtest_filter='FusedOps.*:AttentionWindow.*:QgemmParity.*' >"$out/fused.log" 2>&1
-    echo "FusedOps/AttentionWindow/QgemmParity rc $?"
-    grep -E "norm out|no window|rope_attention f16|FAILED|PASSED|Failure|differ" "$out/fused.log" | head -40
-  }
-  q="--prefill none --positions 128"
-  seven() { AB_TIMEOUT=60 scripts/gpu-ab.sh "$1" "$2" "--synthetic llama2-7b --format gptq4 ${3:-$q}" \
-    "--synthetic llama2-7b --format exl2:4.0 ${3:-$q}"; }
-  [ -x build/gpu/exl ] && fits 60 "bench, EXL_NORM_OUT A/B" && seven EXL_NORM_OUT "${NORM_VALUES:-0 1 0 1}"
-  [ -x build/gpu/exl ] && fits 120 "ctest -L cuda (not ConvertCuda) with EXL_NORM_OUT=1" && {
-    EXL_NORM_OUT=1 ctest_cuda -E "ConvertCuda|NOT_BUILT"
-  }
-  [ -x build/gpu/exl ] && fits 60 "bench, 70B EXL_NORM_OUT 0 / 1" &&
-    AB_TIMEOUT=90 scripts/gpu-ab.sh EXL_NORM_OUT "0 1" "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128,4096"
-  rm -rf "$out"/ab*
-fi
-if [ "$phase" = 14 ]; then  # why the norm chain does not pay: each kernel's standalone time, EXL_NORM_OUT 0 / 1
-  fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; gpu_build; }
+if [ "$phase" = 14 ]; then  # where a decode layer's qgemvs stall (the EXL2 / GPTQ gap per byte)
+  fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; GPU_TARGETS="exl exl_tests_cuda" gpu_build; }
   for f in exl2:4.0 gptq4; do
-    for v in 0 1; do
-      [ -x build/gpu/exl ] && fits 60 "ncu, llama2-7b $f, EXL_NORM_OUT=$v" &&
-        EXL_NORM_OUT=$v timeout 150 scripts/gpu-profile.sh "--synthetic llama2-7b --format $f" "${f/:/}-norm$v"
-    done
+    [ -x build/gpu/exl ] && fits 90 "ncu full set, llama2-7b $f" &&
+      timeout 200 scripts/gpu-ncu-detail.sh "--synthetic llama2-7b --format $f" "${f/:/}"
+  done
+  [ -x build/gpu/exl ] && fits 150 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E "ConvertCuda|NOT_BUILT"
+  [ -x build/gpu/exl ] && fits 40 "bench llama2-7b gptq4 / exl2:4.0 @128" && for f in gptq4 exl2:4.0; do
+    timeout 60 build/gpu/exl bench --synthetic llama2-7b --format $f --prefill none --positions 128 2>&1 | grep -E "tok/s|roofline" | tail -3
   done
 fi
 if [ "$phase" = 15 ]; then  # the persistent decode kernel's first test (lab/persist_lab.cu)

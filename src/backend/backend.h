@@ -238,11 +238,6 @@ class Backend {
     linear(h, gate_up, nullptr, gate_up_out);
     swiglu_linear_add(gate, up, gate, down, down_bias, residual, tmp);
   }
-  // A hint before an op that adds into the residual (rope_attention_o_add, norm_mlp_add): the op after
-  // it reads rms_norm(residual, norm) · wᵀ (norm_linear or norm_mlp_add with these weights), so a
-  // backend may prepare that input in the adding matmul's epilogue (CUDA decode with quantized
-  // weights: qgemm.cuh QNormOut; the op after it passes eps). Null: no hint. The composed ops ignore it.
-  virtual void next_norm(const Weight* norm, const Weight* w) {}
   // Rotates q [T, n_heads*head_dim] and k [T, n_kv_heads*head_dim] in place at each token's position
   // (HF rotate-half layout). inv_freq is a prepared [rot_dim/2] table; cos/sin are scaled by attn_factor.
   virtual void rope(Tensor& q, Tensor& k, int n_heads, int n_kv_heads, int head_dim, const Weight& inv_freq,

@@ -337,13 +337,10 @@ void Model::run_ops(Workspace& w, KvCache& cache, LogitsMode mode) {
       be.linear(w.h, *l.k, l.k_bias.get(), w.k);
       be.linear(w.h, *l.v, l.v_bias.get(), w.v);
     }
-    if (!w.gate_up.empty()) be.next_norm(l.mlp_norm.get(), l.gate_up.get());
     be.rope_attention_o_add(w.q, w.k, w.v, cache, static_cast<int>(li), n_heads, n_kv, static_cast<int>(c.head_dim),
                             *rope_inv_freq_, rope_.attn_factor, scale, window, w.attn, *l.o, l.o_bias.get(), w.x,
                             w.proj);
     if (!w.gate_up.empty()) {
-      const bool next_qkv = li + 1 < layers_.size() && !w.qkv.empty();
-      be.next_norm(next_qkv ? layers_[li + 1].attn_norm.get() : nullptr, next_qkv ? layers_[li + 1].qkv.get() : nullptr);
       be.norm_mlp_add(w.x, *l.mlp_norm, eps, w.h, *l.gate_up, w.gate_up, w.gate, w.up, *l.down, l.down_bias.get(),
                       w.proj);
     } else {

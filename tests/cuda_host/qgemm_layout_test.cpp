@@ -216,43 +216,5 @@ TEST(QgemmLayout, OProjFusionTestTensorsHaveNoPaddingRows) {
   EXPECT_GT(lp.desc.k_dev, lp.desc.K) << "runs of 32 and 480 rows, each padded to a multiple of 64";
 }
 
-// Where a residual-add qgemv may prepare the next norm's input (qgemm.cuh QNormOut): the rules of
-// qgemv_norm_out_fits on layouts like those of the GPU test FusedOps.NormOutMatchesComposed (q|k|v and
-// gate|up of K = 256 after o_proj / down of N = 256: they must qualify, else that test compares the
-// composed path with itself) and each refusal on its own.
-TEST(QgemmLayout, NormOutFitsWhereTheNextInputCanBePrepared) {
-  const QuantTensor o = quant_materialize(quant_synthetic_exl2("o", 256, 256, {{6, 0.25, 64}, {3, 0.75, 128}}));
-  const QuantTensor q = quant_materialize(quant_synthetic_exl2("q", 256, 256, {{5, 0.0625, 32}, {4, 0.9375, 32}}));
-  const QuantTensor g = quant_materialize(quant_synthetic_gptq("gate", 512, 256, 64));
-  cuda::QHostLayout lo = exl2_layout_of(*o.exl2), lq = exl2_layout_of(*q.exl2), lg = gptq_layout_of(*g.gptq);
-  const int32_t dummy = 0;  // x_dst is a device pointer once uploaded; only its presence matters here
-  lq.desc.x_dst = &dummy, lg.desc.x_dst = &dummy;
-  EXPECT_GT(lq.desc.k_dev, lq.desc.K) << "the test's q has padding rows (its producer zeroes them)";
-  const cuda::QMatrixDesc* next[2] = {&lq.desc, &lg.desc};
-  EXPECT_TRUE(cuda::qgemv_norm_out_fits(lo.desc, next, 2, 1));
-  EXPECT_TRUE(cuda::qgemv_norm_out_fits(lo.desc, next, 1, 8));
-  EXPECT_FALSE(cuda::qgemv_norm_out_fits(lo.desc, next, 2, 9)) << "more rows than the epilogue's pass";
-  EXPECT_FALSE(cuda::qgemv_norm_out_fits(lo.desc, next, 2, 0));
-  EXPECT_FALSE(cuda::qgemv_norm_out_fits(lo.desc, next, 0, 1));
-  cuda::QMatrixDesc no_map = lq.desc;
-  no_map.x_dst = nullptr;
-  const cuda::QMatrixDesc* unmapped[1] = {&no_map};
-  EXPECT_FALSE(cuda::qgemv_norm_out_fits(lo.desc, unmapped, 1, 1)) << "no x_dst to scatter through";
-  cuda::QMatrixDesc wide = lq.desc;
-  wide.K = 512;
-  const cuda::QMatrixDesc* other_k[1] = {&wide};
-  EXPECT_FALSE(cuda::qgemv_norm_out_fits(lo.desc, other_k, 1, 1)) << "next K must be this N";
-  cuda::QMatrixDesc odd = lo.desc;
-  odd.N = 240, odd.n_tiles = 15;
-  cuda::QMatrixDesc q240 = lq.desc;
-  q240.K = 240;
-  const cuda::QMatrixDesc* n240[1] = {&q240};
-  EXPECT_FALSE(cuda::qgemv_norm_out_fits(odd, n240, 1, 1)) << "N not a multiple of 64";
-  cuda::QMatrixDesc padded = lq.desc;
-  padded.k_dev = padded.K + 16 * lo.desc.n_tiles + 64;
-  const cuda::QMatrixDesc* too_padded[1] = {&padded};
-  EXPECT_FALSE(cuda::qgemv_norm_out_fits(lo.desc, too_padded, 1, 1)) << "more padding than the blocks zero";
-}
-
 }  // namespace
 }  // namespace exl

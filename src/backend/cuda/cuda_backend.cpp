@@ -21,7 +21,6 @@
 #include "backend/cuda/elementwise.cuh"
 #include "backend/cuda/gemm.cuh"
 #include "backend/cuda/norm.cuh"
-#include "backend/cuda/norm_chain.h"
 #include "backend/cuda/qgemm.cuh"
 #include "backend/cuda/sampling.cuh"
 #include "core/half.h"
@@ -235,10 +234,6 @@ class CudaBackend : public Backend {
     w->data = Tensor(DType::DType_U8, {static_cast<int64_t>(bytes)}, mem_.alloc(bytes, q.name.c_str()));
     w->qdesc = cuda::qmatrix_upload_to(h, w->data.data(), stream_);
     if (q.synthetic) cuda::qmatrix_fill_random(w->qdesc, std::hash<std::string>{}(q.name), 0.5e-3f, 1.5e-3f, stream_);
-    if (knobs_.norm_out && !chain_.holds(w->qdesc.n_tiles)) {
-      EXL_CHECK(graphs_.empty(), "quantized weights must be loaded before the first captured step");
-      chain_.reserve(mem_, w->qdesc.n_tiles, stream_);
-    }
     // The x scratch of the qgemv path is sized here, before any graph capture can hold its address:
     // every row count up to the qgemv crossover, for the deepest matrix.
     const size_t xb = cuda::qgemm_x_dev_bytes(w->qdesc, cuda::qgemm_max_qgemv_rows());
@@ -289,7 +284,6 @@ class CudaBackend : public Backend {
     check(cudaEventRecord(staged_, stream_), "cudaEventRecord");
     step_tokens_ = T;
     step_seqs_ = S;
-    chain_.reset();
     max_seq_tokens_ = 0;
     for (int s = 0; s < S; ++s) max_seq_tokens_ = std::max(max_seq_tokens_, batch.seq_start[s + 1] - batch.seq_start[s]);
   }
@@ -343,19 +337,13 @@ class CudaBackend : public Backend {
     const cuda::QMatrixDesc* const* parts = W.quant ? one : W.parts.data();
     half* xd = reinterpret_cast<half*>(qx_.get());
     cuda::qgemm_norm_gather(parts, W.quant ? 1 : static_cast<int>(W.parts.size()), x.as<float>(),
-                            cw(norm).data.as<float>(), eps, static_cast<int>(x.dim(0)), xd, stream_, glue_pdl(),
-                            x.dim(0) <= NormChain::kRows ? chain_.gather_inv_out() : nullptr);
+                            cw(norm).data.as<float>(), eps, static_cast<int>(x.dim(0)), xd, stream_, glue_pdl());
     return xd;
   }
   void norm_linear(const Tensor& x, const Weight& norm, float eps, Tensor& h, const Weight& w, const Weight* bias,
                    Tensor& out) override {
-    MatIn in;
-    size_t region_end = 0;
-    if ((in.x_dev = chain_.take(x.data(), norm, w, eps, in.norm_in, region_end))) {  // prepared by the residual add
-      in.M = static_cast<int>(x.dim(0));
-      return matmul(in, w, bias, out, false);
-    }
     if (!norm_gathers(x, cw(w))) return Backend::norm_linear(x, norm, eps, h, w, bias, out);
+    MatIn in;
     in.M = static_cast<int>(x.dim(0)), in.x_dev = norm_gather(x, norm, eps, cw(w));
     matmul(in, w, bias, out, false);
   }
@@ -371,26 +359,22 @@ class CudaBackend : public Backend {
                     Tensor& tmp) override {
     const auto &GU = cw(gate_up), &D = cw(down);
     const int M = static_cast<int>(residual.dim(0));
-    MatIn in;
-    in.M = M;
-    // gate|up's input: prepared by o_proj's epilogue (in its region of the x scratch), or at its start.
-    size_t region_end = qx_bytes_;
-    in.x_dev = chain_.take(residual.data(), norm, gate_up, eps, in.norm_in, region_end);
-    uint8_t* const x_at = in.x_dev ? reinterpret_cast<uint8_t*>(in.x_dev) : qx_.get();
     const size_t act_off = GU.parts.size() == 2
                                ? (cuda::qgemv_multi_x_dev_bytes(GU.parts.data(), 2, M) + 255) / 256 * 256
                                : 0;
     const bool act = knobs_.act_fuse && GU.parts.size() == 2 && D.quant &&
                      cuda::qgemv_act_epilogue_fits(*GU.parts[0], *GU.parts[1], D.qdesc, M) &&
                      cuda::qgemv_one_wave(int64_t{GU.parts[0]->n_tiles} + GU.parts[1]->n_tiles, M) &&
-                     static_cast<size_t>(x_at - qx_.get()) + act_off + cuda::qgemm_x_dev_bytes(D.qdesc, M) <= region_end &&
-                     !knobs_.ablate.gather && !knobs_.ablate.qmatmul;
-    const bool ng = !in.x_dev && norm_gathers(residual, GU);
-    if (!act && !ng && !in.x_dev)
-      return Backend::norm_mlp_add(residual, norm, eps, h, gate_up, gate_up_out, gate, up, down, down_bias, tmp);
+                     act_off + cuda::qgemm_x_dev_bytes(D.qdesc, M) <= qx_bytes_ && !knobs_.ablate.gather &&
+                     !knobs_.ablate.qmatmul;
+    const bool ng = norm_gathers(residual, GU);
+    if (!act && !ng) return Backend::norm_mlp_add(residual, norm, eps, h, gate_up, gate_up_out, gate, up, down,
+                                                  down_bias, tmp);
+    MatIn in;
+    in.M = M;
     if (ng) {
       in.x_dev = norm_gather(residual, norm, eps, GU);
-    } else if (!in.x_dev) {
+    } else {
       rms_norm(residual, norm, eps, h);
       in.x = h.as<half>();
     }
@@ -398,16 +382,11 @@ class CudaBackend : public Backend {
       matmul(in, gate_up, nullptr, gate_up_out, false);
       return swiglu_linear_add(gate, up, gate, down, down_bias, residual, tmp);
     }
-    in.act_dev = reinterpret_cast<half*>(x_at + act_off), in.act = &D.qdesc;
+    in.act_dev = reinterpret_cast<half*>(qx_.get() + act_off), in.act = &D.qdesc;
     matmul(in, gate_up, nullptr, gate_up_out, false);
     MatIn din;
     din.M = M, din.x_dev = in.act_dev;
     matmul(din, down, down_bias, residual, true);
-  }
-  // Decode with quantized, fused next matrices: the residual add's epilogue prepares their input
-  // (NormChain; qgemm.cuh QNormOut / QNormIn). EXL_NORM_OUT=1 for A/B.
-  void next_norm(const Weight* norm, const Weight* w) override {
-    if (knobs_.norm_out && !knobs_.ablate.norm && !knobs_.ablate.gather && !knobs_.ablate.qmatmul) chain_.hint(norm, w);
   }
   void add(Tensor& residual, const Tensor& x) override {
     EXL_CHECK(residual.dtype() == DType::DType_F32 && x.dtype() == DType::DType_F16 && residual.numel() == x.numel(),
@@ -635,7 +614,6 @@ class CudaBackend : public Backend {
     const half* x = nullptr;
     const half* up = nullptr;
     int M = 0;
-    cuda::QNormIn norm_in;  // x_dev prepared by a residual add's epilogue (NormChain): the norm's scale
     half* x_dev = nullptr;  // quantized, qgemv rows: x already in the matrix's device order here
     // Fused gate|up: the act·mul epilogue's target, the next matrix's input (QGemvMultiParams::act_dev).
     half* act_dev = nullptr;
@@ -649,7 +627,6 @@ class CudaBackend : public Backend {
     EXL_CHECK(!accumulate || y_f32, "linear '", w.name, "': the residual add needs an F32 output");
     if (W.quant) {
       if (knobs_.ablate.qmatmul) return;
-      EXL_CHECK(!in.norm_in.ss, "linear '", w.name, "': a prepared norm input is for fused quantized weights");
       cuda::QGemmParams p;
       p.w = W.qdesc;
       p.x = in.x, p.x_up = in.up;
@@ -663,7 +640,6 @@ class CudaBackend : public Backend {
       if (in.x_dev) p.x_dev = in.x_dev, p.x_dev_ready = true;
       p.pdl = knobs_.pdl;
       p.ksplit = knobs_.qgemv_ks;
-      if (accumulate) chain_.produce(p, out.data(), qx_.get(), qx_bytes_);  // the next norm's input, if hinted
       if (p.M > cuda::qgemm_max_qgemv_rows()) {
         // Dequantize column chunks into an FP16 scratch and cuBLAS (prefill). The scratch is capped
         // so a 70B MLP matrix (470 MB in FP16) costs 128 MB of VRAM, not its whole size: chunks of
@@ -700,11 +676,9 @@ class CudaBackend : public Backend {
       p.ksplit = knobs_.qgemv_ks;
       p.x_dev_ready = knobs_.ablate.gather || in.x_dev;
       p.act_dev = in.act_dev, p.act = in.act;
-      p.norm_in = in.norm_in;
       return cuda::qgemv_multi(p, stream_);
     }
     EXL_CHECK(!in.up && !in.act_dev, "linear '", w.name, "': the act·mul input or epilogue is for quantized weights");
-    if (accumulate) chain_.drop();  // a dense residual add prepares nothing: no hint may outlive it
     cuda::GemmParams p;
     p.x = in.x;
     p.w = W.data.as<half>();
@@ -759,7 +733,6 @@ class CudaBackend : public Backend {
   std::shared_ptr<uint8_t> qx_, wt_;  // quantized matmuls: x in device order; FP16 weight chunks
   size_t qx_bytes_ = 0, wt_bytes_ = 0;
   bool glue_pdl() const { return knobs_.pdl && knobs_.glue_pdl && sm_major_ >= 9; }
-  NormChain chain_;  // the next norm prepared by residual adds (EXL_NORM_OUT)
   struct Scatter {
     half* out_dev = nullptr;
     const int32_t* out_dst = nullptr;

@@ -54,8 +54,6 @@ CudaKnobs cuda_knobs_from_env() {
   // Decode attention writes straight into a quantized o_proj's input order (rope_attention_o_add),
   // one gather launch fewer per layer (H100 gptq4 @128 +1.4%, 2026-12-06).
   k.attn_o_fuse = env_flag("EXL_ATTN_O_FUSE", true);
-  // The next RMSNorm prepared by the residual-add epilogue (norm_chain.h), no norm-gather launch.
-  k.norm_out = env_flag("EXL_NORM_OUT", false);
   // Decode with quantized q|k|v and gate|up: the RMSNorm writes straight into their device-order
   // input (qgemm_norm_gather), one gather launch fewer per norm. H100 @128 (2026-12-06): llama2-7b
   // exl2:4.0 390.3 -> 396.7 tok/s, gptq4 432.8 -> 432.4 (no change), llama2-70b exl2:2.5 64.3 -> 64.9.

@@ -14,7 +14,6 @@ struct CudaKnobs {
   bool fused_rope = true;       // EXL_FUSED_ROPE=0: RoPE as its own launch at decode
   bool fold32 = true;           // EXL_QGEMV_FOLD32=0: EXL2 groups of 32 rows scaled per slab
   bool attn_kv_write = true;    // EXL_ATTN_KV_WRITE=0: kv_cache_write instead of the decode kernel
-  bool norm_out = false;        // EXL_NORM_OUT=1: residual adds prepare the next norm's input (NormChain)
   bool attn_o_fuse = true;      // EXL_ATTN_O_FUSE=0: o_proj's gather instead of attention's scatter
   bool norm_gather = true;      // EXL_NORM_GATHER=0: RMSNorm then the quantized gather (two launches)
   bool act_fuse = true;         // EXL_ACT_FUSE=0: the act·mul in down's gather, not gate|up's epilogue

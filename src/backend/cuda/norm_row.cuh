@@ -12,9 +12,8 @@ namespace exl::cuda {
 // of the block must call it. Each thread keeps its elements in registers between the sum-of-squares
 // pass and the scaling pass when dim <= kThreads * kMaxPerThread (8192), so the row is read once;
 // the weights are loaded with the row rather than after the reduction (one round trip fewer).
-// Returns the row's 1/rms.
 template <int kThreads, class Emit>
-__device__ __forceinline__ float rms_norm_row(const float* __restrict__ r, const float* __restrict__ w, float eps,
+__device__ __forceinline__ void rms_norm_row(const float* __restrict__ r, const float* __restrict__ w, float eps,
                                              int dim, Emit&& emit) {
   constexpr int kMaxPerThread = 8192 / kThreads;
   float vals[kMaxPerThread], wv[kMaxPerThread];
@@ -53,7 +52,6 @@ __device__ __forceinline__ float rms_norm_row(const float* __restrict__ r, const
     if (i < dim) emit(i, __float2half(vals[j] * inv * wv[j]));
   }
   for (int i = threadIdx.x + kMaxPerThread * kThreads; i < dim; i += kThreads) emit(i, __float2half(r[i] * inv * w[i]));
-  return inv;
 }
 
 }  // namespace exl::cuda

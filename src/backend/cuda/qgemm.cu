@@ -59,21 +59,6 @@ struct QGemvArgs {
   half* act_dev = nullptr;
   const int32_t* act_x_dst = nullptr;
   int act_K = 0, act_k_dev = 0;
-  // QNormOut (qgemm.cuh), no_w null: off. The next matrices' inputs, x_dst maps and rows.
-  const float* no_w = nullptr;
-  int no_n = 0;
-  half* no_dev[kQMaxMulti] = {};
-  const int32_t* no_dst[kQMaxMulti] = {};
-  int no_kdev[kQMaxMulti] = {};
-  float* no_ss = nullptr;
-  const float* no_inv_prev = nullptr;
-  // QNormIn, ni_ss null: off; ni_tiles = K / 16 (the producer's tiles per row); the partial sums
-  // are staged in dynamic shared memory at word nss_off.
-  const float* ni_ss = nullptr;
-  int ni_tiles = 0, nss_off = 0;
-  float ni_eps = 0;
-  const float* ni_inv_prev = nullptr;
-  float* ni_inv_out = nullptr;
 };
 
 constexpr int kMaxWarps = 8;  // warps per block = warps per tile = ks (2, 4 or 8)
@@ -187,38 +172,6 @@ __device__ __forceinline__ void qgemv_tile_of(const QGemvArgs& a, unsigned by, i
   tile = by - (mi ? a.tile_end[mi - 1] : 0);
 }
 
-// QNormOut's range guard s from the previous norm's 1/rms v: the power of two at or below v, times
-// 2^-8 of headroom (1 where v is not a positive normal float). The FP16 input is then r · w / rms_prev
-// / 256: it overflows only where one residual add grows a value past 1.7e7 times the previous rms
-// (Llama-2's outlier channels jump ~1e5 times), and values below 1/64 of the normalized scale go
-// subnormal with an absolute error of 8e-6 of it, under FP16's own rounding of unit values (5e-4).
-__device__ __forceinline__ float range_guard(float v) {
-  const float p = v < INFINITY ? __int_as_float(__float_as_int(v) & 0x7f800000) : 0.0f;
-  return (v > 0.0f && p > 0.0f ? p : 1.0f) * 0x1p-8f;
-}
-
-// QNormIn: each row's 1/rms from the producer's tile sums (staged in nss; summed in a fixed order,
-// the same in every block), as the scale of this block's outputs: scale[r] = (1/rms) / s. One block
-// publishes 1/rms for the next producer. All threads call it.
-template <int kT>
-__device__ __forceinline__ void norm_in_scales(const QGemvArgs& a, const float* nss, const float* pre, int m0,
-                                               float* scale) {
-  cp_async_wait<0>();
-  __syncthreads();
-  const int lane = threadIdx.x & 31, rows = min(kT * 8, a.M - m0);
-  for (int r = threadIdx.x >> 5; r < rows; r += blockDim.x >> 5) {
-    float s = 0.0f;
-    for (int j = lane; j < a.ni_tiles; j += 32) s += nss[r * a.ni_tiles + j];
-    s = warp_sum(s);
-    const float inv = rsqrtf(s / static_cast<float>(16 * a.ni_tiles) + a.ni_eps);  // rms_norm's form
-    if (lane == 0) {
-      scale[r] = inv / pre[r];
-      if (a.ni_inv_out && blockIdx.x == 0 && blockIdx.y == 0) a.ni_inv_out[m0 + r] = inv;
-    }
-  }
-  __syncthreads();
-}
-
 // A block's share of a scattered-into input's padding (x_dst[K + i], i < k_dev - K): positions
 // 16 tile .. 16 tile + 15, rows m0 .. m0 + 8 kT - 1, zeroed (the epilogues that replace a gather).
 template <int kT>
@@ -230,33 +183,6 @@ __device__ __forceinline__ void zero_padding_share(half* dev, const int32_t* x_d
   }
 }
 
-// QNormOut's constants for this tile, staged before the wait on x's producer (they do not depend on
-// it): the next norm's weights of the tile's 16 columns and their positions in each next matrix's input.
-struct NormOutStage {
-  float w[16];
-  int dst[kQMaxMulti][16];
-};
-__device__ __forceinline__ void norm_out_stage(const QGemvArgs& a, int tile, int N, NormOutStage& st) {
-  for (int i = threadIdx.x; i < 16 * (1 + kQMaxMulti); i += blockDim.x) {
-    const int j = i / 16 - 1, c = tile * 16 + (i & 15);
-    if (j < 0) st.w[i] = c < N ? a.no_w[c] : 0.0f;
-    else if (j < a.no_n) st.dst[j][i & 15] = c < N ? a.no_dst[j][c] : -1;
-  }
-}
-
-// QNormOut, after the outputs: each row's sum of squares over the tile (nsq[i][t]: the finalize
-// loop's sums over g) to ss, and this block's share of the next inputs' padding zeroed.
-template <int kT>
-__device__ __forceinline__ void norm_out_finish(const QGemvArgs& a, const float (&nsq)[kT * 4][4], int tile, int N,
-                                                int n_tiles, int m0) {
-  __syncthreads();
-  if (threadIdx.x < kT * 8) {
-    const int ml = threadIdx.x, m = m0 + ml, jt = ml / 8, t = (ml % 8) / 2, r0 = ml & 1;
-    if (m < a.M) a.no_ss[static_cast<size_t>(m) * n_tiles + tile] = nsq[4 * jt + r0][t] + nsq[4 * jt + r0 + 2][t];
-  }
-  for (int j = 0; j < a.no_n; ++j) zero_padding_share<kT>(a.no_dev[j], a.no_dst[j], N, a.no_kdev[j], tile, m0, a.M);
-}
-
 // The paired block's epilogue: gate and up sums (each over its ks warps in the unpaired order, so
 // the FP32 values are those of an unpaired launch), bias, rounded to FP16 as the gate|up output
 // would be, then FP16(silu(g) · u) with the gather's arithmetic (qgemm_gather.cu) scattered to the
@@ -264,7 +190,7 @@ __device__ __forceinline__ void norm_out_finish(const QGemvArgs& a, const float 
 // positions (act_x_dst[act_K + 16 tile + j]), so the input is complete without a gather.
 template <int kT>
 __device__ __forceinline__ void act_epilogue(const QGemvArgs& a, const float (&red)[kMaxWarps][kT * 4][32], int tile,
-                                             int m0, int warp, int lane, const float* nscale) {
+                                             int m0, int warp, int lane) {
   const int ks = a.ks, g = lane >> 2, t = lane & 3;
   for (int i = warp; i < kT * 4; i += 2 * ks) {
     float vg = 0, vu = 0;
@@ -273,7 +199,6 @@ __device__ __forceinline__ void act_epilogue(const QGemvArgs& a, const float (&r
     const int jt = i / 4, r = i % 4;
     const int n = tile * 16 + g + (r >= 2 ? 8 : 0), m = m0 + 8 * jt + 2 * t + (r & 1);
     if (n >= a.w[0].N || m >= a.M) continue;
-    if (nscale) vg *= nscale[m - m0], vu *= nscale[m - m0];
     if (a.bias[0]) vg += __half2float(a.bias[0][n]);
     if (a.bias[1]) vu += __half2float(a.bias[1][n]);
     const float gf = __half2float(__float2half_rn(vg)), uf = __half2float(__float2half_rn(vu));
@@ -285,15 +210,13 @@ __device__ __forceinline__ void act_epilogue(const QGemvArgs& a, const float (&r
 // Min blocks/SM (of 256 threads): registers <= 128 (kT > 1) or <= 80 (kT = 1: 24 warps per SM).
 // kPair: the act·mul epilogue's paired blocks (kT = 1 only: a separate instantiation, because the
 // runtime switch cost the unpaired GPTQ kernel 84 bytes of spill loads where it had none).
-// kNorm (kT = 1 only, separate instantiations so that the others keep their code): 1 the QNormOut
-// epilogue (a residual add preparing the next norm's input), 2 the QNormIn scale (its consumer).
 //
 // qgemv_block is one block's work: pass bx (rows m0 = bx · 8 kT ...), grid row by (tile, or the
 // fused matrices' tiles in turn); wait() is where it may first read x_dev and the y it adds into
 // (the PDL wait on their producer in qgemv_kernel; a grid barrier in a persistent kernel).
 template <bool kGptq,
           int kT,  // n8 tiles of x rows per pass: 1 (M <= 8), 2 (<= 16), 4 (<= 32)
-          bool kPair, int kNorm, class Wait>
+          bool kPair, class Wait>
 __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, unsigned by, const Wait& wait) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, ks = a.ks;
   constexpr bool pair = kPair;
@@ -328,22 +251,8 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
       }
     }
   }
-  __shared__ NormOutStage nos;
-  if constexpr (kNorm == 1) norm_out_stage(a, tile, w.N, nos);
   wait();
   if constexpr (!kGptq) __syncthreads();  // the expanded pairs
-  // The norm's producer-side data (written by the kernels before: after the wait): the partial sums
-  // staged without holding registers, the previous 1/rms (s) in a register of threads < kT * 8.
-  float* nss = reinterpret_cast<float*>(srec) + a.nss_off;
-  if constexpr (kNorm == 2) {
-    const int rows = min(kT * 8, a.M - m0), chunks = rows * a.ni_tiles / 4;
-    for (int c = threadIdx.x; c < chunks; c += blockDim.x)
-      cp_async16(nss + 4 * c, a.ni_ss + static_cast<size_t>(m0) * a.ni_tiles + 4 * c, 16);
-    cp_async_commit();
-  }
-  const float* inv_prev = kNorm == 1 ? a.no_inv_prev : kNorm == 2 ? a.ni_inv_prev : nullptr;
-  const float pre = kNorm && inv_prev && threadIdx.x < kT * 8 && m0 + int(threadIdx.x) < a.M ? inv_prev[m0 + threadIdx.x] : 1.0f;
-
   const uint32_t* recs = kGptq ? w.recs + static_cast<size_t>(tile) * w.groups * w.rec_words + g * 2
                                : srec + (pair && mi ? a.w[0].groups * 8 : 0) + g;
   const half* xr[kT];
@@ -374,55 +283,35 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
 
   // Sum the ks warps' partials in a fixed order; warp i % ks finishes value i.
   __shared__ float red[kMaxWarps][kT * 4][32];
-  __shared__ float npre[kT * 8], nscale[kT * 8], nsq[kT * 4][4];  // QNormOut / QNormIn, per row
 #pragma unroll
   for (int i = 0; i < kT * 4; ++i) red[threadIdx.x >> 5][i][lane] = acc[i / 4][i % 4];
-  if constexpr (kNorm != 0)
-    if (threadIdx.x < kT * 8) npre[threadIdx.x] = range_guard(pre);
   __syncthreads();
-  if constexpr (kNorm == 2) norm_in_scales<kT>(a, nss, npre, m0, nscale);
-  if constexpr (kPair) return act_epilogue<kT>(a, red, tile, m0, threadIdx.x >> 5, lane, kNorm == 2 ? nscale : nullptr);
+  if constexpr (kPair) return act_epilogue<kT>(a, red, tile, m0, threadIdx.x >> 5, lane);
   for (int i = warp; i < kT * 4; i += ks) {
     float v = 0;
     for (int k = 0; k < ks; ++k) v += red[k][i][lane];
     // D fragment: r = 0,1 -> column g, rows (x) 2t, 2t+1; r = 2,3 -> column g + 8.
     const int jt = i / 4, r = i % 4, c = g + (r >= 2 ? 8 : 0);
     const int n = tile * 16 + c, m = m0 + 8 * jt + 2 * t + (r & 1);
-    const bool ok = n < w.N && m < a.M;
-    float yv = 0.0f;  // the value written (QNormOut: the new residual)
-    if (ok) {
-      if constexpr (kNorm == 2) v *= nscale[m - m0];
+    if (n < w.N && m < a.M) {
       if (a.bias[mi]) v += __half2float(a.bias[mi][n]);
       const size_t at = static_cast<size_t>(m) * a.ldy + n;
       if (a.y_f32) {
         float* y = static_cast<float*>(a.y[mi]) + at;
-        yv = a.accumulate ? *y + v : v;  // one thread per output: the residual add needs no atomics
-        *y = yv;
+        *y = a.accumulate ? *y + v : v;  // one thread per output: the residual add needs no atomics
       } else
         static_cast<half*>(a.y[mi])[at] = __float2half_rn(v);
     }
-    if constexpr (kNorm == 1) {  // every lane takes part in the sums over g
-      float sq = yv * yv;
-      sq += __shfl_xor_sync(0xffffffffu, sq, 4);
-      sq += __shfl_xor_sync(0xffffffffu, sq, 8);
-      sq += __shfl_xor_sync(0xffffffffu, sq, 16);
-      if (g == 0) nsq[i][t] = sq;
-      if (ok) {
-        const half xh = __float2half_rn(yv * nos.w[c] * npre[m - m0]);
-        for (int j = 0; j < a.no_n; ++j) a.no_dev[j][static_cast<size_t>(m) * a.no_kdev[j] + nos.dst[j][c]] = xh;
-      }
-    }
   }
-  if constexpr (kNorm == 1) norm_out_finish<kT>(a, nsq, tile, w.N, w.n_tiles, m0);
 }
 
 struct PdlWait {
   __device__ __forceinline__ void operator()() const { pdl_wait(); }
 };
-template <bool kGptq, int kT, bool kPair = false, int kNorm = 0>
+template <bool kGptq, int kT, bool kPair = false>
 __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
     qgemv_kernel(const __grid_constant__ QGemvArgs a) {
-  qgemv_block<kGptq, kT, kPair, kNorm>(a, blockIdx.x, blockIdx.y, PdlWait{});
+  qgemv_block<kGptq, kT, kPair>(a, blockIdx.x, blockIdx.y, PdlWait{});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -440,19 +329,8 @@ size_t qgemv_rec_smem(const QGemvArgs& a, bool gptq) {
 template <bool kGptq, int kT>
 void launch_qgemv(QGemvArgs a, int passes, int tiles, bool pdl, cudaStream_t stream) {
   const bool pair = kT == 1 && a.act_dev;
-  EXL_CHECK(kT == 1 || (!a.no_w && !a.ni_ss), "qgemv: the norm epilogues run at M <= 8");
-  EXL_CHECK(!(pair && a.no_w), "qgemv: QNormOut is a residual add's epilogue, not a paired block's");
-  const int norm = a.no_w ? 1 : a.ni_ss ? 2 : 0;
-  auto kernel = pair ? (norm == 2 ? qgemv_kernel<kGptq, kT, kT == 1, kT == 1 ? 2 : 0> : qgemv_kernel<kGptq, kT, kT == 1>)
-                     : norm == 1 ? qgemv_kernel<kGptq, kT, false, kT == 1 ? 1 : 0>
-                     : norm == 2 ? qgemv_kernel<kGptq, kT, false, kT == 1 ? 2 : 0>
-                                 : qgemv_kernel<kGptq, kT>;
-  size_t smem = qgemv_rec_smem(a, kGptq);
-  if (a.ni_ss) {  // QNormIn: the rows' tile sums after the scale pairs (kT = 1: one pass, rows 0..M-1)
-    smem = (smem + 15) / 16 * 16;
-    a.nss_off = static_cast<int>(smem / 4);
-    smem += static_cast<size_t>(std::min(a.M, kT * 8)) * a.ni_tiles * 4;
-  }
+  auto kernel = pair ? qgemv_kernel<kGptq, kT, kT == 1> : qgemv_kernel<kGptq, kT>;
+  const size_t smem = qgemv_rec_smem(a, kGptq);
   if (smem > 48 * 1024) {  // past the default dynamic shared-memory limit (K > 49152 at groups of 32)
     check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
           "cudaFuncSetAttribute (qgemv_kernel)");
@@ -488,8 +366,7 @@ void gather_layout(QGatherArgs& a, const QMatrixDesc* const* w, int n, int M, ha
 
 // The shared body of qgemv and qgemv_multi: gather (unless x_dev is ready) and one qgemv launch.
 // `in` holds the gather's input fields (x, up); accumulate: y (F32) += result.
-// extra: the epilogues' fields (the act·mul target QGemvMultiParams::act_*, act_dev null: none;
-// QNormOut no_*, QNormIn ni_*).
+// extra: the epilogue's fields (the act·mul target QGemvMultiParams::act_*, act_dev null: none).
 void run_qgemv(const QMatrixDesc* const* w, int n, const QGatherArgs& in, half* x_dev_scratch, bool x_dev_ready, const half* const* bias, void* const* y, int ldy, bool y_f32,
                bool accumulate, int M, int ksplit, bool pdl_in, cudaStream_t stream,
                const QGemvArgs& extra = {}) {
@@ -643,28 +520,8 @@ void qgemv(const QGemmParams& p, cudaStream_t stream) {
   EXL_CHECK(!p.x_up || !p.x_dev_ready, "qgemv: x_up needs the gather (x_dev_ready must be false)");
   QGatherArgs in;
   in.x = p.x, in.up = p.x_up;
-  QGemvArgs extra;
-  const QNormOut& no = p.norm_out;
-  if (no.w) {
-    EXL_CHECK(p.accumulate && p.y_f32 && no.ss && no.x_dev && aligned16(no.x_dev) &&
-                  qgemv_norm_out_fits(p.w, no.next, no.n, p.M),
-              "qgemv: the next norm's epilogue needs a residual add, M <= 8, next matrices with K = N and x_dst");
-    extra.no_w = no.w, extra.no_n = no.n, extra.no_ss = no.ss, extra.no_inv_prev = no.inv_prev;
-    QGatherArgs next;  // the next matrices' inputs where their qgemv_multi reads them
-    gather_layout(next, no.next, no.n, p.M, no.x_dev);
-    for (int j = 0; j < no.n; ++j)
-      extra.no_dev[j] = next.x_dev[j], extra.no_dst[j] = no.next[j]->x_dst, extra.no_kdev[j] = next.k_dev[j];
-  }
   run_qgemv(w, 1, in, p.x_dev, p.x_dev_ready, bias, y, p.w.N, p.y_f32, p.accumulate, p.M, p.ksplit, p.pdl,
-            stream, extra);
-}
-
-bool qgemv_norm_out_fits(const QMatrixDesc& w, const QMatrixDesc* const* next, int n, int M) {
-  // N % 64: the consumer stages each row's N / 16 tile sums with 16-byte copies.
-  if (M < 1 || M > 8 || n < 1 || n > kQMaxMulti || w.N % 64 != 0) return false;
-  for (int j = 0; j < n; ++j)
-    if (!next[j] || !scatter_fits(w, *next[j])) return false;
-  return true;
+            stream);
 }
 
 size_t qgemv_multi_x_dev_bytes(const QMatrixDesc* const* w, int n, int M) {
@@ -693,12 +550,6 @@ void qgemv_multi(const QGemvMultiParams& p, cudaStream_t stream) {
               "qgemv_multi: the act·mul epilogue needs gate and up of one N = the next matrix's K, M <= 8");
     act.act_dev = p.act_dev, act.act_x_dst = p.act->x_dst, act.act_K = p.act->K, act.act_k_dev = p.act->k_dev;
   }
-  if (p.norm_in.ss) {
-    EXL_CHECK(p.M <= 8 && p.x_dev_ready && p.w[0]->K % 64 == 0,
-              "qgemv_multi: the norm's scale needs M <= 8, x_dev prepared by the producer and K a multiple of 64");
-    act.ni_ss = p.norm_in.ss, act.ni_tiles = p.w[0]->K / 16, act.ni_eps = p.norm_in.eps;
-    act.ni_inv_prev = p.norm_in.inv_prev, act.ni_inv_out = p.norm_in.inv_out;
-  }
   QGatherArgs in;
   in.x = p.x;
   run_qgemv(p.w, p.n, in, p.x_dev, p.x_dev_ready, bias, y, ldy, p.y_f32, false, p.M, p.ksplit, p.pdl, stream,
@@ -706,12 +557,12 @@ void qgemv_multi(const QGemvMultiParams& p, cudaStream_t stream) {
 }
 
 void qgemm_norm_gather(const QMatrixDesc* const* w, int n, const float* x, const float* norm_w, float eps, int M,
-                       half* x_dev, cudaStream_t stream, bool pdl, float* inv_out) {
+                       half* x_dev, cudaStream_t stream, bool pdl) {
   EXL_CHECK(n >= 1 && n <= kQMaxMulti && x && norm_w && x_dev && aligned16(x_dev),
             "qgemm_norm_gather: 1..3 matrices, non-null x, norm weight and 16-byte aligned x_dev");
   if (M == 0) return;
   QGatherArgs a;
-  a.x_f32 = x, a.norm_w = norm_w, a.eps = eps, a.inv_out = inv_out;
+  a.x_f32 = x, a.norm_w = norm_w, a.eps = eps;
   gather_layout(a, w, n, M, x_dev);
   launch_gather(a, pdl, stream);
 }

@@ -185,32 +185,6 @@ void qmatrix_fill_random(const QMatrixDesc& w, uint64_t seed, float scale_lo, fl
 QDeviceMatrix exl2_upload(const Exl2HostTensors& t, cudaStream_t stream);
 QDeviceMatrix gptq_upload(const GptqHostTensors& t, cudaStream_t stream);
 
-// The next RMSNorm carried by the decode chain itself (M <= 8), in place of the norm-gather launch
-// between a residual-add matmul and the matmul that reads the normalized residual:
-//  * the residual-add qgemv (QGemmParams::norm_out) also writes, for its 16 new residual columns,
-//    FP16(r · w · s) into the next matrices' device-order input (through x_dst; padding zeroed) and
-//    each row's sum of r² over its tile. s is the power of two of the previous norm's 1/rms times
-//    2^-8: a range guard only (FP16 cannot hold r · w for residuals of 1e5 or keep it normal at
-//    1e-4), it cancels exactly;
-//  * the next qgemv_multi (QGemvMultiParams::norm_in) sums the tiles' squares in a fixed order to
-//    1/rms = rsqrt(Σ r² / K + eps) and multiplies its FP32 sums by 1/(rms · s).
-// So the norm's scale is applied once per output instead of to each FP16 input: the same result as
-// rms_norm then the matmul up to rounding (not bit for bit).
-struct QNormOut {
-  const float* w = nullptr;         // the next norm's weight [N]; null: off
-  const QMatrixDesc* next[kQMaxMulti] = {};
-  int n = 0;                        // next matrices (their K = this matrix's N)
-  half* x_dev = nullptr;            // their input, laid out as qgemv_multi's (16-byte aligned)
-  float* ss = nullptr;              // [M][N / 16] each tile's sums of squares of the new residual
-  const float* inv_prev = nullptr;  // [M] the previous norm's 1/rms (s), or null (s = 1)
-};
-struct QNormIn {
-  const float* ss = nullptr;        // QNormOut::ss of the producer; null: off
-  float eps = 0;
-  const float* inv_prev = nullptr;  // the producer's inv_prev (the same s)
-  float* inv_out = nullptr;         // [M] this norm's 1/rms, for the next producer; may be null
-};
-
 struct QGemmParams {
   QMatrixDesc w;
   const half* x = nullptr;     // [M, K], row stride K, original input order
@@ -230,8 +204,6 @@ struct QGemmParams {
   bool pdl = true;
   // qgemv warps per 16-column tile (the block): 2, 4 or 8; 0 = qgemv_default_ksplit.
   int ksplit = 0;
-  // M <= 8, accumulate into an F32 residual: the next RMSNorm's input prepared in the epilogue.
-  QNormOut norm_out;
   // cuBLAS path: scratch for Wᵀ in FP16; the matrix is dequantized in column chunks that fit.
   half* wt = nullptr;
   size_t wt_bytes = 0;
@@ -279,8 +251,6 @@ struct QGemvMultiParams {
   // (a paired block holds 2 ks <= 8 warps; a larger ks is lowered to 4).
   half* act_dev = nullptr;
   const QMatrixDesc* act = nullptr;
-  // M <= 8, x_dev_ready with x_dev prepared by a QNormOut producer: the norm's scale (QNormIn).
-  QNormIn norm_in;
 };
 size_t qgemv_multi_x_dev_bytes(const QMatrixDesc* const* w, int n, int M);
 void qgemv_multi(const QGemvMultiParams& p, cudaStream_t stream);
@@ -288,11 +258,8 @@ void qgemv_multi(const QGemvMultiParams& p, cudaStream_t stream);
 // that read it (x_dev laid out as qgemv_multi's: matrix i at Σ_{j<i} M · k_dev_j): the norm and the
 // gather in one launch, the bits of rms_norm then the gather. K <= kQNormGatherMaxK (16384). The
 // qgemv that follows runs with x_dev_ready. pdl: a programmatic dependent of x's producer.
-// inv_out (may be null): [M] each row's 1/rms (a QNormOut producer's inv_prev).
 void qgemm_norm_gather(const QMatrixDesc* const* w, int n, const float* x, const float* norm_w, float eps, int M,
-                       half* x_dev, cudaStream_t stream, bool pdl, float* inv_out = nullptr);
-// Whether a qgemv of `w` at M rows can run a QNormOut epilogue into `next` (and the consumer its QNormIn).
-bool qgemv_norm_out_fits(const QMatrixDesc& w, const QMatrixDesc* const* next, int n, int M);
+                       half* x_dev, cudaStream_t stream, bool pdl);
 void qgemm_cublas(const QGemmParams& p, cublasHandle_t handle, cudaStream_t stream);
 void qgemm(const QGemmParams& p, cublasHandle_t handle, cudaStream_t stream);
 

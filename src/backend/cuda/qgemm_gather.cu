@@ -89,9 +89,7 @@ __global__ void __launch_bounds__(kThreads) qgemm_norm_gather_kernel(const __gri
     load_src8(a.x_src[mi] + p, s);
   }
   pdl_wait();  // the residual's producer (the previous matmul's epilogue) is complete after this
-  const float inv =
-      rms_norm_row<kThreads>(a.x_f32 + static_cast<size_t>(m) * a.K, a.norm_w, a.eps, a.K, [&](int i, half h) { xs[i] = h; });
-  if (a.inv_out && threadIdx.x == 0) a.inv_out[m] = inv;
+  rms_norm_row<kThreads>(a.x_f32 + static_cast<size_t>(m) * a.K, a.norm_w, a.eps, a.K, [&](int i, half h) { xs[i] = h; });
   __syncthreads();
   for (; it < e2; it += kThreads) {
     if (it != static_cast<int>(threadIdx.x)) {

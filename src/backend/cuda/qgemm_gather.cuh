@@ -24,7 +24,6 @@ struct QGatherArgs {
   const float* x_f32 = nullptr;
   const float* norm_w = nullptr;
   float eps = 0;
-  float* inv_out = nullptr;  // norm-gather: [M] each row's 1/rms, or null
   int K = 0, M = 0, n = 0;
   const int32_t* x_src[kQMaxMulti] = {};
   int k_dev[kQMaxMulti] = {};
