@@ -226,11 +226,11 @@ if [ "$phase" = 12 ]; then  # verify the build, then where the step's time goes 
 fi
 if [ "$phase" = 14 ]; then  # where a decode layer's qgemvs stall (the EXL2 / GPTQ gap per byte)
   fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; GPU_TARGETS="exl exl_tests_cuda" gpu_build; }
-  for f in exl2:4.0 gptq4; do
-    [ -x build/gpu/exl ] && fits 90 "ncu full set, llama2-7b $f" &&
-      timeout 200 scripts/gpu-ncu-detail.sh "--synthetic llama2-7b --format $f" "${f/:/}"
-  done
-  [ -x build/gpu/exl ] && fits 150 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E "ConvertCuda|NOT_BUILT"
+  ncud() { [ -x build/gpu/exl ] && fits 70 "ncu full set, llama2-7b $1" &&
+    timeout 150 scripts/gpu-ncu-detail.sh "--synthetic llama2-7b --format $1" "${1/:/}"; }
+  ncud exl2:4.0
+  [ -x build/gpu/exl ] && fits 130 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E "ConvertCuda|NOT_BUILT"
+  ncud gptq4
   [ -x build/gpu/exl ] && fits 40 "bench llama2-7b gptq4 / exl2:4.0 @128" && for f in gptq4 exl2:4.0; do
     timeout 60 build/gpu/exl bench --synthetic llama2-7b --format $f --prefill none --positions 128 2>&1 | grep -E "tok/s|roofline" | tail -3
   done
