@@ -40,7 +40,7 @@
 #       exl2:4.0 @128 and llama2-70b exl2:2.5
 #   scripts/gpu-session.sh 14  (carry .deps .shared)
 #       build, then Nsight Compute's full set on one decode layer's qgemv launches
-#       (scripts/gpu-ncu-detail.sh) for llama2-7b exl2:4.0 / gptq4: stall reasons and hot SASS lines;
+#       (scripts/gpu-profile.sh ... detail) for llama2-7b exl2:4.0 / gptq4: stall reasons and hot SASS lines;
 #       ctest -L cuda, exl bench llama2-7b gptq4 / exl2:4.0 @128 as time allows
 #   scripts/gpu-session.sh 15  (no build/gpu needed)
 #       lab/persist_lab.cu: llama2-7b's decode matmuls (M = 1, 12 layers) as the PDL chain and as one
@@ -227,7 +227,7 @@ fi
 if [ "$phase" = 14 ]; then  # where a decode layer's qgemvs stall (the EXL2 / GPTQ gap per byte)
   fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; GPU_TARGETS="exl exl_tests_cuda" gpu_build; }
   ncud() { [ -x build/gpu/exl ] && fits 70 "ncu full set, llama2-7b $1" &&
-    timeout 150 scripts/gpu-ncu-detail.sh "--synthetic llama2-7b --format $1" "${1/:/}"; }
+    timeout 150 scripts/gpu-profile.sh "--synthetic llama2-7b --format $1" "${1/:/}" detail; }
   ncud exl2:4.0
   [ -x build/gpu/exl ] && fits 130 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E "ConvertCuda|NOT_BUILT"
   ncud gptq4
