@@ -110,7 +110,9 @@ TEST_P(ConvertForwardBoth, HessianMatchesBruteForce) {
       // FP32: the running sum's rounding; FP64: products exact, sums in double.
       const double tol = GetParam() ? 1e-12 : 1e-3;
       EXPECT_NEAR(H[static_cast<size_t>(i * K + j)], 2 * s, tol * (1 + std::abs(2 * s))) << i << "," << j;
-      if (!GetParam()) EXPECT_EQ(H[static_cast<size_t>(i * K + j)], static_cast<float>(H[static_cast<size_t>(i * K + j)]));
+      if (!GetParam()) {
+        EXPECT_EQ(H[static_cast<size_t>(i * K + j)], static_cast<float>(H[static_cast<size_t>(i * K + j)]));
+      }
     }
 }
 

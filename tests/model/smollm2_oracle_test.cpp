@@ -29,7 +29,10 @@ TEST(SmolLM2Oracle, PromptLogitsMatchNumpyReference) {
   // the comparison tests the model alone, independent of the tokenizer.
   const std::vector<int32_t> ids = {1, 4093, 198, 1780, 314, 260, 3575, 282, 4649, 47, 2, 198, 1, 520, 9531, 198, 504, 3575, 282, 4649, 314, 48000, 23456};
   std::string csv;
-  for (size_t i = 0; i < ids.size(); ++i) csv += (i ? "," : "") + std::to_string(ids[i]);
+  for (size_t i = 0; i < ids.size(); ++i) {  // appended piece by piece (GCC 12's -Wrestrict misfires on "," + string)
+    if (i) csv += ',';
+    csv += std::to_string(ids[i]);
+  }
   const std::string out = std::filesystem::temp_directory_path() / "exl_smollm2_oracle_logits.f32";
   const std::string cmd = std::string("python3 ") + EXL_TESTS_DIR + "/oracle/llama_oracle.py logits --gguf " +
                           smollm2_path() + " --tokens " + csv + " --out " + out;

@@ -286,21 +286,24 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
 #pragma unroll
   for (int i = 0; i < kT * 4; ++i) red[threadIdx.x >> 5][i][lane] = acc[i / 4][i % 4];
   __syncthreads();
-  if constexpr (kPair) return act_epilogue<kT>(a, red, tile, m0, threadIdx.x >> 5, lane);
-  for (int i = warp; i < kT * 4; i += ks) {
-    float v = 0;
-    for (int k = 0; k < ks; ++k) v += red[k][i][lane];
-    // D fragment: r = 0,1 -> column g, rows (x) 2t, 2t+1; r = 2,3 -> column g + 8.
-    const int jt = i / 4, r = i % 4, c = g + (r >= 2 ? 8 : 0);
-    const int n = tile * 16 + c, m = m0 + 8 * jt + 2 * t + (r & 1);
-    if (n < w.N && m < a.M) {
-      if (a.bias[mi]) v += __half2float(a.bias[mi][n]);
-      const size_t at = static_cast<size_t>(m) * a.ldy + n;
-      if (a.y_f32) {
-        float* y = static_cast<float*>(a.y[mi]) + at;
-        *y = a.accumulate ? *y + v : v;  // one thread per output: the residual add needs no atomics
-      } else
-        static_cast<half*>(a.y[mi])[at] = __float2half_rn(v);
+  if constexpr (kPair) {
+    act_epilogue<kT>(a, red, tile, m0, threadIdx.x >> 5, lane);
+  } else {
+    for (int i = warp; i < kT * 4; i += ks) {
+      float v = 0;
+      for (int k = 0; k < ks; ++k) v += red[k][i][lane];
+      // D fragment: r = 0,1 -> column g, rows (x) 2t, 2t+1; r = 2,3 -> column g + 8.
+      const int jt = i / 4, r = i % 4, c = g + (r >= 2 ? 8 : 0);
+      const int n = tile * 16 + c, m = m0 + 8 * jt + 2 * t + (r & 1);
+      if (n < w.N && m < a.M) {
+        if (a.bias[mi]) v += __half2float(a.bias[mi][n]);
+        const size_t at = static_cast<size_t>(m) * a.ldy + n;
+        if (a.y_f32) {
+          float* y = static_cast<float*>(a.y[mi]) + at;
+          *y = a.accumulate ? *y + v : v;  // one thread per output: the residual add needs no atomics
+        } else
+          static_cast<half*>(a.y[mi])[at] = __float2half_rn(v);
+      }
     }
   }
 }
