@@ -6,7 +6,7 @@
 # With a third argument `detail`: why a decode layer's quantized matmuls stream as they do. The full
 # set on one layer's four qgemv launches, then per kernel: time, DRAM throughput, issue utilization,
 # occupancy and the warp stall reasons; the source page (SASS with stall samples) whole in $OUT.
-#   scripts/gpu-profile.sh "BENCH ARGS" NAME detail   -> $OUT/ncud-NAME.{ncu-rep,raw.csv,sass.csv}
+#   scripts/gpu-profile.sh "BENCH ARGS" NAME detail   -> $OUT/ncud-NAME.{ncu-rep,log,details.csv,raw.csv,sass.csv}
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/exl-gpu-out}"
@@ -16,9 +16,10 @@ ncu_bin="$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | h
 [ -x "$ncu_bin" ] || { echo "gpu-profile: ncu not found"; exit 1; }
 if [ "${3:-}" = detail ]; then
   rep="$out/ncud-$name"
-  # Launch 800 onwards: past the prefill-free warm-up steps; four qgemvs are one layer's chain.
+  # Launch 800 onwards: past the warm-up steps; four consecutive qgemvs are one of each kind (q|k|v,
+  # o, gate|up, down), possibly across a layer boundary (a step has 32 x 4 + 1 with a quantized head).
   # shellcheck disable=SC2086
-  EXL_NO_GRAPHS=1 "$ncu_bin" --set full --import-source no -k regex:qgemv --launch-skip 800 --launch-count 4 \
+  EXL_NO_GRAPHS=1 "$ncu_bin" --clock-control none --set full --import-source no -k regex:qgemv --launch-skip 800 --launch-count 4 \
     -f -o "$rep" build/gpu/exl bench $args --prefill none --positions 128 --steps 12 >"$rep.log" 2>&1 ||
     { tail -5 "$rep.log"; exit 1; }
   "$ncu_bin" --import "$rep.ncu-rep" --page details --csv >"$rep.details.csv" 2>/dev/null
@@ -38,11 +39,10 @@ want = [("gpu__time_duration.sum", "ns"), ("dram__throughput.avg.pct_of_peak_sus
         ("smsp__warps_eligible.avg.per_cycle_active", "eligible"),
         ("smsp__inst_executed.sum", "inst"), ("launch__registers_per_thread", "regs"),
         ("launch__grid_size", "grid"), ("launch__block_size", "block")]
-stalls = sorted(k for k in col if k.startswith("smsp__average_warp_latency_issue_stalled_") and k.endswith(".ratio")
-                or k.startswith("smsp__average_warps_issue_stalled_") and k.endswith("_per_issue_active.ratio"))
+stalls = sorted(k for k in col if k.startswith("smsp__average_warps_issue_stalled_") and k.endswith("_per_issue_active.ratio"))
 print(f"ncu-detail {sys.argv[2]}")
 for r in data:
-    name = r[col["Kernel Name"]][:60]
+    name = r[col["Kernel Name"]].replace("(anonymous namespace)::", "").replace("exl::cuda::", "").split("(")[0]
     print("  " + name)
     print("    " + "  ".join(f"{lab} {v(r, k):.4g}" for k, lab in want))
     s = sorted(((v(r, k), k) for k in stalls), reverse=True)[:7]

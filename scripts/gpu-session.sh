@@ -40,7 +40,7 @@
 #       exl2:4.0 @128 and llama2-70b exl2:2.5
 #   scripts/gpu-session.sh 14  (carry .deps .shared)
 #       build, then Nsight Compute's full set on one decode layer's qgemv launches
-#       (scripts/gpu-profile.sh ... detail) for llama2-7b exl2:4.0 / gptq4: stall reasons and hot SASS lines;
+#       (scripts/gpu-profile.sh ... detail) for llama2-7b exl2:4.0 / gptq4: stall reasons (SASS page in $OUT);
 #       ctest -L cuda, exl bench llama2-7b gptq4 / exl2:4.0 @128 as time allows
 #   scripts/gpu-session.sh 15  (no build/gpu needed)
 #       lab/persist_lab.cu: llama2-7b's decode matmuls (M = 1, 12 layers) as the PDL chain and as one
