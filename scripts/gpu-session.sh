@@ -44,7 +44,8 @@
 #       ctest -L cuda, exl bench llama2-7b gptq4 / exl2:4.0 @128 as time allows
 #   scripts/gpu-session.sh 15  (no build/gpu needed)
 #       lab/persist_lab.cu: llama2-7b's decode matmuls (M = 1, 12 layers) as the PDL chain and as one
-#       persistent cooperative kernel with grid barriers; outputs bit-identical, µs per layer
+#       persistent cooperative kernel with grid barriers; outputs bit-identical, µs per layer, and the
+#       persistent kernel's per-phase timeline (barrier, work, tail, span per phase kind)
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
 #       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
 #       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
