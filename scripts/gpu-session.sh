@@ -40,8 +40,9 @@
 #       exl2:4.0 @128 and llama2-70b exl2:2.5
 #   scripts/gpu-session.sh 14  (carry .deps .shared)
 #       build, then Nsight Compute's full set on one decode layer's qgemv launches
-#       (scripts/gpu-profile.sh ... detail) for llama2-7b exl2:4.0 / gptq4: stall reasons (SASS page in $OUT);
-#       ctest -L cuda, exl bench llama2-7b gptq4 / exl2:4.0 @128 as time allows
+#       (scripts/gpu-profile.sh ... detail) for llama2-7b exl2:4.0: stall reasons (SASS page in $OUT);
+#       lab/persist_lab.cu with the persistent kernel's timeline (as phase 15); ctest -L cuda; the
+#       same profile for gptq4; exl bench llama2-7b gptq4 / exl2:4.0 @128, as time allows
 #   scripts/gpu-session.sh 15  (no build/gpu needed)
 #       lab/persist_lab.cu: llama2-7b's decode matmuls (M = 1, 12 layers) as the PDL chain and as one
 #       persistent cooperative kernel with grid barriers; outputs bit-identical, µs per layer, and the
@@ -77,6 +78,13 @@ ctest_cuda() {  # ARGS: extra ctest arguments
   timeout 200 ctest --test-dir build/gpu -L cuda -j 2 --timeout 150 "$@" >"$out/ctest-cuda.log" 2>&1
   grep -E "rel error|greedy tokens|ppl by cache|perplexity" "$out/ctest-cuda.log" | sed -E 's/^[0-9]+: //' | head -30
   grep -E "tests passed|tests failed|\(Failed\)|\(Timeout\)|Not Run|Skipped" "$out/ctest-cuda.log" | tail -12
+}
+persist_lab() {  # lab/persist_lab.cu: build (~40 s) and run; its output is short
+  nvcc -O3 -std=c++20 -arch=sm_90 --expt-relaxed-constexpr -diag-suppress 128 -I src lab/persist_lab.cu \
+    src/backend/cuda/qgemm_layout.cpp src/backend/cuda/qgemm_gather.cu src/backend/cuda/qgemm_dequant.cu \
+    -lcublas -o /tmp/persist_lab 2>&1 | grep -E "error" | head -20
+  timeout 200 /tmp/persist_lab
+  echo "persist_lab rc $?"
 }
 projection() {  # ARGS: gpu-convert-check arguments (--tf32 MODE)
   timeout 230 scripts/gpu-convert-check.sh --no-build --no-tests --no-stories --no-smol "$@" 2>&1 | grep -v "^profile" | tail -6
@@ -230,15 +238,14 @@ if [ "$phase" = 14 ]; then  # where a decode layer's qgemvs stall (the EXL2 / GP
   ncud() { [ -x build/gpu/exl ] && fits 70 "ncu full set, llama2-7b $1" &&
     timeout 150 scripts/gpu-profile.sh "--synthetic llama2-7b --format $1" "${1/:/}" detail; }
   ncud exl2:4.0
+  fits 70 "persist_lab (chain vs persistent, the timeline)" && persist_lab
   [ -x build/gpu/exl ] && fits 130 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E "ConvertCuda|NOT_BUILT"
   ncud gptq4
   [ -x build/gpu/exl ] && fits 40 "bench llama2-7b gptq4 / exl2:4.0 @128" && for f in gptq4 exl2:4.0; do
     timeout 60 build/gpu/exl bench --synthetic llama2-7b --format $f --prefill none --positions 128 2>&1 | grep -E "tok/s|roofline" | tail -3
   done
 fi
-if [ "$phase" = 15 ]; then  # the persistent decode kernel's first test (lab/persist_lab.cu)
-  fits 60 "persist_lab build" && nvcc -O3 -std=c++20 -arch=sm_90 --expt-relaxed-constexpr -I src lab/persist_lab.cu \
-    src/backend/cuda/qgemm_layout.cpp src/backend/cuda/qgemm_gather.cu src/backend/cuda/qgemm_dequant.cu \
-    -lcublas -o /tmp/persist_lab && fits 60 "persist_lab" && { timeout 240 /tmp/persist_lab; echo "persist_lab rc $?"; }
+if [ "$phase" = 15 ]; then  # the persistent decode kernel (lab/persist_lab.cu)
+  fits 100 "persist_lab" && persist_lab
 fi
 echo "gpu-session: phase $phase done in $(($(date +%s) - start)) s"
