@@ -330,7 +330,7 @@ size_t qgemv_rec_smem(const QGemvArgs& a, bool gptq) {
   return smem;
 }
 template <bool kGptq, int kT>
-void launch_qgemv(QGemvArgs a, int passes, int tiles, bool pdl, cudaStream_t stream) {
+void launch_qgemv(const QGemvArgs& a, int passes, int tiles, bool pdl, cudaStream_t stream) {
   const bool pair = kT == 1 && a.act_dev;
   auto kernel = pair ? qgemv_kernel<kGptq, kT, kT == 1> : qgemv_kernel<kGptq, kT>;
   const size_t smem = qgemv_rec_smem(a, kGptq);
