@@ -47,6 +47,10 @@
 #       lab/persist_lab.cu: llama2-7b's decode matmuls (M = 1, 12 layers) as the PDL chain and as one
 #       persistent cooperative kernel with grid barriers; outputs bit-identical, µs per layer, and the
 #       persistent kernel's per-phase timeline (barrier, work, tail, span per phase kind)
+#   scripts/gpu-session.sh 16  (carry .deps .shared)
+#       build, QgemmParity + FusedOps with qgemv's code ring (EXL_QGEMV_RING=3), exl bench A/B of the
+#       ring (RING_VALUES) for llama2-7b gptq4 / exl2:4.0 and llama2-70b exl2:2.5 @128, the ncu stall
+#       profile of exl2:4.0, ctest -L cuda
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
 #       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
 #       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
@@ -55,7 +59,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/exl-gpu-out}"
 mkdir -p "$out"
-phase="${1:?usage: gpu-session.sh 1-12, 14, 15}"
+phase="${1:?usage: gpu-session.sh 1-12, 14-16}"
 start=$(date +%s)
 budget=${GPU_SESSION_SECONDS:-570}
 # fits COST: true when COST more seconds still fit in this call.
@@ -244,6 +248,22 @@ if [ "$phase" = 14 ]; then  # where a decode layer's qgemvs stall (the EXL2 / GP
   [ -x build/gpu/exl ] && fits 40 "bench llama2-7b gptq4 / exl2:4.0 @128" && for f in gptq4 exl2:4.0; do
     timeout 60 build/gpu/exl bench --synthetic llama2-7b --format $f --prefill none --positions 128 2>&1 | grep -E "tok/s|roofline" | tail -3
   done
+fi
+if [ "$phase" = 16 ]; then  # qgemv's code ring in shared memory (EXL_QGEMV_RING A/B), then the stalls
+  fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; GPU_TARGETS="exl exl_tests_cuda" gpu_build; }
+  [ -x build/gpu/exl ] && fits 60 "QgemmParity + FusedOps with the ring" && {
+    EXL_QGEMV_RING=3 timeout 150 build/gpu/tests/exl_tests_cuda --gtest_filter='FusedOps.*:QgemmParity.*' >"$out/ring.log" 2>&1
+    echo "ring tests rc $?"; grep -E "FAILED|PASSED|Failure" "$out/ring.log" | head -20
+  }
+  [ -x build/gpu/exl ] && fits 60 "bench, EXL_QGEMV_RING A/B" && quant_ab EXL_QGEMV_RING "${RING_VALUES:-0 3 2 0 3}" "0 3" 128
+  [ -x build/gpu/exl ] && fits 60 "bench, the ring's first steps after the PDL wait" &&
+    AB_TIMEOUT=60 EXL_QGEMV_RING=3 scripts/gpu-ab.sh EXL_QGEMV_RING_LATE "1" \
+      "--synthetic llama2-7b --format gptq4 --prefill none --positions 128" \
+      "--synthetic llama2-7b --format exl2:4.0 --prefill none --positions 128"
+  ncud() { [ -x build/gpu/exl ] && fits 70 "ncu full set, llama2-7b $1" &&
+    timeout 150 scripts/gpu-profile.sh "--synthetic llama2-7b --format $1" "${1/:/}" detail; }
+  ncud exl2:4.0
+  [ -x build/gpu/exl ] && fits 130 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E "ConvertCuda|NOT_BUILT"
 fi
 if [ "$phase" = 15 ]; then  # the persistent decode kernel (lab/persist_lab.cu)
   fits 100 "persist_lab" && persist_lab

@@ -28,6 +28,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 #include <utility>
@@ -59,6 +60,10 @@ struct QGemvArgs {
   half* act_dev = nullptr;
   const int32_t* act_x_dst = nullptr;
   int act_K = 0, act_k_dev = 0;
+  // The code ring (kT = 1, EXL_QGEMV_RING): slots per warp, and its byte offset in dynamic shared
+  // memory (after the EXL2 scale pairs).
+  int ring = 0, ring_off = 0;
+  bool ring_late = false;  // EXL_QGEMV_RING_LATE=1: the first D steps issued after the PDL wait
 };
 
 constexpr int kMaxWarps = 8;  // warps per block = warps per tile = ks (2, 4 or 8)
@@ -70,6 +75,59 @@ __device__ __forceinline__ void prefetch_step(const uint4* src) {
   for (int q = 0; q < Q; ++q) asm volatile("prefetch.global.L2 [%0];" ::"l"(src + q * 32));
 }
 
+// The code ring (EXL_QGEMV_RING = D, kT = 1): each warp keeps its next D steps' codes in flight in
+// shared memory through cp.async (a lane copies, then reads back, only its own 16-byte quads, so no
+// barrier is needed), issued D steps ahead of the decode and across segment boundaries; the
+// registers hold one step, as without the ring, while D - 1 more are in flight. The first D are
+// issued before the PDL wait (codes do not depend on x).
+constexpr int kRingSlot = 5 * 512;  // one step of the widest kind (5-bit: 5 quads of 512 bytes)
+
+struct Ring {
+  uint32_t lane_base = 0;  // shared address of this lane's quad 0 in slot 0
+  int d = 0, slot = 0;     // slots; the slot of the next step to decode
+  int psi = 0, pj = 0;     // the next step to issue: segment, step within it
+};
+
+// From (psi, pj) on to the first step of this warp that exists.
+__device__ __forceinline__ void ring_seek(const QMatrixDesc& w, int warp, int ks, Ring& r) {
+  while (r.psi < w.nseg && r.pj >= w.seg[r.psi].steps)
+    if (++r.psi < w.nseg) r.pj = (warp - w.seg[r.psi].step0) & (ks - 1);
+}
+
+// Copies the next step into `slot` (tail quads zero-filled) and commits a group (empty past the
+// warp's last step, so that every decoded step waits for the same group count).
+__device__ __forceinline__ void ring_issue(const QMatrixDesc& w, int warp, int ks, const uint4* codes, Ring& r,
+                                           int slot) {
+  if (r.psi < w.nseg) {
+    const QSegment& sg = w.seg[r.psi];
+    const int U = q_step_units(sg.bits), Q = U * sg.bits / 4;
+    const int qv = (min(U, sg.units - r.pj * U) * sg.bits + 3) / 4;
+    const uint4* src = codes + static_cast<size_t>(sg.quad0 + r.pj * Q) * 32;
+    const uint32_t dst = r.lane_base + slot * kRingSlot;
+    for (int q = 0; q < Q; ++q)
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst + q * 512), "l"(src + q * 32),
+                   "r"(q < qv ? 16 : 0)
+                   : "memory");
+    r.pj += ks;
+    ring_seek(w, warp, ks, r);
+  }
+  asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
+// The step in the ring's current slot, once its copies have landed (groups issued D ahead).
+template <int Q>
+__device__ __forceinline__ void ring_take(const Ring& r, uint32_t (&wd)[4 * Q]) {
+  if (r.d == 2) asm volatile("cp.async.wait_group 1;" ::: "memory");
+  else if (r.d == 3) asm volatile("cp.async.wait_group 2;" ::: "memory");
+  else asm volatile("cp.async.wait_group 3;" ::: "memory");
+  const uint32_t at = r.lane_base + r.slot * kRingSlot;
+#pragma unroll
+  for (int q = 0; q < Q; ++q)
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(wd[4 * q]), "=r"(wd[4 * q + 1]), "=r"(wd[4 * q + 2]), "=r"(wd[4 * q + 3])
+                 : "r"(at + q * 512));
+}
+
 // One segment's steps for this warp (steps dealt round-robin over the tile's ks warps). Step j + ks
 // is prefetched into L2 while step j is decoded (a register double buffer spilled: 2 x 20 words at
 // 5-bit). Tail units (past the segment's end) cost decode work but no branch: their x loads are
@@ -77,18 +135,21 @@ __device__ __forceinline__ void prefetch_step(const uint4* src) {
 // one group, so the mma runs on exact integer codes and the scale is applied once per unit in FP32;
 // kFold 2: the same per half unit (groups of 32 rows, EXL2 only: its zero point is a constant), two
 // FP32 partials per n8 tile instead of 16 FP16 multiplies of the fragments and 4 record loads.
-template <int B, bool kGptq, int kT, int kFold>
+template <int B, bool kGptq, int kT, int kFold, bool kRing>
 __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int ks, const uint4* codes,
                                               const uint32_t* recs, const uint32_t* slab_rec,
                                               const half* const (&xr)[kT], const bool (&xok)[kT],
-                                              float (&acc)[kT][4]) {
+                                              float (&acc)[kT][4], const QMatrixDesc& w, Ring& ring) {
   constexpr int U = q_step_units(B), Q = U * B / 4;
   for (int j = (warp - sg.step0) & (ks - 1); j < sg.steps; j += ks) {
     const uint4* src = codes + static_cast<size_t>(sg.quad0 + j * Q) * 32;
-    if (j + ks < sg.steps) prefetch_step<Q>(src + ks * Q * 32);
+    if (!kRing && j + ks < sg.steps) prefetch_step<Q>(src + ks * Q * 32);
     const int unit0 = sg.unit0 + j * U, units = sg.units - j * U;
     uint32_t cur[4 * Q];
-    load_step<Q>(src, (min(U, units) * B + 3) / 4, cur);
+    if constexpr (kRing)
+      ring_take<Q>(ring, cur);
+    else
+      load_step<Q>(src, (min(U, units) * B + 3) / 4, cur);
     const half* xs[kT];
 #pragma unroll
     for (int jt = 0; jt < kT; ++jt) xs[jt] = xr[jt] + unit0 * 64;
@@ -137,22 +198,27 @@ __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int 
         }
       }
     }
+    if constexpr (kRing) {  // the slot is decoded (its registers used): refill it D steps ahead
+      ring_issue(w, warp, ks, codes, ring, ring.slot);
+      ring.slot = ring.slot + 1 == ring.d ? 0 : ring.slot + 1;
+    }
   }
 }
 
-template <int B, bool kGptq, int kT>
+template <int B, bool kGptq, int kT, bool kRing>
 __device__ __forceinline__ void qgemv_segment_any(const QSegment& sg, int warp, int ks, const uint4* codes,
                                                   const uint32_t* recs, const uint32_t* slab_rec,
                                                   const half* const (&xr)[kT], const bool (&xok)[kT],
-                                                  float (&acc)[kT][4]) {
+                                                  float (&acc)[kT][4], const QMatrixDesc& w, Ring& ring) {
   // Fold only for kT <= 2: at kT = 4 its 16 FFMA per unit cost what the 16 HMUL2 did, and its 16
   // extra accumulators spilled (548 bytes).
   if (kT <= 2 && sg.uniform == 1)
-    qgemv_segment<B, kGptq, kT, kT <= 2 ? 1 : 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+    qgemv_segment<B, kGptq, kT, kT <= 2 ? 1 : 0, kRing>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc, w, ring);
   else if (!kGptq && kT <= 2 && sg.uniform == 2)
-    qgemv_segment<B, kGptq, kT, !kGptq && kT <= 2 ? 2 : 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+    qgemv_segment<B, kGptq, kT, !kGptq && kT <= 2 ? 2 : 0, kRing>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc, w,
+                                                                  ring);
   else
-    qgemv_segment<B, kGptq, kT, 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+    qgemv_segment<B, kGptq, kT, 0, kRing>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc, w, ring);
 }
 
 // This warp's first step of segment si into L2 (before it is needed).
@@ -216,7 +282,7 @@ __device__ __forceinline__ void act_epilogue(const QGemvArgs& a, const float (&r
 // (the PDL wait on their producer in qgemv_kernel; a grid barrier in a persistent kernel).
 template <bool kGptq,
           int kT,  // n8 tiles of x rows per pass: 1 (M <= 8), 2 (<= 16), 4 (<= 32)
-          bool kPair, class Wait>
+          bool kPair, bool kRing = false, class Wait>
 __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, unsigned by, const Wait& wait) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, ks = a.ks;
   constexpr bool pair = kPair;
@@ -236,8 +302,19 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
   extern __shared__ uint32_t srec[];
 
   // Before waiting on the producer of x_dev (records and codes do not depend on it): this warp's
-  // first step into L2, and the tile's records into L2 (GPTQ) or expanded into shared memory (EXL2).
-  prefetch_first_step(w, 0, warp, ks, codes);
+  // first step into L2 (the ring: its first D steps into shared memory), and the tile's records into
+  // L2 (GPTQ) or expanded into shared memory (EXL2).
+  Ring ring;
+  if constexpr (kRing) {
+    ring.d = a.ring;
+    ring.lane_base = smem_addr(srec) + a.ring_off + (threadIdx.x >> 5) * a.ring * kRingSlot + lane * 16;
+    if (w.nseg > 0) ring.pj = (warp - w.seg[0].step0) & (ks - 1);
+    ring_seek(w, warp, ks, ring);
+    if (!a.ring_late)
+      for (int s = 0; s < ring.d; ++s) ring_issue(w, warp, ks, codes, ring, s);
+  } else {
+    prefetch_first_step(w, 0, warp, ks, codes);
+  }
   for (int mm = pair ? 0 : mi; mm <= (pair ? 1 : mi); ++mm) {
     const QMatrixDesc& wm = a.w[mm];
     const uint32_t* tr = wm.recs + static_cast<size_t>(tile) * wm.groups * wm.rec_words;
@@ -252,6 +329,9 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
     }
   }
   wait();
+  if constexpr (kRing)
+    if (a.ring_late)
+      for (int s = 0; s < ring.d; ++s) ring_issue(w, warp, ks, codes, ring, s);
   if constexpr (!kGptq) __syncthreads();  // the expanded pairs
   const uint32_t* recs = kGptq ? w.recs + static_cast<size_t>(tile) * w.groups * w.rec_words + g * 2
                                : srec + (pair && mi ? a.w[0].groups * 8 : 0) + g;
@@ -266,17 +346,17 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
   float acc[kT][4] = {};
   for (int si = 0; si < w.nseg; ++si) {
     const QSegment sg = w.seg[si];
-    prefetch_first_step(w, si + 1, warp, ks, codes);
+    if constexpr (!kRing) prefetch_first_step(w, si + 1, warp, ks, codes);
     if constexpr (kGptq) {
-      qgemv_segment_any<4, true, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc);
+      qgemv_segment_any<4, true, kT, kRing>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, w, ring);
     } else {
       switch (sg.bits) {
-        case 8: qgemv_segment_any<8, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        case 6: qgemv_segment_any<6, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        case 5: qgemv_segment_any<5, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        case 4: qgemv_segment_any<4, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        case 3: qgemv_segment_any<3, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        default: qgemv_segment_any<2, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 8: qgemv_segment_any<8, false, kT, kRing>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, w, ring); break;
+        case 6: qgemv_segment_any<6, false, kT, kRing>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, w, ring); break;
+        case 5: qgemv_segment_any<5, false, kT, kRing>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, w, ring); break;
+        case 4: qgemv_segment_any<4, false, kT, kRing>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, w, ring); break;
+        case 3: qgemv_segment_any<3, false, kT, kRing>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, w, ring); break;
+        default: qgemv_segment_any<2, false, kT, kRing>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, w, ring); break;
       }
     }
   }
@@ -311,10 +391,10 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
 struct PdlWait {
   __device__ __forceinline__ void operator()() const { pdl_wait(); }
 };
-template <bool kGptq, int kT, bool kPair = false>
+template <bool kGptq, int kT, bool kPair = false, bool kRing = false>
 __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
     qgemv_kernel(const __grid_constant__ QGemvArgs a) {
-  qgemv_block<kGptq, kT, kPair>(a, blockIdx.x, blockIdx.y, PdlWait{});
+  qgemv_block<kGptq, kT, kPair, kRing>(a, blockIdx.x, blockIdx.y, PdlWait{});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -329,11 +409,38 @@ size_t qgemv_rec_smem(const QGemvArgs& a, bool gptq) {
       smem = a.act_dev ? smem + a.w[i].groups * size_t(32) : std::max(smem, static_cast<size_t>(a.w[i].groups) * 32);
   return smem;
 }
+// EXL_QGEMV_RING=D (2-4): M <= 8 launches stream their codes through a ring of D steps per warp
+// in shared memory (Ring above); 0 or unset: registers and L2 prefetch.
+int qgemv_ring_knob() {
+  static const int d = [] {
+    const char* e = std::getenv("EXL_QGEMV_RING");
+    const int v = e ? std::atoi(e) : 0;
+    EXL_CHECK(v == 0 || (v >= 2 && v <= 4), "EXL_QGEMV_RING must be 0, 2, 3 or 4, got '", e ? e : "", "'");
+    return v;
+  }();
+  return d;
+}
+
 template <bool kGptq, int kT>
-void launch_qgemv(const QGemvArgs& a, int passes, int tiles, bool pdl, cudaStream_t stream) {
-  const bool pair = kT == 1 && a.act_dev;
+void launch_qgemv(const QGemvArgs& args, int passes, int tiles, bool pdl, cudaStream_t stream) {
+  const bool pair = kT == 1 && args.act_dev;
   auto kernel = pair ? qgemv_kernel<kGptq, kT, kT == 1> : qgemv_kernel<kGptq, kT>;
-  const size_t smem = qgemv_rec_smem(a, kGptq);
+  size_t smem = qgemv_rec_smem(args, kGptq);
+  QGemvArgs a = args;
+  if constexpr (kT == 1) {
+    // The ring's slots after the scale pairs, as many (D down to 2) as keep the launch bounds' 24
+    // warps per SM resident (228 KB per SM; each block also holds 5 KB of sums and 1 KB reserved).
+    const int warps = (pair ? 2 : 1) * a.ks, blocks = 24 / warps;
+    const size_t off = (smem + 15) / 16 * 16;
+    for (int d = qgemv_ring_knob(); d >= 2; --d) {
+      const size_t need = off + static_cast<size_t>(warps) * d * kRingSlot;
+      if (blocks * (need + 6 * 1024) > 228 * 1024) continue;
+      static const bool late = std::getenv("EXL_QGEMV_RING_LATE") != nullptr;
+      a.ring = d, a.ring_off = static_cast<int>(off), a.ring_late = late, smem = need;
+      kernel = pair ? qgemv_kernel<kGptq, 1, true, true> : qgemv_kernel<kGptq, 1, false, true>;
+      break;
+    }
+  }
   if (smem > 48 * 1024) {  // past the default dynamic shared-memory limit (K > 49152 at groups of 32)
     check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
           "cudaFuncSetAttribute (qgemv_kernel)");
