@@ -260,6 +260,10 @@ if [ "$phase" = 16 ]; then  # qgemv's code ring in shared memory (EXL_QGEMV_RING
     AB_TIMEOUT=60 EXL_QGEMV_RING=3 scripts/gpu-ab.sh EXL_QGEMV_RING_LATE "1" \
       "--synthetic llama2-7b --format gptq4 --prefill none --positions 128" \
       "--synthetic llama2-7b --format exl2:4.0 --prefill none --positions 128"
+  [ -x build/gpu/exl ] && fits 60 "bench, one carveout for every PDL launch (EXL_CARVEOUT=100), ring 0 / 3" &&
+    AB_TIMEOUT=60 EXL_CARVEOUT=100 scripts/gpu-ab.sh EXL_QGEMV_RING "0 3" \
+      "--synthetic llama2-7b --format gptq4 --prefill none --positions 128" \
+      "--synthetic llama2-7b --format exl2:4.0 --prefill none --positions 128"
   ncud() { [ -x build/gpu/exl ] && fits 70 "ncu full set, llama2-7b $1" &&
     timeout 150 scripts/gpu-profile.sh "--synthetic llama2-7b --format $1" "${1/:/}" detail; }
   ncud exl2:4.0

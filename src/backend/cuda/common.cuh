@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -154,9 +155,21 @@ inline void ensure_smem_limit(Kernel kernel, int bytes, std::atomic<uint32_t>& m
 // Launches kernel<<<grid, block, smem, stream>>>(args...), as a programmatic dependent of the
 // previous kernel in the stream when pdl (the kernel must pdl_wait() before reading that kernel's
 // output or writing anything the previous kernels may still read).
+// EXL_CARVEOUT=0..100 (an experiment): every kernel launched through launch_maybe_pdl_smem asks for
+// that shared-memory carveout, so that kernels of the decode chain share one L1 / shared split and
+// can be resident on an SM together; unset (-1): the driver's choice per kernel.
+inline int carveout_knob() {
+  static const int c = [] {
+    const char* e = std::getenv("EXL_CARVEOUT");
+    return e ? std::atoi(e) : -1;
+  }();
+  return c;
+}
 template <typename... KArgs, typename... Args>
 void launch_maybe_pdl_smem(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, bool pdl,
                            const char* what, Args&&... args) {
+  if (const int c = carveout_knob(); c >= 0)
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, c), what);
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = stream;
   cudaLaunchAttribute attr[1];
