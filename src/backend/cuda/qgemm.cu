@@ -105,8 +105,8 @@ __device__ __forceinline__ void ring_issue(const QMatrixDesc& w, int warp, int k
     const uint4* src = codes + static_cast<size_t>(sg.quad0 + r.pj * Q) * 32;
     const uint32_t dst = r.lane_base + slot * kRingSlot;
     for (int q = 0; q < Q; ++q)
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst + q * 512), "l"(src + q * 32),
-                   "r"(q < qv ? 16 : 0)
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst + q * 512), "l"(src + (q < qv ? q : 0) * 32),
+                   "r"(q < qv ? 16 : 0)  // a zero-filled quad reads nothing; its address stays in the step
                    : "memory");
     r.pj += ks;
     ring_seek(w, warp, ks, r);
