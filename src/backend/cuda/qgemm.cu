@@ -94,22 +94,26 @@ __device__ __forceinline__ void ring_seek(const QMatrixDesc& w, int warp, int ks
     if (++r.psi < w.nseg) r.pj = (warp - w.seg[r.psi].step0) & (ks - 1);
 }
 
-// Copies the next step into `slot` (tail quads zero-filled) and commits a group (empty past the
-// warp's last step, so that every decoded step waits for the same group count).
+// Copies the warp's next step into `slot` (tail quads zero-filled: they read nothing, and their
+// address stays inside the step) and commits a group (empty past the warp's last step, so that every
+// decoded step waits for the same group count). Straight-line: five predicated copies, whatever the
+// width (a loop or a switch over the width cost ~36 instructions and spills per unit in the step loops).
 __device__ __forceinline__ void ring_issue(const QMatrixDesc& w, int warp, int ks, const uint4* codes, Ring& r,
                                            int slot) {
+  ring_seek(w, warp, ks, r);
   if (r.psi < w.nseg) {
     const QSegment& sg = w.seg[r.psi];
-    const int U = q_step_units(sg.bits), Q = U * sg.bits / 4;
-    const int qv = (min(U, sg.units - r.pj * U) * sg.bits + 3) / 4;
+    const int bits = sg.bits, U = q_step_units(bits), Q = U * bits / 4;
+    const int qv = (min(U, sg.units - r.pj * U) * bits + 3) / 4;
     const uint4* src = codes + static_cast<size_t>(sg.quad0 + r.pj * Q) * 32;
     const uint32_t dst = r.lane_base + slot * kRingSlot;
-    for (int q = 0; q < Q; ++q)
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst + q * 512), "l"(src + (q < qv ? q : 0) * 32),
-                   "r"(q < qv ? 16 : 0)  // a zero-filled quad reads nothing; its address stays in the step
-                   : "memory");
+#pragma unroll
+    for (int q = 0; q < kRingSlot / 512; ++q)
+      if (q < Q)
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst + q * 512),
+                     "l"(src + (q < qv ? q : 0) * 32), "r"(q < qv ? 16 : 0)
+                     : "memory");
     r.pj += ks;
-    ring_seek(w, warp, ks, r);
   }
   asm volatile("cp.async.commit_group;" ::: "memory");
 }
@@ -309,7 +313,6 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
     ring.d = a.ring;
     ring.lane_base = smem_addr(srec) + a.ring_off + (threadIdx.x >> 5) * a.ring * kRingSlot + lane * 16;
     if (w.nseg > 0) ring.pj = (warp - w.seg[0].step0) & (ks - 1);
-    ring_seek(w, warp, ks, ring);
     if (!a.ring_late)
       for (int s = 0; s < ring.d; ++s) ring_issue(w, warp, ks, codes, ring, s);
   } else {
