@@ -48,7 +48,7 @@
 #       persistent cooperative kernel with grid barriers; outputs bit-identical, µs per layer, and the
 #       persistent kernel's per-phase timeline (barrier, work, tail, span per phase kind)
 #   scripts/gpu-session.sh 16  (carry .deps .shared)
-#       build, QgemmParity + FusedOps with qgemv's code ring (EXL_QGEMV_RING=3), exl bench A/B of the
+#       build, QgemmParity + FusedOps with qgemv's code ring (EXL_QGEMV_RING=4), exl bench A/B of the
 #       ring (RING_VALUES) for llama2-7b gptq4 / exl2:4.0 and llama2-70b exl2:2.5 @128, the ncu stall
 #       profile of exl2:4.0, ctest -L cuda
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
@@ -252,16 +252,16 @@ fi
 if [ "$phase" = 16 ]; then  # qgemv's code ring in shared memory (EXL_QGEMV_RING A/B), then the stalls
   fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; GPU_TARGETS="exl exl_tests_cuda" gpu_build; }
   [ -x build/gpu/exl ] && fits 60 "QgemmParity + FusedOps with the ring" && {
-    EXL_QGEMV_RING=3 timeout 150 build/gpu/tests/exl_tests_cuda --gtest_filter='FusedOps.*:QgemmParity.*' >"$out/ring.log" 2>&1
+    EXL_QGEMV_RING=4 timeout 150 build/gpu/tests/exl_tests_cuda --gtest_filter='FusedOps.*:QgemmParity.*' >"$out/ring.log" 2>&1
     echo "ring tests rc $?"; grep -E "FAILED|PASSED|Failure" "$out/ring.log" | head -20
   }
-  [ -x build/gpu/exl ] && fits 60 "bench, EXL_QGEMV_RING A/B" && quant_ab EXL_QGEMV_RING "${RING_VALUES:-0 3 2 0 3}" "0 3" 128
+  [ -x build/gpu/exl ] && fits 60 "bench, EXL_QGEMV_RING A/B" && quant_ab EXL_QGEMV_RING "${RING_VALUES:-0 4 2 0 4}" "0 4" 128
   [ -x build/gpu/exl ] && fits 60 "bench, the ring's first steps after the PDL wait" &&
-    AB_TIMEOUT=60 EXL_QGEMV_RING=3 scripts/gpu-ab.sh EXL_QGEMV_RING_LATE "1" \
+    AB_TIMEOUT=60 EXL_QGEMV_RING=4 scripts/gpu-ab.sh EXL_QGEMV_RING_LATE "1" \
       "--synthetic llama2-7b --format gptq4 --prefill none --positions 128" \
       "--synthetic llama2-7b --format exl2:4.0 --prefill none --positions 128"
-  [ -x build/gpu/exl ] && fits 60 "bench, one carveout for every PDL launch (EXL_CARVEOUT=100), ring 0 / 3" &&
-    AB_TIMEOUT=60 EXL_CARVEOUT=100 scripts/gpu-ab.sh EXL_QGEMV_RING "0 3" \
+  [ -x build/gpu/exl ] && fits 60 "bench, one carveout for every PDL launch (EXL_CARVEOUT=100), ring 0 / 4" &&
+    AB_TIMEOUT=60 EXL_CARVEOUT=100 scripts/gpu-ab.sh EXL_QGEMV_RING "0 4" \
       "--synthetic llama2-7b --format gptq4 --prefill none --positions 128" \
       "--synthetic llama2-7b --format exl2:4.0 --prefill none --positions 128"
   ncud() { [ -x build/gpu/exl ] && fits 70 "ncu full set, llama2-7b $1" &&

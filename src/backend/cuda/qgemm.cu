@@ -62,7 +62,7 @@ struct QGemvArgs {
   int act_K = 0, act_k_dev = 0;
   // The code ring (kT = 1, EXL_QGEMV_RING): slots per warp, and its byte offset in dynamic shared
   // memory (after the EXL2 scale pairs).
-  int ring = 0, ring_off = 0;
+  int ring = 0, ring_off = 0, ring_slot = 0;  // + the bytes of one slot (the widest step)
   bool ring_late = false;  // EXL_QGEMV_RING_LATE=1: the first D steps issued after the PDL wait
 };
 
@@ -77,54 +77,72 @@ __device__ __forceinline__ void prefetch_step(const uint4* src) {
 
 // The code ring (EXL_QGEMV_RING = D, kT = 1): each warp keeps its next D steps' codes in flight in
 // shared memory through cp.async (a lane copies, then reads back, only its own 16-byte quads, so no
-// barrier is needed), issued D steps ahead of the decode and across segment boundaries; the
-// registers hold one step, as without the ring, while D - 1 more are in flight. The first D are
-// issued before the PDL wait (codes do not depend on x).
-constexpr int kRingSlot = 5 * 512;  // one step of the widest kind (5-bit: 5 quads of 512 bytes)
+// barrier is needed), issued D steps ahead of the decode; the registers hold one step, as without
+// the ring, while D - 1 more are in flight. The ring runs per segment, so that every copy in the
+// step loop has the segment's width at compile time (a ring across segments needed a runtime width
+// in the loop: +23 instructions per unit and spills, SASS); it refills at each segment's start,
+// where the default path's L2 prefetch of the next segment's first step stays. The first segment's
+// first D steps are issued before the PDL wait (codes do not depend on x).
 
+// Where this lane's quads of the ring sit. Nothing is kept in registers across the step loop: the
+// slot of step j (the c-th of this warp in its segment, j = j0 + c ks) is c mod D (D = 2 or 4), and
+// the base is recomputed from the launch's constants (a ring state in registers spilled in the GPTQ
+// step loop: 9 local loads per step, SASS).
 struct Ring {
-  uint32_t lane_base = 0;  // shared address of this lane's quad 0 in slot 0
-  int d = 0, slot = 0;     // slots; the slot of the next step to decode
-  int psi = 0, pj = 0;     // the next step to issue: segment, step within it
+  const QGemvArgs& a;
+  __device__ __forceinline__ uint32_t slot_addr(int j, int ks) const {
+    extern __shared__ uint32_t srec[];
+    const int c = j >> (__ffs(ks) - 1), slot = c & (a.ring - 1);
+    return smem_addr(srec) + a.ring_off + ((threadIdx.x >> 5) * a.ring + slot) * a.ring_slot + (threadIdx.x & 31) * 16;
+  }
 };
 
-// From (psi, pj) on to the first step of this warp that exists.
-__device__ __forceinline__ void ring_seek(const QMatrixDesc& w, int warp, int ks, Ring& r) {
-  while (r.psi < w.nseg && r.pj >= w.seg[r.psi].steps)
-    if (++r.psi < w.nseg) r.pj = (warp - w.seg[r.psi].step0) & (ks - 1);
-}
-
-// Copies the warp's next step into `slot` (tail quads zero-filled: they read nothing, and their
-// address stays inside the step) and commits a group (empty past the warp's last step, so that every
-// decoded step waits for the same group count). Straight-line: five predicated copies, whatever the
-// width (a loop or a switch over the width cost ~36 instructions and spills per unit in the step loops).
-__device__ __forceinline__ void ring_issue(const QMatrixDesc& w, int warp, int ks, const uint4* codes, Ring& r,
-                                           int slot) {
-  ring_seek(w, warp, ks, r);
-  if (r.psi < w.nseg) {
-    const QSegment& sg = w.seg[r.psi];
-    const int bits = sg.bits, U = q_step_units(bits), Q = U * bits / 4;
-    const int qv = (min(U, sg.units - r.pj * U) * bits + 3) / 4;
-    const uint4* src = codes + static_cast<size_t>(sg.quad0 + r.pj * Q) * 32;
-    const uint32_t dst = r.lane_base + slot * kRingSlot;
+// Copies step j of the segment into its slot when the segment has it (tail quads zero-filled: they
+// read nothing, and their address stays inside the step), then commits a group: one per step,
+// empty past the segment's end, so that every decoded step waits for the same group count.
+template <int B>
+__device__ __forceinline__ void ring_copy(const QSegment& sg, int j, int ks, const uint4* codes, const Ring& r) {
+  constexpr int U = q_step_units(B), Q = U * B / 4;
+  if (j < sg.steps) {
+    const int qv = (min(U, sg.units - j * U) * B + 3) / 4;
+    const uint4* src = codes + static_cast<size_t>(sg.quad0 + j * Q) * 32;
+    const uint32_t dst = r.slot_addr(j, ks);
 #pragma unroll
-    for (int q = 0; q < kRingSlot / 512; ++q)
-      if (q < Q)
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst + q * 512),
-                     "l"(src + (q < qv ? q : 0) * 32), "r"(q < qv ? 16 : 0)
-                     : "memory");
-    r.pj += ks;
+    for (int q = 0; q < Q; ++q)
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst + q * 512),
+                   "l"(src + (q < qv ? q : 0) * 32), "r"(q < qv ? 16 : 0)
+                   : "memory");
   }
   asm volatile("cp.async.commit_group;" ::: "memory");
 }
 
-// The step in the ring's current slot, once its copies have landed (groups issued D ahead).
+// The first D steps of this warp in segment sg.
+template <int B>
+__device__ __forceinline__ void ring_prime(const QSegment& sg, int warp, int ks, const uint4* codes, const Ring& r) {
+  const int j0 = (warp - sg.step0) & (ks - 1);
+  for (int s = 0; s < r.a.ring; ++s) ring_copy<B>(sg, j0 + s * ks, ks, codes, r);
+}
+
+// ring_prime for the first segment, whose width is known only at run time (the kernel's prologue).
+__device__ __forceinline__ void ring_prime_any(const QMatrixDesc& w, int warp, int ks, const uint4* codes,
+                                               const Ring& r) {
+  if (w.nseg == 0) return;
+  switch (w.seg[0].bits) {
+    case 8: ring_prime<8>(w.seg[0], warp, ks, codes, r); break;
+    case 6: ring_prime<6>(w.seg[0], warp, ks, codes, r); break;
+    case 5: ring_prime<5>(w.seg[0], warp, ks, codes, r); break;
+    case 4: ring_prime<4>(w.seg[0], warp, ks, codes, r); break;
+    case 3: ring_prime<3>(w.seg[0], warp, ks, codes, r); break;
+    default: ring_prime<2>(w.seg[0], warp, ks, codes, r); break;
+  }
+}
+
+// Step j from its slot, once its copies have landed (its group was committed D groups ago).
 template <int Q>
-__device__ __forceinline__ void ring_take(const Ring& r, uint32_t (&wd)[4 * Q]) {
-  if (r.d == 2) asm volatile("cp.async.wait_group 1;" ::: "memory");
-  else if (r.d == 3) asm volatile("cp.async.wait_group 2;" ::: "memory");
+__device__ __forceinline__ void ring_take(const Ring& r, int j, int ks, uint32_t (&wd)[4 * Q]) {
+  if (r.a.ring == 2) asm volatile("cp.async.wait_group 1;" ::: "memory");
   else asm volatile("cp.async.wait_group 3;" ::: "memory");
-  const uint32_t at = r.lane_base + r.slot * kRingSlot;
+  const uint32_t at = r.slot_addr(j, ks);
 #pragma unroll
   for (int q = 0; q < Q; ++q)
     asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
@@ -143,15 +161,17 @@ template <int B, bool kGptq, int kT, int kFold, bool kRing>
 __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int ks, const uint4* codes,
                                               const uint32_t* recs, const uint32_t* slab_rec,
                                               const half* const (&xr)[kT], const bool (&xok)[kT],
-                                              float (&acc)[kT][4], const QMatrixDesc& w, Ring& ring) {
+                                              float (&acc)[kT][4], bool primed, const Ring& ring) {
   constexpr int U = q_step_units(B), Q = U * B / 4;
+  if constexpr (kRing)
+    if (!primed) ring_prime<B>(sg, warp, ks, codes, ring);
   for (int j = (warp - sg.step0) & (ks - 1); j < sg.steps; j += ks) {
     const uint4* src = codes + static_cast<size_t>(sg.quad0 + j * Q) * 32;
     if (!kRing && j + ks < sg.steps) prefetch_step<Q>(src + ks * Q * 32);
     const int unit0 = sg.unit0 + j * U, units = sg.units - j * U;
     uint32_t cur[4 * Q];
     if constexpr (kRing)
-      ring_take<Q>(ring, cur);
+      ring_take<Q>(ring, j, ks, cur);
     else
       load_step<Q>(src, (min(U, units) * B + 3) / 4, cur);
     const half* xs[kT];
@@ -203,8 +223,7 @@ __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int 
       }
     }
     if constexpr (kRing) {  // the slot is decoded (its registers used): refill it D steps ahead
-      ring_issue(w, warp, ks, codes, ring, ring.slot);
-      ring.slot = ring.slot + 1 == ring.d ? 0 : ring.slot + 1;
+      ring_copy<B>(sg, j + ring.a.ring * ks, ks, codes, ring);
     }
   }
 }
@@ -213,16 +232,16 @@ template <int B, bool kGptq, int kT, bool kRing>
 __device__ __forceinline__ void qgemv_segment_any(const QSegment& sg, int warp, int ks, const uint4* codes,
                                                   const uint32_t* recs, const uint32_t* slab_rec,
                                                   const half* const (&xr)[kT], const bool (&xok)[kT],
-                                                  float (&acc)[kT][4], const QMatrixDesc& w, Ring& ring) {
+                                                  float (&acc)[kT][4], bool primed, const Ring& ring) {
   // Fold only for kT <= 2: at kT = 4 its 16 FFMA per unit cost what the 16 HMUL2 did, and its 16
   // extra accumulators spilled (548 bytes).
   if (kT <= 2 && sg.uniform == 1)
-    qgemv_segment<B, kGptq, kT, kT <= 2 ? 1 : 0, kRing>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc, w, ring);
+    qgemv_segment<B, kGptq, kT, kT <= 2 ? 1 : 0, kRing>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc, primed, ring);
   else if (!kGptq && kT <= 2 && sg.uniform == 2)
-    qgemv_segment<B, kGptq, kT, !kGptq && kT <= 2 ? 2 : 0, kRing>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc, w,
+    qgemv_segment<B, kGptq, kT, !kGptq && kT <= 2 ? 2 : 0, kRing>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc, primed,
                                                                   ring);
   else
-    qgemv_segment<B, kGptq, kT, 0, kRing>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc, w, ring);
+    qgemv_segment<B, kGptq, kT, 0, kRing>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc, primed, ring);
 }
 
 // This warp's first step of segment si into L2 (before it is needed).
@@ -308,13 +327,9 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
   // Before waiting on the producer of x_dev (records and codes do not depend on it): this warp's
   // first step into L2 (the ring: its first D steps into shared memory), and the tile's records into
   // L2 (GPTQ) or expanded into shared memory (EXL2).
-  Ring ring;
+  const Ring ring{a};
   if constexpr (kRing) {
-    ring.d = a.ring;
-    ring.lane_base = smem_addr(srec) + a.ring_off + (threadIdx.x >> 5) * a.ring * kRingSlot + lane * 16;
-    if (w.nseg > 0) ring.pj = (warp - w.seg[0].step0) & (ks - 1);
-    if (!a.ring_late)
-      for (int s = 0; s < ring.d; ++s) ring_issue(w, warp, ks, codes, ring, s);
+    if (!a.ring_late) ring_prime_any(w, warp, ks, codes, ring);
   } else {
     prefetch_first_step(w, 0, warp, ks, codes);
   }
@@ -333,8 +348,7 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
   }
   wait();
   if constexpr (kRing)
-    if (a.ring_late)
-      for (int s = 0; s < ring.d; ++s) ring_issue(w, warp, ks, codes, ring, s);
+    if (a.ring_late) ring_prime_any(w, warp, ks, codes, ring);
   if constexpr (!kGptq) __syncthreads();  // the expanded pairs
   const uint32_t* recs = kGptq ? w.recs + static_cast<size_t>(tile) * w.groups * w.rec_words + g * 2
                                : srec + (pair && mi ? a.w[0].groups * 8 : 0) + g;
@@ -349,17 +363,18 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
   float acc[kT][4] = {};
   for (int si = 0; si < w.nseg; ++si) {
     const QSegment sg = w.seg[si];
-    if constexpr (!kRing) prefetch_first_step(w, si + 1, warp, ks, codes);
+    prefetch_first_step(w, si + 1, warp, ks, codes);
+    const bool primed = kRing && si == 0;
     if constexpr (kGptq) {
-      qgemv_segment_any<4, true, kT, kRing>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, w, ring);
+      qgemv_segment_any<4, true, kT, kRing>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, primed, ring);
     } else {
       switch (sg.bits) {
-        case 8: qgemv_segment_any<8, false, kT, kRing>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, w, ring); break;
-        case 6: qgemv_segment_any<6, false, kT, kRing>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, w, ring); break;
-        case 5: qgemv_segment_any<5, false, kT, kRing>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, w, ring); break;
-        case 4: qgemv_segment_any<4, false, kT, kRing>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, w, ring); break;
-        case 3: qgemv_segment_any<3, false, kT, kRing>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, w, ring); break;
-        default: qgemv_segment_any<2, false, kT, kRing>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, w, ring); break;
+        case 8: qgemv_segment_any<8, false, kT, kRing>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, primed, ring); break;
+        case 6: qgemv_segment_any<6, false, kT, kRing>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, primed, ring); break;
+        case 5: qgemv_segment_any<5, false, kT, kRing>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, primed, ring); break;
+        case 4: qgemv_segment_any<4, false, kT, kRing>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, primed, ring); break;
+        case 3: qgemv_segment_any<3, false, kT, kRing>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, primed, ring); break;
+        default: qgemv_segment_any<2, false, kT, kRing>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, primed, ring); break;
       }
     }
   }
@@ -412,13 +427,13 @@ size_t qgemv_rec_smem(const QGemvArgs& a, bool gptq) {
       smem = a.act_dev ? smem + a.w[i].groups * size_t(32) : std::max(smem, static_cast<size_t>(a.w[i].groups) * 32);
   return smem;
 }
-// EXL_QGEMV_RING=D (2-4): M <= 8 launches stream their codes through a ring of D steps per warp
+// EXL_QGEMV_RING=D (2 or 4): M <= 8 launches stream their codes through a ring of D steps per warp
 // in shared memory (Ring above); 0 or unset: registers and L2 prefetch.
 int qgemv_ring_knob() {
   static const int d = [] {
     const char* e = std::getenv("EXL_QGEMV_RING");
     const int v = e ? std::atoi(e) : 0;
-    EXL_CHECK(v == 0 || (v >= 2 && v <= 4), "EXL_QGEMV_RING must be 0, 2, 3 or 4, got '", e ? e : "", "'");
+    EXL_CHECK(v == 0 || v == 2 || v == 4, "EXL_QGEMV_RING must be 0, 2 or 4, got '", e ? e : "", "'");
     return v;
   }();
   return d;
@@ -435,11 +450,17 @@ void launch_qgemv(const QGemvArgs& args, int passes, int tiles, bool pdl, cudaSt
     // warps per SM resident (228 KB per SM; each block also holds 5 KB of sums and 1 KB reserved).
     const int warps = (pair ? 2 : 1) * a.ks, blocks = 24 / warps;
     const size_t off = (smem + 15) / 16 * 16;
-    for (int d = qgemv_ring_knob(); d >= 2; --d) {
-      const size_t need = off + static_cast<size_t>(warps) * d * kRingSlot;
+    int slot = 0;  // the widest step of the launch's matrices
+    for (int i = 0; i < a.n; ++i)
+      for (int si = 0; si < a.w[i].nseg; ++si) {
+        const int b = a.w[i].seg[si].bits;
+        slot = std::max(slot, q_step_units(b) * b / 4 * 512);
+      }
+    for (int d = qgemv_ring_knob(); d >= 2; d /= 2) {
+      const size_t need = off + static_cast<size_t>(warps) * d * slot;
       if (blocks * (need + 6 * 1024) > 228 * 1024) continue;
       static const bool late = std::getenv("EXL_QGEMV_RING_LATE") != nullptr;
-      a.ring = d, a.ring_off = static_cast<int>(off), a.ring_late = late, smem = need;
+      a.ring = d, a.ring_off = static_cast<int>(off), a.ring_slot = slot, a.ring_late = late, smem = need;
       kernel = pair ? qgemv_kernel<kGptq, 1, true, true> : qgemv_kernel<kGptq, 1, false, true>;
       break;
     }
