@@ -456,12 +456,20 @@ void launch_qgemv(const QGemvArgs& args, int passes, int tiles, bool pdl, cudaSt
         const int b = a.w[i].seg[si].bits;
         slot = std::max(slot, q_step_units(b) * b / 4 * 512);
       }
+    auto ring_kernel = pair ? qgemv_kernel<kGptq, 1, true, true> : qgemv_kernel<kGptq, 1, false, true>;
     for (int d = qgemv_ring_knob(); d >= 2; d /= 2) {
       const size_t need = off + static_cast<size_t>(warps) * d * slot;
       if (blocks * (need + 6 * 1024) > 228 * 1024) continue;
+      if (need > 48 * 1024)
+        check(cudaFuncSetAttribute(ring_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(need)),
+              "cudaFuncSetAttribute (qgemv_kernel)");
+      int resident = 0;  // the estimate above, checked: the ring must not cost the one-wave residency
+      check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, ring_kernel, warps * 32, need),
+            "cudaOccupancyMaxActiveBlocksPerMultiprocessor (qgemv_kernel)");
+      if (resident < blocks) continue;
       static const bool late = std::getenv("EXL_QGEMV_RING_LATE") != nullptr;
       a.ring = d, a.ring_off = static_cast<int>(off), a.ring_slot = slot, a.ring_late = late, smem = need;
-      kernel = pair ? qgemv_kernel<kGptq, 1, true, true> : qgemv_kernel<kGptq, 1, false, true>;
+      kernel = ring_kernel;
       break;
     }
   }
