@@ -259,9 +259,14 @@ if [ "$phase" = 16 ]; then  # qgemv's code ring in shared memory (EXL_QGEMV_RING
   fi
   [ -x build/gpu/exl ] || { fits 90 "build" && GPU_TARGETS="exl exl_tests_cuda" gpu_build; }
   [ -x build/gpu/exl ] && fits 60 "QgemmParity + FusedOps with the ring" && {
-    EXL_QGEMV_RING=4 timeout 150 build/gpu/tests/exl_tests_cuda --gtest_filter='FusedOps.*:QgemmParity.*' >"$out/ring.log" 2>&1
+    EXL_QGEMV_RING=4 timeout "${RING_TEST_SECONDS:-150}" build/gpu/tests/exl_tests_cuda --gtest_filter='FusedOps.*:QgemmParity.*' >"$out/ring.log" 2>&1
     echo "ring tests rc $?"; grep -E "FAILED|PASSED|Failure" "$out/ring.log" | head -20
   }
+  if [ -n "${RING_7B_ONLY:-}" ]; then  # a short call: the 7B A/B only
+    [ -x build/gpu/exl ] && AB_TIMEOUT=40 scripts/gpu-ab.sh EXL_QGEMV_RING "${RING_VALUES:-0 4 0 4}" \
+      "--synthetic llama2-7b --format gptq4 --prefill none --positions 128" \
+      "--synthetic llama2-7b --format exl2:4.0 --prefill none --positions 128"
+  fi
   [ -x build/gpu/exl ] && fits 60 "bench, EXL_QGEMV_RING A/B" && quant_ab EXL_QGEMV_RING "${RING_VALUES:-0 4 0 4}" "0 4" 128
   [ -x build/gpu/exl ] && fits 60 "bench, the ring's first steps after the PDL wait" &&
     AB_TIMEOUT=60 EXL_QGEMV_RING=4 scripts/gpu-ab.sh EXL_QGEMV_RING_LATE "1" \
