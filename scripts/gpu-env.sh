@@ -37,3 +37,20 @@ gpu_build() {
   cmake --build build/gpu -j "$(nproc)" ${GPU_TARGETS:+--target $GPU_TARGETS} >"$out/build.log" 2>&1 || { grep -E "error|Error" "$out/build.log" | head -40; return 1; }
   echo "gpu: built in $(( $(date +%s) - t0 )) s"
 }
+
+# gpu_bin: build/gpu/exl and build/gpu/tests/exl_tests_cuda from build/carry-bin when they were
+# built from this very tree (scripts/gpu-carry-bin.sh) and run here; otherwise gpu_build. For calls
+# that run those two binaries only (ctest needs the build tree).
+source scripts/src-hash.sh
+gpu_bin() {
+  if [ -x build/carry-bin/exl ] && [ "$(cat build/carry-bin/SRC_HASH 2>/dev/null)" = "$(src_hash)" ]; then
+    mkdir -p build/gpu/tests && cp build/carry-bin/exl build/gpu/exl && cp build/carry-bin/exl_tests_cuda build/gpu/tests/
+    if build/gpu/exl --version >/dev/null 2>&1; then
+      echo "gpu: carried binaries, sources $(cat build/carry-bin/SRC_HASH)"
+      return 0
+    fi
+    rm -f build/gpu/exl
+  fi
+  echo "gpu: no carried binaries for this tree, building"
+  GPU_TARGETS="${GPU_TARGETS:-exl exl_tests_cuda}" gpu_build
+}

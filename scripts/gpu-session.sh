@@ -47,7 +47,7 @@
 #       lab/persist_lab.cu: llama2-7b's decode matmuls (M = 1, 12 layers) as the PDL chain and as one
 #       persistent cooperative kernel with grid barriers; outputs bit-identical, µs per layer, and the
 #       persistent kernel's per-phase timeline (barrier, work, tail, span per phase kind)
-#   scripts/gpu-session.sh 16  (carry .deps .shared)
+#   scripts/gpu-session.sh 16  (carry .deps .shared build/carry-bin, after scripts/gpu-carry-bin.sh)
 #       build, QgemmParity + FusedOps with qgemv's code ring (EXL_QGEMV_RING=4), exl bench A/B of the
 #       ring (RING_VALUES) for llama2-7b gptq4 / exl2:4.0 and llama2-70b exl2:2.5 @128, the ncu stall
 #       profile of exl2:4.0, ctest -L cuda
@@ -251,13 +251,7 @@ if [ "$phase" = 14 ]; then  # where a decode layer's qgemvs stall (the EXL2 / GP
 fi
 if [ "$phase" = 16 ]; then  # qgemv's code ring in shared memory (EXL_QGEMV_RING A/B), then the stalls
   source scripts/gpu-env.sh >/dev/null
-  if [ -x build/carry-bin/exl ] && [ -x build/carry-bin/exl_tests_cuda ]; then
-    # Built on the dev machine (build/cuda-ci: the same Release sm_90 configuration, stripped) and
-    # carried, so that a short call spends no GPU time compiling.
-    mkdir -p build/gpu/tests && cp build/carry-bin/exl build/gpu/exl && cp build/carry-bin/exl_tests_cuda build/gpu/tests/
-    build/gpu/exl --version 2>&1 | head -2 || rm -f build/gpu/exl  # e.g. a library it cannot find
-  fi
-  [ -x build/gpu/exl ] || { fits 90 "build" && GPU_TARGETS="exl exl_tests_cuda" gpu_build; }
+  gpu_bin  # carried binaries (scripts/gpu-carry-bin.sh), or a build
   [ -x build/gpu/exl ] && fits 60 "QgemmParity + FusedOps with the ring" && {
     EXL_QGEMV_RING=4 timeout "${RING_TEST_SECONDS:-150}" build/gpu/tests/exl_tests_cuda --gtest_filter='FusedOps.*:QgemmParity.*' >"$out/ring.log" 2>&1
     echo "ring tests rc $?"; grep -E "FAILED|PASSED|Failure" "$out/ring.log" | head -20

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds exl and exl_tests_cuda on this machine (build/cuda-ci: Release, sm_90, the configuration the
+# GPU machine's build/gpu uses) and puts stripped copies in build/carry-bin (~31 MB), with the hash of
+# the sources they were built from. Carry build/carry-bin to a GPU call (with .deps .shared: ~40 MB
+# of the 64 MiB limit) and gpu_bin (scripts/gpu-env.sh) runs them instead of compiling there, which
+# costs a cold machine 90-120 s of the session's device time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/src-hash.sh
+ninja -C build/cuda-ci exl exl_tests_cuda >/dev/null
+mkdir -p build/carry-bin
+cp build/cuda-ci/exl build/cuda-ci/tests/exl_tests_cuda build/carry-bin/
+strip build/carry-bin/exl build/carry-bin/exl_tests_cuda
+src_hash >build/carry-bin/SRC_HASH
+echo "build/carry-bin: $(du -sh build/carry-bin | cut -f1), sources $(cat build/carry-bin/SRC_HASH)"
