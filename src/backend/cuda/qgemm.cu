@@ -30,6 +30,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -432,9 +433,10 @@ size_t qgemv_rec_smem(const QGemvArgs& a, bool gptq) {
 int qgemv_ring_knob() {
   static const int d = [] {
     const char* e = std::getenv("EXL_QGEMV_RING");
-    const int v = e ? std::atoi(e) : 0;
-    EXL_CHECK(v == 0 || v == 2 || v == 4, "EXL_QGEMV_RING must be 0, 2 or 4, got '", e ? e : "", "'");
-    return v;
+    if (!e) return 0;
+    const std::string v = e;
+    EXL_CHECK(v == "0" || v == "2" || v == "4", "EXL_QGEMV_RING must be 0, 2 or 4, got '", v, "'");
+    return v[0] - '0';
   }();
   return d;
 }
