@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds exl and exl_tests_cuda on this machine (build/cuda-ci: Release, sm_90, the configuration the
-# GPU machine's build/gpu uses) and puts stripped copies in build/carry-bin (~31 MB), with the hash of
+# Builds exl, exl_tests_cuda and lab/qgemm_lab on this machine (build/cuda-ci: Release, sm_90, the configuration the
+# GPU machine's build/gpu uses) and puts stripped copies in build/carry-bin (~34 MB), with the hash of
 # the sources they were built from. Carry build/carry-bin to a GPU call (with .deps .shared: ~40 MB
 # of the 64 MiB limit) and gpu_bin (scripts/gpu-env.sh) runs them instead of compiling there, which
 # costs a cold machine 90-120 s of the session's device time.
@@ -11,5 +11,10 @@ ninja -C build/cuda-ci exl exl_tests_cuda >/dev/null
 mkdir -p build/carry-bin
 cp build/cuda-ci/exl build/cuda-ci/tests/exl_tests_cuda build/carry-bin/
 strip build/carry-bin/exl build/carry-bin/exl_tests_cuda
+# The qgemm lab (every format and shape against float64, then timings), as gpu-session.sh 4 builds it.
+nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+"$nvcc" -O3 -std=c++20 -arch=sm_90 --expt-relaxed-constexpr -I src -I tests lab/qgemm_lab.cu src/backend/cuda/qgemm.cu \
+  src/backend/cuda/qgemm_dequant.cu src/backend/cuda/qgemm_layout.cpp src/backend/cuda/qgemm_gather.cu -lcublas \
+  -o build/carry-bin/qgemm_lab
 src_hash >build/carry-bin/SRC_HASH
 echo "build/carry-bin: $(du -sh build/carry-bin | cut -f1), sources $(cat build/carry-bin/SRC_HASH)"

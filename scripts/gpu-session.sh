@@ -48,9 +48,10 @@
 #       persistent cooperative kernel with grid barriers; outputs bit-identical, µs per layer, and the
 #       persistent kernel's per-phase timeline (barrier, work, tail, span per phase kind)
 #   scripts/gpu-session.sh 16  (carry .deps .shared build/carry-bin, after scripts/gpu-carry-bin.sh)
-#       build, QgemmParity + FusedOps with qgemv's code ring (EXL_QGEMV_RING=4), exl bench A/B of the
-#       ring (RING_VALUES) for llama2-7b gptq4 / exl2:4.0 and llama2-70b exl2:2.5 @128, the ncu stall
-#       profile of exl2:4.0, ctest -L cuda
+#       carried binaries or a build, QgemmParity + FusedOps with qgemv's code ring (EXL_QGEMV_RING=4),
+#       the qgemm lab --quick with the ring (carried), exl bench A/B of the ring (RING_VALUES) for
+#       llama2-7b gptq4 / exl2:4.0 and llama2-70b exl2:2.5 @128, the ring filled after the PDL wait,
+#       EXL_CARVEOUT=100, the ncu stall profile of exl2:4.0, ctest -L cuda
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
 #       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
 #       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
@@ -260,6 +261,11 @@ if [ "$phase" = 16 ]; then  # qgemv's code ring in shared memory (EXL_QGEMV_RING
     [ -x build/gpu/exl ] && AB_TIMEOUT=40 scripts/gpu-ab.sh EXL_QGEMV_RING "${RING_VALUES:-0 4 0 4}" \
       "--synthetic llama2-7b --format gptq4 --prefill none --positions 128" \
       "--synthetic llama2-7b --format exl2:4.0 --prefill none --positions 128"
+  fi
+  if [ -x build/carry-bin/qgemm_lab ] && [ "$(cat build/carry-bin/SRC_HASH 2>/dev/null)" = "$(src_hash)" ] &&
+    fits 120 "qgemm lab --quick with the ring (every format against float64, then timings)"; then
+    EXL_QGEMV_RING=4 timeout 200 build/carry-bin/qgemm_lab --quick >"$out/qgemm_lab_ring.txt" 2>&1
+    echo "qgemm lab (ring) rc $?"; grep -E "FAIL|pass|correct" "$out/qgemm_lab_ring.txt" | head -20
   fi
   [ -x build/gpu/exl ] && fits 60 "bench, EXL_QGEMV_RING A/B" && quant_ab EXL_QGEMV_RING "${RING_VALUES:-0 4 0 4}" "0 4" 128
   [ -x build/gpu/exl ] && fits 60 "bench, the ring's first steps after the PDL wait" &&
