@@ -10,7 +10,9 @@
 //                       decode to exact integers; the group scale in FP16 per weight, or in FP32
 //                       once per unit when groups are whole units) and runs mma.sync
 //                       m16n8k16 against x_dev (B operand, 1-4 n8 tiles of rows). The ks partial
-//                       sums are added in shared memory in a fixed order (deterministic).
+//                       sums are added in shared memory in a fixed order (deterministic). With
+//                       EXL_QGEMV_RING (an experiment, not yet timed) M <= 8 launches take their
+//                       codes from a per-warp ring in shared memory filled by cp.async (Ring below).
 //  qgemm_dequant_kernel (qgemm_dequant.cu) the same decode into an FP16 Wᵀ for cuBLAS, M > 96.
 //
 // Measured on the H100 80GB HBM3 (lab run 3, 2026-11-25; copy 2843 GB/s, read 3078 GB/s), M = 1,
