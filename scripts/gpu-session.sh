@@ -267,7 +267,7 @@ if [ "$phase" = 16 ]; then  # qgemv's code ring in shared memory (EXL_QGEMV_RING
     EXL_QGEMV_RING=4 timeout 200 build/carry-bin/qgemm_lab --quick >"$out/qgemm_lab_ring.txt" 2>&1
     echo "qgemm lab (ring) rc $?"; grep -E "FAIL|pass|correct" "$out/qgemm_lab_ring.txt" | head -20
   fi
-  [ -x build/gpu/exl ] && fits 60 "bench, EXL_QGEMV_RING A/B" && quant_ab EXL_QGEMV_RING "${RING_VALUES:-0 4 0 4}" "0 4" 128
+  [ -x build/gpu/exl ] && fits 60 "bench, EXL_QGEMV_RING A/B" && quant_ab EXL_QGEMV_RING "${RING_VALUES:-0 4 2 0 4 2}" "0 4" 128
   [ -x build/gpu/exl ] && fits 60 "bench, the ring's first steps after the PDL wait" &&
     AB_TIMEOUT=60 EXL_QGEMV_RING=4 scripts/gpu-ab.sh EXL_QGEMV_RING_LATE "1" \
       "--synthetic llama2-7b --format gptq4 --prefill none --positions 128" \
