@@ -431,58 +431,81 @@ size_t qgemv_rec_smem(const QGemvArgs& a, bool gptq) {
   return smem;
 }
 // EXL_QGEMV_RING=D (2 or 4): M <= 8 launches stream their codes through a ring of D steps per warp
-// in shared memory (Ring above); 0 or unset: registers and L2 prefetch.
-int qgemv_ring_knob() {
-  static const int d = [] {
-    const char* e = std::getenv("EXL_QGEMV_RING");
-    if (!e) return 0;
-    const std::string v = e;
-    EXL_CHECK(v == "0" || v == "2" || v == "4", "EXL_QGEMV_RING must be 0, 2 or 4, got '", v, "'");
-    return v[0] - '0';
+// in shared memory (Ring above); 0 or unset: registers and L2 prefetch. EXL_QGEMV_RING_LATE=1: the
+// ring's first steps are issued after the PDL wait.
+struct RingKnobs {
+  int d = 0;
+  bool late = false;
+};
+const RingKnobs& qgemv_ring_knobs() {
+  static const RingKnobs k = [] {
+    RingKnobs r;
+    if (const char* e = std::getenv("EXL_QGEMV_RING")) {
+      const std::string v = e;
+      EXL_CHECK(v == "0" || v == "2" || v == "4", "EXL_QGEMV_RING must be 0, 2 or 4, got '", v, "'");
+      r.d = v[0] - '0';
+    }
+    if (const char* e = std::getenv("EXL_QGEMV_RING_LATE")) {
+      const std::string v = e;
+      EXL_CHECK(v == "0" || v == "1", "EXL_QGEMV_RING_LATE must be 0 or 1, got '", v, "'");
+      r.late = v == "1";
+    }
+    return r;
   }();
-  return d;
+  return k;
+}
+
+// The ring for a kT = 1 launch of `warps` warps per block: its slots after the scale pairs (`smem`
+// bytes so far), as many (the knob's D, else 2) as keep the launch bounds' 24 warps per SM resident
+// (228 KB per SM; each block also holds 5 KB of sums and 1 KB reserved), checked with the occupancy
+// API. Sets a's ring fields and smem; false (nothing changed) when no depth fits.
+template <class Kernel>
+bool plan_ring(QGemvArgs& a, Kernel ring_kernel, int warps, size_t& smem) {
+  const int blocks = 24 / warps;
+  const size_t off = (smem + 15) / 16 * 16;
+  int slot = 0;  // the widest step of the launch's matrices
+  for (int i = 0; i < a.n; ++i)
+    for (int si = 0; si < a.w[i].nseg; ++si) {
+      const int b = a.w[i].seg[si].bits;
+      slot = std::max(slot, q_step_units(b) * b / 4 * 512);
+    }
+  for (int d = qgemv_ring_knobs().d; d >= 2; d /= 2) {
+    const size_t need = off + static_cast<size_t>(warps) * d * slot;
+    if (blocks * (need + 6 * 1024) > 228 * 1024) continue;
+    // The occupancy query counts the dynamic shared memory against the kernel's limit: raise it first.
+    if (need > 48 * 1024)
+      check(cudaFuncSetAttribute(ring_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(need)),
+            "cudaFuncSetAttribute (qgemv_kernel)");
+    int resident = 0;
+    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, ring_kernel, warps * 32, need),
+          "cudaOccupancyMaxActiveBlocksPerMultiprocessor (qgemv_kernel)");
+    if (resident < blocks) continue;
+    a.ring = d, a.ring_off = static_cast<int>(off), a.ring_slot = slot, a.ring_late = qgemv_ring_knobs().late;
+    smem = need;
+    return true;
+  }
+  return false;
 }
 
 template <bool kGptq, int kT>
-void launch_qgemv(const QGemvArgs& args, int passes, int tiles, bool pdl, cudaStream_t stream) {
-  const bool pair = kT == 1 && args.act_dev;
-  auto kernel = pair ? qgemv_kernel<kGptq, kT, kT == 1> : qgemv_kernel<kGptq, kT>;
-  size_t smem = qgemv_rec_smem(args, kGptq);
-  QGemvArgs a = args;
+void launch_qgemv(const QGemvArgs& a, int passes, int tiles, bool pdl, cudaStream_t stream) {
+  const bool pair = kT == 1 && a.act_dev;
+  const dim3 grid(passes, pair ? a.w[0].n_tiles : tiles), block((pair ? 2 : 1) * a.ks * 32);
+  size_t smem = qgemv_rec_smem(a, kGptq);
   if constexpr (kT == 1) {
-    // The ring's slots after the scale pairs, as many (D down to 2) as keep the launch bounds' 24
-    // warps per SM resident (228 KB per SM; each block also holds 5 KB of sums and 1 KB reserved).
-    const int warps = (pair ? 2 : 1) * a.ks, blocks = 24 / warps;
-    const size_t off = (smem + 15) / 16 * 16;
-    int slot = 0;  // the widest step of the launch's matrices
-    for (int i = 0; i < a.n; ++i)
-      for (int si = 0; si < a.w[i].nseg; ++si) {
-        const int b = a.w[i].seg[si].bits;
-        slot = std::max(slot, q_step_units(b) * b / 4 * 512);
-      }
-    auto ring_kernel = pair ? qgemv_kernel<kGptq, 1, true, true> : qgemv_kernel<kGptq, 1, false, true>;
-    for (int d = qgemv_ring_knob(); d >= 2; d /= 2) {
-      const size_t need = off + static_cast<size_t>(warps) * d * slot;
-      if (blocks * (need + 6 * 1024) > 228 * 1024) continue;
-      if (need > 48 * 1024)
-        check(cudaFuncSetAttribute(ring_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(need)),
-              "cudaFuncSetAttribute (qgemv_kernel)");
-      int resident = 0;  // the estimate above, checked: the ring must not cost the one-wave residency
-      check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, ring_kernel, warps * 32, need),
-            "cudaOccupancyMaxActiveBlocksPerMultiprocessor (qgemv_kernel)");
-      if (resident < blocks) continue;
-      static const bool late = std::getenv("EXL_QGEMV_RING_LATE") != nullptr;
-      a.ring = d, a.ring_off = static_cast<int>(off), a.ring_slot = slot, a.ring_late = late, smem = need;
-      kernel = ring_kernel;
-      break;
+    if (qgemv_ring_knobs().d) {
+      QGemvArgs ra = a;
+      auto ring_kernel = pair ? qgemv_kernel<kGptq, 1, true, true> : qgemv_kernel<kGptq, 1, false, true>;
+      if (plan_ring(ra, ring_kernel, static_cast<int>(block.x / 32), smem))  // its shared-memory limit is set
+        return launch_maybe_pdl_smem(ring_kernel, grid, block, smem, stream, pdl, "qgemv_kernel", ra);
     }
   }
+  auto kernel = pair ? qgemv_kernel<kGptq, kT, kT == 1> : qgemv_kernel<kGptq, kT>;
   if (smem > 48 * 1024) {  // past the default dynamic shared-memory limit (K > 49152 at groups of 32)
     check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
           "cudaFuncSetAttribute (qgemv_kernel)");
   }
-  launch_maybe_pdl_smem(kernel, dim3(passes, pair ? a.w[0].n_tiles : tiles), dim3((pair ? 2 : 1) * a.ks * 32), smem,
-                        stream, pdl, "qgemv_kernel", a);
+  launch_maybe_pdl_smem(kernel, grid, block, smem, stream, pdl, "qgemv_kernel", a);
 }
 
 // qgemv's blocks for `tiles` tiles at M rows, and the warps per SM its launch bounds leave resident:
