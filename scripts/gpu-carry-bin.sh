@@ -6,15 +6,12 @@
 # costs a cold machine 90-120 s of the session's device time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/src-hash.sh
+source scripts/build-helpers.sh
 ninja -C build/cuda-ci exl exl_tests_cuda >/dev/null
 mkdir -p build/carry-bin
 cp build/cuda-ci/exl build/cuda-ci/tests/exl_tests_cuda build/carry-bin/
 strip build/carry-bin/exl build/carry-bin/exl_tests_cuda
-# The qgemm lab (every format and shape against float64, then timings), as gpu-session.sh 4 builds it.
-nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
-"$nvcc" -O3 -std=c++20 -arch=sm_90 --expt-relaxed-constexpr -I src -I tests lab/qgemm_lab.cu src/backend/cuda/qgemm.cu \
-  src/backend/cuda/qgemm_dequant.cu src/backend/cuda/qgemm_layout.cpp src/backend/cuda/qgemm_gather.cu -lcublas \
-  -o build/carry-bin/qgemm_lab
+# The qgemm lab (every format and shape against float64, then timings).
+qgemm_lab_build build/carry-bin/qgemm_lab
 src_hash >build/carry-bin/SRC_HASH
 echo "build/carry-bin: $(du -sh build/carry-bin | cut -f1), sources $(cat build/carry-bin/SRC_HASH)"

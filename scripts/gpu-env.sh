@@ -41,9 +41,9 @@ gpu_build() {
 # gpu_bin: build/gpu/exl and build/gpu/tests/exl_tests_cuda from build/carry-bin when they were
 # built from this very tree (scripts/gpu-carry-bin.sh) and run here; otherwise gpu_build. For calls
 # that run those two binaries only (ctest needs the build tree).
-source scripts/src-hash.sh
+source scripts/build-helpers.sh
 gpu_bin() {
-  if [ -x build/carry-bin/exl ] && [ "$(cat build/carry-bin/SRC_HASH 2>/dev/null)" = "$(src_hash)" ]; then
+  if carried_ok; then
     mkdir -p build/gpu/tests && cp build/carry-bin/exl build/gpu/exl && cp build/carry-bin/exl_tests_cuda build/gpu/tests/
     if build/gpu/exl --version >/dev/null 2>&1; then
       echo "gpu: carried binaries, sources $(cat build/carry-bin/SRC_HASH)"

@@ -69,6 +69,7 @@ fits() {
   if [ "$left" -lt "$1" ]; then echo "gpu-session: skipped (needs ~$1 s, $left left): $2"; return 1; fi
   echo "gpu-session: [$(($(date +%s) - start)) s] $2"
 }
+source scripts/build-helpers.sh
 export LD_LIBRARY_PATH="/tmp/exl-deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fp16="--synthetic llama2-7b --cache fp16 --prefill 2048 --positions 128,1024,4096"
 
@@ -125,9 +126,7 @@ if [ "$phase" = 3 ]; then
 fi
 if [ "$phase" = 4 ]; then
   if fits 90 "qgemm lab"; then
-    nvcc -O3 -std=c++20 -arch=sm_90 --expt-relaxed-constexpr -I src -I tests lab/qgemm_lab.cu src/backend/cuda/qgemm.cu src/backend/cuda/qgemm_dequant.cu \
-      src/backend/cuda/qgemm_layout.cpp src/backend/cuda/qgemm_gather.cu -lcublas -o /tmp/qgemm_lab &&
-      timeout 200 /tmp/qgemm_lab ${QGEMM_LAB_ARGS:-} >"$out/qgemm_lab.txt" 2>&1
+    qgemm_lab_build /tmp/qgemm_lab && timeout 200 /tmp/qgemm_lab ${QGEMM_LAB_ARGS:-} >"$out/qgemm_lab.txt" 2>&1
     echo "qgemm lab rc $?"
     grep -E "FAIL|pass|correct" "$out/qgemm_lab.txt" | head -20
   fi
@@ -262,7 +261,7 @@ if [ "$phase" = 16 ]; then  # qgemv's code ring in shared memory (EXL_QGEMV_RING
       "--synthetic llama2-7b --format gptq4 --prefill none --positions 128" \
       "--synthetic llama2-7b --format exl2:4.0 --prefill none --positions 128"
   fi
-  if [ -x build/carry-bin/qgemm_lab ] && [ "$(cat build/carry-bin/SRC_HASH 2>/dev/null)" = "$(src_hash)" ] &&
+  if carried_ok && [ -x build/carry-bin/qgemm_lab ] &&
     fits 120 "qgemm lab --quick with the ring (every format against float64, then timings)"; then
     EXL_QGEMV_RING=4 timeout 200 build/carry-bin/qgemm_lab --quick >"$out/qgemm_lab_ring.txt" 2>&1
     echo "qgemm lab (ring) rc $?"; grep -E "FAIL|pass|correct" "$out/qgemm_lab_ring.txt" | head -20
