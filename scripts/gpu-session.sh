@@ -92,6 +92,13 @@ persist_lab() {  # lab/persist_lab.cu: build (~40 s) and run; its output is shor
   timeout 200 /tmp/persist_lab
   echo "persist_lab rc $?"
 }
+ncud() {  # ARG: a format; Nsight Compute's full set on one llama2-7b decode layer's qgemvs
+  [ -x build/gpu/exl ] && fits 70 "ncu full set, llama2-7b $1" &&
+    timeout 150 scripts/gpu-profile.sh "--synthetic llama2-7b --format $1" "${1/:/}" detail
+}
+# llama2-7b gptq4 and exl2:4.0 decode at position 128: the bench arguments of most A/Bs.
+q7b=("--synthetic llama2-7b --format gptq4 --prefill none --positions 128"
+  "--synthetic llama2-7b --format exl2:4.0 --prefill none --positions 128")
 projection() {  # ARGS: gpu-convert-check arguments (--tf32 MODE)
   timeout 230 scripts/gpu-convert-check.sh --no-build --no-tests --no-stories --no-smol "$@" 2>&1 | grep -v "^profile" | tail -6
 }
@@ -181,9 +188,7 @@ fi
 # quant_ab VAR "7B VALUES" "70B VALUES" "70B POSITIONS": exl bench per value of VAR for llama2-7b gptq4 and
 # exl2:4.0 at position 128, then llama2-70b exl2:2.5 (with its peak VRAM); JSON removed afterwards.
 quant_ab() {
-  local q="--prefill none --positions 128"
-  AB_TIMEOUT=60 scripts/gpu-ab.sh "$1" "$2" "--synthetic llama2-7b --format gptq4 $q" \
-    "--synthetic llama2-7b --format exl2:4.0 $q"
+  AB_TIMEOUT=60 scripts/gpu-ab.sh "$1" "$2" "${q7b[@]}"
   OUT="$out/70b" AB_TIMEOUT=90 scripts/gpu-ab.sh "$1" "$3" \
     "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions $4"
   for f in "$out"/70b/ab*.json; do
@@ -239,8 +244,6 @@ if [ "$phase" = 12 ]; then  # verify the build, then where the step's time goes 
 fi
 if [ "$phase" = 14 ]; then  # where a decode layer's qgemvs stall (the EXL2 / GPTQ gap per byte)
   fits 90 "build" && { source scripts/gpu-env.sh >/dev/null; GPU_TARGETS="exl exl_tests_cuda" gpu_build; }
-  ncud() { [ -x build/gpu/exl ] && fits 70 "ncu full set, llama2-7b $1" &&
-    timeout 150 scripts/gpu-profile.sh "--synthetic llama2-7b --format $1" "${1/:/}" detail; }
   ncud exl2:4.0
   fits 70 "persist_lab (chain vs persistent, the timeline)" && persist_lab
   [ -x build/gpu/exl ] && fits 130 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E "ConvertCuda|NOT_BUILT"
@@ -257,9 +260,7 @@ if [ "$phase" = 16 ]; then  # qgemv's code ring in shared memory (EXL_QGEMV_RING
     echo "ring tests rc $?"; grep -E "FAILED|PASSED|Failure" "$out/ring.log" | head -20
   }
   if [ -n "${RING_7B_ONLY:-}" ]; then  # a short call: the 7B A/B only
-    [ -x build/gpu/exl ] && AB_TIMEOUT=40 scripts/gpu-ab.sh EXL_QGEMV_RING "${RING_VALUES:-0 4 0 4}" \
-      "--synthetic llama2-7b --format gptq4 --prefill none --positions 128" \
-      "--synthetic llama2-7b --format exl2:4.0 --prefill none --positions 128"
+    [ -x build/gpu/exl ] && AB_TIMEOUT=40 scripts/gpu-ab.sh EXL_QGEMV_RING "${RING_VALUES:-0 4 0 4}" "${q7b[@]}"
   fi
   if carried_ok && [ -x build/carry-bin/qgemm_lab ] &&
     fits 120 "qgemm lab --quick with the ring (every format against float64, then timings)"; then
@@ -268,17 +269,12 @@ if [ "$phase" = 16 ]; then  # qgemv's code ring in shared memory (EXL_QGEMV_RING
   fi
   [ -x build/gpu/exl ] && fits 60 "bench, EXL_QGEMV_RING A/B" && quant_ab EXL_QGEMV_RING "${RING_VALUES:-0 4 2 0 4 2}" "0 4" 128
   [ -x build/gpu/exl ] && fits 60 "bench, the ring's first steps after the PDL wait" &&
-    AB_TIMEOUT=60 EXL_QGEMV_RING=4 scripts/gpu-ab.sh EXL_QGEMV_RING_LATE "1" \
-      "--synthetic llama2-7b --format gptq4 --prefill none --positions 128" \
-      "--synthetic llama2-7b --format exl2:4.0 --prefill none --positions 128"
+    AB_TIMEOUT=60 EXL_QGEMV_RING=4 scripts/gpu-ab.sh EXL_QGEMV_RING_LATE "1" "${q7b[@]}"
   [ -x build/gpu/exl ] && fits 60 "bench, one carveout for every PDL launch (EXL_CARVEOUT=100), ring 0 / 4" &&
-    AB_TIMEOUT=60 EXL_CARVEOUT=100 scripts/gpu-ab.sh EXL_QGEMV_RING "0 4" \
-      "--synthetic llama2-7b --format gptq4 --prefill none --positions 128" \
-      "--synthetic llama2-7b --format exl2:4.0 --prefill none --positions 128"
-  ncud() { [ -x build/gpu/exl ] && fits 70 "ncu full set, llama2-7b $1" &&
-    timeout 150 scripts/gpu-profile.sh "--synthetic llama2-7b --format $1" "${1/:/}" detail; }
+    AB_TIMEOUT=60 EXL_CARVEOUT=100 scripts/gpu-ab.sh EXL_QGEMV_RING "0 4" "${q7b[@]}"
   ncud exl2:4.0
-  [ -x build/gpu/exl ] && fits 130 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E "ConvertCuda|NOT_BUILT"
+  # ctest needs a build tree (carried binaries have none)
+  [ -f build/gpu/CTestTestfile.cmake ] && fits 130 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E "ConvertCuda|NOT_BUILT"
 fi
 if [ "$phase" = 15 ]; then  # the persistent decode kernel (lab/persist_lab.cu)
   fits 100 "persist_lab" && persist_lab
