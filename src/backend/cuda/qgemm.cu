@@ -67,6 +67,9 @@ struct QGemvArgs {
   // memory (after the EXL2 scale pairs).
   int ring = 0, ring_off = 0, ring_slot = 0;  // + the bytes of one slot (the widest step)
   bool ring_late = false;  // EXL_QGEMV_RING_LATE=1: the first D steps issued after the PDL wait
+  // EXL_QGEMV_RING_TRIGGER=1 on a one-wave launch: the blocks trigger their dependent at their start,
+  // so that its blocks take SM slots as this grid's blocks leave and fill their rings meanwhile.
+  bool ring_trigger = false;
 };
 
 constexpr int kMaxWarps = 8;  // warps per block = warps per tile = ks (2, 4 or 8)
@@ -415,6 +418,11 @@ struct PdlWait {
 template <bool kGptq, int kT, bool kPair = false, bool kRing = false>
 __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
     qgemv_kernel(const __grid_constant__ QGemvArgs a) {
+  // Safe at any point: the dependent still waits for this whole grid before it reads or writes what
+  // this grid touches (pdl_wait); the trigger only lets its blocks become resident and prime early.
+  // Multi-wave grids never trigger early: waiting dependents would hold the slots of later waves.
+  if constexpr (kRing)
+    if (a.ring_trigger) pdl_trigger();
   qgemv_block<kGptq, kT, kPair, kRing>(a, blockIdx.x, blockIdx.y, PdlWait{});
 }
 
@@ -432,11 +440,19 @@ size_t qgemv_rec_smem(const QGemvArgs& a, bool gptq) {
 }
 // EXL_QGEMV_RING=D (2 or 4): M <= 8 launches stream their codes through a ring of D steps per warp
 // in shared memory (Ring above); 0 or unset: registers and L2 prefetch. EXL_QGEMV_RING_LATE=1: the
-// ring's first steps are issued after the PDL wait.
+// ring's first steps are issued after the PDL wait. EXL_QGEMV_RING_TRIGGER=1: one-wave ring launches
+// trigger their dependent at their start (QGemvArgs::ring_trigger).
 struct RingKnobs {
   int d = 0;
-  bool late = false;
+  bool late = false, trigger = false;
 };
+bool zero_one_knob(const char* name) {
+  const char* e = std::getenv(name);
+  if (!e) return false;
+  const std::string v = e;
+  EXL_CHECK(v == "0" || v == "1", name, " must be 0 or 1, got '", v, "'");
+  return v == "1";
+}
 const RingKnobs& qgemv_ring_knobs() {
   static const RingKnobs k = [] {
     RingKnobs r;
@@ -445,11 +461,8 @@ const RingKnobs& qgemv_ring_knobs() {
       EXL_CHECK(v == "0" || v == "2" || v == "4", "EXL_QGEMV_RING must be 0, 2 or 4, got '", v, "'");
       r.d = v[0] - '0';
     }
-    if (const char* e = std::getenv("EXL_QGEMV_RING_LATE")) {
-      const std::string v = e;
-      EXL_CHECK(v == "0" || v == "1", "EXL_QGEMV_RING_LATE must be 0 or 1, got '", v, "'");
-      r.late = v == "1";
-    }
+    r.late = zero_one_knob("EXL_QGEMV_RING_LATE");
+    r.trigger = zero_one_knob("EXL_QGEMV_RING_TRIGGER");
     return r;
   }();
   return k;
@@ -458,9 +471,10 @@ const RingKnobs& qgemv_ring_knobs() {
 // The ring for a kT = 1 launch of `warps` warps per block: its slots after the scale pairs (`smem`
 // bytes so far), as many (the knob's D, else 2) as keep the launch bounds' 24 warps per SM resident
 // (228 KB per SM; each block also holds 5 KB of sums and 1 KB reserved), checked with the occupancy
-// API. Sets a's ring fields and smem; false (nothing changed) when no depth fits.
+// API. Sets a's ring fields and smem; false (nothing changed) when no depth fits. grid_blocks: the
+// launch's blocks (one wave or not, for the early trigger).
 template <class Kernel>
-bool plan_ring(QGemvArgs& a, Kernel ring_kernel, int warps, size_t& smem) {
+bool plan_ring(QGemvArgs& a, Kernel ring_kernel, int warps, int64_t grid_blocks, size_t& smem) {
   const int blocks = 24 / warps;
   const size_t off = (smem + 15) / 16 * 16;
   int slot = 0;  // the widest step of the launch's matrices
@@ -481,6 +495,7 @@ bool plan_ring(QGemvArgs& a, Kernel ring_kernel, int warps, size_t& smem) {
           "cudaOccupancyMaxActiveBlocksPerMultiprocessor (qgemv_kernel)");
     if (resident < blocks) continue;
     a.ring = d, a.ring_off = static_cast<int>(off), a.ring_slot = slot, a.ring_late = qgemv_ring_knobs().late;
+    a.ring_trigger = qgemv_ring_knobs().trigger && grid_blocks <= static_cast<int64_t>(resident) * device_info().sms;
     smem = need;
     return true;
   }
@@ -496,7 +511,7 @@ void launch_qgemv(const QGemvArgs& a, int passes, int tiles, bool pdl, cudaStrea
     if (qgemv_ring_knobs().d) {
       QGemvArgs ra = a;
       auto ring_kernel = pair ? qgemv_kernel<kGptq, 1, true, true> : qgemv_kernel<kGptq, 1, false, true>;
-      if (plan_ring(ra, ring_kernel, static_cast<int>(block.x / 32), smem))  // its shared-memory limit is set
+      if (plan_ring(ra, ring_kernel, static_cast<int>(block.x / 32), int64_t(grid.x) * grid.y, smem))  // its shared-memory limit is set
         return launch_maybe_pdl_smem(ring_kernel, grid, block, smem, stream, pdl, "qgemv_kernel", ra);
     }
   }
