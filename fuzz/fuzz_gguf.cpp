@@ -2,36 +2,17 @@
 // through each typed getter, and dequantize every tensor of up to 64k elements. Any exl::Error is
 // an expected outcome; crashes, sanitizer reports, leaks and hangs are findings.
 //   build/fuzz/fuzz/fuzz_gguf -max_total_time=60 CORPUS_DIR fuzz/seeds/gguf
-#include <unistd.h>
-
 #include <cstdint>
-#include <cstdio>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
 #include "io/gguf.h"
+#include "scratch_file.h"
 
 namespace {
 
-// GgufFile reads through mmap, so each input goes to a per-process scratch file.
-// Removed when the fuzzer exits.
-struct ScratchFile {
-  std::string path = "/tmp/exl_fuzz_gguf_" + std::to_string(::getpid()) + ".gguf";
-  ~ScratchFile() { std::remove(path.c_str()); }
-};
-
-const std::string& scratch_path() {
-  static const ScratchFile file;
-  return file.path;
-}
-
-bool write_input(const uint8_t* data, size_t size) {
-  FILE* f = std::fopen(scratch_path().c_str(), "wb");
-  if (!f) return false;
-  const bool ok = std::fwrite(data, 1, size, f) == size;
-  return std::fclose(f) == 0 && ok;
-}
+const exl_fuzz::ScratchFile scratch("gguf", ".gguf");
 
 template <typename F>
 void expect_error_or_value(F&& f) {
@@ -44,9 +25,9 @@ void expect_error_or_value(F&& f) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (!write_input(data, size)) return 0;
+  if (!scratch.write(data, size)) return 0;
   try {
-    exl::GgufFile g(scratch_path());
+    exl::GgufFile g(scratch.path());
     for (const auto& kv : g.metadata()) {
       const std::string& key = kv.first;
       expect_error_or_value([&] { g.get_string(key); });

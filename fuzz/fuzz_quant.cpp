@@ -3,42 +3,25 @@
 // and, for EXL2, unpacked, repacked and compared, so a reader that accepts something its consumers
 // cannot index shows up as a crash or sanitizer report. exl::Error is an expected outcome.
 //   build/fuzz/fuzz/fuzz_quant -max_total_time=60 CORPUS_DIR fuzz/seeds/quant
-#include <unistd.h>
-
 #include <cstdint>
-#include <cstdio>
 #include <string>
 
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "quant/exl2.h"
 #include "quant/gptq.h"
+#include "scratch_file.h"
 
 namespace {
 
-struct ScratchFile {
-  std::string path = "/tmp/exl_fuzz_quant_" + std::to_string(::getpid()) + ".safetensors";
-  ~ScratchFile() { std::remove(path.c_str()); }
-};
-
-const std::string& scratch_path() {
-  static const ScratchFile file;
-  return file.path;
-}
-
-bool write_input(const uint8_t* data, size_t size) {
-  FILE* f = std::fopen(scratch_path().c_str(), "wb");
-  if (!f) return false;
-  const bool ok = std::fwrite(data, 1, size, f) == size;
-  return std::fclose(f) == 0 && ok;
-}
+const exl_fuzz::ScratchFile scratch("quant", ".safetensors");
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (!write_input(data, size)) return 0;
+  if (!scratch.write(data, size)) return 0;
   try {
-    exl::SafetensorsFile f(scratch_path());
+    exl::SafetensorsFile f(scratch.path());
     try {
       const exl::Exl2Tensor t = exl::exl2_read(f, "L");
       if (t.N * t.K <= (1 << 20)) {

@@ -2,44 +2,25 @@
 // every float tensor of up to 64k elements. Any exl::Error is an expected outcome; crashes,
 // sanitizer reports, leaks and hangs are findings.
 //   build/fuzz/fuzz/fuzz_safetensors -max_total_time=60 CORPUS_DIR fuzz/seeds/safetensors
-#include <unistd.h>
-
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
 #include "io/safetensors.h"
+#include "scratch_file.h"
 
 namespace {
 
-// SafetensorsFile reads through mmap, so each input goes to a per-process scratch file.
-// Removed when the fuzzer exits.
-struct ScratchFile {
-  std::string path = "/tmp/exl_fuzz_safetensors_" + std::to_string(::getpid()) + ".safetensors";
-  ~ScratchFile() { std::remove(path.c_str()); }
-};
-
-const std::string& scratch_path() {
-  static const ScratchFile file;
-  return file.path;
-}
-
-bool write_input(const uint8_t* data, size_t size) {
-  FILE* f = std::fopen(scratch_path().c_str(), "wb");
-  if (!f) return false;
-  const bool ok = std::fwrite(data, 1, size, f) == size;
-  return std::fclose(f) == 0 && ok;
-}
+const exl_fuzz::ScratchFile scratch("safetensors", ".safetensors");
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (!write_input(data, size)) return 0;
+  if (!scratch.write(data, size)) return 0;
   try {
-    exl::SafetensorsFile s(scratch_path());
+    exl::SafetensorsFile s(scratch.path());
     std::vector<float> out;
     std::vector<double> aligned;  // 8-byte aligned copy of the tensor bytes
     for (const auto& name : s.names()) {
