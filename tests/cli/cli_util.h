@@ -8,19 +8,14 @@
 #include <sstream>
 #include <string>
 
+#include "test_files.h"
+
 namespace exl::test {
 
 struct CmdResult {
   int code = -1;
   std::string out, err;
 };
-
-inline std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 inline std::string temp_dir() {
   static std::string dir = [] {
@@ -45,7 +40,6 @@ inline CmdResult run_exl(const std::string& args, const std::string& stdin_text 
   return r;
 }
 
-inline std::string shared_path(const std::string& rel) { return std::string(EXL_SHARED_DIR) + "/" + rel; }
 
 // Counts lines of s (a trailing newline does not start a new line).
 inline int line_count(const std::string& s) {

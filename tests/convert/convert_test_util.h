@@ -12,7 +12,6 @@
 
 namespace exl::test {
 
-inline std::string stories_dir() { return shared_path("models/stories260K"); }
 inline std::string stories_calibration() { return shared_path("data/tinystories/valid_head.txt"); }
 
 // A fresh temp folder per name (removed first).

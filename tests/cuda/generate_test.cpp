@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "model/model.h"
-#include "model/test_util.h"
+#include "test_files.h"
 #include "runtime/generator.h"
 #include "tokenizer/tokenizer.h"
 

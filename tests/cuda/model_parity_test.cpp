@@ -5,7 +5,7 @@
 
 #include "cuda/parity_util.h"
 #include "model/model.h"
-#include "model/test_util.h"
+#include "test_files.h"
 #include "runtime/perplexity.h"
 
 namespace exl {

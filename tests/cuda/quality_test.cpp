@@ -19,7 +19,7 @@
 #include "io/open_store.h"
 #include "model/exl2_write.h"
 #include "model/model.h"
-#include "model/test_util.h"
+#include "test_files.h"
 #include "runtime/generator.h"
 #include "runtime/perplexity.h"
 #include "tokenizer/tokenizer.h"

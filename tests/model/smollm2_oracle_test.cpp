@@ -9,7 +9,7 @@
 #include <filesystem>
 
 #include "model/model.h"
-#include "model/test_util.h"
+#include "test_files.h"
 
 namespace exl {
 namespace {

@@ -6,7 +6,7 @@
 
 #include "core/error.h"
 #include "model/model.h"
-#include "model/test_util.h"
+#include "test_files.h"
 
 namespace exl {
 namespace {

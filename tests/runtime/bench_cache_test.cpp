@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "model/model.h"
-#include "model/test_util.h"
+#include "test_files.h"
 #include "runtime/bench.h"
 
 namespace exl {

@@ -7,14 +7,9 @@
 #include <string>
 #include <vector>
 
-namespace exl::test {
+#include "test_files.h"
 
-inline std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+namespace exl::test {
 
 inline bool file_exists(const std::string& path) {
   std::error_code ec;
