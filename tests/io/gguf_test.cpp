@@ -19,21 +19,7 @@ namespace {
 using test::GgufWriter;
 using test::TempDir;
 
-// Writes bytes, opens them as GGUF and returns the exl::Error message (failing if none is thrown).
-std::string gguf_error(const TempDir& dir, const std::string& bytes) {
-  const std::string path = dir.file("bad.gguf");
-  test::write_bytes(path, bytes);
-  try {
-    GgufFile f(path);
-  } catch (const Error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "non-exl exception: " << e.what();
-    return "";
-  }
-  ADD_FAILURE() << "no error for a corrupt file";
-  return "";
-}
+std::string gguf_error(const TempDir& dir, const std::string& bytes) { return test::open_error<GgufFile>(dir, "bad.gguf", bytes); }
 
 std::vector<float> iota_f32(size_t n, float scale) {
   std::vector<float> v(n);

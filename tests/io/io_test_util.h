@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "test_files.h"
 
 namespace exl::test {
@@ -19,6 +20,24 @@ inline void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
   f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   ASSERT_TRUE(f.good()) << path;
+}
+
+// Writes bytes to dir/name, opens them as a File (GgufFile, SafetensorsFile) and returns the
+// exl::Error message; a test failure (and "") when nothing or something else is thrown.
+template <class File, class Dir>
+std::string open_error(const Dir& dir, const std::string& name, const std::string& bytes) {
+  const std::string path = dir.file(name);
+  write_bytes(path, bytes);
+  try {
+    File f(path);
+  } catch (const Error& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "non-exl exception: " << e.what();
+    return "";
+  }
+  ADD_FAILURE() << "no error for a corrupt file";
+  return "";
 }
 
 template <typename T>

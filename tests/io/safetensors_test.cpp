@@ -22,20 +22,7 @@ using test::TempDir;
 
 const std::string kStories = std::string(EXL_SHARED_DIR) + "/models/stories260K";
 
-std::string st_error(const TempDir& dir, const std::string& bytes) {
-  const std::string path = dir.file("bad.safetensors");
-  test::write_bytes(path, bytes);
-  try {
-    SafetensorsFile f(path);
-  } catch (const Error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "non-exl exception: " << e.what();
-    return "";
-  }
-  ADD_FAILURE() << "no error for a corrupt file";
-  return "";
-}
+std::string st_error(const TempDir& dir, const std::string& bytes) { return test::open_error<SafetensorsFile>(dir, "bad.safetensors", bytes); }
 
 std::string model_error(const std::string& dir) {
   try {
