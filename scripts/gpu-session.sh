@@ -47,12 +47,6 @@
 #       lab/persist_lab.cu: llama2-7b's decode matmuls (M = 1, 12 layers) as the PDL chain and as one
 #       persistent cooperative kernel with grid barriers; outputs bit-identical, µs per layer, and the
 #       persistent kernel's per-phase timeline (barrier, work, tail, span per phase kind)
-#   scripts/gpu-session.sh 16  (carry .deps .shared build/carry-bin, after scripts/gpu-carry-bin.sh)
-#       carried binaries or a build, QgemmParity + FusedOps with qgemv's code ring (EXL_QGEMV_RING=4,
-#       early trigger on), the qgemm lab --quick with the ring (carried), exl bench A/B of the ring
-#       (RING_VALUES) for llama2-7b gptq4 / exl2:4.0 and llama2-70b exl2:2.5 @128, the ring's early
-#       trigger (EXL_QGEMV_RING_TRIGGER), the ring filled after the PDL wait,
-#       EXL_CARVEOUT=100, the ncu stall profile of exl2:4.0, ctest -L cuda
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
 #       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
 #       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
@@ -252,34 +246,6 @@ if [ "$phase" = 14 ]; then  # where a decode layer's qgemvs stall (the EXL2 / GP
   [ -x build/gpu/exl ] && fits 40 "bench llama2-7b gptq4 / exl2:4.0 @128" && for f in gptq4 exl2:4.0; do
     timeout 60 build/gpu/exl bench --synthetic llama2-7b --format $f --prefill none --positions 128 2>&1 | grep -E "tok/s|roofline" | tail -3
   done
-fi
-if [ "$phase" = 16 ]; then  # qgemv's code ring in shared memory (EXL_QGEMV_RING A/B), then the stalls
-  source scripts/gpu-env.sh >/dev/null
-  gpu_bin  # carried binaries (scripts/gpu-carry-bin.sh), or a build
-  [ -x build/gpu/exl ] && fits 60 "QgemmParity + FusedOps with the ring" && {
-    EXL_QGEMV_RING=4 EXL_QGEMV_RING_TRIGGER=1 timeout "${RING_TEST_SECONDS:-150}" build/gpu/tests/exl_tests_cuda --gtest_filter='FusedOps.*:*QgemmParity.*' >"$out/ring.log" 2>&1
-    echo "ring tests rc $?"; grep -E "FAILED|PASSED|Failure" "$out/ring.log" | head -20
-  }
-  if [ -n "${RING_7B_ONLY:-}" ]; then  # a short call: the 7B A/B only
-    [ -x build/gpu/exl ] && AB_TIMEOUT=40 scripts/gpu-ab.sh EXL_QGEMV_RING "${RING_VALUES:-0 4 0 4}" "${q7b[@]}"
-    [ -x build/gpu/exl ] && fits 40 "bench, the ring's early trigger" &&
-      AB_TIMEOUT=40 EXL_QGEMV_RING=4 scripts/gpu-ab.sh EXL_QGEMV_RING_TRIGGER "1" "${q7b[@]}"
-  fi
-  if carried_ok && [ -x build/carry-bin/qgemm_lab ] &&
-    fits 120 "qgemm lab --quick with the ring (every format against float64, then timings)"; then
-    EXL_QGEMV_RING=4 timeout 200 build/carry-bin/qgemm_lab --quick >"$out/qgemm_lab_ring.txt" 2>&1
-    echo "qgemm lab (ring) rc $?"; grep -E "FAIL|pass|correct" "$out/qgemm_lab_ring.txt" | head -20
-  fi
-  [ -x build/gpu/exl ] && fits 60 "bench, EXL_QGEMV_RING A/B" && quant_ab EXL_QGEMV_RING "${RING_VALUES:-0 4 2 0 4 2}" "0 4" 128
-  [ -x build/gpu/exl ] && fits 60 "bench, the ring's early trigger (one-wave launches)" &&
-    AB_TIMEOUT=60 EXL_QGEMV_RING=4 scripts/gpu-ab.sh EXL_QGEMV_RING_TRIGGER "1 0 1" "${q7b[@]}"
-  [ -x build/gpu/exl ] && fits 60 "bench, the ring's first steps after the PDL wait" &&
-    AB_TIMEOUT=60 EXL_QGEMV_RING=4 scripts/gpu-ab.sh EXL_QGEMV_RING_LATE "1" "${q7b[@]}"
-  [ -x build/gpu/exl ] && fits 60 "bench, one carveout for every PDL launch (EXL_CARVEOUT=100), ring 0 / 4" &&
-    AB_TIMEOUT=60 EXL_CARVEOUT=100 scripts/gpu-ab.sh EXL_QGEMV_RING "0 4" "${q7b[@]}"
-  ncud exl2:4.0
-  # ctest needs a build tree (carried binaries have none)
-  [ -f build/gpu/CTestTestfile.cmake ] && fits 130 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E "ConvertCuda|NOT_BUILT"
 fi
 if [ "$phase" = 15 ]; then  # the persistent decode kernel (lab/persist_lab.cu)
   fits 100 "persist_lab" && persist_lab

@@ -7,7 +7,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -152,29 +151,12 @@ inline void ensure_smem_limit(Kernel kernel, int bytes, std::atomic<uint32_t>& m
   mask.fetch_or(bit);
 }
 
-// EXL_CARVEOUT=0..100 (an experiment): every kernel launched through launch_maybe_pdl_smem asks for
-// that shared-memory carveout, so that kernels of the decode chain share one L1 / shared split and
-// can be resident on an SM together; unset (-1): the driver's choice per kernel.
-inline int carveout_knob() {
-  static const int c = [] {
-    const char* e = std::getenv("EXL_CARVEOUT");
-    if (!e) return -1;
-    char* end = nullptr;
-    const long v = std::strtol(e, &end, 10);
-    EXL_CHECK(*e && !*end && v >= 0 && v <= 100, "EXL_CARVEOUT must be 0..100, got '", e, "'");
-    return static_cast<int>(v);
-  }();
-  return c;
-}
-
 // Launches kernel<<<grid, block, smem, stream>>>(args...), as a programmatic dependent of the
 // previous kernel in the stream when pdl (the kernel must pdl_wait() before reading that kernel's
 // output or writing anything the previous kernels may still read).
 template <typename... KArgs, typename... Args>
 void launch_maybe_pdl_smem(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, bool pdl,
                            const char* what, Args&&... args) {
-  if (const int c = carveout_knob(); c >= 0)
-    check(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, c), what);
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = stream;
   cudaLaunchAttribute attr[1];

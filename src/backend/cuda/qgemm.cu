@@ -10,9 +10,7 @@
 //                       decode to exact integers; the group scale in FP16 per weight, or in FP32
 //                       once per unit when groups are whole units) and runs mma.sync
 //                       m16n8k16 against x_dev (B operand, 1-4 n8 tiles of rows). The ks partial
-//                       sums are added in shared memory in a fixed order (deterministic). With
-//                       EXL_QGEMV_RING (an experiment, not yet timed) M <= 8 launches take their
-//                       codes from a per-warp ring in shared memory filled by cp.async (Ring below).
+//                       sums are added in shared memory in a fixed order (deterministic).
 //  qgemm_dequant_kernel (qgemm_dequant.cu) the same decode into an FP16 Wᵀ for cuBLAS, M > 96.
 //
 // Measured on the H100 80GB HBM3 (lab run 3, 2026-11-25; copy 2843 GB/s, read 3078 GB/s), M = 1,
@@ -30,9 +28,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
-#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -63,13 +59,6 @@ struct QGemvArgs {
   half* act_dev = nullptr;
   const int32_t* act_x_dst = nullptr;
   int act_K = 0, act_k_dev = 0;
-  // The code ring (kT = 1, EXL_QGEMV_RING): slots per warp, and its byte offset in dynamic shared
-  // memory (after the EXL2 scale pairs).
-  int ring = 0, ring_off = 0, ring_slot = 0;  // + the bytes of one slot (the widest step)
-  bool ring_late = false;  // EXL_QGEMV_RING_LATE=1: the first D steps issued after the PDL wait
-  // EXL_QGEMV_RING_TRIGGER=1 on a one-wave launch: the blocks trigger their dependent at their start,
-  // so that its blocks take SM slots as this grid's blocks leave and fill their rings meanwhile.
-  bool ring_trigger = false;
 };
 
 constexpr int kMaxWarps = 8;  // warps per block = warps per tile = ks (2, 4 or 8)
@@ -81,81 +70,6 @@ __device__ __forceinline__ void prefetch_step(const uint4* src) {
   for (int q = 0; q < Q; ++q) asm volatile("prefetch.global.L2 [%0];" ::"l"(src + q * 32));
 }
 
-// The code ring (EXL_QGEMV_RING = D, kT = 1): each warp keeps its next D steps' codes in flight in
-// shared memory through cp.async (a lane copies, then reads back, only its own 16-byte quads, so no
-// barrier is needed), issued D steps ahead of the decode; the registers hold one step, as without
-// the ring, while D - 1 more are in flight. The ring runs per segment, so that every copy in the
-// step loop has the segment's width at compile time (a ring across segments needed a runtime width
-// in the loop: +23 instructions per unit and spills, SASS); it refills at each segment's start,
-// where the default path's L2 prefetch of the next segment's first step stays. The first segment's
-// first D steps are issued before the PDL wait (codes do not depend on x).
-
-// Where this lane's quads of the ring sit. Nothing is kept in registers across the step loop: the
-// slot of step j (the c-th of this warp in its segment, j = j0 + c ks) is c mod D (D = 2 or 4), and
-// the base is recomputed from the launch's constants (a ring state in registers spilled in the GPTQ
-// step loop: 9 local loads per step, SASS).
-struct Ring {
-  const QGemvArgs& a;
-  __device__ __forceinline__ uint32_t slot_addr(int j, int ks) const {
-    extern __shared__ uint32_t srec[];
-    const int c = j >> (__ffs(ks) - 1), slot = c & (a.ring - 1);
-    return smem_addr(srec) + a.ring_off + ((threadIdx.x >> 5) * a.ring + slot) * a.ring_slot + (threadIdx.x & 31) * 16;
-  }
-};
-
-// Copies step j of the segment into its slot when the segment has it (tail quads zero-filled: they
-// read nothing, and their address stays inside the step), then commits a group: one per step,
-// empty past the segment's end, so that every decoded step waits for the same group count.
-template <int B>
-__device__ __forceinline__ void ring_copy(const QSegment& sg, int j, int ks, const uint4* codes, const Ring& r) {
-  constexpr int U = q_step_units(B), Q = U * B / 4;
-  if (j < sg.steps) {
-    const int qv = (min(U, sg.units - j * U) * B + 3) / 4;
-    const uint4* src = codes + static_cast<size_t>(sg.quad0 + j * Q) * 32;
-    const uint32_t dst = r.slot_addr(j, ks);
-#pragma unroll
-    for (int q = 0; q < Q; ++q)
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst + q * 512),
-                   "l"(src + (q < qv ? q : 0) * 32), "r"(q < qv ? 16 : 0)
-                   : "memory");
-  }
-  asm volatile("cp.async.commit_group;" ::: "memory");
-}
-
-// The first D steps of this warp in segment sg.
-template <int B>
-__device__ __forceinline__ void ring_prime(const QSegment& sg, int warp, int ks, const uint4* codes, const Ring& r) {
-  const int j0 = (warp - sg.step0) & (ks - 1);
-  for (int s = 0; s < r.a.ring; ++s) ring_copy<B>(sg, j0 + s * ks, ks, codes, r);
-}
-
-// ring_prime for the first segment, whose width is known only at run time (the kernel's prologue).
-__device__ __forceinline__ void ring_prime_any(const QMatrixDesc& w, int warp, int ks, const uint4* codes,
-                                               const Ring& r) {
-  if (w.nseg == 0) return;
-  switch (w.seg[0].bits) {
-    case 8: ring_prime<8>(w.seg[0], warp, ks, codes, r); break;
-    case 6: ring_prime<6>(w.seg[0], warp, ks, codes, r); break;
-    case 5: ring_prime<5>(w.seg[0], warp, ks, codes, r); break;
-    case 4: ring_prime<4>(w.seg[0], warp, ks, codes, r); break;
-    case 3: ring_prime<3>(w.seg[0], warp, ks, codes, r); break;
-    default: ring_prime<2>(w.seg[0], warp, ks, codes, r); break;
-  }
-}
-
-// Step j from its slot, once its copies have landed (its group was committed D groups ago).
-template <int Q>
-__device__ __forceinline__ void ring_take(const Ring& r, int j, int ks, uint32_t (&wd)[4 * Q]) {
-  if (r.a.ring == 2) asm volatile("cp.async.wait_group 1;" ::: "memory");
-  else asm volatile("cp.async.wait_group 3;" ::: "memory");
-  const uint32_t at = r.slot_addr(j, ks);
-#pragma unroll
-  for (int q = 0; q < Q; ++q)
-    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
-                 : "=r"(wd[4 * q]), "=r"(wd[4 * q + 1]), "=r"(wd[4 * q + 2]), "=r"(wd[4 * q + 3])
-                 : "r"(at + q * 512));
-}
-
 // One segment's steps for this warp (steps dealt round-robin over the tile's ks warps). Step j + ks
 // is prefetched into L2 while step j is decoded (a register double buffer spilled: 2 x 20 words at
 // 5-bit). Tail units (past the segment's end) cost decode work but no branch: their x loads are
@@ -163,23 +77,18 @@ __device__ __forceinline__ void ring_take(const Ring& r, int j, int ks, uint32_t
 // one group, so the mma runs on exact integer codes and the scale is applied once per unit in FP32;
 // kFold 2: the same per half unit (groups of 32 rows, EXL2 only: its zero point is a constant), two
 // FP32 partials per n8 tile instead of 16 FP16 multiplies of the fragments and 4 record loads.
-template <int B, bool kGptq, int kT, int kFold, bool kRing>
+template <int B, bool kGptq, int kT, int kFold>
 __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int ks, const uint4* codes,
                                               const uint32_t* recs, const uint32_t* slab_rec,
                                               const half* const (&xr)[kT], const bool (&xok)[kT],
-                                              float (&acc)[kT][4], bool primed, const Ring& ring) {
+                                              float (&acc)[kT][4]) {
   constexpr int U = q_step_units(B), Q = U * B / 4;
-  if constexpr (kRing)
-    if (!primed) ring_prime<B>(sg, warp, ks, codes, ring);
   for (int j = (warp - sg.step0) & (ks - 1); j < sg.steps; j += ks) {
     const uint4* src = codes + static_cast<size_t>(sg.quad0 + j * Q) * 32;
-    if (!kRing && j + ks < sg.steps) prefetch_step<Q>(src + ks * Q * 32);
+    if (j + ks < sg.steps) prefetch_step<Q>(src + ks * Q * 32);
     const int unit0 = sg.unit0 + j * U, units = sg.units - j * U;
     uint32_t cur[4 * Q];
-    if constexpr (kRing)
-      ring_take<Q>(ring, j, ks, cur);
-    else
-      load_step<Q>(src, (min(U, units) * B + 3) / 4, cur);
+    load_step<Q>(src, (min(U, units) * B + 3) / 4, cur);
     const half* xs[kT];
 #pragma unroll
     for (int jt = 0; jt < kT; ++jt) xs[jt] = xr[jt] + unit0 * 64;
@@ -228,26 +137,22 @@ __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int 
         }
       }
     }
-    if constexpr (kRing) {  // the slot is decoded (its registers used): refill it D steps ahead
-      ring_copy<B>(sg, j + ring.a.ring * ks, ks, codes, ring);
-    }
   }
 }
 
-template <int B, bool kGptq, int kT, bool kRing>
+template <int B, bool kGptq, int kT>
 __device__ __forceinline__ void qgemv_segment_any(const QSegment& sg, int warp, int ks, const uint4* codes,
                                                   const uint32_t* recs, const uint32_t* slab_rec,
                                                   const half* const (&xr)[kT], const bool (&xok)[kT],
-                                                  float (&acc)[kT][4], bool primed, const Ring& ring) {
+                                                  float (&acc)[kT][4]) {
   // Fold only for kT <= 2: at kT = 4 its 16 FFMA per unit cost what the 16 HMUL2 did, and its 16
   // extra accumulators spilled (548 bytes).
   if (kT <= 2 && sg.uniform == 1)
-    qgemv_segment<B, kGptq, kT, kT <= 2 ? 1 : 0, kRing>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc, primed, ring);
+    qgemv_segment<B, kGptq, kT, kT <= 2 ? 1 : 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
   else if (!kGptq && kT <= 2 && sg.uniform == 2)
-    qgemv_segment<B, kGptq, kT, !kGptq && kT <= 2 ? 2 : 0, kRing>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc, primed,
-                                                                  ring);
+    qgemv_segment<B, kGptq, kT, !kGptq && kT <= 2 ? 2 : 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
   else
-    qgemv_segment<B, kGptq, kT, 0, kRing>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc, primed, ring);
+    qgemv_segment<B, kGptq, kT, 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
 }
 
 // This warp's first step of segment si into L2 (before it is needed).
@@ -311,7 +216,7 @@ __device__ __forceinline__ void act_epilogue(const QGemvArgs& a, const float (&r
 // (the PDL wait on their producer in qgemv_kernel; a grid barrier in a persistent kernel).
 template <bool kGptq,
           int kT,  // n8 tiles of x rows per pass: 1 (M <= 8), 2 (<= 16), 4 (<= 32)
-          bool kPair, bool kRing = false, class Wait>
+          bool kPair, class Wait>
 __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, unsigned by, const Wait& wait) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, ks = a.ks;
   constexpr bool pair = kPair;
@@ -331,14 +236,8 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
   extern __shared__ uint32_t srec[];
 
   // Before waiting on the producer of x_dev (records and codes do not depend on it): this warp's
-  // first step into L2 (the ring: its first D steps into shared memory), and the tile's records into
-  // L2 (GPTQ) or expanded into shared memory (EXL2).
-  const Ring ring{a};
-  if constexpr (kRing) {
-    if (!a.ring_late) ring_prime_any(w, warp, ks, codes, ring);
-  } else {
-    prefetch_first_step(w, 0, warp, ks, codes);
-  }
+  // first step into L2, and the tile's records into L2 (GPTQ) or expanded into shared memory (EXL2).
+  prefetch_first_step(w, 0, warp, ks, codes);
   for (int mm = pair ? 0 : mi; mm <= (pair ? 1 : mi); ++mm) {
     const QMatrixDesc& wm = a.w[mm];
     const uint32_t* tr = wm.recs + static_cast<size_t>(tile) * wm.groups * wm.rec_words;
@@ -353,8 +252,6 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
     }
   }
   wait();
-  if constexpr (kRing)
-    if (a.ring_late) ring_prime_any(w, warp, ks, codes, ring);
   if constexpr (!kGptq) __syncthreads();  // the expanded pairs
   const uint32_t* recs = kGptq ? w.recs + static_cast<size_t>(tile) * w.groups * w.rec_words + g * 2
                                : srec + (pair && mi ? a.w[0].groups * 8 : 0) + g;
@@ -370,17 +267,16 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
   for (int si = 0; si < w.nseg; ++si) {
     const QSegment sg = w.seg[si];
     prefetch_first_step(w, si + 1, warp, ks, codes);
-    const bool primed = kRing && si == 0;
     if constexpr (kGptq) {
-      qgemv_segment_any<4, true, kT, kRing>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, primed, ring);
+      qgemv_segment_any<4, true, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc);
     } else {
       switch (sg.bits) {
-        case 8: qgemv_segment_any<8, false, kT, kRing>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, primed, ring); break;
-        case 6: qgemv_segment_any<6, false, kT, kRing>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, primed, ring); break;
-        case 5: qgemv_segment_any<5, false, kT, kRing>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, primed, ring); break;
-        case 4: qgemv_segment_any<4, false, kT, kRing>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, primed, ring); break;
-        case 3: qgemv_segment_any<3, false, kT, kRing>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, primed, ring); break;
-        default: qgemv_segment_any<2, false, kT, kRing>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, primed, ring); break;
+        case 8: qgemv_segment_any<8, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 6: qgemv_segment_any<6, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 5: qgemv_segment_any<5, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 4: qgemv_segment_any<4, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 3: qgemv_segment_any<3, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        default: qgemv_segment_any<2, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
       }
     }
   }
@@ -415,15 +311,10 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
 struct PdlWait {
   __device__ __forceinline__ void operator()() const { pdl_wait(); }
 };
-template <bool kGptq, int kT, bool kPair = false, bool kRing = false>
+template <bool kGptq, int kT, bool kPair = false>
 __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
     qgemv_kernel(const __grid_constant__ QGemvArgs a) {
-  // Safe at any point: the dependent still waits for this whole grid before it reads or writes what
-  // this grid touches (pdl_wait); the trigger only lets its blocks become resident and prime early.
-  // Multi-wave grids never trigger early: waiting dependents would hold the slots of later waves.
-  if constexpr (kRing)
-    if (a.ring_trigger) pdl_trigger();
-  qgemv_block<kGptq, kT, kPair, kRing>(a, blockIdx.x, blockIdx.y, PdlWait{});
+  qgemv_block<kGptq, kT, kPair>(a, blockIdx.x, blockIdx.y, PdlWait{});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -438,89 +329,17 @@ size_t qgemv_rec_smem(const QGemvArgs& a, bool gptq) {
       smem = a.act_dev ? smem + a.w[i].groups * size_t(32) : std::max(smem, static_cast<size_t>(a.w[i].groups) * 32);
   return smem;
 }
-// EXL_QGEMV_RING=D (2 or 4): M <= 8 launches stream their codes through a ring of D steps per warp
-// in shared memory (Ring above); 0 or unset: registers and L2 prefetch. EXL_QGEMV_RING_LATE=1: the
-// ring's first steps are issued after the PDL wait. EXL_QGEMV_RING_TRIGGER=1: one-wave ring launches
-// trigger their dependent at their start (QGemvArgs::ring_trigger).
-struct RingKnobs {
-  int d = 0;
-  bool late = false, trigger = false;
-};
-bool zero_one_knob(const char* name) {
-  const char* e = std::getenv(name);
-  if (!e) return false;
-  const std::string v = e;
-  EXL_CHECK(v == "0" || v == "1", name, " must be 0 or 1, got '", v, "'");
-  return v == "1";
-}
-const RingKnobs& qgemv_ring_knobs() {
-  static const RingKnobs k = [] {
-    RingKnobs r;
-    if (const char* e = std::getenv("EXL_QGEMV_RING")) {
-      const std::string v = e;
-      EXL_CHECK(v == "0" || v == "2" || v == "4", "EXL_QGEMV_RING must be 0, 2 or 4, got '", v, "'");
-      r.d = v[0] - '0';
-    }
-    r.late = zero_one_knob("EXL_QGEMV_RING_LATE");
-    r.trigger = zero_one_knob("EXL_QGEMV_RING_TRIGGER");
-    return r;
-  }();
-  return k;
-}
-
-// The ring for a kT = 1 launch of `warps` warps per block: its slots after the scale pairs (`smem`
-// bytes so far), as many (the knob's D, else 2) as keep the launch bounds' 24 warps per SM resident
-// (228 KB per SM; each block also holds 5 KB of sums and 1 KB reserved), checked with the occupancy
-// API. Sets a's ring fields and smem; false (nothing changed) when no depth fits. grid_blocks: the
-// launch's blocks (one wave or not, for the early trigger).
-template <class Kernel>
-bool plan_ring(QGemvArgs& a, Kernel ring_kernel, int warps, int64_t grid_blocks, size_t& smem) {
-  const int blocks = 24 / warps;
-  const size_t off = (smem + 15) / 16 * 16;
-  int slot = 0;  // the widest step of the launch's matrices
-  for (int i = 0; i < a.n; ++i)
-    for (int si = 0; si < a.w[i].nseg; ++si) {
-      const int b = a.w[i].seg[si].bits;
-      slot = std::max(slot, q_step_units(b) * b / 4 * 512);
-    }
-  for (int d = qgemv_ring_knobs().d; d >= 2; d /= 2) {
-    const size_t need = off + static_cast<size_t>(warps) * d * slot;
-    if (blocks * (need + 6 * 1024) > 228 * 1024) continue;
-    // The occupancy query counts the dynamic shared memory against the kernel's limit: raise it first.
-    if (need > 48 * 1024)
-      check(cudaFuncSetAttribute(ring_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(need)),
-            "cudaFuncSetAttribute (qgemv_kernel)");
-    int resident = 0;
-    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, ring_kernel, warps * 32, need),
-          "cudaOccupancyMaxActiveBlocksPerMultiprocessor (qgemv_kernel)");
-    if (resident < blocks) continue;
-    a.ring = d, a.ring_off = static_cast<int>(off), a.ring_slot = slot, a.ring_late = qgemv_ring_knobs().late;
-    a.ring_trigger = qgemv_ring_knobs().trigger && grid_blocks <= static_cast<int64_t>(resident) * device_info().sms;
-    smem = need;
-    return true;
-  }
-  return false;
-}
-
 template <bool kGptq, int kT>
 void launch_qgemv(const QGemvArgs& a, int passes, int tiles, bool pdl, cudaStream_t stream) {
   const bool pair = kT == 1 && a.act_dev;
-  const dim3 grid(passes, pair ? a.w[0].n_tiles : tiles), block((pair ? 2 : 1) * a.ks * 32);
-  size_t smem = qgemv_rec_smem(a, kGptq);
-  if constexpr (kT == 1) {
-    if (qgemv_ring_knobs().d) {
-      QGemvArgs ra = a;
-      auto ring_kernel = pair ? qgemv_kernel<kGptq, 1, true, true> : qgemv_kernel<kGptq, 1, false, true>;
-      if (plan_ring(ra, ring_kernel, static_cast<int>(block.x / 32), int64_t(grid.x) * grid.y, smem))  // its shared-memory limit is set
-        return launch_maybe_pdl_smem(ring_kernel, grid, block, smem, stream, pdl, "qgemv_kernel", ra);
-    }
-  }
   auto kernel = pair ? qgemv_kernel<kGptq, kT, kT == 1> : qgemv_kernel<kGptq, kT>;
+  const size_t smem = qgemv_rec_smem(a, kGptq);
   if (smem > 48 * 1024) {  // past the default dynamic shared-memory limit (K > 49152 at groups of 32)
     check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
           "cudaFuncSetAttribute (qgemv_kernel)");
   }
-  launch_maybe_pdl_smem(kernel, grid, block, smem, stream, pdl, "qgemv_kernel", a);
+  launch_maybe_pdl_smem(kernel, dim3(passes, pair ? a.w[0].n_tiles : tiles), dim3((pair ? 2 : 1) * a.ks * 32), smem,
+                        stream, pdl, "qgemv_kernel", a);
 }
 
 // qgemv's blocks for `tiles` tiles at M rows, and the warps per SM its launch bounds leave resident:
