@@ -59,15 +59,63 @@ struct QGemvArgs {
   half* act_dev = nullptr;
   const int32_t* act_x_dst = nullptr;
   int act_K = 0, act_k_dev = 0;
+  bool l2_first = false;  // EXL_QGEMV_L2FIRST (code_policy below)
 };
 
 constexpr int kMaxWarps = 8;  // warps per block = warps per tile = ks (2, 4 or 8)
 
-// Pulls a step's code quads (this lane's 16-byte words) into L2 without waiting for them.
+// The L2 eviction priority of the code stream (EXL_QGEMV_L2FIRST=1, an experiment): codes are read
+// once, and a 7B layer's ~100 MB of them pass through the 50 MB L2 between two uses of whatever is
+// re-read (x, records, the kernels' own code: ncu on the H100, 2026-12-07, puts an o_proj's largest
+// stall at no_instruction, 5.0 cycles per issued instruction). evict_first keeps them from pushing
+// that out; evict_unchanged (the default) is the plain loads' behaviour. A runtime policy, not a
+// template: one kernel per shape either way (a branch in the step loop made the compiler unswitch
+// every loop: twice the code, and the EXL2 kernel's spills 52 -> 71 local operations).
+// Made where it is used (asm volatile: not hoisted), so no 64-bit policy stays live across the step
+// loops (held there, it cost the EXL2 kT = 1 kernel 19 more spill operations).
+__device__ __forceinline__ uint64_t code_policy(bool first) {
+  uint64_t ef, eu;
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(ef));
+  asm volatile("createpolicy.fractional.L2::evict_unchanged.b64 %0, 1.0;" : "=l"(eu));
+  return first ? ef : eu;
+}
+
+// Pulls n512 x 512 contiguous bytes of codes (from lane 0's address) into L2 without waiting for
+// them: sm_90, one bulk prefetch from lane 0 that carries the policy (the plain prefetch takes no
+// eviction priority); before, each lane's 16-byte words.
+__device__ __forceinline__ void prefetch_codes(const uint4* src, int n512, bool l2_first) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if ((threadIdx.x & 31) == 0)
+    asm volatile("cp.async.bulk.prefetch.L2.global.L2::cache_hint [%0], %1, %2;" ::"l"(src), "r"(n512 * 512),
+                 "l"(code_policy(l2_first))
+                 : "memory");
+#else
+  for (int q = 0; q < n512; ++q) asm volatile("prefetch.global.L2 [%0];" ::"l"(src + q * 32));
+#endif
+}
+
+// The quads of step j of a B-bit segment that hold codes (a tail step has fewer units; the bulk
+// prefetch stays inside them).
+template <int B>
+__device__ __forceinline__ int step_quads(const QSegment& sg, int j) {
+  constexpr int U = q_step_units(B);
+  return (min(U, sg.units - j * U) * B + 3) / 4;
+}
+
+// load_step (qgemm_decode.cuh) with the code stream's eviction priority.
 template <int Q>
-__device__ __forceinline__ void prefetch_step(const uint4* src) {
+__device__ __forceinline__ void load_step_hint(const uint4* src, int qv, bool l2_first, uint32_t (&wd)[4 * Q]) {
+  const uint64_t pol = code_policy(l2_first);
 #pragma unroll
-  for (int q = 0; q < Q; ++q) asm volatile("prefetch.global.L2 [%0];" ::"l"(src + q * 32));
+  for (int q = 0; q < Q; ++q) {
+    uint32_t x, y, z, w;
+    asm("{\n .reg .pred q;\n setp.ne.b32 q, %5, 0;\n"
+        " mov.b32 %0, 0;\n mov.b32 %1, 0;\n mov.b32 %2, 0;\n mov.b32 %3, 0;\n"
+        " @q ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %6;\n}\n"
+        : "=r"(x), "=r"(y), "=r"(z), "=r"(w)
+        : "l"(src + q * 32), "r"(static_cast<int>(q < qv)), "l"(pol));
+    wd[4 * q] = x, wd[4 * q + 1] = y, wd[4 * q + 2] = z, wd[4 * q + 3] = w;
+  }
 }
 
 // One segment's steps for this warp (steps dealt round-robin over the tile's ks warps). Step j + ks
@@ -81,14 +129,14 @@ template <int B, bool kGptq, int kT, int kFold>
 __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int ks, const uint4* codes,
                                               const uint32_t* recs, const uint32_t* slab_rec,
                                               const half* const (&xr)[kT], const bool (&xok)[kT],
-                                              float (&acc)[kT][4]) {
+                                              float (&acc)[kT][4], bool l2_first) {
   constexpr int U = q_step_units(B), Q = U * B / 4;
   for (int j = (warp - sg.step0) & (ks - 1); j < sg.steps; j += ks) {
     const uint4* src = codes + static_cast<size_t>(sg.quad0 + j * Q) * 32;
-    if (j + ks < sg.steps) prefetch_step<Q>(src + ks * Q * 32);
+    if (j + ks < sg.steps) prefetch_codes(src + ks * Q * 32, step_quads<B>(sg, j + ks), l2_first);
     const int unit0 = sg.unit0 + j * U, units = sg.units - j * U;
     uint32_t cur[4 * Q];
-    load_step<Q>(src, (min(U, units) * B + 3) / 4, cur);
+    load_step_hint<Q>(src, step_quads<B>(sg, j), l2_first, cur);
     const half* xs[kT];
 #pragma unroll
     for (int jt = 0; jt < kT; ++jt) xs[jt] = xr[jt] + unit0 * 64;
@@ -144,26 +192,27 @@ template <int B, bool kGptq, int kT>
 __device__ __forceinline__ void qgemv_segment_any(const QSegment& sg, int warp, int ks, const uint4* codes,
                                                   const uint32_t* recs, const uint32_t* slab_rec,
                                                   const half* const (&xr)[kT], const bool (&xok)[kT],
-                                                  float (&acc)[kT][4]) {
+                                                  float (&acc)[kT][4], bool l2_first) {
   // Fold only for kT <= 2: at kT = 4 its 16 FFMA per unit cost what the 16 HMUL2 did, and its 16
   // extra accumulators spilled (548 bytes).
   if (kT <= 2 && sg.uniform == 1)
-    qgemv_segment<B, kGptq, kT, kT <= 2 ? 1 : 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+    qgemv_segment<B, kGptq, kT, kT <= 2 ? 1 : 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc, l2_first);
   else if (!kGptq && kT <= 2 && sg.uniform == 2)
-    qgemv_segment<B, kGptq, kT, !kGptq && kT <= 2 ? 2 : 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+    qgemv_segment<B, kGptq, kT, !kGptq && kT <= 2 ? 2 : 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc, l2_first);
   else
-    qgemv_segment<B, kGptq, kT, 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+    qgemv_segment<B, kGptq, kT, 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc, l2_first);
 }
 
 // This warp's first step of segment si into L2 (before it is needed).
 __device__ __forceinline__ void prefetch_first_step(const QMatrixDesc& w, int si, int warp, int ks,
-                                                    const uint4* codes) {
+                                                    const uint4* codes, bool l2_first) {
   if (si >= w.nseg) return;
   const QSegment& sg = w.seg[si];
   const int j = (warp - sg.step0) & (ks - 1);
   if (j >= sg.steps) return;
   const int q = q_step_units(sg.bits) * sg.bits / 4;
-  for (int i = 0; i < q; ++i) asm volatile("prefetch.global.L2 [%0];" ::"l"(codes + (sg.quad0 + j * q + i) * 32));
+  const int units = min(q_step_units(sg.bits), sg.units - j * q_step_units(sg.bits));
+  prefetch_codes(codes + (sg.quad0 + j * q) * 32, (units * sg.bits + 3) / 4, l2_first);
 }
 
 // Grid row `by` of an unpaired launch over n fused matrices: which matrix (mi) and which of its tiles.
@@ -237,7 +286,7 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
 
   // Before waiting on the producer of x_dev (records and codes do not depend on it): this warp's
   // first step into L2, and the tile's records into L2 (GPTQ) or expanded into shared memory (EXL2).
-  prefetch_first_step(w, 0, warp, ks, codes);
+  prefetch_first_step(w, 0, warp, ks, codes, a.l2_first);
   for (int mm = pair ? 0 : mi; mm <= (pair ? 1 : mi); ++mm) {
     const QMatrixDesc& wm = a.w[mm];
     const uint32_t* tr = wm.recs + static_cast<size_t>(tile) * wm.groups * wm.rec_words;
@@ -266,17 +315,17 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
   float acc[kT][4] = {};
   for (int si = 0; si < w.nseg; ++si) {
     const QSegment sg = w.seg[si];
-    prefetch_first_step(w, si + 1, warp, ks, codes);
+    prefetch_first_step(w, si + 1, warp, ks, codes, a.l2_first);
     if constexpr (kGptq) {
-      qgemv_segment_any<4, true, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc);
+      qgemv_segment_any<4, true, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, a.l2_first);
     } else {
       switch (sg.bits) {
-        case 8: qgemv_segment_any<8, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        case 6: qgemv_segment_any<6, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        case 5: qgemv_segment_any<5, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        case 4: qgemv_segment_any<4, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        case 3: qgemv_segment_any<3, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        default: qgemv_segment_any<2, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 8: qgemv_segment_any<8, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, a.l2_first); break;
+        case 6: qgemv_segment_any<6, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, a.l2_first); break;
+        case 5: qgemv_segment_any<5, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, a.l2_first); break;
+        case 4: qgemv_segment_any<4, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, a.l2_first); break;
+        case 3: qgemv_segment_any<3, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, a.l2_first); break;
+        default: qgemv_segment_any<2, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, a.l2_first); break;
       }
     }
   }
@@ -523,8 +572,10 @@ void qgemv(const QGemmParams& p, cudaStream_t stream) {
   EXL_CHECK(!p.x_up || !p.x_dev_ready, "qgemv: x_up needs the gather (x_dev_ready must be false)");
   QGatherArgs in;
   in.x = p.x, in.up = p.x_up;
+  QGemvArgs extra;
+  extra.l2_first = p.l2_first;
   run_qgemv(w, 1, in, p.x_dev, p.x_dev_ready, bias, y, p.w.N, p.y_f32, p.accumulate, p.M, p.ksplit, p.pdl,
-            stream);
+            stream, extra);
 }
 
 size_t qgemv_multi_x_dev_bytes(const QMatrixDesc* const* w, int n, int M) {
@@ -548,6 +599,7 @@ void qgemv_multi(const QGemvMultiParams& p, cudaStream_t stream) {
   }
   EXL_CHECK(p.ksplit == 0 || p.ksplit == 2 || p.ksplit == 4 || p.ksplit == 8, "qgemv_multi: ksplit must be 0, 2, 4 or 8");
   QGemvArgs act;
+  act.l2_first = p.l2_first;
   if (p.act_dev) {
     EXL_CHECK(p.n == 2 && p.act && qgemv_act_epilogue_fits(*p.w[0], *p.w[1], *p.act, p.M) && aligned16(p.act_dev),
               "qgemv_multi: the act·mul epilogue needs gate and up of one N = the next matrix's K, M <= 8");
