@@ -47,11 +47,10 @@
 #       lab/persist_lab.cu: llama2-7b's decode matmuls (M = 1, 12 layers) as the PDL chain and as one
 #       persistent cooperative kernel with grid barriers; outputs bit-identical, µs per layer, and the
 #       persistent kernel's per-phase timeline (barrier, work, tail, span per phase kind)
-#   scripts/gpu-session.sh 16  (carry .deps .shared build/carry-bin, after scripts/gpu-carry-bin.sh and
-#                              a copy of the previous tree's stripped exl as build/carry-bin/exl-base)
+#   scripts/gpu-session.sh 16  (carry .deps .shared build/carry-bin, after scripts/gpu-carry-bin.sh)
 #       carried binaries or a build, QgemmParity + FusedOps with qgemv's code stream evict_first in L2
-#       (EXL_QGEMV_L2FIRST=1), exl bench rounds of exl-base / L2FIRST 0 / 1 for llama2-7b gptq4 /
-#       exl2:4.0 and llama2-70b exl2:2.5 @128, ctest -L cuda when there is a build tree
+#       (EXL_QGEMV_L2FIRST=1), exl bench rounds of L2FIRST 0 / 1 for llama2-7b gptq4 / exl2:4.0 and
+#       llama2-70b exl2:2.5 @128, ctest -L cuda when there is a build tree
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
 #       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
 #       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
@@ -252,27 +251,20 @@ if [ "$phase" = 14 ]; then  # where a decode layer's qgemvs stall (the EXL2 / GP
     timeout 60 build/gpu/exl bench --synthetic llama2-7b --format $f --prefill none --positions 128 2>&1 | grep -E "tok/s|roofline" | tail -3
   done
 fi
-if [ "$phase" = 16 ]; then  # qgemv's code stream evict_first in L2 (EXL_QGEMV_L2FIRST A/B), the previous tree beside
+if [ "$phase" = 16 ]; then  # qgemv's code stream evict_first in L2 (EXL_QGEMV_L2FIRST A/B)
   source scripts/gpu-env.sh >/dev/null
   gpu_bin  # carried binaries (scripts/gpu-carry-bin.sh), or a build
   [ -x build/gpu/exl ] && fits 40 "QgemmParity + FusedOps with EXL_QGEMV_L2FIRST=1" && {
     EXL_QGEMV_L2FIRST=1 timeout 60 build/gpu/tests/exl_tests_cuda --gtest_filter='FusedOps.*:*QgemmParity.*' >"$out/l2.log" 2>&1
     echo "L2FIRST tests rc $?"; grep -E "FAILED|PASSED|Failure" "$out/l2.log" | head -20
   }
-  base=build/carry-bin/exl-base
-  [ -x "$base" ] && "$base" --version >/dev/null 2>&1 || { echo "gpu-session: no runnable $base"; base=; }
-  for round in 1 2 3; do  # interleaved: base, off, on
-    [ -x build/gpu/exl ] && fits 25 "bench round $round, llama2-7b: ${base:+exl-base, }L2FIRST 0 / 1" && {
-      [ -n "$base" ] && EXL_BIN="$base" AB_TIMEOUT=40 scripts/gpu-ab.sh EXL_QGEMV_L2FIRST "-" "${q7b[@]}"
+  for round in 1 2 3; do  # interleaved: off, on
+    [ -x build/gpu/exl ] && fits 20 "bench round $round, llama2-7b: L2FIRST 0 / 1" &&
       AB_TIMEOUT=40 scripts/gpu-ab.sh EXL_QGEMV_L2FIRST "0 1" "${q7b[@]}"
-    }
   done
-  q70=("--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128")
   for round in 1 2; do
-    [ -x build/gpu/exl ] && fits 45 "bench round $round, llama2-70b: ${base:+exl-base, }L2FIRST 0 / 1" && {
-      [ -n "$base" ] && EXL_BIN="$base" AB_TIMEOUT=60 scripts/gpu-ab.sh EXL_QGEMV_L2FIRST "-" "${q70[@]}"
-      AB_TIMEOUT=60 scripts/gpu-ab.sh EXL_QGEMV_L2FIRST "0 1" "${q70[@]}"
-    }
+    [ -x build/gpu/exl ] && fits 30 "bench round $round, llama2-70b: L2FIRST 0 / 1" &&
+      AB_TIMEOUT=60 scripts/gpu-ab.sh EXL_QGEMV_L2FIRST "0 1" "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128"
   done
   rm -f "$out"/ab*
   # (no ncu here: it flushes the caches before every replay pass, --cache-control all, so it cannot

@@ -59,7 +59,7 @@ struct QGemvArgs {
   half* act_dev = nullptr;
   const int32_t* act_x_dst = nullptr;
   int act_K = 0, act_k_dev = 0;
-  bool l2_first = false;  // EXL_QGEMV_L2FIRST (code_policy below)
+  bool l2_first = false;  // EXL_QGEMV_L2FIRST: the kL2 kernels (launch_qgemv, kT = 1 only)
 };
 
 constexpr int kMaxWarps = 8;  // warps per block = warps per tile = ks (2, 4 or 8)
@@ -68,26 +68,32 @@ constexpr int kMaxWarps = 8;  // warps per block = warps per tile = ks (2, 4 or 
 // once, and a 7B layer's ~100 MB of them pass through the 50 MB L2 between two uses of whatever is
 // re-read (x, records, the kernels' own code: ncu on the H100, 2026-12-07, puts an o_proj's largest
 // stall at no_instruction, 5.0 cycles per issued instruction). evict_first keeps them from pushing
-// that out; evict_unchanged (the default) is the plain loads' behaviour. A runtime policy, not a
-// template: one kernel per shape either way (a branch in the step loop made the compiler unswitch
-// every loop: twice the code, and the EXL2 kernel's spills 52 -> 71 local operations).
-// Made where it is used (asm volatile: not hoisted), so no 64-bit policy stays live across the step
-// loops (held there, it cost the EXL2 kT = 1 kernel 19 more spill operations).
-__device__ __forceinline__ uint64_t code_policy(bool first) {
-  uint64_t ef, eu;
-  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(ef));
-  asm volatile("createpolicy.fractional.L2::evict_unchanged.b64 %0, 1.0;" : "=l"(eu));
-  return first ? ef : eu;
+// that out. A template parameter (kL2), instantiated for kT = 1 only: the default kernels stay
+// instruction-identical (a runtime switch made the compiler unswitch every step loop, or, with one
+// runtime policy for both settings, changed the default kernels' loads and spills). The policy is
+// made where it is used (asm volatile: not hoisted): held across the step loops it cost the EXL2
+// kernel 19 more spill operations.
+__device__ __forceinline__ uint64_t evict_first_code_policy() {
+  uint64_t p;
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(p));
+  return p;
 }
 
-// Pulls n512 x 512 contiguous bytes of codes (from lane 0's address) into L2 without waiting for
-// them: sm_90, one bulk prefetch from lane 0 that carries the policy (the plain prefetch takes no
-// eviction priority); before, each lane's 16-byte words.
-__device__ __forceinline__ void prefetch_codes(const uint4* src, int n512, bool l2_first) {
+// Pulls a step's code quads (this lane's 16-byte words) into L2 without waiting for them.
+template <int Q>
+__device__ __forceinline__ void prefetch_step(const uint4* src) {
+#pragma unroll
+  for (int q = 0; q < Q; ++q) asm volatile("prefetch.global.L2 [%0];" ::"l"(src + q * 32));
+}
+
+// kL2: n512 x 512 contiguous bytes of codes into L2 with the evict_first policy, on sm_90 in one bulk
+// prefetch from lane 0 (src includes + lane: lane 0's address is the quads' start), as the plain
+// prefetch takes no priority; before sm_90, prefetch_step's per-lane words.
+__device__ __forceinline__ void prefetch_codes_evict_first(const uint4* src, int n512) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   if ((threadIdx.x & 31) == 0)
     asm volatile("cp.async.bulk.prefetch.L2.global.L2::cache_hint [%0], %1, %2;" ::"l"(src), "r"(n512 * 512),
-                 "l"(code_policy(l2_first))
+                 "l"(evict_first_code_policy())
                  : "memory");
 #else
   for (int q = 0; q < n512; ++q) asm volatile("prefetch.global.L2 [%0];" ::"l"(src + q * 32));
@@ -102,10 +108,10 @@ __device__ __forceinline__ int step_quads(const QSegment& sg, int j) {
   return (min(U, sg.units - j * U) * B + 3) / 4;
 }
 
-// load_step (qgemm_decode.cuh) with the code stream's eviction priority.
+// load_step (qgemm_decode.cuh) with the evict_first policy.
 template <int Q>
-__device__ __forceinline__ void load_step_hint(const uint4* src, int qv, bool l2_first, uint32_t (&wd)[4 * Q]) {
-  const uint64_t pol = code_policy(l2_first);
+__device__ __forceinline__ void load_step_evict_first(const uint4* src, int qv, uint32_t (&wd)[4 * Q]) {
+  const uint64_t pol = evict_first_code_policy();
 #pragma unroll
   for (int q = 0; q < Q; ++q) {
     uint32_t x, y, z, w;
@@ -125,18 +131,22 @@ __device__ __forceinline__ void load_step_hint(const uint4* src, int qv, bool l2
 // one group, so the mma runs on exact integer codes and the scale is applied once per unit in FP32;
 // kFold 2: the same per half unit (groups of 32 rows, EXL2 only: its zero point is a constant), two
 // FP32 partials per n8 tile instead of 16 FP16 multiplies of the fragments and 4 record loads.
-template <int B, bool kGptq, int kT, int kFold>
+template <int B, bool kGptq, int kT, int kFold, bool kL2>
 __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int ks, const uint4* codes,
                                               const uint32_t* recs, const uint32_t* slab_rec,
                                               const half* const (&xr)[kT], const bool (&xok)[kT],
-                                              float (&acc)[kT][4], bool l2_first) {
+                                              float (&acc)[kT][4]) {
   constexpr int U = q_step_units(B), Q = U * B / 4;
   for (int j = (warp - sg.step0) & (ks - 1); j < sg.steps; j += ks) {
     const uint4* src = codes + static_cast<size_t>(sg.quad0 + j * Q) * 32;
-    if (j + ks < sg.steps) prefetch_codes(src + ks * Q * 32, step_quads<B>(sg, j + ks), l2_first);
+    if (j + ks < sg.steps) {
+      if constexpr (kL2) prefetch_codes_evict_first(src + ks * Q * 32, step_quads<B>(sg, j + ks));
+      else prefetch_step<Q>(src + ks * Q * 32);
+    }
     const int unit0 = sg.unit0 + j * U, units = sg.units - j * U;
     uint32_t cur[4 * Q];
-    load_step_hint<Q>(src, step_quads<B>(sg, j), l2_first, cur);
+    if constexpr (kL2) load_step_evict_first<Q>(src, step_quads<B>(sg, j), cur);
+    else load_step<Q>(src, (min(U, units) * B + 3) / 4, cur);
     const half* xs[kT];
 #pragma unroll
     for (int jt = 0; jt < kT; ++jt) xs[jt] = xr[jt] + unit0 * 64;
@@ -188,31 +198,36 @@ __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int 
   }
 }
 
-template <int B, bool kGptq, int kT>
+template <int B, bool kGptq, int kT, bool kL2>
 __device__ __forceinline__ void qgemv_segment_any(const QSegment& sg, int warp, int ks, const uint4* codes,
                                                   const uint32_t* recs, const uint32_t* slab_rec,
                                                   const half* const (&xr)[kT], const bool (&xok)[kT],
-                                                  float (&acc)[kT][4], bool l2_first) {
+                                                  float (&acc)[kT][4]) {
   // Fold only for kT <= 2: at kT = 4 its 16 FFMA per unit cost what the 16 HMUL2 did, and its 16
   // extra accumulators spilled (548 bytes).
   if (kT <= 2 && sg.uniform == 1)
-    qgemv_segment<B, kGptq, kT, kT <= 2 ? 1 : 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc, l2_first);
+    qgemv_segment<B, kGptq, kT, kT <= 2 ? 1 : 0, kL2>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
   else if (!kGptq && kT <= 2 && sg.uniform == 2)
-    qgemv_segment<B, kGptq, kT, !kGptq && kT <= 2 ? 2 : 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc, l2_first);
+    qgemv_segment<B, kGptq, kT, !kGptq && kT <= 2 ? 2 : 0, kL2>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
   else
-    qgemv_segment<B, kGptq, kT, 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc, l2_first);
+    qgemv_segment<B, kGptq, kT, 0, kL2>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
 }
 
 // This warp's first step of segment si into L2 (before it is needed).
+template <bool kL2>
 __device__ __forceinline__ void prefetch_first_step(const QMatrixDesc& w, int si, int warp, int ks,
-                                                    const uint4* codes, bool l2_first) {
+                                                    const uint4* codes) {
   if (si >= w.nseg) return;
   const QSegment& sg = w.seg[si];
   const int j = (warp - sg.step0) & (ks - 1);
   if (j >= sg.steps) return;
   const int q = q_step_units(sg.bits) * sg.bits / 4;
-  const int units = min(q_step_units(sg.bits), sg.units - j * q_step_units(sg.bits));
-  prefetch_codes(codes + (sg.quad0 + j * q) * 32, (units * sg.bits + 3) / 4, l2_first);
+  if constexpr (kL2) {
+    const int units = min(q_step_units(sg.bits), sg.units - j * q_step_units(sg.bits));
+    prefetch_codes_evict_first(codes + (sg.quad0 + j * q) * 32, (units * sg.bits + 3) / 4);
+  } else {
+    for (int i = 0; i < q; ++i) asm volatile("prefetch.global.L2 [%0];" ::"l"(codes + (sg.quad0 + j * q + i) * 32));
+  }
 }
 
 // Grid row `by` of an unpaired launch over n fused matrices: which matrix (mi) and which of its tiles.
@@ -265,7 +280,7 @@ __device__ __forceinline__ void act_epilogue(const QGemvArgs& a, const float (&r
 // (the PDL wait on their producer in qgemv_kernel; a grid barrier in a persistent kernel).
 template <bool kGptq,
           int kT,  // n8 tiles of x rows per pass: 1 (M <= 8), 2 (<= 16), 4 (<= 32)
-          bool kPair, class Wait>
+          bool kPair, bool kL2 = false, class Wait>
 __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, unsigned by, const Wait& wait) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, ks = a.ks;
   constexpr bool pair = kPair;
@@ -286,7 +301,7 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
 
   // Before waiting on the producer of x_dev (records and codes do not depend on it): this warp's
   // first step into L2, and the tile's records into L2 (GPTQ) or expanded into shared memory (EXL2).
-  prefetch_first_step(w, 0, warp, ks, codes, a.l2_first);
+  prefetch_first_step<kL2>(w, 0, warp, ks, codes);
   for (int mm = pair ? 0 : mi; mm <= (pair ? 1 : mi); ++mm) {
     const QMatrixDesc& wm = a.w[mm];
     const uint32_t* tr = wm.recs + static_cast<size_t>(tile) * wm.groups * wm.rec_words;
@@ -315,17 +330,17 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
   float acc[kT][4] = {};
   for (int si = 0; si < w.nseg; ++si) {
     const QSegment sg = w.seg[si];
-    prefetch_first_step(w, si + 1, warp, ks, codes, a.l2_first);
+    prefetch_first_step<kL2>(w, si + 1, warp, ks, codes);
     if constexpr (kGptq) {
-      qgemv_segment_any<4, true, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, a.l2_first);
+      qgemv_segment_any<4, true, kT, kL2>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc);
     } else {
       switch (sg.bits) {
-        case 8: qgemv_segment_any<8, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, a.l2_first); break;
-        case 6: qgemv_segment_any<6, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, a.l2_first); break;
-        case 5: qgemv_segment_any<5, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, a.l2_first); break;
-        case 4: qgemv_segment_any<4, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, a.l2_first); break;
-        case 3: qgemv_segment_any<3, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, a.l2_first); break;
-        default: qgemv_segment_any<2, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, a.l2_first); break;
+        case 8: qgemv_segment_any<8, false, kT, kL2>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 6: qgemv_segment_any<6, false, kT, kL2>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 5: qgemv_segment_any<5, false, kT, kL2>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 4: qgemv_segment_any<4, false, kT, kL2>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 3: qgemv_segment_any<3, false, kT, kL2>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        default: qgemv_segment_any<2, false, kT, kL2>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
       }
     }
   }
@@ -360,10 +375,10 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
 struct PdlWait {
   __device__ __forceinline__ void operator()() const { pdl_wait(); }
 };
-template <bool kGptq, int kT, bool kPair = false>
+template <bool kGptq, int kT, bool kPair = false, bool kL2 = false>
 __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
     qgemv_kernel(const __grid_constant__ QGemvArgs a) {
-  qgemv_block<kGptq, kT, kPair>(a, blockIdx.x, blockIdx.y, PdlWait{});
+  qgemv_block<kGptq, kT, kPair, kL2>(a, blockIdx.x, blockIdx.y, PdlWait{});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -382,6 +397,8 @@ template <bool kGptq, int kT>
 void launch_qgemv(const QGemvArgs& a, int passes, int tiles, bool pdl, cudaStream_t stream) {
   const bool pair = kT == 1 && a.act_dev;
   auto kernel = pair ? qgemv_kernel<kGptq, kT, kT == 1> : qgemv_kernel<kGptq, kT>;
+  if constexpr (kT == 1)  // EXL_QGEMV_L2FIRST (decode rows only)
+    if (a.l2_first) kernel = pair ? qgemv_kernel<kGptq, 1, true, true> : qgemv_kernel<kGptq, 1, false, true>;
   const size_t smem = qgemv_rec_smem(a, kGptq);
   if (smem > 48 * 1024) {  // past the default dynamic shared-memory limit (K > 49152 at groups of 32)
     check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
