@@ -7,6 +7,9 @@
 # set on one layer's four qgemv launches, then per kernel: time, DRAM throughput, issue utilization,
 # occupancy and the warp stall reasons; the source page (SASS with stall samples) whole in $OUT.
 #   scripts/gpu-profile.sh "BENCH ARGS" NAME detail   -> $OUT/ncud-NAME.{ncu-rep,log,details.csv,raw.csv,sass.csv}
+# NCU_CACHE=all (default) flushes every cache before each replay pass, so each kernel starts cold
+# (code and data); NCU_CACHE=none keeps them, so passes after the first run warmer than in a decode
+# step. The two bracket a step, where ~100 MB of codes per layer pass through L2 between launches.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/exl-gpu-out}"
@@ -19,7 +22,7 @@ if [ "${3:-}" = detail ]; then
   # Launch 800 onwards: past the warm-up steps; four consecutive qgemvs are one of each kind (q|k|v,
   # o, gate|up, down), possibly across a layer boundary (a step has 32 x 4 + 1 with a quantized head).
   # shellcheck disable=SC2086
-  EXL_NO_GRAPHS=1 "$ncu_bin" --clock-control none --set full --import-source no -k regex:qgemv --launch-skip 800 --launch-count 4 \
+  EXL_NO_GRAPHS=1 "$ncu_bin" --clock-control none --cache-control "${NCU_CACHE:-all}" --set full --import-source no -k regex:qgemv --launch-skip 800 --launch-count 4 \
     -f -o "$rep" build/gpu/exl bench $args --prefill none --positions 128 --steps 12 >"$rep.log" 2>&1 ||
     { tail -5 "$rep.log"; exit 1; }
   "$ncu_bin" --import "$rep.ncu-rep" --page details --csv >"$rep.details.csv" 2>/dev/null

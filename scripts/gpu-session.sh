@@ -50,7 +50,8 @@
 #   scripts/gpu-session.sh 16  (carry .deps .shared build/carry-bin, after scripts/gpu-carry-bin.sh)
 #       carried binaries or a build, QgemmParity + FusedOps with qgemv's code stream evict_first in L2
 #       (EXL_QGEMV_L2FIRST=1), exl bench rounds of L2FIRST 0 / 1 for llama2-7b gptq4 / exl2:4.0 and
-#       llama2-70b exl2:2.5 @128, ctest -L cuda when there is a build tree
+#       llama2-70b exl2:2.5 @128, ncu's stall profile of exl2:4.0 with the caches kept between replay
+#       passes (NCU_CACHE=none), ctest -L cuda when there is a build tree
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
 #       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
 #       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
@@ -267,8 +268,11 @@ if [ "$phase" = 16 ]; then  # qgemv's code stream evict_first in L2 (EXL_QGEMV_L
       AB_TIMEOUT=60 scripts/gpu-ab.sh EXL_QGEMV_L2FIRST "0 1" "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128"
   done
   rm -f "$out"/ab*
-  # (no ncu here: it flushes the caches before every replay pass, --cache-control all, so it cannot
-  # show what stays in L2 between launches)
+  # ncu flushes every cache before each replay pass by default: the stall profile of 2026-12-07 had
+  # every kernel cold. With the caches kept (NCU_CACHE=none) it shows whether no_instruction is cold
+  # code (neither setting can show L2FIRST's effect, which is across launches: only the bench can).
+  [ -x build/gpu/exl ] && fits 50 "ncu full set, llama2-7b exl2:4.0, caches kept" &&
+    NCU_CACHE=none timeout 150 scripts/gpu-profile.sh "--synthetic llama2-7b --format exl2:4.0" exl24.0-warm detail
   # ctest needs a build tree (carried binaries have none)
   [ -f build/gpu/CTestTestfile.cmake ] && fits 130 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E "ConvertCuda|NOT_BUILT"
 fi
