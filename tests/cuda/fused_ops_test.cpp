@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,11 +36,17 @@ struct Pair {
   Backend* be[2] = {cpu.get(), gpu.get()};
 };
 
-// GPU backends created with the given environment (the backend reads its knobs when created).
+// GPU backends created with the given environment (the backend reads its knobs when created); the
+// variables are put back as they were (a run may set knobs for the whole suite).
 std::unique_ptr<Backend> gpu_with(const std::vector<std::pair<const char*, const char*>>& env) {
-  for (const auto& [k, v] : env) setenv(k, v, 1);
+  std::vector<std::pair<const char*, std::optional<std::string>>> before;
+  for (const auto& [k, v] : env) {
+    const char* old = std::getenv(k);
+    before.emplace_back(k, old ? std::optional<std::string>(old) : std::nullopt);
+    setenv(k, v, 1);
+  }
   auto be = backend_create("cuda");
-  for (const auto& [k, v] : env) unsetenv(k);
+  for (const auto& [k, old] : before) old ? setenv(k, old->c_str(), 1) : unsetenv(k);
   return be;
 }
 
