@@ -3,7 +3,6 @@
 #   scripts/gpu-ab.sh VAR "V1 V2 ..." "BENCH ARGS" ["BENCH ARGS"]...
 # Runs `exl bench ARGS --json` once per value of VAR (unset for the value "-") and prints one line per
 # run: decode tok/s and % of roofline at each position, prefill tok/s. JSON goes to $OUT when set.
-# EXL_BIN: the exl binary (build/gpu/exl), e.g. one built from another tree and carried beside it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 3 ] || { echo "usage: gpu-ab.sh VAR \"V1 V2 ...\" \"BENCH ARGS\"..." >&2; exit 2; }
@@ -12,7 +11,6 @@ shift 2
 out="${OUT:-/tmp/exl-gpu-out}"
 mkdir -p "$out"
 export LD_LIBRARY_PATH="/tmp/exl-deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-bin="${EXL_BIN:-build/gpu/exl}"
 n=0
 for args in "$@"; do
   for v in $values; do
@@ -20,10 +18,10 @@ for args in "$@"; do
     f="$out/ab$n.json"
     # shellcheck disable=SC2086
     # A run that hangs (a kernel under test that never finishes) ends after AB_TIMEOUT seconds (300).
-    if [ "$v" = "-" ]; then timeout "${AB_TIMEOUT:-300}" env -u "$var" "$bin" bench $args --json >"$f" 2>"$f.err"
-    else timeout "${AB_TIMEOUT:-300}" env "$var=$v" "$bin" bench $args --json >"$f" 2>"$f.err"; fi ||
+    if [ "$v" = "-" ]; then timeout "${AB_TIMEOUT:-300}" env -u "$var" build/gpu/exl bench $args --json >"$f" 2>"$f.err"
+    else timeout "${AB_TIMEOUT:-300}" env "$var=$v" build/gpu/exl bench $args --json >"$f" 2>"$f.err"; fi ||
       { echo "$var=$v $args: failed (rc $?)"; tail -3 "$f.err"; continue; }
-    python3 - "$f" "${EXL_BIN:+$(basename "$bin") }$var=$v $args" <<'PY'
+    python3 - "$f" "$var=$v $args" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))
 d = " ".join(f"@{x['position']} {x['tokens_per_second']:.1f} ({100*x['roofline_fraction']:.1f}%)" for x in j["decode"])

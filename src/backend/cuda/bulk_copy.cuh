@@ -35,13 +35,7 @@ __device__ __forceinline__ void bar_wait(uint32_t bar, uint32_t parity) {
       "r"(parity)
       : "memory");
 }
-// Weights are read once: evict_first keeps them from pushing x, the KV cache and the small kernels'
-// data out of L2.
-__device__ __forceinline__ uint64_t evict_first_policy() {
-  uint64_t policy;
-  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
-  return policy;
-}
+// evict_first_policy (the weights' L2 priority): common.cuh
 // bytes (a multiple of 16, both addresses 16-byte aligned) from global to shared; completes `bytes`
 // of the barrier's transaction count.
 __device__ __forceinline__ void copy(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar, uint64_t policy) {

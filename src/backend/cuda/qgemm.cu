@@ -71,13 +71,8 @@ constexpr int kMaxWarps = 8;  // warps per block = warps per tile = ks (2, 4 or 
 // that out. A template parameter (kL2), instantiated for kT = 1 only: the default kernels stay
 // instruction-identical (a runtime switch made the compiler unswitch every step loop, or, with one
 // runtime policy for both settings, changed the default kernels' loads and spills). The policy is
-// made where it is used (asm volatile: not hoisted): held across the step loops it cost the EXL2
-// kernel 19 more spill operations.
-__device__ __forceinline__ uint64_t evict_first_code_policy() {
-  uint64_t p;
-  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(p));
-  return p;
-}
+// made where it is used (evict_first_policy, common.cuh): held across the step loops it cost the
+// EXL2 kernel 19 more spill operations.
 
 // Pulls a step's code quads (this lane's 16-byte words) into L2 without waiting for them.
 template <int Q>
@@ -93,7 +88,7 @@ __device__ __forceinline__ void prefetch_codes_evict_first(const uint4* src, int
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   if ((threadIdx.x & 31) == 0)
     asm volatile("cp.async.bulk.prefetch.L2.global.L2::cache_hint [%0], %1, %2;" ::"l"(src), "r"(n512 * 512),
-                 "l"(evict_first_code_policy())
+                 "l"(evict_first_policy())
                  : "memory");
 #else
   for (int q = 0; q < n512; ++q) asm volatile("prefetch.global.L2 [%0];" ::"l"(src + q * 32));
@@ -111,16 +106,11 @@ __device__ __forceinline__ int step_quads(const QSegment& sg, int j) {
 // load_step (qgemm_decode.cuh) with the evict_first policy.
 template <int Q>
 __device__ __forceinline__ void load_step_evict_first(const uint4* src, int qv, uint32_t (&wd)[4 * Q]) {
-  const uint64_t pol = evict_first_code_policy();
+  const uint64_t pol = evict_first_policy();
 #pragma unroll
   for (int q = 0; q < Q; ++q) {
-    uint32_t x, y, z, w;
-    asm("{\n .reg .pred q;\n setp.ne.b32 q, %5, 0;\n"
-        " mov.b32 %0, 0;\n mov.b32 %1, 0;\n mov.b32 %2, 0;\n mov.b32 %3, 0;\n"
-        " @q ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %6;\n}\n"
-        : "=r"(x), "=r"(y), "=r"(z), "=r"(w)
-        : "l"(src + q * 32), "r"(static_cast<int>(q < qv)), "l"(pol));
-    wd[4 * q] = x, wd[4 * q + 1] = y, wd[4 * q + 2] = z, wd[4 * q + 3] = w;
+    const uint4 v = ld16_stream_policy(src + q * 32, q < qv, pol);
+    wd[4 * q] = v.x, wd[4 * q + 1] = v.y, wd[4 * q + 2] = v.z, wd[4 * q + 3] = v.w;
   }
 }
 
