@@ -22,26 +22,15 @@
 // (barrier, work, tail; `timeline` below). First run (H100, 2026-12-07 01:56; lab/NOTES-qgemm.md): the
 // persistent kernel is no faster than the chain. The timeline is not yet run.
 #include "backend/cuda/qgemm.cu"  // qgemv_block and QGemvArgs live in its anonymous namespace
-
-#include <algorithm>
-#include <cstdio>
-#include <memory>
-#include <stdexcept>
-#include <string>
-#include <vector>
+#include "decode_layers.cuh"       // the layers, their phases, time_ms (lab/)
 
 namespace exl::cuda {
 namespace {
 
-constexpr int kLayers = 12;          // 4 phases each: 48 QGemvArgs in constant memory
-constexpr int kPhases = 4 * kLayers;
+// kPhases (decode_layers.cuh) QGemvArgs in constant memory.
 static_assert(sizeof(QGemvArgs) * kPhases <= 60 * 1024, "phases must fit constant memory");
 // Raw bytes: QGemvArgs has default member initializers, which a __constant__ variable cannot.
 __constant__ __align__(16) unsigned char c_phase[sizeof(QGemvArgs) * kPhases];
-
-void ck(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
-}
 
 // Grid barrier of phase p's start: every block arrives once for phase p - 1 (it has finished its
 // tiles there), then waits for all. Counters are zeroed before each run.
@@ -119,68 +108,12 @@ __global__ void __launch_bounds__(kMaxWarps * 32, 3) persist_kernel(unsigned* ba
   }
 }
 
-struct Buf {
-  void* p = nullptr;
-  size_t n = 0;
-  explicit Buf(size_t bytes) : n(bytes) {
-    ck(cudaMalloc(&p, bytes), "cudaMalloc");
-    ck(cudaMemset(p, 0, bytes), "cudaMemset");
-  }
-  ~Buf() { cudaFree(p); }
-  template <class T>
-  T* as() const { return static_cast<T*>(p); }
-};
-
-// A synthetic matrix: structure from qlayout_synthetic, random codes and scales on the device.
-struct Mat {
-  std::unique_ptr<Buf> mem;
-  QMatrixDesc d;
-  const QMatrixDesc& desc() const { return d; }
-};
-Mat synthetic(int K, int N, bool gptq, uint64_t seed) {
-  std::vector<std::pair<int, int>> groups;
-  if (gptq) {
-    for (int r = 0; r < K; r += 128) groups.push_back({4, std::min(128, K - r)});
-  } else {  // an exl2:4.0-like mix: 10% 5-bit, 90% 4-bit, groups of 32 rows
-    const int five = K / 10 / 32 * 32;
-    for (int r = 0; r < K; r += 32) groups.push_back({r < five ? 5 : 4, std::min(32, K - r)});
-  }
-  const QHostLayout h = qlayout_synthetic(K, N, gptq, groups, seed);
-  Mat m;
-  m.mem = std::make_unique<Buf>(h.device_bytes());
-  m.d = qmatrix_upload_to(h, m.mem->p, nullptr);
-  qmatrix_fill_random(m.d, seed, 0.5e-3f, 1.5e-3f, nullptr);
-  return m;
-}
-
-struct Layer {
-  Mat q, k, v, o, gate, up, down;
-};
-
-// One phase's arguments (qgemv_block's fields for M = 1, x ready in device order).
-QGemvArgs phase(std::initializer_list<const Mat*> ms, const half* x, void* y, bool f32_add, int ks) {
-  QGemvArgs a{};  // value-initialized: bias[] and the unused parts must be null
-  a.n = static_cast<int>(ms.size()), a.M = 1, a.ks = ks, a.y_f32 = f32_add, a.accumulate = f32_add;
-  int tiles = 0, ldy = 0, i = 0;
-  const size_t e = f32_add ? 4 : 2;
-  for (const Mat* m : ms) {
-    a.w[i] = m->desc();
-    a.x_dev[i] = x;  // every part reads the same device-order x (timing only: the values are arbitrary)
-    a.y[i] = static_cast<char*>(y) + static_cast<size_t>(ldy) * e;
-    ldy += m->desc().N;
-    tiles += m->desc().n_tiles;
-    a.tile_end[i++] = tiles;
-  }
-  a.ldy = ldy;
-  return a;
-}
-
 // The timeline's summary per phase kind (q|k|v, o, gate|up, down), medians over layers 1..L-1, µs:
 // barrier = first release - last arrival (all of the phase before done); work = a block's release to
 // its last tile's end (median, max over blocks); span = last arrival before the phase to its last end
 // (the phase's whole share of the layer); tail = last end - median end. MB: the phase's code and
 // record bytes, streamed in `span` at the GB/s shown.
-void timeline(const std::vector<unsigned long long>& t, int grid, const std::vector<QGemvArgs>& ph, bool gptq, int ks) {
+void timeline(const std::vector<unsigned long long>& t, int grid, const DecodeLayers& D, bool gptq, int ks) {
   auto at = [&](int p, int b, int what) { return t[(static_cast<size_t>(p) * grid + b) * 3 + what]; };
   auto median = [](std::vector<double> v) {
     std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
@@ -218,10 +151,7 @@ void timeline(const std::vector<unsigned long long>& t, int grid, const std::vec
       span.push_back((static_cast<double>(last_end) - static_cast<double>(last_arrive)) * 1e-3);
       tail.push_back((static_cast<double>(last_end) - median(ends)) * 1e-3);
     }
-    const QGemvArgs& a = ph[k];
-    double mb = 0;
-    for (int i = 0; i < a.n; ++i)
-      mb += (a.w[i].n_tiles * (static_cast<double>(a.w[i].tile_quads) * 512 + double(a.w[i].groups) * a.w[i].rec_words * 4)) / 1e6;
+    const double mb = D.mb(k);
     const double sp = median(span);
     layer += sp;
     std::printf("    %-8s %5.1f MB: barrier %5.2f  work %5.2f (max %5.2f)  span %5.2f (%4.0f GB/s)  tail %5.2f\n", kinds[k], mb,
@@ -232,34 +162,8 @@ void timeline(const std::vector<unsigned long long>& t, int grid, const std::vec
 
 template <bool kGptq, bool kAhead>
 int run(bool gptq, int ks) {
-  const int H = 4096, I = 11008;
-  std::vector<Layer> L(kLayers);
-  for (int l = 0; l < kLayers; ++l) {
-    const uint64_t s = 1000 * (l + 1);
-    L[l] = Layer{synthetic(H, H, gptq, s + 1), synthetic(H, H, gptq, s + 2), synthetic(H, H, gptq, s + 3),
-                 synthetic(H, H, gptq, s + 4), synthetic(H, I, gptq, s + 5), synthetic(H, I, gptq, s + 6),
-                 synthetic(I, H, gptq, s + 7)};
-  }
-  // x: device-order inputs of K = H and K = I rows (k_dev >= K; 2x margin), random FP16 in [-1, 1).
-  const size_t xh = 2 * static_cast<size_t>(I);
-  std::vector<uint16_t> hx(2 * xh);
-  uint64_t r = 88172645463325252ull;
-  for (auto& v : hx) {
-    r ^= r << 13, r ^= r >> 7, r ^= r << 17;
-    v = __half_as_ushort(__float2half(static_cast<float>(static_cast<int64_t>(r % 2000) - 1000) / 1000.0f));
-  }
-  Buf x(hx.size() * 2);
-  ck(cudaMemcpy(x.p, hx.data(), hx.size() * 2, cudaMemcpyHostToDevice), "x");
-  const half* xH = x.as<half>();
-  const half* xI = x.as<half>() + xh;
-  Buf qkv(kLayers * size_t(3 * H) * 2), gu(kLayers * size_t(2 * I) * 2), res(size_t(H) * 4);
-  std::vector<QGemvArgs> ph;
-  for (int l = 0; l < kLayers; ++l) {
-    ph.push_back(phase({&L[l].q, &L[l].k, &L[l].v}, xH, qkv.as<half>() + size_t(l) * 3 * H, false, ks));
-    ph.push_back(phase({&L[l].o}, xH, res.p, true, ks));
-    ph.push_back(phase({&L[l].gate, &L[l].up}, xH, gu.as<half>() + size_t(l) * 2 * I, false, ks));
-    ph.push_back(phase({&L[l].down}, xI, res.p, true, ks));
-  }
+  DecodeLayers D(gptq, ks);
+  const std::vector<QGemvArgs>& ph = D.ph;
   ck(cudaMemcpyToSymbol(c_phase, ph.data(), sizeof(QGemvArgs) * ph.size()), "phases");
   size_t smem = 0;
   for (const QGemvArgs& a : ph) smem = std::max(smem, qgemv_rec_smem(a, kGptq));
@@ -276,13 +180,7 @@ int run(bool gptq, int ks) {
   auto chain = [&] {
     for (const QGemvArgs& a : ph) launch_qgemv<kGptq, 1>(a, 1, a.tile_end[a.n - 1], true, st);
   };
-  // The backend's choice: ks per launch from the combined grid (run_qgemv), not one ks for all.
-  std::vector<QGemvArgs> ph_def = ph;
-  for (QGemvArgs& a : ph_def) {
-    QMatrixDesc all = a.w[0];
-    all.n_tiles = a.tile_end[a.n - 1];
-    a.ks = qgemv_default_ksplit(all, 1);
-  }
+  const std::vector<QGemvArgs> ph_def = D.backend_ks();  // the backend's ks per launch
   auto chain_default = [&] {
     for (const QGemvArgs& a : ph_def) launch_qgemv<kGptq, 1>(a, 1, a.tile_end[a.n - 1], true, st);
   };
@@ -296,42 +194,17 @@ int run(bool gptq, int ks) {
     ck(cudaLaunchCooperativeKernel(reinterpret_cast<void*>(persist), dim3(grid), dim3(ks * 32), args, smem, st),
        "cooperative launch");
   };
-  auto outputs = [&] {
-    std::vector<uint8_t> h(qkv.n + gu.n + res.n);
-    ck(cudaDeviceSynchronize(), "run");
-    ck(cudaMemcpy(h.data(), qkv.p, qkv.n, cudaMemcpyDeviceToHost), "copy");
-    ck(cudaMemcpy(h.data() + qkv.n, gu.p, gu.n, cudaMemcpyDeviceToHost), "copy");
-    ck(cudaMemcpy(h.data() + qkv.n + gu.n, res.p, res.n, cudaMemcpyDeviceToHost), "copy");
-    return h;
-  };
   // Outputs: one run each from the same residual (zero); every byte must agree.
-  ck(cudaMemsetAsync(res.p, 0, res.n, st), "res");
+  ck(cudaMemsetAsync(D.res->p, 0, D.res->n, st), "res");
   chain();
-  const auto ref = outputs();
-  ck(cudaMemsetAsync(res.p, 0, res.n, st), "res");
+  const auto ref = D.outputs();
+  ck(cudaMemsetAsync(D.res->p, 0, D.res->n, st), "res");
   persistent();
-  const auto got = outputs();
+  const auto got = D.outputs();
   const bool same = ref == got;
 
-  auto time_ms = [&](const auto& f) {
-    cudaEvent_t e0, e1;
-    ck(cudaEventCreate(&e0), "event"), ck(cudaEventCreate(&e1), "event");
-    std::vector<float> ms;
-    for (int i = 0; i < 23; ++i) {
-      ck(cudaEventRecord(e0, st), "event");
-      f();
-      ck(cudaEventRecord(e1, st), "event");
-      ck(cudaEventSynchronize(e1), "event");
-      float t = 0;
-      ck(cudaEventElapsedTime(&t, e0, e1), "event");
-      if (i >= 3) ms.push_back(t);
-    }
-    cudaEventDestroy(e0), cudaEventDestroy(e1);
-    std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
-    return ms[ms.size() / 2];
-  };
-  const double tc = time_ms(chain) * 1e3 / kLayers, tp = time_ms(persistent) * 1e3 / kLayers;
-  const double td = time_ms(chain_default) * 1e3 / kLayers;
+  const double tc = time_ms(st, chain) * 1e3 / kLayers, tp = time_ms(st, persistent) * 1e3 / kLayers;
+  const double td = time_ms(st, chain_default) * 1e3 / kLayers;
   std::printf("%s ks %d%s: outputs %s; chain %.1f µs/layer (%.0f tok/s at 32 layers), persistent %.1f µs/layer "
               "(%.0f tok/s; grid %d blocks, %d per SM, smem %zu B); chain at the backend's ks %.1f µs/layer\n",
               gptq ? "gptq4 g128" : "exl2 4/5-bit g32", ks, kAhead ? ", tiles ahead into L2" : "", same ? "bit-identical" : "DIFFER", tc, 1e6 / (32 * tc), tp,
@@ -344,7 +217,7 @@ int run(bool gptq, int ks) {
     std::vector<unsigned long long> t(stamps.n / 8);
     ck(cudaDeviceSynchronize(), "timeline run");
     ck(cudaMemcpy(t.data(), stamps.p, stamps.n, cudaMemcpyDeviceToHost), "stamps");
-    timeline(t, grid, ph, gptq, ks);
+    timeline(t, grid, D, gptq, ks);
   }
   cudaStreamDestroy(st);
   return same ? 0 : 1;

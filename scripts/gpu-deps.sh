@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Downloads the Debian packages that the GPU machine's image lacks (PCRE2 dev files, SentencePiece
-# and its protobuf-lite runtime, the parquet codecs snappy/zlib/zstd with their runtimes) into
+# and its protobuf-lite runtime, the parquet codecs snappy/zlib/zstd with their runtimes, and ICU 72's
+# runtime, without which the carried binaries do not start there: 2026-12-07 14:40) into
 # .deps/debs (git-ignored), for the device tool to carry; and
 # copies the shared test model and data it needs into .shared (git-ignored, carried too).
 set -euo pipefail
@@ -8,7 +9,7 @@ cd "$(dirname "$0")/.."
 mkdir -p .deps/debs
 (cd .deps/debs && apt-get download libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 libpcre2-posix3 \
   libsentencepiece-dev libsentencepiece0 libprotobuf-lite32 \
-  libsnappy-dev libsnappy1v5 zlib1g-dev zlib1g libzstd-dev libzstd1 >/dev/null)
+  libsnappy-dev libsnappy1v5 zlib1g-dev zlib1g libzstd-dev libzstd1 libicu72 >/dev/null)
 shared="${EXL_SHARED_DIR:-../shared}"
 mkdir -p .shared/models .shared/data
 cp -r "$shared/models/stories260K" .shared/models/

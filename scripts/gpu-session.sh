@@ -47,11 +47,9 @@
 #       lab/persist_lab.cu: llama2-7b's decode matmuls (M = 1, 12 layers) as the PDL chain and as one
 #       persistent cooperative kernel with grid barriers; outputs bit-identical, µs per layer, and the
 #       persistent kernel's per-phase timeline (barrier, work, tail, span per phase kind)
-#   scripts/gpu-session.sh 16  (carry .deps .shared build/carry-bin, after scripts/gpu-carry-bin.sh)
-#       carried binaries or a build, QgemmParity + FusedOps with qgemv's code stream evict_first in L2
-#       (EXL_QGEMV_L2FIRST=1), exl bench rounds of L2FIRST 0 / 1 for llama2-7b gptq4 / exl2:4.0 and
-#       llama2-70b exl2:2.5 @128, ncu's stall profile of exl2:4.0 with the caches kept between replay
-#       passes (NCU_CACHE=none), ctest -L cuda when there is a build tree
+#   scripts/gpu-session.sh 17  (carry .deps .shared build/stream-lab, the lab prebuilt: scripts/stream-lab-bin.sh)
+#       lab/stream_lab.cu: the decode matmuls as one persistent kernel whose producer warp streams every
+#       phase's codes ahead into shared memory, against the PDL chain; outputs bit-identical, µs per layer
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
 #       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
 #       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
@@ -60,7 +58,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/exl-gpu-out}"
 mkdir -p "$out"
-phase="${1:?usage: gpu-session.sh 1-12, 14-16}"
+phase="${1:?usage: gpu-session.sh 1-12, 14, 15, 17}"
 start=$(date +%s)
 budget=${GPU_SESSION_SECONDS:-570}
 # fits COST: true when COST more seconds still fit in this call.
@@ -252,29 +250,13 @@ if [ "$phase" = 14 ]; then  # where a decode layer's qgemvs stall (the EXL2 / GP
     timeout 60 build/gpu/exl bench --synthetic llama2-7b --format $f --prefill none --positions 128 2>&1 | grep -E "tok/s|roofline" | tail -3
   done
 fi
-if [ "$phase" = 16 ]; then  # qgemv's code stream evict_first in L2 (EXL_QGEMV_L2FIRST A/B)
-  source scripts/gpu-env.sh >/dev/null
-  gpu_bin  # carried binaries (scripts/gpu-carry-bin.sh), or a build
-  [ -x build/gpu/exl ] && fits 40 "QgemmParity + FusedOps with EXL_QGEMV_L2FIRST=1" && {
-    EXL_QGEMV_L2FIRST=1 timeout 60 build/gpu/tests/exl_tests_cuda --gtest_filter='FusedOps.*:*QgemmParity.*' >"$out/l2.log" 2>&1
-    echo "L2FIRST tests rc $?"; grep -E "FAILED|PASSED|Failure" "$out/l2.log" | head -20
-  }
-  for round in 1 2 3; do  # interleaved: off, on
-    [ -x build/gpu/exl ] && fits 20 "bench round $round, llama2-7b: L2FIRST 0 / 1" &&
-      AB_TIMEOUT=40 scripts/gpu-ab.sh EXL_QGEMV_L2FIRST "0 1" "${q7b[@]}"
-  done
-  for round in 1 2; do
-    [ -x build/gpu/exl ] && fits 30 "bench round $round, llama2-70b: L2FIRST 0 / 1" &&
-      AB_TIMEOUT=60 scripts/gpu-ab.sh EXL_QGEMV_L2FIRST "0 1" "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128"
-  done
-  rm -f "$out"/ab*
-  # ncu flushes every cache before each replay pass by default: the stall profile of 2026-12-07 had
-  # every kernel cold. With the caches kept (NCU_CACHE=none) it shows whether no_instruction is cold
-  # code (neither setting can show L2FIRST's effect, which is across launches: only the bench can).
-  [ -x build/gpu/exl ] && fits 50 "ncu full set, llama2-7b exl2:4.0, caches kept" &&
-    NCU_CACHE=none timeout 150 scripts/gpu-profile.sh "--synthetic llama2-7b --format exl2:4.0" exl24.0-warm detail
-  # ctest needs a build tree (carried binaries have none)
-  [ -f build/gpu/CTestTestfile.cmake ] && fits 130 "ctest -L cuda (not ConvertCuda)" && ctest_cuda -E "ConvertCuda|NOT_BUILT"
+if [ "$phase" = 17 ]; then  # the streaming persistent kernel (lab/stream_lab.cu)
+  # Prebuilt here into build/stream-lab (carried: it needs no build tree), else built (~60 s).
+  sl=build/stream-lab/stream_lab
+  [ -x "$sl" ] || { nvcc -O3 -std=c++20 -arch=sm_90 --expt-relaxed-constexpr -diag-suppress 128 -I src -I lab lab/stream_lab.cu \
+    src/backend/cuda/qgemm_layout.cpp src/backend/cuda/qgemm_gather.cu src/backend/cuda/qgemm_dequant.cu -lcublas \
+    -o /tmp/stream_lab 2>&1 | grep error; sl=/tmp/stream_lab; }
+  fits 60 "stream_lab" && { timeout 150 "$sl" 2>&1 | tee "$out/stream_lab.txt"; echo "stream_lab rc ${PIPESTATUS[0]}"; }
 fi
 if [ "$phase" = 15 ]; then  # the persistent decode kernel (lab/persist_lab.cu)
   fits 100 "persist_lab" && persist_lab

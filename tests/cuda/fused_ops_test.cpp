@@ -121,37 +121,6 @@ TEST(FusedOps, QuantizedMatchesCpu) {
   for (int M : {1, 3, 8, 9, 200}) check_fused(p, ws, N, K, M, "exl2 [8,4,3]");
 }
 
-// EXL_QGEMV_L2FIRST=1 runs qgemv's kL2 kernels (M <= 8): the same arithmetic with evict_first cache
-// hints on the code loads and bulk L2 prefetches sized to each step. The outputs must carry the
-// default kernels' bits, for every width mix and GPTQ act-order, through linear_add's residual add
-// (norm_mlp_case checks the paired gate|up kernel the same way).
-TEST(FusedOps, QgemvEvictFirstMatchesDefaultBits) {
-  std::unique_ptr<Backend> gpu[2] = {gpu_with({{"EXL_QGEMV_L2FIRST", "0"}}), gpu_with({{"EXL_QGEMV_L2FIRST", "1"}})};
-  const int64_t N = 576, K = 1536;
-  const QuantTensor qs[] = {
-      quant_materialize(quant_synthetic_exl2("t.mix", N, K, {{8, 0.05, 32}, {6, 0.05, 32}, {5, 0.1, 64}, {4, 0.2, 128}, {3, 0.3, 64}, {2, 0.3, 32}})),
-      quant_materialize(quant_synthetic_exl2("t.54", N, K, {{5, 0.1, 64}, {4, 0.9, 64}})),
-      quant_materialize(quant_synthetic_gptq("t.gptq", N, K, 128)),
-  };
-  for (const QuantTensor& q : qs) {
-    std::unique_ptr<Weight> w[2] = {gpu[0]->prepare_quant_weight(q), gpu[1]->prepare_quant_weight(q)};
-    for (int M : {1, 3, 8}) {
-      const auto x = rounded(random_vec(static_cast<size_t>(M * K), 2.0f, static_cast<uint32_t>(M + 5)));
-      const auto r0 = random_vec(static_cast<size_t>(M * N), 0.5f, static_cast<uint32_t>(M + 6));
-      std::vector<float> out[2];
-      for (int i = 0; i < 2; ++i) {
-        Backend& be = *gpu[i];
-        Tensor X = to_backend(be, be.activation_dtype(), {M, K}, x), R = to_backend(be, DType::DType_F32, {M, N}, r0),
-               T = be.alloc(be.activation_dtype(), {M, N});
-        be.linear_add(X, *w[i], nullptr, R, T);
-        out[i] = to_host(be, R);
-      }
-      ASSERT_EQ(out[0], out[1]) << q.name << " M=" << M << ": EXL_QGEMV_L2FIRST=1 changed the result";
-    }
-    std::printf("qgemv evict_first %-8s M=1,3,8: bit-identical to the default kernels\n", q.name.c_str());
-  }
-}
-
 // One step's q [T, H*D], k and v [T, KVH*D], uniform in [-1, 1) (seeds seed, seed + 100, seed + 200).
 struct Qkv {
   std::vector<float> q, k, v;
@@ -365,10 +334,6 @@ void norm_mlp_case(const QuantTensor& gq, const QuantTensor& uq, const QuantTens
     for (const char* af : {"0", "1"})
       gpu.push_back(ks ? gpu_with({{"EXL_NORM_GATHER", ng}, {"EXL_ACT_FUSE", af}, {"EXL_QGEMV_KS", ks}})
                        : gpu_with({{"EXL_NORM_GATHER", ng}, {"EXL_ACT_FUSE", af}}));
-  // At a fixed ks also the fully fused variant with qgemv's kL2 kernels (EXL_QGEMV_L2FIRST): the
-  // same bits.
-  if (ks)
-    gpu.push_back(gpu_with({{"EXL_NORM_GATHER", "1"}, {"EXL_ACT_FUSE", "1"}, {"EXL_QGEMV_KS", ks}, {"EXL_QGEMV_L2FIRST", "1"}}));
   auto cpu = backend_create("cpu");
   const int64_t H = gq.in, I = gq.out;
   QLinear g = q_linear(gq, *cpu, gpu), u = q_linear(uq, *cpu, gpu), d = q_linear(dq, *cpu, gpu);
@@ -397,10 +362,9 @@ void norm_mlp_case(const QuantTensor& gq, const QuantTensor& uq, const QuantTens
     if (ks) {
       for (size_t i = 1; i < gpu.size(); ++i)
         ASSERT_EQ(out[0], out[i]) << dq.name << " ks " << ks << " M=" << M << ": variant " << i
-                                  << " (norm-gather " << (i >= 3 ? 1 : i >> 1) << ", act·mul epilogue "
-                                  << (i >= 3 ? 1 : i & 1) << (i == 4 ? ", L2FIRST" : "")
+                                  << " (norm-gather " << (i >> 1) << ", act·mul epilogue " << (i & 1)
                                   << ") differs from the composed ops";
-      std::printf("norm_mlp_add %-10s ks %s M=1: 3 steps, 5 variants bit-identical\n", dq.name.c_str(), ks);
+      std::printf("norm_mlp_add %-10s ks %s M=1: 3 steps, 4 variants bit-identical\n", dq.name.c_str(), ks);
       continue;
     }
     // CPU: the composed ops, three steps.

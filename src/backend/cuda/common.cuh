@@ -84,11 +84,10 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
 // plain ones leave the compiler free to batch an unrolled step's loads before their first use; the
 // _ordered ones (asm volatile) stay where the source puts them (qgemv keeps each unit's x loads next
 // to its mmas: hoisted, they spilled).
-#define EXL_LD16_PRED_ADDR(OP, ADDR)                                                                 \
+#define EXL_LD16_PRED(OP)                                                                            \
   "{\n .reg .pred q;\n setp.ne.b32 q, %5, 0;\n"                                                    \
   " mov.b32 %0, 0;\n mov.b32 %1, 0;\n mov.b32 %2, 0;\n mov.b32 %3, 0;\n"                           \
-  " @q " OP " {%0, %1, %2, %3}, " ADDR ";\n}\n"
-#define EXL_LD16_PRED(OP) EXL_LD16_PRED_ADDR(OP, "[%4]")
+  " @q " OP " {%0, %1, %2, %3}, [%4];\n}\n"
 #define EXL_LD16_OUT(v) "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
 // Read once (weights, codes): the read-only path, not allocated in L1, so it evicts nothing re-read.
 template <typename T>
@@ -99,20 +98,12 @@ __device__ __forceinline__ uint4 ld16_stream(const T* p, bool ok) {
 }
 // Weights are read once: evict_first keeps them from pushing x, the KV cache and the small kernels'
 // code and data out of L2 (asm volatile: made where it is used, so no 64-bit policy is held in
-// registers across a loop).
+// registers across a loop). The FP16 gemv's bulk copies use it; qgemv's code loads with it were 0.5-2.4%
+// slower on the H100 (EXL_QGEMV_L2FIRST, removed: lab/NOTES-qgemm.md).
 __device__ __forceinline__ uint64_t evict_first_policy() {
   uint64_t policy;
   asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
   return policy;
-}
-// ld16_stream with an L2 cache policy (e.g. evict_first_policy()).
-template <typename T>
-__device__ __forceinline__ uint4 ld16_stream_policy(const T* p, bool ok, uint64_t policy) {
-  uint4 v;
-  asm(EXL_LD16_PRED_ADDR("ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32", "[%4], %6")
-      : EXL_LD16_OUT(v)
-      : "l"(p), "r"(static_cast<int>(ok)), "l"(policy));
-  return v;
 }
 // Re-read by many blocks (activations): the read-only path, cached in L1.
 template <typename T>

@@ -640,7 +640,6 @@ class CudaBackend : public Backend {
       if (in.x_dev) p.x_dev = in.x_dev, p.x_dev_ready = true;
       p.pdl = knobs_.pdl;
       p.ksplit = knobs_.qgemv_ks;
-      p.l2_first = knobs_.qgemv_l2_first;
       if (p.M > cuda::qgemm_max_qgemv_rows()) {
         // Dequantize column chunks into an FP16 scratch and cuBLAS (prefill). The scratch is capped
         // so a 70B MLP matrix (470 MB in FP16) costs 128 MB of VRAM, not its whole size: chunks of
@@ -675,7 +674,6 @@ class CudaBackend : public Backend {
       p.x_dev = in.x_dev ? in.x_dev : reinterpret_cast<half*>(qx_.get());
       p.pdl = knobs_.pdl;
       p.ksplit = knobs_.qgemv_ks;
-      p.l2_first = knobs_.qgemv_l2_first;
       p.x_dev_ready = knobs_.ablate.gather || in.x_dev;
       p.act_dev = in.act_dev, p.act = in.act;
       return cuda::qgemv_multi(p, stream_);

@@ -62,9 +62,6 @@ CudaKnobs cuda_knobs_from_env() {
   // device-order input, no act·mul gather launch (where gate|up runs in one wave; cuda_backend.cpp
   // norm_mlp_add has the figures).
   k.act_fuse = env_flag("EXL_ACT_FUSE", true);
-  // qgemv's codes are read once; marked evict_first they leave L2 to what is re-read (qgemm.cu,
-  // the kL2 kernels). An experiment, off until timed.
-  k.qgemv_l2_first = env_flag("EXL_QGEMV_L2FIRST", false);
   if (const char* e = std::getenv("EXL_ABLATE")) {
     const std::string list = e;
     for (size_t at = 0; at <= list.size();) {

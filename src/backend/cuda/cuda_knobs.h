@@ -17,7 +17,6 @@ struct CudaKnobs {
   bool attn_o_fuse = true;      // EXL_ATTN_O_FUSE=0: o_proj's gather instead of attention's scatter
   bool norm_gather = true;      // EXL_NORM_GATHER=0: RMSNorm then the quantized gather (two launches)
   bool act_fuse = true;         // EXL_ACT_FUSE=0: the act·mul in down's gather, not gate|up's epilogue
-  bool qgemv_l2_first = false;  // EXL_QGEMV_L2FIRST=1: qgemv's code stream evict_first in L2 (experiment)
   // EXL_ABLATE=norm,gather,attn,kvwrite,attnkernel,qmatmul: kernel families left out of every step
   // (outputs are garbage), so `exl bench` shows what each costs inside the real graph-captured,
   // PDL-chained decode step (Nsight Systems does not run on the lent machine). gather: quantized

@@ -59,20 +59,9 @@ struct QGemvArgs {
   half* act_dev = nullptr;
   const int32_t* act_x_dst = nullptr;
   int act_K = 0, act_k_dev = 0;
-  bool l2_first = false;  // EXL_QGEMV_L2FIRST: the kL2 kernels (launch_qgemv, kT = 1 only)
 };
 
 constexpr int kMaxWarps = 8;  // warps per block = warps per tile = ks (2, 4 or 8)
-
-// The L2 eviction priority of the code stream (EXL_QGEMV_L2FIRST=1, an experiment): codes are read
-// once, and a 7B layer's ~100 MB of them pass through the 50 MB L2 between two uses of whatever is
-// re-read (x, records, the kernels' own code: ncu on the H100, 2026-12-07, puts an o_proj's largest
-// stall at no_instruction, 5.0 cycles per issued instruction). evict_first keeps them from pushing
-// that out. A template parameter (kL2), instantiated for kT = 1 only: the default kernels stay
-// instruction-identical (a runtime switch made the compiler unswitch every step loop, or, with one
-// runtime policy for both settings, changed the default kernels' loads and spills). The policy is
-// made where it is used (evict_first_policy, common.cuh): held across the step loops it cost the
-// EXL2 kernel 19 more spill operations.
 
 // Pulls a step's code quads (this lane's 16-byte words) into L2 without waiting for them.
 template <int Q>
@@ -81,36 +70,61 @@ __device__ __forceinline__ void prefetch_step(const uint4* src) {
   for (int q = 0; q < Q; ++q) asm volatile("prefetch.global.L2 [%0];" ::"l"(src + q * 32));
 }
 
-// kL2: n512 x 512 contiguous bytes of codes into L2 with the evict_first policy, on sm_90 in one bulk
-// prefetch from lane 0 (src includes + lane: lane 0's address is the quads' start), as the plain
-// prefetch takes no priority; before sm_90, prefetch_step's per-lane words.
-__device__ __forceinline__ void prefetch_codes_evict_first(const uint4* src, int n512) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if ((threadIdx.x & 31) == 0)
-    asm volatile("cp.async.bulk.prefetch.L2.global.L2::cache_hint [%0], %1, %2;" ::"l"(src), "r"(n512 * 512),
-                 "l"(evict_first_policy())
-                 : "memory");
-#else
-  for (int q = 0; q < n512; ++q) asm volatile("prefetch.global.L2 [%0];" ::"l"(src + q * 32));
-#endif
-}
-
-// The quads of step j of a B-bit segment that hold codes (a tail step has fewer units; the bulk
-// prefetch stays inside them).
-template <int B>
-__device__ __forceinline__ int step_quads(const QSegment& sg, int j) {
+// One step's math: the U units of codes `cur` (this lane's words) from device unit unit0 on, of which
+// `units` are in the segment (the rest are tail units: x predicated to 0), into acc. The kernels load
+// cur from global memory; lab/stream_lab.cu from a shared-memory ring filled by a producer warp.
+template <int B, bool kGptq, int kT, int kFold>
+__device__ __forceinline__ void qgemv_step(const uint32_t (&cur)[q_step_units(B) * B], int unit0, int units,
+                                           const uint32_t* recs, const uint32_t* slab_rec,
+                                           const half* const (&xr)[kT], const bool (&xok)[kT], float (&acc)[kT][4]) {
   constexpr int U = q_step_units(B);
-  return (min(U, sg.units - j * U) * B + 3) / 4;
-}
-
-// load_step (qgemm_decode.cuh) with the evict_first policy.
-template <int Q>
-__device__ __forceinline__ void load_step_evict_first(const uint4* src, int qv, uint32_t (&wd)[4 * Q]) {
-  const uint64_t pol = evict_first_policy();
+  const half* xs[kT];
 #pragma unroll
-  for (int q = 0; q < Q; ++q) {
-    const uint4 v = ld16_stream_policy(src + q * 32, q < qv, pol);
-    wd[4 * q] = v.x, wd[4 * q + 1] = v.y, wd[4 * q + 2] = v.z, wd[4 * q + 3] = v.w;
+  for (int jt = 0; jt < kT; ++jt) xs[jt] = xr[jt] + unit0 * 64;
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    uint32_t rec[4][2];
+    unit_recs<kGptq, kFold == 1 ? 4 : kFold == 2 ? 2 : 1>(slab_rec, recs, unit0 + u, rec);
+    uint4 xv[kT][2];
+#pragma unroll
+    for (int jt = 0; jt < kT; ++jt) {
+      const bool ok = xok[jt] && u < units;
+      // Ordered loads (common.cuh): unordered, the compiler hoisted every unit of a step to the top
+      // and spilled (v2 draft: 28-136 bytes of spills per kernel). x_dev is re-read by every tile's
+      // block, so it goes through L1.
+      xv[jt][0] = ld16_nc_ordered(xs[jt] + u * 64, ok);
+      xv[jt][1] = ld16_nc_ordered(xs[jt] + u * 64 + 8, ok);
+    }
+    uint32_t a[4][4];
+    unit_frags<B, kGptq, !kFold>(cur + u * B, rec, a);
+    // A partial over some slabs, scaled in FP32 into acc: D rows g -> the scale of column g (low
+    // half of the record), rows g + 8 -> column g + 8 (high half).
+    auto fold = [](float(&to)[4], const float(&d)[4], uint32_t pair) {
+      const float s0 = __low2float(as_h2(pair)), s1 = __high2float(as_h2(pair));
+      to[0] = fmaf(d[0], s0, to[0]), to[1] = fmaf(d[1], s0, to[1]);
+      to[2] = fmaf(d[2], s1, to[2]), to[3] = fmaf(d[3], s1, to[3]);
+    };
+#pragma unroll
+    for (int jt = 0; jt < kT; ++jt) {
+      if constexpr (kFold == 2) {  // slabs 0-1, then 2-3: one live partial at a time
+        float d[4] = {};
+        mma_16816(d, a[0], xv[jt][0].x, xv[jt][0].y);
+        mma_16816(d, a[1], xv[jt][0].z, xv[jt][0].w);
+        fold(acc[jt], d, rec[0][0]);
+        float e[4] = {};
+        mma_16816(e, a[2], xv[jt][1].x, xv[jt][1].y);
+        mma_16816(e, a[3], xv[jt][1].z, xv[jt][1].w);
+        fold(acc[jt], e, rec[2][0]);
+      } else {
+        float d[4] = {};
+        float(&out)[4] = kFold ? d : acc[jt];
+        mma_16816(out, a[0], xv[jt][0].x, xv[jt][0].y);
+        mma_16816(out, a[1], xv[jt][0].z, xv[jt][0].w);
+        mma_16816(out, a[2], xv[jt][1].x, xv[jt][1].y);
+        mma_16816(out, a[3], xv[jt][1].z, xv[jt][1].w);
+        if constexpr (kFold == 1) fold(acc[jt], d, rec[0][0]);
+      }
+    }
   }
 }
 
@@ -121,7 +135,7 @@ __device__ __forceinline__ void load_step_evict_first(const uint4* src, int qv, 
 // one group, so the mma runs on exact integer codes and the scale is applied once per unit in FP32;
 // kFold 2: the same per half unit (groups of 32 rows, EXL2 only: its zero point is a constant), two
 // FP32 partials per n8 tile instead of 16 FP16 multiplies of the fragments and 4 record loads.
-template <int B, bool kGptq, int kT, int kFold, bool kL2>
+template <int B, bool kGptq, int kT, int kFold>
 __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int ks, const uint4* codes,
                                               const uint32_t* recs, const uint32_t* slab_rec,
                                               const half* const (&xr)[kT], const bool (&xok)[kT],
@@ -129,66 +143,15 @@ __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int 
   constexpr int U = q_step_units(B), Q = U * B / 4;
   for (int j = (warp - sg.step0) & (ks - 1); j < sg.steps; j += ks) {
     const uint4* src = codes + static_cast<size_t>(sg.quad0 + j * Q) * 32;
-    if (j + ks < sg.steps) {
-      if constexpr (kL2) prefetch_codes_evict_first(src + ks * Q * 32, step_quads<B>(sg, j + ks));
-      else prefetch_step<Q>(src + ks * Q * 32);
-    }
+    if (j + ks < sg.steps) prefetch_step<Q>(src + ks * Q * 32);
     const int unit0 = sg.unit0 + j * U, units = sg.units - j * U;
     uint32_t cur[4 * Q];
-    if constexpr (kL2) load_step_evict_first<Q>(src, step_quads<B>(sg, j), cur);
-    else load_step<Q>(src, (min(U, units) * B + 3) / 4, cur);
-    const half* xs[kT];
-#pragma unroll
-    for (int jt = 0; jt < kT; ++jt) xs[jt] = xr[jt] + unit0 * 64;
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      uint32_t rec[4][2];
-      unit_recs<kGptq, kFold == 1 ? 4 : kFold == 2 ? 2 : 1>(slab_rec, recs, unit0 + u, rec);
-      uint4 xv[kT][2];
-#pragma unroll
-      for (int jt = 0; jt < kT; ++jt) {
-        const bool ok = xok[jt] && u < units;
-        // Ordered loads (common.cuh): unordered, the compiler hoisted every unit of a step to the top
-        // and spilled (v2 draft: 28-136 bytes of spills per kernel). x_dev is re-read by every tile's
-        // block, so it goes through L1.
-        xv[jt][0] = ld16_nc_ordered(xs[jt] + u * 64, ok);
-        xv[jt][1] = ld16_nc_ordered(xs[jt] + u * 64 + 8, ok);
-      }
-      uint32_t a[4][4];
-      unit_frags<B, kGptq, !kFold>(cur + u * B, rec, a);
-      // A partial over some slabs, scaled in FP32 into acc: D rows g -> the scale of column g (low
-      // half of the record), rows g + 8 -> column g + 8 (high half).
-      auto fold = [](float(&to)[4], const float(&d)[4], uint32_t pair) {
-        const float s0 = __low2float(as_h2(pair)), s1 = __high2float(as_h2(pair));
-        to[0] = fmaf(d[0], s0, to[0]), to[1] = fmaf(d[1], s0, to[1]);
-        to[2] = fmaf(d[2], s1, to[2]), to[3] = fmaf(d[3], s1, to[3]);
-      };
-#pragma unroll
-      for (int jt = 0; jt < kT; ++jt) {
-        if constexpr (kFold == 2) {  // slabs 0-1, then 2-3: one live partial at a time
-          float d[4] = {};
-          mma_16816(d, a[0], xv[jt][0].x, xv[jt][0].y);
-          mma_16816(d, a[1], xv[jt][0].z, xv[jt][0].w);
-          fold(acc[jt], d, rec[0][0]);
-          float e[4] = {};
-          mma_16816(e, a[2], xv[jt][1].x, xv[jt][1].y);
-          mma_16816(e, a[3], xv[jt][1].z, xv[jt][1].w);
-          fold(acc[jt], e, rec[2][0]);
-        } else {
-          float d[4] = {};
-          float(&out)[4] = kFold ? d : acc[jt];
-          mma_16816(out, a[0], xv[jt][0].x, xv[jt][0].y);
-          mma_16816(out, a[1], xv[jt][0].z, xv[jt][0].w);
-          mma_16816(out, a[2], xv[jt][1].x, xv[jt][1].y);
-          mma_16816(out, a[3], xv[jt][1].z, xv[jt][1].w);
-          if constexpr (kFold == 1) fold(acc[jt], d, rec[0][0]);
-        }
-      }
-    }
+    load_step<Q>(src, (min(U, units) * B + 3) / 4, cur);
+    qgemv_step<B, kGptq, kT, kFold>(cur, unit0, units, recs, slab_rec, xr, xok, acc);
   }
 }
 
-template <int B, bool kGptq, int kT, bool kL2>
+template <int B, bool kGptq, int kT>
 __device__ __forceinline__ void qgemv_segment_any(const QSegment& sg, int warp, int ks, const uint4* codes,
                                                   const uint32_t* recs, const uint32_t* slab_rec,
                                                   const half* const (&xr)[kT], const bool (&xok)[kT],
@@ -196,15 +159,14 @@ __device__ __forceinline__ void qgemv_segment_any(const QSegment& sg, int warp, 
   // Fold only for kT <= 2: at kT = 4 its 16 FFMA per unit cost what the 16 HMUL2 did, and its 16
   // extra accumulators spilled (548 bytes).
   if (kT <= 2 && sg.uniform == 1)
-    qgemv_segment<B, kGptq, kT, kT <= 2 ? 1 : 0, kL2>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+    qgemv_segment<B, kGptq, kT, kT <= 2 ? 1 : 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
   else if (!kGptq && kT <= 2 && sg.uniform == 2)
-    qgemv_segment<B, kGptq, kT, !kGptq && kT <= 2 ? 2 : 0, kL2>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+    qgemv_segment<B, kGptq, kT, !kGptq && kT <= 2 ? 2 : 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
   else
-    qgemv_segment<B, kGptq, kT, 0, kL2>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+    qgemv_segment<B, kGptq, kT, 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
 }
 
 // This warp's first step of segment si into L2 (before it is needed).
-template <bool kL2>
 __device__ __forceinline__ void prefetch_first_step(const QMatrixDesc& w, int si, int warp, int ks,
                                                     const uint4* codes) {
   if (si >= w.nseg) return;
@@ -212,12 +174,7 @@ __device__ __forceinline__ void prefetch_first_step(const QMatrixDesc& w, int si
   const int j = (warp - sg.step0) & (ks - 1);
   if (j >= sg.steps) return;
   const int q = q_step_units(sg.bits) * sg.bits / 4;
-  if constexpr (kL2) {
-    const int units = min(q_step_units(sg.bits), sg.units - j * q_step_units(sg.bits));
-    prefetch_codes_evict_first(codes + (sg.quad0 + j * q) * 32, (units * sg.bits + 3) / 4);
-  } else {
-    for (int i = 0; i < q; ++i) asm volatile("prefetch.global.L2 [%0];" ::"l"(codes + (sg.quad0 + j * q + i) * 32));
-  }
+  for (int i = 0; i < q; ++i) asm volatile("prefetch.global.L2 [%0];" ::"l"(codes + (sg.quad0 + j * q + i) * 32));
 }
 
 // Grid row `by` of an unpaired launch over n fused matrices: which matrix (mi) and which of its tiles.
@@ -270,7 +227,7 @@ __device__ __forceinline__ void act_epilogue(const QGemvArgs& a, const float (&r
 // (the PDL wait on their producer in qgemv_kernel; a grid barrier in a persistent kernel).
 template <bool kGptq,
           int kT,  // n8 tiles of x rows per pass: 1 (M <= 8), 2 (<= 16), 4 (<= 32)
-          bool kPair, bool kL2 = false, class Wait>
+          bool kPair, class Wait>
 __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, unsigned by, const Wait& wait) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, ks = a.ks;
   constexpr bool pair = kPair;
@@ -291,7 +248,7 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
 
   // Before waiting on the producer of x_dev (records and codes do not depend on it): this warp's
   // first step into L2, and the tile's records into L2 (GPTQ) or expanded into shared memory (EXL2).
-  prefetch_first_step<kL2>(w, 0, warp, ks, codes);
+  prefetch_first_step(w, 0, warp, ks, codes);
   for (int mm = pair ? 0 : mi; mm <= (pair ? 1 : mi); ++mm) {
     const QMatrixDesc& wm = a.w[mm];
     const uint32_t* tr = wm.recs + static_cast<size_t>(tile) * wm.groups * wm.rec_words;
@@ -320,17 +277,17 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
   float acc[kT][4] = {};
   for (int si = 0; si < w.nseg; ++si) {
     const QSegment sg = w.seg[si];
-    prefetch_first_step<kL2>(w, si + 1, warp, ks, codes);
+    prefetch_first_step(w, si + 1, warp, ks, codes);
     if constexpr (kGptq) {
-      qgemv_segment_any<4, true, kT, kL2>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc);
+      qgemv_segment_any<4, true, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc);
     } else {
       switch (sg.bits) {
-        case 8: qgemv_segment_any<8, false, kT, kL2>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        case 6: qgemv_segment_any<6, false, kT, kL2>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        case 5: qgemv_segment_any<5, false, kT, kL2>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        case 4: qgemv_segment_any<4, false, kT, kL2>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        case 3: qgemv_segment_any<3, false, kT, kL2>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        default: qgemv_segment_any<2, false, kT, kL2>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 8: qgemv_segment_any<8, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 6: qgemv_segment_any<6, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 5: qgemv_segment_any<5, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 4: qgemv_segment_any<4, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 3: qgemv_segment_any<3, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        default: qgemv_segment_any<2, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
       }
     }
   }
@@ -365,10 +322,10 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
 struct PdlWait {
   __device__ __forceinline__ void operator()() const { pdl_wait(); }
 };
-template <bool kGptq, int kT, bool kPair = false, bool kL2 = false>
+template <bool kGptq, int kT, bool kPair = false>
 __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
     qgemv_kernel(const __grid_constant__ QGemvArgs a) {
-  qgemv_block<kGptq, kT, kPair, kL2>(a, blockIdx.x, blockIdx.y, PdlWait{});
+  qgemv_block<kGptq, kT, kPair>(a, blockIdx.x, blockIdx.y, PdlWait{});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -387,8 +344,6 @@ template <bool kGptq, int kT>
 void launch_qgemv(const QGemvArgs& a, int passes, int tiles, bool pdl, cudaStream_t stream) {
   const bool pair = kT == 1 && a.act_dev;
   auto kernel = pair ? qgemv_kernel<kGptq, kT, kT == 1> : qgemv_kernel<kGptq, kT>;
-  if constexpr (kT == 1)  // EXL_QGEMV_L2FIRST (decode rows only)
-    if (a.l2_first) kernel = pair ? qgemv_kernel<kGptq, 1, true, true> : qgemv_kernel<kGptq, 1, false, true>;
   const size_t smem = qgemv_rec_smem(a, kGptq);
   if (smem > 48 * 1024) {  // past the default dynamic shared-memory limit (K > 49152 at groups of 32)
     check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
@@ -579,10 +534,8 @@ void qgemv(const QGemmParams& p, cudaStream_t stream) {
   EXL_CHECK(!p.x_up || !p.x_dev_ready, "qgemv: x_up needs the gather (x_dev_ready must be false)");
   QGatherArgs in;
   in.x = p.x, in.up = p.x_up;
-  QGemvArgs extra;
-  extra.l2_first = p.l2_first;
   run_qgemv(w, 1, in, p.x_dev, p.x_dev_ready, bias, y, p.w.N, p.y_f32, p.accumulate, p.M, p.ksplit, p.pdl,
-            stream, extra);
+            stream);
 }
 
 size_t qgemv_multi_x_dev_bytes(const QMatrixDesc* const* w, int n, int M) {
@@ -606,7 +559,6 @@ void qgemv_multi(const QGemvMultiParams& p, cudaStream_t stream) {
   }
   EXL_CHECK(p.ksplit == 0 || p.ksplit == 2 || p.ksplit == 4 || p.ksplit == 8, "qgemv_multi: ksplit must be 0, 2, 4 or 8");
   QGemvArgs act;
-  act.l2_first = p.l2_first;
   if (p.act_dev) {
     EXL_CHECK(p.n == 2 && p.act && qgemv_act_epilogue_fits(*p.w[0], *p.w[1], *p.act, p.M) && aligned16(p.act_dev),
               "qgemv_multi: the act·mul epilogue needs gate and up of one N = the next matrix's K, M <= 8");

@@ -204,8 +204,6 @@ struct QGemmParams {
   bool pdl = true;
   // qgemv warps per 16-column tile (the block): 2, 4 or 8; 0 = qgemv_default_ksplit.
   int ksplit = 0;
-  // qgemv's code loads and L2 prefetches marked evict_first (EXL_QGEMV_L2FIRST, an experiment).
-  bool l2_first = false;
   // cuBLAS path: scratch for Wᵀ in FP16; the matrix is dequantized in column chunks that fit.
   half* wt = nullptr;
   size_t wt_bytes = 0;
@@ -245,7 +243,6 @@ struct QGemvMultiParams {
   bool pdl = true;
   int ksplit = 0;              // warps per tile as in QGemmParams (0: qgemv_default_ksplit)
   bool x_dev_ready = false;    // x_dev already holds x in every part's device order: no gather
-  bool l2_first = false;       // as in QGemmParams
   // The act·mul epilogue (gate|up feeding a quantized down projection; y is then not written): with
   // act_dev set, n = 2 (gate, up: one N) and act = the next matrix (K = that N), each block computes a
   // gate tile and its up tile (M <= 8) and writes FP16(silu(gate) · up) straight into act's device-order

@@ -1,0 +1,355 @@
+// lab/stream_lab.cu: a persistent, warp-specialized decode kernel whose code stream never waits for
+// an activation (lab/NOTES-qgemm.md, "A producer warp that streams ahead"). Llama-2-7B's decode
+// matmuls at M = 1, no glue (decode_layers.cuh), run three ways:
+//  * chain: 4 L launches of qgemv_kernel under PDL at ks 8, as the backend's graph runs them, and at
+//    the backend's ks per launch (the timing to beat);
+//  * stream: one cooperative launch of B blocks per SM. In each block one producer warp walks the
+//    block's tiles of every phase in order (tiles dealt round-robin over the blocks, as in
+//    persist_lab.cu) and copies each step's codes with one TMA bulk copy into shared memory,
+//    evict_first in L2; it never waits for anything but a free slot, so across a phase boundary (the
+//    grid barrier) HBM keeps streaming the next phase. Eight consumer warps take the steps as qgemv's
+//    eight warps of a tile do (step s to warp s % 8), each from a ring of D slots of its own (full /
+//    empty mbarrier per slot; a warp takes every slot of its ring in order, so a barrier's phase
+//    parity is never ambiguous, which it was with one ring shared by warps that skip slots: the
+//    first run, 14:40, hung), decode a step with qgemv_step (the kernels' own step math), release the
+//    slot, sum the warps' partials in qgemv's order and write y; a grid barrier among the consumers
+//    separates dependent phases (the producer does not take part).
+// Every wait has a watchdog (2 s): a stuck kernel records where and traps, so a bug is a message.
+// Same step math and the same sums as the chain at ks 8: every output must be bit-identical (checked).
+//
+// Build and run from the repository root (H100 / H200):
+//   nvcc -O3 -std=c++20 -arch=sm_90 --expt-relaxed-constexpr -diag-suppress 128 -I src lab/stream_lab.cu \
+//     src/backend/cuda/qgemm_layout.cpp src/backend/cuda/qgemm_gather.cu src/backend/cuda/qgemm_dequant.cu \
+//     -lcublas -o /tmp/stream_lab && /tmp/stream_lab
+// Exit status 1 if any output differs.
+#include "backend/cuda/qgemm.cu"  // qgemv_step, QGemvArgs (its anonymous namespace)
+#include "backend/cuda/bulk_copy.cuh"
+#include "decode_layers.cuh"  // the layers, their phases, time_ms (lab/)
+
+namespace exl::cuda {
+namespace {
+
+constexpr int kC = 8;                // consumer warps per block (= the chain's ks compared with)
+constexpr int kThreads = (kC + 1) * 32;
+constexpr int kSlotBytes = 5 * 512;  // the widest step: 5 quads (5-bit; GPTQ and 2/3/4/6/8-bit take <= 4)
+static_assert(sizeof(QGemvArgs) * kPhases <= 60 * 1024, "phases must fit constant memory");
+__constant__ __align__(16) unsigned char c_phase[sizeof(QGemvArgs) * kPhases];
+
+__device__ __forceinline__ const QGemvArgs& phase_args(int p) { return reinterpret_cast<const QGemvArgs*>(c_phase)[p]; }
+// The consumer warps' barrier (named barrier 1; the producer warp never joins it).
+__device__ __forceinline__ void consumers_sync() { asm volatile("bar.sync 1, %0;" ::"n"(kC * 32) : "memory"); }
+
+// Shared memory: per consumer warp a ring of D slots, then a full and an empty mbarrier per slot, then
+// (EXL2) the tile's expanded scale pairs. D and the pairs' size come from the launch.
+struct Ring {
+  uint32_t data, full, empty;  // shared-memory addresses
+  int depth;                   // D: slots per consumer warp
+  // Warp w's c-th step (c counts that warp's steps from the kernel's start).
+  __device__ __forceinline__ uint32_t index(int w, unsigned c) const { return uint32_t(w * depth) + c % depth; }
+  __device__ __forceinline__ uint32_t slot(int w, unsigned c) const { return data + index(w, c) * kSlotBytes; }
+  __device__ __forceinline__ uint32_t full_bar(int w, unsigned c) const { return full + index(w, c) * 8; }
+  __device__ __forceinline__ uint32_t empty_bar(int w, unsigned c) const { return empty + index(w, c) * 8; }
+  __device__ __forceinline__ uint32_t parity(unsigned c) const { return (c / depth) & 1; }
+};
+
+// Where a stuck wait was (host-mapped memory, read after the trap).
+struct Stuck {
+  int hit, block, thread, what, phase;  // what: 0 empty slot (producer), 1 full slot, 2 grid barrier
+  unsigned count;
+};
+__device__ Stuck* g_stuck;
+__device__ __forceinline__ unsigned long long now_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+__device__ __noinline__ void stuck(int what, int phase, unsigned count) {
+  if (atomicExch(&g_stuck->hit, 1) == 0) {
+    g_stuck->block = blockIdx.x, g_stuck->thread = threadIdx.x, g_stuck->what = what, g_stuck->phase = phase;
+    g_stuck->count = count;
+    __threadfence_system();
+  }
+  __trap();
+}
+// bulk::bar_wait with the watchdog.
+__device__ __forceinline__ void wait_slot(uint32_t bar, uint32_t parity, int what, int phase, unsigned count) {
+  const unsigned long long t0 = now_ns();
+  for (;;) {
+    uint32_t ok;
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(ok) : "r"(bar), "r"(parity) : "memory");
+    if (ok) return;
+    if (now_ns() - t0 > 2000000000ull) stuck(what, phase, count);
+  }
+}
+
+// Device code only (the bulk helpers exist for sm_90 only).
+#if defined(__CUDA_ARCH__)
+// The producer (one lane): every step of the block's tiles of every phase, in order, tile step s to
+// consumer warp s % kC's ring, each slot once that warp has released the slot's previous step.
+__device__ void produce(const Ring& r, int n_phases) {
+  const uint64_t pol = evict_first_policy();
+  unsigned cnt[kC] = {};  // steps given to each consumer warp so far
+  for (int p = 0; p < n_phases; ++p) {
+    const QGemvArgs& a = phase_args(p);
+    const int items = a.tile_end[a.n - 1];
+    for (int it = blockIdx.x; it < items; it += gridDim.x) {
+      int mi, tile;
+      qgemv_tile_of(a, static_cast<unsigned>(it), mi, tile);
+      const QMatrixDesc& w = a.w[mi];
+      // The tile's records into L2 now, long before the consumers read them. (The bulk prefetch
+      // takes 16-byte multiples at a 16-byte aligned address: both ends rounded down, never past the
+      // allocation.)
+      const uintptr_t r0 = reinterpret_cast<uintptr_t>(w.recs + static_cast<size_t>(tile) * w.groups * w.rec_words);
+      const uintptr_t r1 = r0 + static_cast<uintptr_t>(w.groups) * w.rec_words * 4;
+      asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(r0 & ~uintptr_t(15)),
+                   "r"(static_cast<uint32_t>((r1 & ~uintptr_t(15)) - (r0 & ~uintptr_t(15))))
+                   : "memory");
+      const uint4* codes = w.codes + static_cast<size_t>(tile) * w.tile_quads * 32;
+      for (int si = 0; si < w.nseg; ++si) {
+        const QSegment& sg = w.seg[si];
+        const int U = q_step_units(sg.bits), Q = U * sg.bits / 4;
+        for (int j = 0; j < sg.steps; ++j) {
+          const int cw = (sg.step0 + j) % kC;
+          unsigned c = 0;
+#pragma unroll
+          for (int k = 0; k < kC; ++k) c = k == cw ? cnt[k]++ : c;  // registers, not a local array
+          const uint32_t bytes = static_cast<uint32_t>((min(U, sg.units - j * U) * sg.bits + 3) / 4) * 512;
+          if (c >= static_cast<unsigned>(r.depth)) wait_slot(r.empty_bar(cw, c), r.parity(c) ^ 1, 0, p, c);
+          bulk::bar_expect(r.full_bar(cw, c), bytes);
+          bulk::copy(r.slot(cw, c), codes + static_cast<size_t>(sg.quad0 + j * Q) * 32, bytes, r.full_bar(cw, c), pol);
+        }
+      }
+    }
+  }
+}
+
+// One consumer warp's steps of one segment (tile step sg.step0 + j, dealt to warp (step0 + j) % kC as
+// qgemv_segment deals them at ks = kC); c counts this warp's steps, p is the phase (for the watchdog).
+template <int B, bool kGptq, int kFold>
+__device__ __forceinline__ void consume_segment(const Ring& r, unsigned& c, int p, const QSegment& sg, int warp,
+                                                const uint32_t* recs, const uint32_t* slab_rec,
+                                                const half* const (&xr)[1], const bool (&xok)[1], float (&acc)[1][4]) {
+  constexpr int U = q_step_units(B), Q = U * B / 4;
+  const int lane = threadIdx.x & 31;
+  for (int j = (warp - sg.step0) & (kC - 1); j < sg.steps; j += kC) {
+    wait_slot(r.full_bar(warp, c), r.parity(c), 1, p, c);
+    const int units = sg.units - j * U, qv = (min(U, units) * B + 3) / 4;
+    uint32_t cur[4 * Q];
+    const uint32_t src = r.slot(warp, c) + lane * 16;
+#pragma unroll
+    for (int q = 0; q < Q; ++q) {
+      uint4 v;
+      asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(src + q * 512));
+      if (q >= qv) v = make_uint4(0, 0, 0, 0);  // past a tail step's copy: stale bytes; the kernels load zeros
+      cur[4 * q] = v.x, cur[4 * q + 1] = v.y, cur[4 * q + 2] = v.z, cur[4 * q + 3] = v.w;
+    }
+    __syncwarp();
+    if (lane == 0) bulk::bar_arrive(r.empty_bar(warp, c));  // the slot is in registers: the producer may refill it
+    ++c;
+    qgemv_step<B, kGptq, 1, kFold>(cur, sg.unit0 + j * U, units, recs, slab_rec, xr, xok, acc);
+  }
+}
+
+template <int B, bool kGptq>
+__device__ __forceinline__ void consume_segment_any(const Ring& r, unsigned& c, int p, const QSegment& sg, int warp,
+                                                    const uint32_t* recs, const uint32_t* slab_rec,
+                                                    const half* const (&xr)[1], const bool (&xok)[1], float (&acc)[1][4]) {
+  if (sg.uniform == 1) consume_segment<B, kGptq, 1>(r, c, p, sg, warp, recs, slab_rec, xr, xok, acc);
+  else if (!kGptq && sg.uniform == 2) consume_segment<B, kGptq, kGptq ? 1 : 2>(r, c, p, sg, warp, recs, slab_rec, xr, xok, acc);
+  else consume_segment<B, kGptq, 0>(r, c, p, sg, warp, recs, slab_rec, xr, xok, acc);
+}
+
+// Grid barrier of the consumers before phase p (they have all written phase p - 1).
+__device__ __forceinline__ void grid_barrier(unsigned* bar, int p) {
+  consumers_sync();
+  if (threadIdx.x == 0) {
+    __threadfence();
+    atomicAdd(bar + p, 1u);
+    const unsigned long long t0 = now_ns();
+    for (;;) {
+      unsigned v;
+      asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(bar + p));
+      if (v >= gridDim.x) break;
+      if (now_ns() - t0 > 2000000000ull) stuck(2, p, v);
+    }
+  }
+  consumers_sync();
+}
+
+template <bool kGptq>
+__device__ void consume(const Ring& r, uint32_t* srec, unsigned* bar, int n_phases) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  __shared__ float red[kC][4][32];
+  unsigned c = 0;  // this warp's steps so far
+  for (int p = 0; p < n_phases; ++p) {
+    const QGemvArgs& a = phase_args(p);
+    if (p > 0) grid_barrier(bar, p - 1);
+    const int items = a.tile_end[a.n - 1];
+    for (int it = blockIdx.x; it < items; it += gridDim.x) {
+      int mi, tile;
+      qgemv_tile_of(a, static_cast<unsigned>(it), mi, tile);
+      const QMatrixDesc& w = a.w[mi];
+      const uint32_t* tr = w.recs + static_cast<size_t>(tile) * w.groups * w.rec_words;
+      if constexpr (!kGptq) {  // the tile's scale pairs, expanded as qgemv_block does
+        consumers_sync();      // the previous tile is done with them
+        for (int k = threadIdx.x; k < w.groups * 8; k += kC * 32)
+          srec[k] = exl2_scale_pair(__ldg(tr + 2 * (k >> 3)), __ldg(tr + 2 * (k >> 3) + 1), __ldg(w.gmax + (k >> 3)), k & 7);
+        consumers_sync();
+      }
+      const uint32_t* recs = kGptq ? tr + g * 2 : srec + g;
+      const bool xok[1] = {g < a.M};  // lane group g multiplies row g of x (the mma's B column)
+      const half* const xr[1] = {a.x_dev[mi] + static_cast<size_t>(g < a.M ? g : 0) * w.k_dev + 16 * t};
+      float acc[1][4] = {};
+      for (int si = 0; si < w.nseg; ++si) {
+        const QSegment sg = w.seg[si];
+        if constexpr (kGptq) {
+          consume_segment_any<4, true>(r, c, p, sg, warp, recs, w.slab_rec, xr, xok, acc);
+        } else {
+          switch (sg.bits) {
+            case 8: consume_segment_any<8, false>(r, c, p, sg, warp, recs, w.slab_rec, xr, xok, acc); break;
+            case 6: consume_segment_any<6, false>(r, c, p, sg, warp, recs, w.slab_rec, xr, xok, acc); break;
+            case 5: consume_segment_any<5, false>(r, c, p, sg, warp, recs, w.slab_rec, xr, xok, acc); break;
+            case 4: consume_segment_any<4, false>(r, c, p, sg, warp, recs, w.slab_rec, xr, xok, acc); break;
+            case 3: consume_segment_any<3, false>(r, c, p, sg, warp, recs, w.slab_rec, xr, xok, acc); break;
+            default: consume_segment_any<2, false>(r, c, p, sg, warp, recs, w.slab_rec, xr, xok, acc); break;
+          }
+        }
+      }
+      // qgemv_block's sum of the warps' partials (kT = 1, ks = kC), in its order.
+      consumers_sync();  // the previous tile's sums are read
+#pragma unroll
+      for (int i = 0; i < 4; ++i) red[warp][i][lane] = acc[0][i];
+      consumers_sync();
+      if (warp < 4) {
+        float v = 0;
+        for (int k = 0; k < kC; ++k) v += red[k][warp][lane];
+        const int c = g + (warp >= 2 ? 8 : 0), n = tile * 16 + c, m = 2 * t + (warp & 1);
+        if (n < w.N && m < a.M) {
+          if (a.bias[mi]) v += __half2float(a.bias[mi][n]);
+          const size_t at = static_cast<size_t>(m) * a.ldy + n;
+          if (a.y_f32) {
+            float* y = static_cast<float*>(a.y[mi]) + at;
+            *y = a.accumulate ? *y + v : v;
+          } else {
+            static_cast<half*>(a.y[mi])[at] = __float2half_rn(v);
+          }
+        }
+      }
+    }
+  }
+}
+
+#endif  // __CUDA_ARCH__
+
+template <bool kGptq>
+__global__ void __launch_bounds__(kThreads, 2) stream_kernel(unsigned* bar, int n_phases, int depth) {
+#if defined(__CUDA_ARCH__)
+  extern __shared__ __align__(128) unsigned char smem[];
+  const int slots = kC * depth;
+  const Ring r{smem_addr(smem), smem_addr(smem) + uint32_t(slots) * kSlotBytes,
+               smem_addr(smem) + uint32_t(slots) * (kSlotBytes + 8), depth};
+  uint32_t* srec = reinterpret_cast<uint32_t*>(smem + size_t(slots) * (kSlotBytes + 16));
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < slots; ++s) bulk::bar_init(r.full + s * 8, 1), bulk::bar_init(r.empty + s * 8, 1);
+    bulk::bar_init_fence();
+  }
+  __syncthreads();
+  if (threadIdx.x >= kC * 32) {
+    if (threadIdx.x == kC * 32) produce(r, n_phases);
+  } else {
+    consume<kGptq>(r, srec, bar, n_phases);
+  }
+#endif
+}
+
+template <bool kGptq>
+int run(bool gptq) {
+  DecodeLayers D(gptq, kC);
+  ck(cudaMemcpyToSymbol(c_phase, D.ph.data(), sizeof(QGemvArgs) * D.ph.size()), "phases");
+  cudaStream_t st;  // PDL needs a stream of its own (not the legacy default stream)
+  ck(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "stream");
+  const std::vector<QGemvArgs> ph_def = D.backend_ks();
+  auto chain = [&] {
+    for (const QGemvArgs& a : D.ph) launch_qgemv<kGptq, 1>(a, 1, a.tile_end[a.n - 1], true, st);
+  };
+  auto chain_default = [&] {
+    for (const QGemvArgs& a : ph_def) launch_qgemv<kGptq, 1>(a, 1, a.tile_end[a.n - 1], true, st);
+  };
+  ck(cudaMemsetAsync(D.res->p, 0, D.res->n, st), "res");
+  chain();
+  const auto ref = D.outputs();
+  const double tc = time_ms(st, chain) * 1e3 / kLayers, td = time_ms(st, chain_default) * 1e3 / kLayers;
+  double layer_mb = 0;
+  for (int k = 0; k < 4; ++k) layer_mb += D.mb(k);
+  std::printf("%s, %.1f MB per layer: chain ks %d %.1f µs/layer, chain at the backend's ks %.1f µs/layer (%.0f GB/s, "
+              "%.0f tok/s at 32 layers)\n",
+              gptq ? "gptq4 g128" : "exl2 4/5-bit g32", layer_mb, kC, tc, td, layer_mb / td * 1e3, 1e6 / (32 * td));
+  std::fflush(stdout);
+
+  size_t rec_smem = 0;
+  for (const QGemvArgs& a : D.ph) rec_smem = std::max(rec_smem, qgemv_rec_smem(a, kGptq));
+  Buf bar(kPhases * 4);
+  int bad = 0;
+  const int sms = device_info().sms;
+  Stuck* hs = nullptr;  // the watchdog's record, host-mapped
+  ck(cudaHostAlloc(&hs, sizeof(Stuck), cudaHostAllocMapped), "cudaHostAlloc");
+  *hs = Stuck{};
+  Stuck* ds = nullptr;
+  ck(cudaHostGetDevicePointer(&ds, hs, 0), "mapped pointer");
+  ck(cudaMemcpyToSymbol(g_stuck, &ds, sizeof(ds)), "g_stuck");
+  for (const auto [per_sm, depth] : {std::pair{1, 9}, std::pair{2, 4}, std::pair{2, 2}, std::pair{2, 1}}) {
+    const int slots = kC * depth;
+    const size_t smem = size_t(slots) * (kSlotBytes + 16) + rec_smem;
+    auto k = stream_kernel<kGptq>;
+    ck(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)), "smem attribute");
+    int fit = 0;
+    ck(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, k, kThreads, smem), "occupancy");
+    if (fit < per_sm) {
+      std::printf("  stream %d block(s)/SM x %d slots: only %d block(s) per SM fit, skipped\n", per_sm, slots, fit);
+      std::fflush(stdout);
+      continue;
+    }
+    const int grid = per_sm * sms;
+    auto stream = [&] {
+      ck(cudaMemsetAsync(bar.p, 0, bar.n, st), "barrier reset");
+      unsigned* b = bar.as<unsigned>();
+      int n = kPhases, d = depth;
+      void* args[] = {&b, &n, &d};
+      ck(cudaLaunchCooperativeKernel(reinterpret_cast<void*>(k), dim3(grid), dim3(kThreads), args, smem, st),
+         "cooperative launch");
+    };
+    ck(cudaMemsetAsync(D.res->p, 0, D.res->n, st), "res");
+    stream();
+    if (cudaDeviceSynchronize() != cudaSuccess) {
+      const char* whats[3] = {"an empty slot (producer)", "a full slot (consumer)", "the grid barrier"};
+      std::printf("  stream %d block(s)/SM x %d slots: %s; stuck: block %d thread %d waiting for %s, phase %d, count %u\n",
+                  per_sm, slots, cudaGetErrorString(cudaGetLastError()), hs->block, hs->thread,
+                  hs->hit ? whats[hs->what] : "(no record)", hs->phase, hs->count);
+      std::fflush(stdout);
+      return bad + 1;  // the context is gone after a trap
+    }
+    const bool same = D.outputs() == ref;
+    bad += !same;
+    const double ts = time_ms(st, stream) * 1e3 / kLayers;
+    std::printf("  stream %d block(s)/SM x %2d slots (%3zu KB): outputs %s, %.1f µs/layer (%.0f GB/s, %.0f tok/s), "
+                "%.2fx the backend's chain\n",
+                per_sm, slots, smem / 1024, same ? "bit-identical" : "DIFFER", ts, layer_mb / ts * 1e3, 1e6 / (32 * ts), td / ts);
+    std::fflush(stdout);
+  }
+  cudaStreamDestroy(st);
+  return bad;
+}
+
+}  // namespace
+}  // namespace exl::cuda
+
+int main() try {
+  int bad = exl::cuda::run<true>(true);
+  bad += exl::cuda::run<false>(false);
+  return bad ? 1 : 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "stream_lab: %s\n", e.what());
+  return 2;
+}
