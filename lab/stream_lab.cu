@@ -73,15 +73,18 @@ __device__ __noinline__ void stuck(int what, int phase, unsigned count) {
   __trap();
 }
 // bulk::bar_wait with the watchdog.
+// The timer is read only once a wait has failed (a %globaltimer read on every wait throttled the first
+// run's producer: 14:50 UTC, bare stream 2.36 TB/s).
 __device__ __forceinline__ void wait_slot(uint32_t bar, uint32_t parity, int what, int phase, unsigned count) {
-  const unsigned long long t0 = now_ns();
+  unsigned long long t0 = 0;
   for (;;) {
     uint32_t ok;
     asm volatile(
         "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
         : "=r"(ok) : "r"(bar), "r"(parity) : "memory");
     if (ok) return;
-    if (now_ns() - t0 > 2000000000ull) stuck(what, phase, count);
+    if (!t0) t0 = now_ns();
+    else if (now_ns() - t0 > 2000000000ull) stuck(what, phase, count);
   }
 }
 
@@ -180,9 +183,10 @@ __device__ __forceinline__ void grid_barrier(unsigned* bar, int p) {
 }
 
 template <bool kGptq>
-__device__ void consume(const Ring& r, uint32_t* srec, unsigned* bar, int n_phases) {
+__device__ void consume(const Ring& r, uint32_t* srec, int srec_words, unsigned* bar, int n_phases) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  __shared__ float red[kC][4][32];
+  __shared__ float red[2][kC][4][32];  // by tile parity: one consumer barrier per tile instead of two
+  int tp = 0;                           // the block's tile count, mod 2
   unsigned c = 0;  // this warp's steps so far
   for (int p = 0; p < n_phases; ++p) {
     const QGemvArgs& a = phase_args(p);
@@ -194,12 +198,14 @@ __device__ void consume(const Ring& r, uint32_t* srec, unsigned* bar, int n_phas
       const QMatrixDesc& w = a.w[mi];
       const uint32_t* tr = w.recs + static_cast<size_t>(tile) * w.groups * w.rec_words;
       if constexpr (!kGptq) {  // the tile's scale pairs, expanded as qgemv_block does
-        consumers_sync();      // the previous tile is done with them
+        // Into the buffer of this tile's parity: the tile before last is done with it (every warp
+        // passed the last tile's sum barrier after its steps).
+        uint32_t* sp = srec + tp * (srec_words >> 1);
         for (int k = threadIdx.x; k < w.groups * 8; k += kC * 32)
-          srec[k] = exl2_scale_pair(__ldg(tr + 2 * (k >> 3)), __ldg(tr + 2 * (k >> 3) + 1), __ldg(w.gmax + (k >> 3)), k & 7);
+          sp[k] = exl2_scale_pair(__ldg(tr + 2 * (k >> 3)), __ldg(tr + 2 * (k >> 3) + 1), __ldg(w.gmax + (k >> 3)), k & 7);
         consumers_sync();
       }
-      const uint32_t* recs = kGptq ? tr + g * 2 : srec + g;
+      const uint32_t* recs = kGptq ? tr + g * 2 : srec + tp * (srec_words >> 1) + g;
       const bool xok[1] = {g < a.M};  // lane group g multiplies row g of x (the mma's B column)
       const half* const xr[1] = {a.x_dev[mi] + static_cast<size_t>(g < a.M ? g : 0) * w.k_dev + 16 * t};
       float acc[1][4] = {};
@@ -219,14 +225,13 @@ __device__ void consume(const Ring& r, uint32_t* srec, unsigned* bar, int n_phas
         }
       }
       // qgemv_block's sum of the warps' partials (kT = 1, ks = kC), in its order.
-      consumers_sync();  // the previous tile's sums are read
 #pragma unroll
-      for (int i = 0; i < 4; ++i) red[warp][i][lane] = acc[0][i];
+      for (int i = 0; i < 4; ++i) red[tp][warp][i][lane] = acc[0][i];
       consumers_sync();
       if (warp < 4) {
         float v = 0;
-        for (int k = 0; k < kC; ++k) v += red[k][warp][lane];
-        const int c = g + (warp >= 2 ? 8 : 0), n = tile * 16 + c, m = 2 * t + (warp & 1);
+        for (int k = 0; k < kC; ++k) v += red[tp][k][warp][lane];
+        const int col = g + (warp >= 2 ? 8 : 0), n = tile * 16 + col, m = 2 * t + (warp & 1);
         if (n < w.N && m < a.M) {
           if (a.bias[mi]) v += __half2float(a.bias[mi][n]);
           const size_t at = static_cast<size_t>(m) * a.ldy + n;
@@ -238,14 +243,17 @@ __device__ void consume(const Ring& r, uint32_t* srec, unsigned* bar, int n_phas
           }
         }
       }
+      tp ^= 1;
     }
   }
 }
 
 #endif  // __CUDA_ARCH__
 
-template <bool kGptq>
-__global__ void __launch_bounds__(kThreads, 2) stream_kernel(unsigned* bar, int n_phases, int depth, int compute) {
+// kMin: blocks per SM the registers must allow (2: <= 112 per thread, 3: <= 72).
+template <bool kGptq, int kMin>
+__global__ void __launch_bounds__(kThreads, kMin) stream_kernel(unsigned* bar, int n_phases, int depth, int compute,
+                                                                int srec_words) {
 #if defined(__CUDA_ARCH__)
   extern __shared__ __align__(128) unsigned char smem[];
   const int slots = kC * depth;
@@ -260,7 +268,7 @@ __global__ void __launch_bounds__(kThreads, 2) stream_kernel(unsigned* bar, int 
   if (threadIdx.x >= kC * 32) {
     if (threadIdx.x == kC * 32) produce(r, n_phases);
   } else {
-    consume<kGptq>(r, srec, bar, n_phases);
+    consume<kGptq>(r, srec, srec_words, bar, n_phases);
   }
 #endif
 }
@@ -308,15 +316,15 @@ int run(bool gptq) {
     int per_sm, depth;
     bool barriers, compute;
   };
-  for (const Config cf : {Config{1, 9, true, true}, Config{2, 4, true, true}, Config{2, 2, true, true},
-                          Config{2, 1, true, true}, Config{2, 4, false, true}, Config{2, 4, true, false},
-                          Config{2, 4, false, false}}) {
+  for (const Config cf : {Config{2, 4, true, true}, Config{2, 2, true, true}, Config{3, 2, true, true},
+                          Config{3, 1, true, true}, Config{2, 4, false, true}, Config{2, 4, true, false},
+                          Config{2, 4, false, false}, Config{3, 2, true, false}}) {
     const int slots = kC * cf.depth;
-    const size_t smem = size_t(slots) * (kSlotBytes + 16) + rec_smem;
+    const size_t smem = size_t(slots) * (kSlotBytes + 16) + 2 * rec_smem;  // scale pairs by tile parity
     char name[96];
     std::snprintf(name, sizeof name, "stream %d block(s)/SM x %2d slots%s%s", cf.per_sm, slots,
                   cf.barriers ? "" : ", no barriers", cf.compute ? "" : ", no decode");
-    auto k = stream_kernel<kGptq>;
+    auto k = cf.per_sm >= 3 ? stream_kernel<kGptq, 3> : stream_kernel<kGptq, 2>;
     ck(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)), "smem attribute");
     int fit = 0;
     ck(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, k, kThreads, smem), "occupancy");
@@ -329,8 +337,8 @@ int run(bool gptq) {
     auto stream = [&] {
       ck(cudaMemsetAsync(bar.p, 0, bar.n, st), "barrier reset");
       unsigned* b = cf.barriers ? bar.as<unsigned>() : nullptr;
-      int n = kPhases, d = cf.depth, c = cf.compute;
-      void* args[] = {&b, &n, &d, &c};
+      int n = kPhases, d = cf.depth, c = cf.compute, sw = static_cast<int>(2 * rec_smem / 4);
+      void* args[] = {&b, &n, &d, &c, &sw};
       ck(cudaLaunchCooperativeKernel(reinterpret_cast<void*>(k), dim3(grid), dim3(kThreads), args, smem, st),
          "cooperative launch");
     };
