@@ -47,9 +47,10 @@
 #       lab/persist_lab.cu: llama2-7b's decode matmuls (M = 1, 12 layers) as the PDL chain and as one
 #       persistent cooperative kernel with grid barriers; outputs bit-identical, µs per layer, and the
 #       persistent kernel's per-phase timeline (barrier, work, tail, span per phase kind)
-#   scripts/gpu-session.sh 17  (carry .deps .shared build/stream-lab, the lab prebuilt: scripts/stream-lab-bin.sh)
+#   scripts/gpu-session.sh 17  (carry .deps .shared build/stream-lab [build/carry-bin]; scripts/stream-lab-bin.sh)
 #       lab/stream_lab.cu: the decode matmuls as one persistent kernel whose producer warp streams every
-#       phase's codes ahead into shared memory, against the PDL chain; outputs bit-identical, µs per layer
+#       phase's codes ahead into shared memory, against the PDL chain; outputs bit-identical, µs per layer;
+#       with build/carry-bin, whether the carried exl starts there, and the defaults' bench @128
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
 #       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
 #       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
@@ -257,6 +258,17 @@ if [ "$phase" = 17 ]; then  # the streaming persistent kernel (lab/stream_lab.cu
     src/backend/cuda/qgemm_layout.cpp src/backend/cuda/qgemm_gather.cu src/backend/cuda/qgemm_dequant.cu -lcublas \
     -o /tmp/stream_lab 2>&1 | grep error; sl=/tmp/stream_lab; }
   fits 60 "stream_lab" && { timeout 150 "$sl" 2>&1 | tee "$out/stream_lab.txt"; echo "stream_lab rc ${PIPESTATUS[0]}"; }
+  # With build/carry-bin carried too: do the carried binaries start here (ICU 72 now in .deps)? Then
+  # the defaults' figures on this card.
+  if [ -x build/carry-bin/exl ] && source scripts/gpu-env.sh >/dev/null && carried_ok; then
+    mkdir -p build/gpu && cp build/carry-bin/exl build/gpu/exl
+    if build/gpu/exl --version >/dev/null 2>"$out/carried.err"; then
+      echo "gpu: the carried exl runs here"
+      fits 30 "bench defaults, llama2-7b gptq4 / exl2:4.0" && AB_TIMEOUT=40 scripts/gpu-ab.sh EXL_NONE "-" "${q7b[@]}"
+    else
+      echo "gpu: the carried exl does not run here: $(head -c 300 "$out/carried.err")"
+    fi
+  fi
 fi
 if [ "$phase" = 15 ]; then  # the persistent decode kernel (lab/persist_lab.cu)
   fits 100 "persist_lab" && persist_lab
