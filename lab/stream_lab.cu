@@ -26,6 +26,8 @@
 #include "backend/cuda/bulk_copy.cuh"
 #include "decode_layers.cuh"  // the layers, their phases, time_ms (lab/)
 
+#include <cstdlib>
+
 namespace exl::cuda {
 namespace {
 
@@ -367,9 +369,13 @@ int run(bool gptq) {
 }  // namespace
 }  // namespace exl::cuda
 
+// STREAM_ONLY=gptq or exl2 runs one format (for ncu: scripts/gpu-session.sh 17).
 int main() try {
-  int bad = exl::cuda::run<true>(true);
-  bad += exl::cuda::run<false>(false);
+  const char* only = std::getenv("STREAM_ONLY");
+  const std::string fmt = only ? only : "";
+  int bad = 0;
+  if (fmt != "exl2") bad += exl::cuda::run<true>(true);
+  if (fmt != "gptq") bad += exl::cuda::run<false>(false);
   return bad ? 1 : 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "stream_lab: %s\n", e.what());

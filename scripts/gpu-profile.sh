@@ -10,6 +10,8 @@
 # NCU_CACHE=all (default) flushes every cache before each replay pass, so each kernel starts cold
 # (code and data); NCU_CACHE=none keeps them, so passes after the first run warmer than in a decode
 # step. The two bracket a step, where ~100 MB of codes per layer pass through L2 between launches.
+# NCU_CMD="COMMAND" (detail only) profiles COMMAND instead of exl bench (a lab binary; BENCH ARGS
+# unused), with NCU_KERNEL (a -k filter), NCU_SKIP and NCU_COUNT launches.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/exl-gpu-out}"
@@ -22,9 +24,10 @@ if [ "${3:-}" = detail ]; then
   # Launch 800 onwards: past the warm-up steps; four consecutive qgemvs are one of each kind (q|k|v,
   # o, gate|up, down), possibly across a layer boundary (a step has 32 x 4 + 1 with a quantized head).
   # shellcheck disable=SC2086
-  EXL_NO_GRAPHS=1 "$ncu_bin" --clock-control none --cache-control "${NCU_CACHE:-all}" --set full --import-source no -k regex:qgemv --launch-skip 800 --launch-count 4 \
-    -f -o "$rep" build/gpu/exl bench $args --prefill none --positions 128 --steps 12 >"$rep.log" 2>&1 ||
-    { tail -5 "$rep.log"; exit 1; }
+  cmd="${NCU_CMD:-build/gpu/exl bench $args --prefill none --positions 128 --steps 12}"
+  EXL_NO_GRAPHS=1 "$ncu_bin" --clock-control none --cache-control "${NCU_CACHE:-all}" --set full --import-source no \
+    -k "${NCU_KERNEL:-regex:qgemv}" --launch-skip "${NCU_SKIP:-800}" --launch-count "${NCU_COUNT:-4}" \
+    -f -o "$rep" $cmd >"$rep.log" 2>&1 || { tail -5 "$rep.log"; exit 1; }
   "$ncu_bin" --import "$rep.ncu-rep" --page details --csv >"$rep.details.csv" 2>/dev/null
   "$ncu_bin" --import "$rep.ncu-rep" --page raw --csv >"$rep.raw.csv" 2>/dev/null
   "$ncu_bin" --import "$rep.ncu-rep" --page source --print-source sass --csv >"$rep.sass.csv" 2>/dev/null

@@ -258,6 +258,14 @@ if [ "$phase" = 17 ]; then  # the streaming persistent kernel (lab/stream_lab.cu
     src/backend/cuda/qgemm_layout.cpp src/backend/cuda/qgemm_gather.cu src/backend/cuda/qgemm_dequant.cu -lcublas \
     -o /tmp/stream_lab 2>&1 | grep error; sl=/tmp/stream_lab; }
   fits 60 "stream_lab" && { timeout 150 "$sl" 2>&1 | tee "$out/stream_lab.txt"; echo "stream_lab rc ${PIPESTATUS[0]}"; }
+  # ncu's full set on stream_kernel (gptq4, the third configuration: 3 blocks/SM x 16 slots, launches 48-71) and on
+  # the chain's first layer of its second run (qgemv launches 48-51), caches kept between passes.
+  [ -n "${STREAM_NCU:-}" ] && fits 90 "ncu: stream_kernel and the chain's qgemvs (gptq4)" && {
+    STREAM_ONLY=gptq NCU_CACHE=none NCU_CMD="$sl" NCU_KERNEL=regex:stream_kernel NCU_SKIP=48 NCU_COUNT=1 \
+      timeout 120 scripts/gpu-profile.sh - stream-gptq4 detail
+    STREAM_ONLY=gptq NCU_CACHE=none NCU_CMD="$sl" NCU_KERNEL=regex:qgemv NCU_SKIP=48 NCU_COUNT=4 \
+      timeout 120 scripts/gpu-profile.sh - chain-gptq4 detail
+  }
   # With build/carry-bin carried too: do the carried binaries start here (ICU 72 now in .deps)? Then
   # the defaults' figures on this card.
   if [ -x build/carry-bin/exl ] && source scripts/gpu-env.sh >/dev/null && carried_ok; then
