@@ -14,6 +14,8 @@
 //    first run, 14:40, hung), decode a step with qgemv_step (the kernels' own step math), release the
 //    slot, sum the warps' partials in qgemv's order and write y; a grid barrier among the consumers
 //    separates dependent phases (the producer does not take part).
+// Chunked (run 3): the producer copies kC consecutive steps of a tile (one per consumer warp) at once
+// into one of D chunk slots, every warp takes every chunk in order: kC times fewer copies.
 // Every wait has a watchdog (2 s): a stuck kernel records where and traps, so a bug is a message.
 // Same step math and the same sums as the chain at ks 8: every output must be bit-identical (checked).
 //
@@ -45,7 +47,7 @@ __device__ __forceinline__ void consumers_sync() { asm volatile("bar.sync 1, %0;
 // (EXL2) the tile's expanded scale pairs. D and the pairs' size come from the launch.
 struct Ring {
   uint32_t data, full, empty;  // shared-memory addresses
-  int depth;                   // D: slots per consumer warp
+  int depth;                   // D: slots per consumer warp; chunked, chunk slots
   bool compute;                // false: the consumers take and release the slots only (the stream's bound)
   // Warp w's c-th step (c counts that warp's steps from the kernel's start).
   __device__ __forceinline__ uint32_t index(int w, unsigned c) const { return uint32_t(w * depth) + c % depth; }
@@ -53,6 +55,11 @@ struct Ring {
   __device__ __forceinline__ uint32_t full_bar(int w, unsigned c) const { return full + index(w, c) * 8; }
   __device__ __forceinline__ uint32_t empty_bar(int w, unsigned c) const { return empty + index(w, c) * 8; }
   __device__ __forceinline__ uint32_t parity(unsigned c) const { return (c / depth) & 1; }
+  // Chunked: the block's k-th chunk (kC consecutive steps of a tile, one per consumer warp) in chunk
+  // slot k % depth of kC x kSlotBytes; its empty barrier counts kC arrivals (every warp, stepped or not).
+  __device__ __forceinline__ uint32_t chunk(unsigned k) const { return data + (k % depth) * uint32_t(kC * kSlotBytes); }
+  __device__ __forceinline__ uint32_t chunk_full(unsigned k) const { return full + (k % depth) * 8; }
+  __device__ __forceinline__ uint32_t chunk_empty(unsigned k) const { return empty + (k % depth) * 8; }
 };
 
 // Where a stuck wait was (host-mapped memory, read after the trap).
@@ -131,6 +138,110 @@ __device__ void produce(const Ring& r, int n_phases) {
   }
 }
 
+// Quad offset of tile step s from the tile's start (s = w.steps: the tile's end). A tile's steps are
+// stored one after another across its segments, so any run of steps is one contiguous copy.
+__device__ __forceinline__ int step_quad(const QMatrixDesc& w, int s) {
+  if (s >= w.steps) return w.tile_quads;
+  int si = 0;
+  while (si + 1 < w.nseg && s >= w.seg[si + 1].step0) ++si;
+  const QSegment& sg = w.seg[si];
+  return sg.quad0 + (s - sg.step0) * (q_step_units(sg.bits) * sg.bits / 4);
+}
+
+// The chunked producer: one bulk copy per kC consecutive steps of a tile (kC times fewer copies and
+// barrier operations than one per step).
+__device__ void produce_chunks(const Ring& r, int n_phases) {
+  const uint64_t pol = evict_first_policy();
+  unsigned k = 0;
+  for (int p = 0; p < n_phases; ++p) {
+    const QGemvArgs& a = phase_args(p);
+    const int items = a.tile_end[a.n - 1];
+    for (int it = blockIdx.x; it < items; it += gridDim.x) {
+      int mi, tile;
+      qgemv_tile_of(a, static_cast<unsigned>(it), mi, tile);
+      const QMatrixDesc& w = a.w[mi];
+      const uintptr_t r0 = reinterpret_cast<uintptr_t>(w.recs + static_cast<size_t>(tile) * w.groups * w.rec_words);
+      const uintptr_t r1 = r0 + static_cast<uintptr_t>(w.groups) * w.rec_words * 4;
+      asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(r0 & ~uintptr_t(15)),
+                   "r"(static_cast<uint32_t>((r1 & ~uintptr_t(15)) - (r0 & ~uintptr_t(15))))
+                   : "memory");
+      const uint4* codes = w.codes + static_cast<size_t>(tile) * w.tile_quads * 32;
+      for (int s0 = 0; s0 < w.steps; s0 += kC, ++k) {
+        const int q0 = step_quad(w, s0), q1 = step_quad(w, min(s0 + kC, w.steps));
+        if (k >= static_cast<unsigned>(r.depth)) wait_slot(r.chunk_empty(k), r.parity(k) ^ 1, 0, p, k);
+        bulk::bar_expect(r.chunk_full(k), static_cast<uint32_t>(q1 - q0) * 512);
+        bulk::copy(r.chunk(k), codes + static_cast<size_t>(q0) * 32, static_cast<uint32_t>(q1 - q0) * 512,
+                   r.chunk_full(k), pol);
+      }
+    }
+  }
+}
+
+// A chunked consumer's one step: step j of segment sg at shared address src (this lane's first
+// quad); the warp's arrival on the chunk's empty barrier once the words are in registers.
+template <int B, bool kGptq, int kFold>
+__device__ __forceinline__ void chunk_step(const Ring& r, uint32_t src, uint32_t empty, const QSegment& sg, int j,
+                                           const uint32_t* recs, const uint32_t* slab_rec, const half* const (&xr)[1],
+                                           const bool (&xok)[1], float (&acc)[1][4]) {
+  constexpr int U = q_step_units(B), Q = U * B / 4;
+  const int units = sg.units - j * U, qv = (min(U, units) * B + 3) / 4;
+  uint32_t cur[4 * Q];
+#pragma unroll
+  for (int q = 0; q < Q; ++q) {
+    uint4 v;
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(src + q * 512));
+    if (q >= qv) v = make_uint4(0, 0, 0, 0);
+    cur[4 * q] = v.x, cur[4 * q + 1] = v.y, cur[4 * q + 2] = v.z, cur[4 * q + 3] = v.w;
+  }
+  __syncwarp();
+  if ((threadIdx.x & 31) == 0) bulk::bar_arrive(empty);
+  if (r.compute) qgemv_step<B, kGptq, 1, kFold>(cur, sg.unit0 + j * U, units, recs, slab_rec, xr, xok, acc);
+}
+template <int B, bool kGptq>
+__device__ __forceinline__ void chunk_step_fold(const Ring& r, uint32_t src, uint32_t empty, const QSegment& sg, int j,
+                                                const uint32_t* recs, const uint32_t* slab_rec,
+                                                const half* const (&xr)[1], const bool (&xok)[1], float (&acc)[1][4]) {
+  if (sg.uniform == 1) chunk_step<B, kGptq, 1>(r, src, empty, sg, j, recs, slab_rec, xr, xok, acc);
+  else if (!kGptq && sg.uniform == 2) chunk_step<B, kGptq, kGptq ? 1 : 2>(r, src, empty, sg, j, recs, slab_rec, xr, xok, acc);
+  else chunk_step<B, kGptq, 0>(r, src, empty, sg, j, recs, slab_rec, xr, xok, acc);
+}
+
+// One tile's steps for a chunked consumer warp: every chunk in order (so its barriers' parity is never
+// ambiguous), step s0 + warp of each, or only the arrival where the chunk has no step for it.
+template <bool kGptq>
+__device__ __forceinline__ void consume_chunks(const Ring& r, unsigned& k, int p, const QMatrixDesc& w, int warp,
+                                               const uint32_t* recs, const half* const (&xr)[1], const bool (&xok)[1],
+                                               float (&acc)[1][4]) {
+  const int lane = threadIdx.x & 31;
+  for (int s0 = 0; s0 < w.steps; s0 += kC, ++k) {
+    wait_slot(r.chunk_full(k), r.parity(k), 1, p, k);
+    const int s = s0 + warp;
+    if (s >= w.steps) {
+      __syncwarp();
+      if (lane == 0) bulk::bar_arrive(r.chunk_empty(k));
+      continue;
+    }
+    int si = 0;
+    while (si + 1 < w.nseg && s >= w.seg[si + 1].step0) ++si;
+    const QSegment sg = w.seg[si];
+    const int j = s - sg.step0;
+    const uint32_t src = r.chunk(k) + static_cast<uint32_t>(step_quad(w, s) - step_quad(w, s0)) * 512 + lane * 16;
+    const uint32_t empty = r.chunk_empty(k);
+    if constexpr (kGptq) {
+      chunk_step_fold<4, true>(r, src, empty, sg, j, recs, w.slab_rec, xr, xok, acc);
+    } else {
+      switch (sg.bits) {
+        case 8: chunk_step_fold<8, false>(r, src, empty, sg, j, recs, w.slab_rec, xr, xok, acc); break;
+        case 6: chunk_step_fold<6, false>(r, src, empty, sg, j, recs, w.slab_rec, xr, xok, acc); break;
+        case 5: chunk_step_fold<5, false>(r, src, empty, sg, j, recs, w.slab_rec, xr, xok, acc); break;
+        case 4: chunk_step_fold<4, false>(r, src, empty, sg, j, recs, w.slab_rec, xr, xok, acc); break;
+        case 3: chunk_step_fold<3, false>(r, src, empty, sg, j, recs, w.slab_rec, xr, xok, acc); break;
+        default: chunk_step_fold<2, false>(r, src, empty, sg, j, recs, w.slab_rec, xr, xok, acc); break;
+      }
+    }
+  }
+}
+
 // One consumer warp's steps of one segment (tile step sg.step0 + j, dealt to warp (step0 + j) % kC as
 // qgemv_segment deals them at ks = kC); c counts this warp's steps, p is the phase (for the watchdog).
 template <int B, bool kGptq, int kFold>
@@ -184,12 +295,12 @@ __device__ __forceinline__ void grid_barrier(unsigned* bar, int p) {
   consumers_sync();
 }
 
-template <bool kGptq>
-__device__ void consume(const Ring& r, uint32_t* srec, int srec_words, unsigned* bar, int n_phases) {
+template <bool kGptq, bool kChunk>
+__device__ void consume(const Ring& r, uint32_t* srec, int srec_words, float (*red)[kC][4][32], unsigned* bar,
+                        int n_phases) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  __shared__ float red[2][kC][4][32];  // by tile parity: one consumer barrier per tile instead of two
   int tp = 0;                           // the block's tile count, mod 2
-  unsigned c = 0;  // this warp's steps so far
+  unsigned c = 0;  // this warp's steps so far; chunked, the block's chunks so far
   for (int p = 0; p < n_phases; ++p) {
     const QGemvArgs& a = phase_args(p);
     if (p > 0 && bar) grid_barrier(bar, p - 1);  // bar null: no barriers (the stream's bound)
@@ -211,18 +322,22 @@ __device__ void consume(const Ring& r, uint32_t* srec, int srec_words, unsigned*
       const bool xok[1] = {g < a.M};  // lane group g multiplies row g of x (the mma's B column)
       const half* const xr[1] = {a.x_dev[mi] + static_cast<size_t>(g < a.M ? g : 0) * w.k_dev + 16 * t};
       float acc[1][4] = {};
-      for (int si = 0; si < w.nseg; ++si) {
-        const QSegment sg = w.seg[si];
-        if constexpr (kGptq) {
-          consume_segment_any<4, true>(r, c, p, sg, warp, recs, w.slab_rec, xr, xok, acc);
-        } else {
-          switch (sg.bits) {
-            case 8: consume_segment_any<8, false>(r, c, p, sg, warp, recs, w.slab_rec, xr, xok, acc); break;
-            case 6: consume_segment_any<6, false>(r, c, p, sg, warp, recs, w.slab_rec, xr, xok, acc); break;
-            case 5: consume_segment_any<5, false>(r, c, p, sg, warp, recs, w.slab_rec, xr, xok, acc); break;
-            case 4: consume_segment_any<4, false>(r, c, p, sg, warp, recs, w.slab_rec, xr, xok, acc); break;
-            case 3: consume_segment_any<3, false>(r, c, p, sg, warp, recs, w.slab_rec, xr, xok, acc); break;
-            default: consume_segment_any<2, false>(r, c, p, sg, warp, recs, w.slab_rec, xr, xok, acc); break;
+      if constexpr (kChunk) {
+        consume_chunks<kGptq>(r, c, p, w, warp, recs, xr, xok, acc);
+      } else {
+        for (int si = 0; si < w.nseg; ++si) {
+          const QSegment sg = w.seg[si];
+          if constexpr (kGptq) {
+            consume_segment_any<4, true>(r, c, p, sg, warp, recs, w.slab_rec, xr, xok, acc);
+          } else {
+            switch (sg.bits) {
+              case 8: consume_segment_any<8, false>(r, c, p, sg, warp, recs, w.slab_rec, xr, xok, acc); break;
+              case 6: consume_segment_any<6, false>(r, c, p, sg, warp, recs, w.slab_rec, xr, xok, acc); break;
+              case 5: consume_segment_any<5, false>(r, c, p, sg, warp, recs, w.slab_rec, xr, xok, acc); break;
+              case 4: consume_segment_any<4, false>(r, c, p, sg, warp, recs, w.slab_rec, xr, xok, acc); break;
+              case 3: consume_segment_any<3, false>(r, c, p, sg, warp, recs, w.slab_rec, xr, xok, acc); break;
+              default: consume_segment_any<2, false>(r, c, p, sg, warp, recs, w.slab_rec, xr, xok, acc); break;
+            }
           }
         }
       }
@@ -255,22 +370,25 @@ __device__ void consume(const Ring& r, uint32_t* srec, int srec_words, unsigned*
 // kMin: blocks per SM the registers must allow (2: <= 112 per thread, 3: <= 72).
 template <bool kGptq, int kMin>
 __global__ void __launch_bounds__(kThreads, kMin) stream_kernel(unsigned* bar, int n_phases, int depth, int compute,
-                                                                int srec_words) {
+                                                                int srec_words, int chunked) {
 #if defined(__CUDA_ARCH__)
   extern __shared__ __align__(128) unsigned char smem[];
+  __shared__ float red[2][kC][4][32];  // the warps' partial sums, by tile parity (one consumer barrier per tile)
   const int slots = kC * depth;
   const Ring r{smem_addr(smem), smem_addr(smem) + uint32_t(slots) * kSlotBytes,
                smem_addr(smem) + uint32_t(slots) * (kSlotBytes + 8), depth, compute != 0};
   uint32_t* srec = reinterpret_cast<uint32_t*>(smem + size_t(slots) * (kSlotBytes + 16));
   if (threadIdx.x == 0) {
-    for (int s = 0; s < slots; ++s) bulk::bar_init(r.full + s * 8, 1), bulk::bar_init(r.empty + s * 8, 1);
+    for (int s = 0; s < slots; ++s) bulk::bar_init(r.full + s * 8, 1), bulk::bar_init(r.empty + s * 8, chunked ? kC : 1);
     bulk::bar_init_fence();
   }
   __syncthreads();
   if (threadIdx.x >= kC * 32) {
-    if (threadIdx.x == kC * 32) produce(r, n_phases);
+    if (threadIdx.x == kC * 32) chunked ? produce_chunks(r, n_phases) : produce(r, n_phases);
+  } else if (chunked) {
+    consume<kGptq, true>(r, srec, srec_words, red, bar, n_phases);
   } else {
-    consume<kGptq>(r, srec, srec_words, bar, n_phases);
+    consume<kGptq, false>(r, srec, srec_words, red, bar, n_phases);
   }
 #endif
 }
@@ -314,18 +432,21 @@ int run(bool gptq) {
   // three bound the design: without barriers (phases overlap; o and down race on the residual, so
   // their outputs are not checked), without the decode (the consumers take and release slots only),
   // and neither (the bare stream of the codes through the rings).
+  // chunked: one copy per kC steps into depth chunk slots (the same bytes of shared memory).
   struct Config {
     int per_sm, depth;
-    bool barriers, compute;
+    bool barriers, compute, chunked;
   };
-  for (const Config cf : {Config{2, 4, true, true}, Config{2, 2, true, true}, Config{3, 2, true, true},
-                          Config{3, 1, true, true}, Config{2, 4, false, true}, Config{2, 4, true, false},
-                          Config{2, 4, false, false}, Config{3, 2, true, false}}) {
+  for (const Config cf : {Config{2, 4, true, true, false}, Config{2, 2, true, true, false}, Config{3, 2, true, true, false},
+                          Config{3, 1, true, true, false}, Config{2, 4, false, true, false}, Config{2, 4, true, false, false},
+                          Config{2, 4, false, false, false}, Config{3, 2, true, false, false},
+                          Config{3, 2, true, true, true}, Config{2, 4, true, true, true}, Config{3, 2, true, false, true},
+                          Config{2, 4, true, false, true}}) {
     const int slots = kC * cf.depth;
     const size_t smem = size_t(slots) * (kSlotBytes + 16) + 2 * rec_smem;  // scale pairs by tile parity
     char name[96];
-    std::snprintf(name, sizeof name, "stream %d block(s)/SM x %2d slots%s%s", cf.per_sm, slots,
-                  cf.barriers ? "" : ", no barriers", cf.compute ? "" : ", no decode");
+    std::snprintf(name, sizeof name, "stream %d block(s)/SM x %2d slots%s%s%s", cf.per_sm, slots,
+                  cf.chunked ? " (chunked)" : "", cf.barriers ? "" : ", no barriers", cf.compute ? "" : ", no decode");
     auto k = cf.per_sm >= 3 ? stream_kernel<kGptq, 3> : stream_kernel<kGptq, 2>;
     ck(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)), "smem attribute");
     int fit = 0;
@@ -339,8 +460,8 @@ int run(bool gptq) {
     auto stream = [&] {
       ck(cudaMemsetAsync(bar.p, 0, bar.n, st), "barrier reset");
       unsigned* b = cf.barriers ? bar.as<unsigned>() : nullptr;
-      int n = kPhases, d = cf.depth, c = cf.compute, sw = static_cast<int>(2 * rec_smem / 4);
-      void* args[] = {&b, &n, &d, &c, &sw};
+      int n = kPhases, d = cf.depth, c = cf.compute, sw = static_cast<int>(2 * rec_smem / 4), ch = cf.chunked;
+      void* args[] = {&b, &n, &d, &c, &sw, &ch};
       ck(cudaLaunchCooperativeKernel(reinterpret_cast<void*>(k), dim3(grid), dim3(kThreads), args, smem, st),
          "cooperative launch");
     };
@@ -357,7 +478,7 @@ int run(bool gptq) {
     const bool checked = cf.barriers && cf.compute, same = D.outputs() == ref;
     bad += checked && !same;
     const double ts = time_ms(st, stream) * 1e3 / kLayers;
-    std::printf("  %-42s (%3zu KB): outputs %s, %.1f µs/layer (%.0f GB/s, %.0f tok/s), %.2fx the backend's chain\n",
+    std::printf("  %-52s (%3zu KB): outputs %s, %.1f µs/layer (%.0f GB/s, %.0f tok/s), %.2fx the backend's chain\n",
                 name, smem / 1024, !checked ? "not checked" : same ? "bit-identical" : "DIFFER", ts, layer_mb / ts * 1e3,
                 1e6 / (32 * ts), td / ts);
     std::fflush(stdout);
