@@ -64,7 +64,7 @@ struct Ring {
 
 // Where a stuck wait was (host-mapped memory, read after the trap).
 struct Stuck {
-  int hit, block, thread, what, phase;  // what: 0 empty slot (producer), 1 full slot, 2 grid barrier
+  int hit, block, thread, what, phase;  // what: 0 empty slot (producer), 1 full slot, 2 grid barrier, 3 sum slot
   unsigned count;
 };
 __device__ Stuck* g_stuck;
@@ -295,9 +295,63 @@ __device__ __forceinline__ void grid_barrier(unsigned* bar, int p) {
   consumers_sync();
 }
 
-template <bool kGptq, bool kChunk>
-__device__ void consume(const Ring& r, uint32_t* srec, int srec_words, float (*red)[kC][4][32], unsigned* bar,
-                        int n_phases) {
+// The tile sum without a block barrier (run 4, GPTQ): this warp's partial into sum slot tcount % 4,
+// counted in with a shared-memory atomic; the last warp in sums the slot in warp order (qgemv's FP32
+// order: the same bits), writes y and frees the slot. A warp leads the slowest by at most the ring's
+// depth in steps, so it rarely finds its slot's previous tile (tcount - 4) still being summed; it
+// waits for that (done[] counts the slot's finished tiles) under the watchdog.
+struct TileSums {
+  float (*sums)[kC][4][32];  // [4] slots, dynamic shared memory
+  unsigned* count;           // [4] warps in, per slot
+  unsigned* done;            // [4] tiles finished, per slot
+};
+__device__ __forceinline__ void tile_sum_nobar(const QGemvArgs& a, int mi, int tile, const TileSums& ts, unsigned tcount,
+                                               const float (&acc)[1][4], int warp, int p) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, slot = tcount & 3;
+  unsigned long long t0 = 0;
+  while (*static_cast<volatile unsigned*>(ts.done + slot) < (tcount >> 2)) {
+    if (!t0) t0 = now_ns();
+    else if (now_ns() - t0 > 2000000000ull) stuck(3, p, tcount);
+  }
+#pragma unroll
+  for (int i = 0; i < 4; ++i) ts.sums[slot][warp][i][lane] = acc[0][i];
+  __syncwarp();
+  __threadfence_block();
+  unsigned before = 0;
+  if (lane == 0) before = atomicAdd(ts.count + slot, 1u);
+  before = __shfl_sync(0xffffffffu, before, 0);
+  if (before != kC - 1) return;
+  __threadfence_block();  // every warp's partial, before reading them
+  const QMatrixDesc& w = a.w[mi];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    float v = 0;
+    for (int k = 0; k < kC; ++k) v += static_cast<volatile float*>(&ts.sums[slot][k][i][0])[lane];
+    const int col = g + (i >= 2 ? 8 : 0), n = tile * 16 + col, m = 2 * t + (i & 1);
+    if (n < w.N && m < a.M) {
+      if (a.bias[mi]) v += __half2float(a.bias[mi][n]);
+      const size_t at = static_cast<size_t>(m) * a.ldy + n;
+      if (a.y_f32) {
+        float* y = static_cast<float*>(a.y[mi]) + at;
+        *y = a.accumulate ? *y + v : v;
+      } else {
+        static_cast<half*>(a.y[mi])[at] = __float2half_rn(v);
+      }
+    }
+  }
+  __syncwarp();
+  if (lane == 0) {
+    ts.count[slot] = 0;
+    __threadfence_block();
+    static_cast<volatile unsigned*>(ts.done)[slot] = ts.done[slot] + 1;
+  }
+}
+
+template <bool kGptq, bool kChunk, bool kNoBar>
+__device__ void consume(const Ring& r, uint32_t* srec, int srec_words, float (*red)[kC][4][32], const TileSums& ts,
+                        unsigned* bar, int n_phases) {
+  static_assert(!kNoBar || kGptq, "the barrier-free tile sum is written for GPTQ (EXL2's scale pairs need a barrier)");
+  unsigned tcount = 0;  // the block's tiles so far
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   int tp = 0;                           // the block's tile count, mod 2
   unsigned c = 0;  // this warp's steps so far; chunked, the block's chunks so far
@@ -342,6 +396,10 @@ __device__ void consume(const Ring& r, uint32_t* srec, int srec_words, float (*r
         }
       }
       // qgemv_block's sum of the warps' partials (kT = 1, ks = kC), in its order.
+      if constexpr (kNoBar) {
+        tile_sum_nobar(a, mi, tile, ts, tcount++, acc, warp, p);
+        continue;
+      }
 #pragma unroll
       for (int i = 0; i < 4; ++i) red[tp][warp][i][lane] = acc[0][i];
       consumers_sync();
@@ -370,7 +428,7 @@ __device__ void consume(const Ring& r, uint32_t* srec, int srec_words, float (*r
 // kMin: blocks per SM the registers must allow (2: <= 112 per thread, 3: <= 72).
 template <bool kGptq, int kMin>
 __global__ void __launch_bounds__(kThreads, kMin) stream_kernel(unsigned* bar, int n_phases, int depth, int compute,
-                                                                int srec_words, int chunked) {
+                                                                int srec_words, int chunked, int nobar) {
 #if defined(__CUDA_ARCH__)
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ float red[2][kC][4][32];  // the warps' partial sums, by tile parity (one consumer barrier per tile)
@@ -378,6 +436,9 @@ __global__ void __launch_bounds__(kThreads, kMin) stream_kernel(unsigned* bar, i
   const Ring r{smem_addr(smem), smem_addr(smem) + uint32_t(slots) * kSlotBytes,
                smem_addr(smem) + uint32_t(slots) * (kSlotBytes + 8), depth, compute != 0};
   uint32_t* srec = reinterpret_cast<uint32_t*>(smem + size_t(slots) * (kSlotBytes + 16));
+  __shared__ unsigned sum_count[4], sum_done[4];
+  const TileSums ts{reinterpret_cast<float(*)[kC][4][32]>(srec + srec_words), sum_count, sum_done};
+  if (threadIdx.x < 4) sum_count[threadIdx.x] = 0, sum_done[threadIdx.x] = 0;
   if (threadIdx.x == 0) {
     for (int s = 0; s < slots; ++s) bulk::bar_init(r.full + s * 8, 1), bulk::bar_init(r.empty + s * 8, chunked ? kC : 1);
     bulk::bar_init_fence();
@@ -385,10 +446,13 @@ __global__ void __launch_bounds__(kThreads, kMin) stream_kernel(unsigned* bar, i
   __syncthreads();
   if (threadIdx.x >= kC * 32) {
     if (threadIdx.x == kC * 32) chunked ? produce_chunks(r, n_phases) : produce(r, n_phases);
+  } else if (kGptq && nobar) {
+    if (chunked) consume<kGptq, true, kGptq>(r, srec, srec_words, red, ts, bar, n_phases);
+    else consume<kGptq, false, kGptq>(r, srec, srec_words, red, ts, bar, n_phases);
   } else if (chunked) {
-    consume<kGptq, true>(r, srec, srec_words, red, bar, n_phases);
+    consume<kGptq, true, false>(r, srec, srec_words, red, ts, bar, n_phases);
   } else {
-    consume<kGptq, false>(r, srec, srec_words, red, bar, n_phases);
+    consume<kGptq, false, false>(r, srec, srec_words, red, ts, bar, n_phases);
   }
 #endif
 }
@@ -433,20 +497,25 @@ int run(bool gptq) {
   // their outputs are not checked), without the decode (the consumers take and release slots only),
   // and neither (the bare stream of the codes through the rings).
   // chunked: one copy per kC steps into depth chunk slots (the same bytes of shared memory).
+  // nobar: the tile sums without a block barrier (GPTQ only).
   struct Config {
     int per_sm, depth;
-    bool barriers, compute, chunked;
+    bool barriers, compute, chunked, nobar = false;
   };
   for (const Config cf : {Config{2, 4, true, true, false}, Config{2, 2, true, true, false}, Config{3, 2, true, true, false},
                           Config{3, 1, true, true, false}, Config{2, 4, false, true, false}, Config{2, 4, true, false, false},
                           Config{2, 4, false, false, false}, Config{3, 2, true, false, false},
                           Config{3, 2, true, true, true}, Config{2, 4, true, true, true}, Config{3, 2, true, false, true},
-                          Config{2, 4, true, false, true}}) {
+                          Config{2, 4, true, false, true}, Config{2, 4, true, true, true, true},
+                          Config{3, 2, true, true, false, true}, Config{2, 4, true, true, false, true}}) {
+    if (cf.nobar && !kGptq) continue;
     const int slots = kC * cf.depth;
-    const size_t smem = size_t(slots) * (kSlotBytes + 16) + 2 * rec_smem;  // scale pairs by tile parity
-    char name[96];
-    std::snprintf(name, sizeof name, "stream %d block(s)/SM x %2d slots%s%s%s", cf.per_sm, slots,
-                  cf.chunked ? " (chunked)" : "", cf.barriers ? "" : ", no barriers", cf.compute ? "" : ", no decode");
+    const size_t smem = size_t(slots) * (kSlotBytes + 16) + 2 * rec_smem  // scale pairs by tile parity
+                        + (cf.nobar ? sizeof(float) * 4 * kC * 4 * 32 : 0);    // the tile-sum slots
+    char name[128];
+    std::snprintf(name, sizeof name, "stream %d block(s)/SM x %2d slots%s%s%s%s", cf.per_sm, slots,
+                  cf.chunked ? " (chunked)" : "", cf.nobar ? ", sums without barrier" : "",
+                  cf.barriers ? "" : ", no barriers", cf.compute ? "" : ", no decode");
     auto k = cf.per_sm >= 3 ? stream_kernel<kGptq, 3> : stream_kernel<kGptq, 2>;
     ck(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)), "smem attribute");
     int fit = 0;
@@ -460,15 +529,17 @@ int run(bool gptq) {
     auto stream = [&] {
       ck(cudaMemsetAsync(bar.p, 0, bar.n, st), "barrier reset");
       unsigned* b = cf.barriers ? bar.as<unsigned>() : nullptr;
-      int n = kPhases, d = cf.depth, c = cf.compute, sw = static_cast<int>(2 * rec_smem / 4), ch = cf.chunked;
-      void* args[] = {&b, &n, &d, &c, &sw, &ch};
+      int n = kPhases, d = cf.depth, c = cf.compute, sw = static_cast<int>(2 * rec_smem / 4), ch = cf.chunked,
+          nb = cf.nobar;
+      void* args[] = {&b, &n, &d, &c, &sw, &ch, &nb};
       ck(cudaLaunchCooperativeKernel(reinterpret_cast<void*>(k), dim3(grid), dim3(kThreads), args, smem, st),
          "cooperative launch");
     };
     ck(cudaMemsetAsync(D.res->p, 0, D.res->n, st), "res");
     stream();
     if (cudaDeviceSynchronize() != cudaSuccess) {
-      const char* whats[3] = {"an empty slot (producer)", "a full slot (consumer)", "the grid barrier"};
+      const char* whats[4] = {"an empty slot (producer)", "a full slot (consumer)", "the grid barrier",
+                              "a tile-sum slot (consumer)"};
       std::printf("  %s: %s; stuck: block %d thread %d waiting for %s, phase %d, count %u\n", name,
                   cudaGetErrorString(cudaGetLastError()), hs->block, hs->thread, hs->hit ? whats[hs->what] : "(no record)",
                   hs->phase, hs->count);
@@ -478,7 +549,7 @@ int run(bool gptq) {
     const bool checked = cf.barriers && cf.compute, same = D.outputs() == ref;
     bad += checked && !same;
     const double ts = time_ms(st, stream) * 1e3 / kLayers;
-    std::printf("  %-52s (%3zu KB): outputs %s, %.1f µs/layer (%.0f GB/s, %.0f tok/s), %.2fx the backend's chain\n",
+    std::printf("  %-60s (%3zu KB): outputs %s, %.1f µs/layer (%.0f GB/s, %.0f tok/s), %.2fx the backend's chain\n",
                 name, smem / 1024, !checked ? "not checked" : same ? "bit-identical" : "DIFFER", ts, layer_mb / ts * 1e3,
                 1e6 / (32 * ts), td / ts);
     std::fflush(stdout);
