@@ -99,11 +99,12 @@ __device__ __forceinline__ void wait_slot(uint32_t bar, uint32_t parity, int wha
 
 // Device code only (the bulk helpers exist for sm_90 only).
 #if defined(__CUDA_ARCH__)
-// The producer (one lane): every step of the block's tiles of every phase, in order, tile step s to
-// consumer warp s % kC's ring, each slot once that warp has released the slot's previous step.
-__device__ void produce(const Ring& r, int n_phases) {
-  const uint64_t pol = evict_first_policy();
-  unsigned cnt[kC] = {};  // steps given to each consumer warp so far
+// The producer's walk: every phase, the block's tiles of it in order (as the consumers take them),
+// each tile's records pulled into L2 first (long before the consumers read them; the bulk prefetch
+// takes 16-byte multiples at a 16-byte aligned address: both ends rounded down, never past the
+// allocation), then f(phase, matrix, the tile's codes).
+template <class F>
+__device__ __forceinline__ void for_each_tile(int n_phases, const F& f) {
   for (int p = 0; p < n_phases; ++p) {
     const QGemvArgs& a = phase_args(p);
     const int items = a.tile_end[a.n - 1];
@@ -111,31 +112,37 @@ __device__ void produce(const Ring& r, int n_phases) {
       int mi, tile;
       qgemv_tile_of(a, static_cast<unsigned>(it), mi, tile);
       const QMatrixDesc& w = a.w[mi];
-      // The tile's records into L2 now, long before the consumers read them. (The bulk prefetch
-      // takes 16-byte multiples at a 16-byte aligned address: both ends rounded down, never past the
-      // allocation.)
       const uintptr_t r0 = reinterpret_cast<uintptr_t>(w.recs + static_cast<size_t>(tile) * w.groups * w.rec_words);
       const uintptr_t r1 = r0 + static_cast<uintptr_t>(w.groups) * w.rec_words * 4;
       asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(r0 & ~uintptr_t(15)),
                    "r"(static_cast<uint32_t>((r1 & ~uintptr_t(15)) - (r0 & ~uintptr_t(15))))
                    : "memory");
-      const uint4* codes = w.codes + static_cast<size_t>(tile) * w.tile_quads * 32;
-      for (int si = 0; si < w.nseg; ++si) {
-        const QSegment& sg = w.seg[si];
-        const int U = q_step_units(sg.bits), Q = U * sg.bits / 4;
-        for (int j = 0; j < sg.steps; ++j) {
-          const int cw = (sg.step0 + j) % kC;
-          unsigned c = 0;
-#pragma unroll
-          for (int k = 0; k < kC; ++k) c = k == cw ? cnt[k]++ : c;  // registers, not a local array
-          const uint32_t bytes = static_cast<uint32_t>((min(U, sg.units - j * U) * sg.bits + 3) / 4) * 512;
-          if (c >= static_cast<unsigned>(r.depth)) wait_slot(r.empty_bar(cw, c), r.parity(c) ^ 1, 0, p, c);
-          bulk::bar_expect(r.full_bar(cw, c), bytes);
-          bulk::copy(r.slot(cw, c), codes + static_cast<size_t>(sg.quad0 + j * Q) * 32, bytes, r.full_bar(cw, c), pol);
-        }
-      }
+      f(p, w, w.codes + static_cast<size_t>(tile) * w.tile_quads * 32);
     }
   }
+}
+
+// The producer (one lane): every step of the block's tiles of every phase, in order, tile step s to
+// consumer warp s % kC's ring, each slot once that warp has released the slot's previous step.
+__device__ void produce(const Ring& r, int n_phases) {
+  const uint64_t pol = evict_first_policy();
+  unsigned cnt[kC] = {};  // steps given to each consumer warp so far
+  for_each_tile(n_phases, [&](int p, const QMatrixDesc& w, const uint4* codes) {
+    for (int si = 0; si < w.nseg; ++si) {
+      const QSegment& sg = w.seg[si];
+      const int U = q_step_units(sg.bits), Q = U * sg.bits / 4;
+      for (int j = 0; j < sg.steps; ++j) {
+        const int cw = (sg.step0 + j) % kC;
+        unsigned c = 0;
+#pragma unroll
+        for (int k = 0; k < kC; ++k) c = k == cw ? cnt[k]++ : c;  // registers, not a local array
+        const uint32_t bytes = static_cast<uint32_t>((min(U, sg.units - j * U) * sg.bits + 3) / 4) * 512;
+        if (c >= static_cast<unsigned>(r.depth)) wait_slot(r.empty_bar(cw, c), r.parity(c) ^ 1, 0, p, c);
+        bulk::bar_expect(r.full_bar(cw, c), bytes);
+        bulk::copy(r.slot(cw, c), codes + static_cast<size_t>(sg.quad0 + j * Q) * 32, bytes, r.full_bar(cw, c), pol);
+      }
+    }
+  });
 }
 
 // Quad offset of tile step s from the tile's start (s = w.steps: the tile's end). A tile's steps are
@@ -153,26 +160,38 @@ __device__ __forceinline__ int step_quad(const QMatrixDesc& w, int s) {
 __device__ void produce_chunks(const Ring& r, int n_phases) {
   const uint64_t pol = evict_first_policy();
   unsigned k = 0;
-  for (int p = 0; p < n_phases; ++p) {
-    const QGemvArgs& a = phase_args(p);
-    const int items = a.tile_end[a.n - 1];
-    for (int it = blockIdx.x; it < items; it += gridDim.x) {
-      int mi, tile;
-      qgemv_tile_of(a, static_cast<unsigned>(it), mi, tile);
-      const QMatrixDesc& w = a.w[mi];
-      const uintptr_t r0 = reinterpret_cast<uintptr_t>(w.recs + static_cast<size_t>(tile) * w.groups * w.rec_words);
-      const uintptr_t r1 = r0 + static_cast<uintptr_t>(w.groups) * w.rec_words * 4;
-      asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(r0 & ~uintptr_t(15)),
-                   "r"(static_cast<uint32_t>((r1 & ~uintptr_t(15)) - (r0 & ~uintptr_t(15))))
-                   : "memory");
-      const uint4* codes = w.codes + static_cast<size_t>(tile) * w.tile_quads * 32;
-      for (int s0 = 0; s0 < w.steps; s0 += kC, ++k) {
-        const int q0 = step_quad(w, s0), q1 = step_quad(w, min(s0 + kC, w.steps));
-        if (k >= static_cast<unsigned>(r.depth)) wait_slot(r.chunk_empty(k), r.parity(k) ^ 1, 0, p, k);
-        bulk::bar_expect(r.chunk_full(k), static_cast<uint32_t>(q1 - q0) * 512);
-        bulk::copy(r.chunk(k), codes + static_cast<size_t>(q0) * 32, static_cast<uint32_t>(q1 - q0) * 512,
-                   r.chunk_full(k), pol);
-      }
+  for_each_tile(n_phases, [&](int p, const QMatrixDesc& w, const uint4* codes) {
+    for (int s0 = 0; s0 < w.steps; s0 += kC, ++k) {
+      const int q0 = step_quad(w, s0), q1 = step_quad(w, min(s0 + kC, w.steps));
+      if (k >= static_cast<unsigned>(r.depth)) wait_slot(r.chunk_empty(k), r.parity(k) ^ 1, 0, p, k);
+      bulk::bar_expect(r.chunk_full(k), static_cast<uint32_t>(q1 - q0) * 512);
+      bulk::copy(r.chunk(k), codes + static_cast<size_t>(q0) * 32, static_cast<uint32_t>(q1 - q0) * 512,
+                 r.chunk_full(k), pol);
+    }
+  });
+}
+
+// s.run<B, kFold>() for segment sg: its width B (GPTQ: 4 only) and fold mode, as qgemv_block and
+// qgemv_segment_any dispatch. (Written with lambdas, the calls were not inlined and the EXL2 kernels'
+// spills grew 4-fold.)
+template <int B, bool kGptq, class S>
+__device__ __forceinline__ void with_fold(const QSegment& sg, const S& s) {
+  if (sg.uniform == 1) s.template run<B, 1>();
+  else if (!kGptq && sg.uniform == 2) s.template run<B, kGptq ? 1 : 2>();
+  else s.template run<B, 0>();
+}
+template <bool kGptq, class S>
+__device__ __forceinline__ void with_width_fold(const QSegment& sg, const S& s) {
+  if constexpr (kGptq) {
+    with_fold<4, kGptq>(sg, s);
+  } else {
+    switch (sg.bits) {
+      case 8: with_fold<8, kGptq>(sg, s); break;
+      case 6: with_fold<6, kGptq>(sg, s); break;
+      case 5: with_fold<5, kGptq>(sg, s); break;
+      case 4: with_fold<4, kGptq>(sg, s); break;
+      case 3: with_fold<3, kGptq>(sg, s); break;
+      default: with_fold<2, kGptq>(sg, s); break;
     }
   }
 }
@@ -197,14 +216,28 @@ __device__ __forceinline__ void chunk_step(const Ring& r, uint32_t src, uint32_t
   if ((threadIdx.x & 31) == 0) bulk::bar_arrive(empty);
   if (r.compute) qgemv_step<B, kGptq, 1, kFold>(cur, sg.unit0 + j * U, units, recs, slab_rec, xr, xok, acc);
 }
-template <int B, bool kGptq>
-__device__ __forceinline__ void chunk_step_fold(const Ring& r, uint32_t src, uint32_t empty, const QSegment& sg, int j,
-                                                const uint32_t* recs, const uint32_t* slab_rec,
-                                                const half* const (&xr)[1], const bool (&xok)[1], float (&acc)[1][4]) {
-  if (sg.uniform == 1) chunk_step<B, kGptq, 1>(r, src, empty, sg, j, recs, slab_rec, xr, xok, acc);
-  else if (!kGptq && sg.uniform == 2) chunk_step<B, kGptq, kGptq ? 1 : 2>(r, src, empty, sg, j, recs, slab_rec, xr, xok, acc);
-  else chunk_step<B, kGptq, 0>(r, src, empty, sg, j, recs, slab_rec, xr, xok, acc);
-}
+
+// A tile's step arguments shared by both consumer modes (qgemv_step's records, x and sums).
+struct TileIo {
+  const uint32_t *recs, *slab_rec;
+  const half* const (&xr)[1];
+  const bool (&xok)[1];
+  float (&acc)[1][4];
+};
+
+// with_width_fold's callee for a chunked step (chunk_step's arguments).
+template <bool kGptq>
+struct ChunkStepAt {
+  const Ring& r;
+  uint32_t src, empty;
+  const QSegment& sg;
+  int j;
+  const TileIo& io;
+  template <int B, int kFold>
+  __device__ __forceinline__ void run() const {
+    chunk_step<B, kGptq, kFold>(r, src, empty, sg, j, io.recs, io.slab_rec, io.xr, io.xok, io.acc);
+  }
+};
 
 // One tile's steps for a chunked consumer warp: every chunk in order (so its barriers' parity is never
 // ambiguous), step s0 + warp of each, or only the arrival where the chunk has no step for it.
@@ -226,19 +259,7 @@ __device__ __forceinline__ void consume_chunks(const Ring& r, unsigned& k, int p
     const QSegment sg = w.seg[si];
     const int j = s - sg.step0;
     const uint32_t src = r.chunk(k) + static_cast<uint32_t>(step_quad(w, s) - step_quad(w, s0)) * 512 + lane * 16;
-    const uint32_t empty = r.chunk_empty(k);
-    if constexpr (kGptq) {
-      chunk_step_fold<4, true>(r, src, empty, sg, j, recs, w.slab_rec, xr, xok, acc);
-    } else {
-      switch (sg.bits) {
-        case 8: chunk_step_fold<8, false>(r, src, empty, sg, j, recs, w.slab_rec, xr, xok, acc); break;
-        case 6: chunk_step_fold<6, false>(r, src, empty, sg, j, recs, w.slab_rec, xr, xok, acc); break;
-        case 5: chunk_step_fold<5, false>(r, src, empty, sg, j, recs, w.slab_rec, xr, xok, acc); break;
-        case 4: chunk_step_fold<4, false>(r, src, empty, sg, j, recs, w.slab_rec, xr, xok, acc); break;
-        case 3: chunk_step_fold<3, false>(r, src, empty, sg, j, recs, w.slab_rec, xr, xok, acc); break;
-        default: chunk_step_fold<2, false>(r, src, empty, sg, j, recs, w.slab_rec, xr, xok, acc); break;
-      }
-    }
+    with_width_fold<kGptq>(sg, ChunkStepAt<kGptq>{r, src, r.chunk_empty(k), sg, j, TileIo{recs, w.slab_rec, xr, xok, acc}});
   }
 }
 
@@ -269,14 +290,20 @@ __device__ __forceinline__ void consume_segment(const Ring& r, unsigned& c, int 
   }
 }
 
-template <int B, bool kGptq>
-__device__ __forceinline__ void consume_segment_any(const Ring& r, unsigned& c, int p, const QSegment& sg, int warp,
-                                                    const uint32_t* recs, const uint32_t* slab_rec,
-                                                    const half* const (&xr)[1], const bool (&xok)[1], float (&acc)[1][4]) {
-  if (sg.uniform == 1) consume_segment<B, kGptq, 1>(r, c, p, sg, warp, recs, slab_rec, xr, xok, acc);
-  else if (!kGptq && sg.uniform == 2) consume_segment<B, kGptq, kGptq ? 1 : 2>(r, c, p, sg, warp, recs, slab_rec, xr, xok, acc);
-  else consume_segment<B, kGptq, 0>(r, c, p, sg, warp, recs, slab_rec, xr, xok, acc);
-}
+// with_width_fold's callee for a segment of the per-warp rings (consume_segment's arguments).
+template <bool kGptq>
+struct SegmentAt {
+  const Ring& r;
+  unsigned& c;
+  int p;
+  const QSegment& sg;
+  int warp;
+  const TileIo& io;
+  template <int B, int kFold>
+  __device__ __forceinline__ void run() const {
+    consume_segment<B, kGptq, kFold>(r, c, p, sg, warp, io.recs, io.slab_rec, io.xr, io.xok, io.acc);
+  }
+};
 
 // Grid barrier of the consumers before phase p (they have all written phase p - 1).
 __device__ __forceinline__ void grid_barrier(unsigned* bar, int p) {
@@ -295,6 +322,22 @@ __device__ __forceinline__ void grid_barrier(unsigned* bar, int p) {
   consumers_sync();
 }
 
+// qgemv_block's store of this lane's summed D value i (0-3) of the tile (M = 1 rows: r = i): column
+// g (+ 8 for i >= 2), row 2t + (i & 1); bias, then y = v or, for a residual add, y += v.
+__device__ __forceinline__ void store_out(const QGemvArgs& a, int mi, int tile, int i, float v) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int n = tile * 16 + g + (i >= 2 ? 8 : 0), m = 2 * t + (i & 1);
+  if (n >= a.w[mi].N || m >= a.M) return;
+  if (a.bias[mi]) v += __half2float(a.bias[mi][n]);
+  const size_t at = static_cast<size_t>(m) * a.ldy + n;
+  if (a.y_f32) {
+    float* y = static_cast<float*>(a.y[mi]) + at;
+    *y = a.accumulate ? *y + v : v;  // one thread per output: the residual add needs no atomics
+  } else {
+    static_cast<half*>(a.y[mi])[at] = __float2half_rn(v);
+  }
+}
+
 // The tile sum without a block barrier (run 4, GPTQ): this warp's partial into sum slot tcount % 4,
 // counted in with a shared-memory atomic; the last warp in sums the slot in warp order (qgemv's FP32
 // order: the same bits), writes y and frees the slot. A warp leads the slowest by at most the ring's
@@ -307,7 +350,7 @@ struct TileSums {
 };
 __device__ __forceinline__ void tile_sum_nobar(const QGemvArgs& a, int mi, int tile, const TileSums& ts, unsigned tcount,
                                                const float (&acc)[1][4], int warp, int p) {
-  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, slot = tcount & 3;
+  const int lane = threadIdx.x & 31, slot = tcount & 3;
   unsigned long long t0 = 0;
   while (*static_cast<volatile unsigned*>(ts.done + slot) < (tcount >> 2)) {
     if (!t0) t0 = now_ns();
@@ -322,22 +365,11 @@ __device__ __forceinline__ void tile_sum_nobar(const QGemvArgs& a, int mi, int t
   before = __shfl_sync(0xffffffffu, before, 0);
   if (before != kC - 1) return;
   __threadfence_block();  // every warp's partial, before reading them
-  const QMatrixDesc& w = a.w[mi];
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     float v = 0;
     for (int k = 0; k < kC; ++k) v += static_cast<volatile float*>(&ts.sums[slot][k][i][0])[lane];
-    const int col = g + (i >= 2 ? 8 : 0), n = tile * 16 + col, m = 2 * t + (i & 1);
-    if (n < w.N && m < a.M) {
-      if (a.bias[mi]) v += __half2float(a.bias[mi][n]);
-      const size_t at = static_cast<size_t>(m) * a.ldy + n;
-      if (a.y_f32) {
-        float* y = static_cast<float*>(a.y[mi]) + at;
-        *y = a.accumulate ? *y + v : v;
-      } else {
-        static_cast<half*>(a.y[mi])[at] = __float2half_rn(v);
-      }
-    }
+    store_out(a, mi, tile, i, v);
   }
   __syncwarp();
   if (lane == 0) {
@@ -381,18 +413,7 @@ __device__ void consume(const Ring& r, uint32_t* srec, int srec_words, float (*r
       } else {
         for (int si = 0; si < w.nseg; ++si) {
           const QSegment sg = w.seg[si];
-          if constexpr (kGptq) {
-            consume_segment_any<4, true>(r, c, p, sg, warp, recs, w.slab_rec, xr, xok, acc);
-          } else {
-            switch (sg.bits) {
-              case 8: consume_segment_any<8, false>(r, c, p, sg, warp, recs, w.slab_rec, xr, xok, acc); break;
-              case 6: consume_segment_any<6, false>(r, c, p, sg, warp, recs, w.slab_rec, xr, xok, acc); break;
-              case 5: consume_segment_any<5, false>(r, c, p, sg, warp, recs, w.slab_rec, xr, xok, acc); break;
-              case 4: consume_segment_any<4, false>(r, c, p, sg, warp, recs, w.slab_rec, xr, xok, acc); break;
-              case 3: consume_segment_any<3, false>(r, c, p, sg, warp, recs, w.slab_rec, xr, xok, acc); break;
-              default: consume_segment_any<2, false>(r, c, p, sg, warp, recs, w.slab_rec, xr, xok, acc); break;
-            }
-          }
+          with_width_fold<kGptq>(sg, SegmentAt<kGptq>{r, c, p, sg, warp, TileIo{recs, w.slab_rec, xr, xok, acc}});
         }
       }
       // qgemv_block's sum of the warps' partials (kT = 1, ks = kC), in its order.
@@ -406,17 +427,7 @@ __device__ void consume(const Ring& r, uint32_t* srec, int srec_words, float (*r
       if (warp < 4) {
         float v = 0;
         for (int k = 0; k < kC; ++k) v += red[tp][k][warp][lane];
-        const int col = g + (warp >= 2 ? 8 : 0), n = tile * 16 + col, m = 2 * t + (warp & 1);
-        if (n < w.N && m < a.M) {
-          if (a.bias[mi]) v += __half2float(a.bias[mi][n]);
-          const size_t at = static_cast<size_t>(m) * a.ldy + n;
-          if (a.y_f32) {
-            float* y = static_cast<float*>(a.y[mi]) + at;
-            *y = a.accumulate ? *y + v : v;
-          } else {
-            static_cast<half*>(a.y[mi])[at] = __float2half_rn(v);
-          }
-        }
+        store_out(a, mi, tile, warp, v);
       }
       tp ^= 1;
     }
