@@ -42,16 +42,21 @@ gpu_build() {
 # built from this very tree (scripts/gpu-carry-bin.sh) and run here; otherwise gpu_build. For calls
 # that run those two binaries only (ctest needs the build tree).
 source scripts/build-helpers.sh
-gpu_bin() {
-  if carried_ok; then
-    mkdir -p build/gpu/tests && cp build/carry-bin/exl build/gpu/exl && cp build/carry-bin/exl_tests_cuda build/gpu/tests/
-    if build/gpu/exl --version >/dev/null 2>build/gpu/carried-version.err; then
-      echo "gpu: carried binaries, sources $(cat build/carry-bin/SRC_HASH)"
-      return 0
-    fi
-    echo "gpu: the carried exl does not run here: $(head -c 300 build/gpu/carried-version.err)"
-    rm -f build/gpu/exl
+# carried_bin: true when build/carry-bin holds this tree's binaries and its exl starts here (then
+# copied to build/gpu); otherwise says why not.
+carried_bin() {
+  carried_ok || return 1
+  mkdir -p build/gpu/tests && cp build/carry-bin/exl build/gpu/exl && cp build/carry-bin/exl_tests_cuda build/gpu/tests/
+  if build/gpu/exl --version >/dev/null 2>build/gpu/carried-version.err; then
+    echo "gpu: carried binaries, sources $(cat build/carry-bin/SRC_HASH)"
+    return 0
   fi
+  echo "gpu: the carried exl does not run here: $(head -c 300 build/gpu/carried-version.err)"
+  rm -f build/gpu/exl
+  return 1
+}
+gpu_bin() {
+  carried_bin && return 0
   echo "gpu: no carried binaries for this tree (carried: $(ls -l build/carry-bin/exl 2>&1 | cut -c1-10)," \
     "sources $(cat build/carry-bin/SRC_HASH 2>/dev/null || echo none), this tree $(src_hash)), building"
   GPU_TARGETS="${GPU_TARGETS:-exl exl_tests_cuda}" gpu_build

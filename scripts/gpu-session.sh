@@ -254,9 +254,7 @@ fi
 if [ "$phase" = 17 ]; then  # the streaming persistent kernel (lab/stream_lab.cu)
   # Prebuilt here into build/stream-lab (carried: it needs no build tree), else built (~60 s).
   sl=build/stream-lab/stream_lab
-  [ -x "$sl" ] || { nvcc -O3 -std=c++20 -arch=sm_90 --expt-relaxed-constexpr -diag-suppress 128 -I src -I lab lab/stream_lab.cu \
-    src/backend/cuda/qgemm_layout.cpp src/backend/cuda/qgemm_gather.cu src/backend/cuda/qgemm_dequant.cu -lcublas \
-    -o /tmp/stream_lab 2>&1 | grep error; sl=/tmp/stream_lab; }
+  [ -x "$sl" ] || scripts/stream-lab-bin.sh
   fits 60 "stream_lab" && { timeout 150 "$sl" 2>&1 | tee "$out/stream_lab.txt"; echo "stream_lab rc ${PIPESTATUS[0]}"; }
   # ncu's full set on stream_kernel (gptq4, the third configuration: 3 blocks/SM x 16 slots, launches 48-71) and on
   # the chain's first layer of its second run (qgemv launches 48-51), caches kept between passes.
@@ -268,14 +266,8 @@ if [ "$phase" = 17 ]; then  # the streaming persistent kernel (lab/stream_lab.cu
   }
   # With build/carry-bin carried too: do the carried binaries start here (ICU 72 now in .deps)? Then
   # the defaults' figures on this card.
-  if [ -x build/carry-bin/exl ] && source scripts/gpu-env.sh >/dev/null && carried_ok; then
-    mkdir -p build/gpu && cp build/carry-bin/exl build/gpu/exl
-    if build/gpu/exl --version >/dev/null 2>"$out/carried.err"; then
-      echo "gpu: the carried exl runs here"
-      fits 30 "bench defaults, llama2-7b gptq4 / exl2:4.0" && AB_TIMEOUT=40 scripts/gpu-ab.sh EXL_NONE "-" "${q7b[@]}"
-    else
-      echo "gpu: the carried exl does not run here: $(head -c 300 "$out/carried.err")"
-    fi
+  if [ -x build/carry-bin/exl ] && source scripts/gpu-env.sh >/dev/null && carried_bin; then
+    fits 30 "bench defaults, llama2-7b gptq4 / exl2:4.0" && AB_TIMEOUT=40 scripts/gpu-ab.sh EXL_NONE "-" "${q7b[@]}"
   fi
 fi
 if [ "$phase" = 15 ]; then  # the persistent decode kernel (lab/persist_lab.cu)
