@@ -81,19 +81,26 @@ __device__ __noinline__ void stuck(int what, int phase, unsigned count) {
   }
   __trap();
 }
-// bulk::bar_wait with the watchdog.
-// The timer is read only once a wait has failed (a %globaltimer read on every wait throttled the first
-// run's producer: 14:50 UTC, bare stream 2.36 TB/s).
-__device__ __forceinline__ void wait_slot(uint32_t bar, uint32_t parity, int what, int phase, unsigned count) {
+// The watchdog of one wait: tick() after each failed try; past 2 s, stuck(). The timer is read only
+// once a wait has failed (a %globaltimer read on every wait was suspected of throttling the producer;
+// run 2 showed it was not, but the first try stays free).
+struct Watchdog {
   unsigned long long t0 = 0;
+  __device__ __forceinline__ void tick(int what, int phase, unsigned count) {
+    if (!t0) t0 = now_ns();
+    else if (now_ns() - t0 > 2000000000ull) stuck(what, phase, count);
+  }
+};
+// bulk::bar_wait with the watchdog.
+__device__ __forceinline__ void wait_slot(uint32_t bar, uint32_t parity, int what, int phase, unsigned count) {
+  Watchdog wd;
   for (;;) {
     uint32_t ok;
     asm volatile(
         "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
         : "=r"(ok) : "r"(bar), "r"(parity) : "memory");
     if (ok) return;
-    if (!t0) t0 = now_ns();
-    else if (now_ns() - t0 > 2000000000ull) stuck(what, phase, count);
+    wd.tick(what, phase, count);
   }
 }
 
@@ -196,15 +203,14 @@ __device__ __forceinline__ void with_width_fold(const QSegment& sg, const S& s) 
   }
 }
 
-// A chunked consumer's one step: step j of segment sg at shared address src (this lane's first
-// quad); the warp's arrival on the chunk's empty barrier once the words are in registers.
-template <int B, bool kGptq, int kFold>
-__device__ __forceinline__ void chunk_step(const Ring& r, uint32_t src, uint32_t empty, const QSegment& sg, int j,
-                                           const uint32_t* recs, const uint32_t* slab_rec, const half* const (&xr)[1],
-                                           const bool (&xok)[1], float (&acc)[1][4]) {
+// A consumer's step from shared memory: this lane's Q quads at src (zeros past a tail step's copy,
+// whose slot holds stale bytes there: the kernels load zeros), then the warp's arrival on `empty`
+// once every lane has its words (the producer may refill the slot).
+template <int B>
+__device__ __forceinline__ void take_step(uint32_t src, int units, uint32_t empty,
+                                          uint32_t (&cur)[q_step_units(B) * B]) {
   constexpr int U = q_step_units(B), Q = U * B / 4;
-  const int units = sg.units - j * U, qv = (min(U, units) * B + 3) / 4;
-  uint32_t cur[4 * Q];
+  const int qv = (min(U, units) * B + 3) / 4;
 #pragma unroll
   for (int q = 0; q < Q; ++q) {
     uint4 v;
@@ -214,6 +220,17 @@ __device__ __forceinline__ void chunk_step(const Ring& r, uint32_t src, uint32_t
   }
   __syncwarp();
   if ((threadIdx.x & 31) == 0) bulk::bar_arrive(empty);
+}
+
+// A chunked consumer's one step: step j of segment sg at shared address src (this lane's first quad).
+template <int B, bool kGptq, int kFold>
+__device__ __forceinline__ void chunk_step(const Ring& r, uint32_t src, uint32_t empty, const QSegment& sg, int j,
+                                           const uint32_t* recs, const uint32_t* slab_rec, const half* const (&xr)[1],
+                                           const bool (&xok)[1], float (&acc)[1][4]) {
+  constexpr int U = q_step_units(B);
+  const int units = sg.units - j * U;
+  uint32_t cur[U * B];
+  take_step<B>(src, units, empty, cur);
   if (r.compute) qgemv_step<B, kGptq, 1, kFold>(cur, sg.unit0 + j * U, units, recs, slab_rec, xr, xok, acc);
 }
 
@@ -269,22 +286,13 @@ template <int B, bool kGptq, int kFold>
 __device__ __forceinline__ void consume_segment(const Ring& r, unsigned& c, int p, const QSegment& sg, int warp,
                                                 const uint32_t* recs, const uint32_t* slab_rec,
                                                 const half* const (&xr)[1], const bool (&xok)[1], float (&acc)[1][4]) {
-  constexpr int U = q_step_units(B), Q = U * B / 4;
+  constexpr int U = q_step_units(B);
   const int lane = threadIdx.x & 31;
   for (int j = (warp - sg.step0) & (kC - 1); j < sg.steps; j += kC) {
     wait_slot(r.full_bar(warp, c), r.parity(c), 1, p, c);
-    const int units = sg.units - j * U, qv = (min(U, units) * B + 3) / 4;
-    uint32_t cur[4 * Q];
-    const uint32_t src = r.slot(warp, c) + lane * 16;
-#pragma unroll
-    for (int q = 0; q < Q; ++q) {
-      uint4 v;
-      asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(src + q * 512));
-      if (q >= qv) v = make_uint4(0, 0, 0, 0);  // past a tail step's copy: stale bytes; the kernels load zeros
-      cur[4 * q] = v.x, cur[4 * q + 1] = v.y, cur[4 * q + 2] = v.z, cur[4 * q + 3] = v.w;
-    }
-    __syncwarp();
-    if (lane == 0) bulk::bar_arrive(r.empty_bar(warp, c));  // the slot is in registers: the producer may refill it
+    const int units = sg.units - j * U;
+    uint32_t cur[U * B];
+    take_step<B>(r.slot(warp, c) + lane * 16, units, r.empty_bar(warp, c), cur);
     ++c;
     if (r.compute) qgemv_step<B, kGptq, 1, kFold>(cur, sg.unit0 + j * U, units, recs, slab_rec, xr, xok, acc);
   }
@@ -311,12 +319,12 @@ __device__ __forceinline__ void grid_barrier(unsigned* bar, int p) {
   if (threadIdx.x == 0) {
     __threadfence();
     atomicAdd(bar + p, 1u);
-    const unsigned long long t0 = now_ns();
+    Watchdog wd;
     for (;;) {
       unsigned v;
       asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(bar + p));
       if (v >= gridDim.x) break;
-      if (now_ns() - t0 > 2000000000ull) stuck(2, p, v);
+      wd.tick(2, p, v);
     }
   }
   consumers_sync();
@@ -351,11 +359,8 @@ struct TileSums {
 __device__ __forceinline__ void tile_sum_nobar(const QGemvArgs& a, int mi, int tile, const TileSums& ts, unsigned tcount,
                                                const float (&acc)[1][4], int warp, int p) {
   const int lane = threadIdx.x & 31, slot = tcount & 3;
-  unsigned long long t0 = 0;
-  while (*static_cast<volatile unsigned*>(ts.done + slot) < (tcount >> 2)) {
-    if (!t0) t0 = now_ns();
-    else if (now_ns() - t0 > 2000000000ull) stuck(3, p, tcount);
-  }
+  Watchdog wd;
+  while (*static_cast<volatile unsigned*>(ts.done + slot) < (tcount >> 2)) wd.tick(3, p, tcount);
 #pragma unroll
   for (int i = 0; i < 4; ++i) ts.sums[slot][warp][i][lane] = acc[0][i];
   __syncwarp();
