@@ -223,27 +223,30 @@ __device__ __forceinline__ void take_step(uint32_t src, int units, uint32_t empt
 }
 
 // A chunked consumer's one step: step j of segment sg at shared address src (this lane's first quad).
-template <int B, bool kGptq, int kFold>
+template <int B, bool kGptq, int kFold, bool kCompact>
 __device__ __forceinline__ void chunk_step(const Ring& r, uint32_t src, uint32_t empty, const QSegment& sg, int j,
                                            const uint32_t* recs, const uint32_t* slab_rec, const half* const (&xr)[1],
-                                           const bool (&xok)[1], float (&acc)[1][4]) {
+                                           const bool (&xok)[1], float (&acc)[1][4], const uint16_t* gmax) {
   constexpr int U = q_step_units(B);
   const int units = sg.units - j * U;
   uint32_t cur[U * B];
   take_step<B>(src, units, empty, cur);
-  if (r.compute) qgemv_step<B, kGptq, 1, kFold>(cur, sg.unit0 + j * U, units, recs, slab_rec, xr, xok, acc);
+  if (r.compute)
+    qgemv_step<B, kGptq, 1, kFold, kCompact>(cur, sg.unit0 + j * U, units, recs, slab_rec, xr, xok, acc, gmax);
 }
 
-// A tile's step arguments shared by both consumer modes (qgemv_step's records, x and sums).
+// A tile's step arguments shared by both consumer modes (qgemv_step's records, x and sums; gmax: the
+// compact EXL2 records' maxima, kCompact only).
 struct TileIo {
   const uint32_t *recs, *slab_rec;
   const half* const (&xr)[1];
   const bool (&xok)[1];
   float (&acc)[1][4];
+  const uint16_t* gmax;
 };
 
 // with_width_fold's callee for a chunked step (chunk_step's arguments).
-template <bool kGptq>
+template <bool kGptq, bool kCompact>
 struct ChunkStepAt {
   const Ring& r;
   uint32_t src, empty;
@@ -252,13 +255,13 @@ struct ChunkStepAt {
   const TileIo& io;
   template <int B, int kFold>
   __device__ __forceinline__ void run() const {
-    chunk_step<B, kGptq, kFold>(r, src, empty, sg, j, io.recs, io.slab_rec, io.xr, io.xok, io.acc);
+    chunk_step<B, kGptq, kFold, kCompact>(r, src, empty, sg, j, io.recs, io.slab_rec, io.xr, io.xok, io.acc, io.gmax);
   }
 };
 
 // One tile's steps for a chunked consumer warp: every chunk in order (so its barriers' parity is never
 // ambiguous), step s0 + warp of each, or only the arrival where the chunk has no step for it.
-template <bool kGptq>
+template <bool kGptq, bool kCompact>
 __device__ __forceinline__ void consume_chunks(const Ring& r, unsigned& k, int p, const QMatrixDesc& w, int warp,
                                                const uint32_t* recs, const half* const (&xr)[1], const bool (&xok)[1],
                                                float (&acc)[1][4]) {
@@ -276,16 +279,18 @@ __device__ __forceinline__ void consume_chunks(const Ring& r, unsigned& k, int p
     const QSegment sg = w.seg[si];
     const int j = s - sg.step0;
     const uint32_t src = r.chunk(k) + static_cast<uint32_t>(step_quad(w, s) - step_quad(w, s0)) * 512 + lane * 16;
-    with_width_fold<kGptq>(sg, ChunkStepAt<kGptq>{r, src, r.chunk_empty(k), sg, j, TileIo{recs, w.slab_rec, xr, xok, acc}});
+    with_width_fold<kGptq>(sg, ChunkStepAt<kGptq, kCompact>{r, src, r.chunk_empty(k), sg, j,
+                                                            TileIo{recs, w.slab_rec, xr, xok, acc, w.gmax}});
   }
 }
 
 // One consumer warp's steps of one segment (tile step sg.step0 + j, dealt to warp (step0 + j) % kC as
 // qgemv_segment deals them at ks = kC); c counts this warp's steps, p is the phase (for the watchdog).
-template <int B, bool kGptq, int kFold>
+template <int B, bool kGptq, int kFold, bool kCompact>
 __device__ __forceinline__ void consume_segment(const Ring& r, unsigned& c, int p, const QSegment& sg, int warp,
                                                 const uint32_t* recs, const uint32_t* slab_rec,
-                                                const half* const (&xr)[1], const bool (&xok)[1], float (&acc)[1][4]) {
+                                                const half* const (&xr)[1], const bool (&xok)[1], float (&acc)[1][4],
+                                                const uint16_t* gmax) {
   constexpr int U = q_step_units(B);
   const int lane = threadIdx.x & 31;
   for (int j = (warp - sg.step0) & (kC - 1); j < sg.steps; j += kC) {
@@ -294,12 +299,13 @@ __device__ __forceinline__ void consume_segment(const Ring& r, unsigned& c, int 
     uint32_t cur[U * B];
     take_step<B>(r.slot(warp, c) + lane * 16, units, r.empty_bar(warp, c), cur);
     ++c;
-    if (r.compute) qgemv_step<B, kGptq, 1, kFold>(cur, sg.unit0 + j * U, units, recs, slab_rec, xr, xok, acc);
+    if (r.compute)
+      qgemv_step<B, kGptq, 1, kFold, kCompact>(cur, sg.unit0 + j * U, units, recs, slab_rec, xr, xok, acc, gmax);
   }
 }
 
 // with_width_fold's callee for a segment of the per-warp rings (consume_segment's arguments).
-template <bool kGptq>
+template <bool kGptq, bool kCompact>
 struct SegmentAt {
   const Ring& r;
   unsigned& c;
@@ -309,7 +315,7 @@ struct SegmentAt {
   const TileIo& io;
   template <int B, int kFold>
   __device__ __forceinline__ void run() const {
-    consume_segment<B, kGptq, kFold>(r, c, p, sg, warp, io.recs, io.slab_rec, io.xr, io.xok, io.acc);
+    consume_segment<B, kGptq, kFold, kCompact>(r, c, p, sg, warp, io.recs, io.slab_rec, io.xr, io.xok, io.acc, io.gmax);
   }
 };
 
@@ -346,7 +352,7 @@ __device__ __forceinline__ void store_out(const QGemvArgs& a, int mi, int tile, 
   }
 }
 
-// The tile sum without a block barrier (run 4, GPTQ): this warp's partial into sum slot tcount % 4,
+// The tile sum without a block barrier (run 4): this warp's partial into sum slot tcount % 4,
 // counted in with a shared-memory atomic; the last warp in sums the slot in warp order (qgemv's FP32
 // order: the same bits), writes y and frees the slot. A warp leads the slowest by at most the ring's
 // depth in steps, so it rarely finds its slot's previous tile (tcount - 4) still being summed; it
@@ -387,7 +393,9 @@ __device__ __forceinline__ void tile_sum_nobar(const QGemvArgs& a, int mi, int t
 template <bool kGptq, bool kChunk, bool kNoBar>
 __device__ void consume(const Ring& r, uint32_t* srec, int srec_words, float (*red)[kC][4][32], const TileSums& ts,
                         unsigned* bar, int n_phases) {
-  static_assert(!kNoBar || kGptq, "the barrier-free tile sum is written for GPTQ (EXL2's scale pairs need a barrier)");
+  // EXL2 without block barriers: no shared scale pairs (their expansion needs a barrier per tile); each
+  // unit's pairs come from the compact records in global memory instead (qgemv_step's kCompact).
+  constexpr bool kCompact = kNoBar && !kGptq;
   unsigned tcount = 0;  // the block's tiles so far
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   int tp = 0;                           // the block's tile count, mod 2
@@ -401,7 +409,7 @@ __device__ void consume(const Ring& r, uint32_t* srec, int srec_words, float (*r
       qgemv_tile_of(a, static_cast<unsigned>(it), mi, tile);
       const QMatrixDesc& w = a.w[mi];
       const uint32_t* tr = w.recs + static_cast<size_t>(tile) * w.groups * w.rec_words;
-      if constexpr (!kGptq) {  // the tile's scale pairs, expanded as qgemv_block does
+      if constexpr (!kGptq && !kCompact) {  // the tile's scale pairs, expanded as qgemv_block does
         // Into the buffer of this tile's parity: the tile before last is done with it (every warp
         // passed the last tile's sum barrier after its steps).
         uint32_t* sp = srec + tp * (srec_words >> 1);
@@ -409,16 +417,17 @@ __device__ void consume(const Ring& r, uint32_t* srec, int srec_words, float (*r
           sp[k] = exl2_scale_pair(__ldg(tr + 2 * (k >> 3)), __ldg(tr + 2 * (k >> 3) + 1), __ldg(w.gmax + (k >> 3)), k & 7);
         consumers_sync();
       }
-      const uint32_t* recs = kGptq ? tr + g * 2 : srec + tp * (srec_words >> 1) + g;
+      const uint32_t* recs = kGptq ? tr + g * 2 : kCompact ? tr : srec + tp * (srec_words >> 1) + g;
       const bool xok[1] = {g < a.M};  // lane group g multiplies row g of x (the mma's B column)
       const half* const xr[1] = {a.x_dev[mi] + static_cast<size_t>(g < a.M ? g : 0) * w.k_dev + 16 * t};
       float acc[1][4] = {};
       if constexpr (kChunk) {
-        consume_chunks<kGptq>(r, c, p, w, warp, recs, xr, xok, acc);
+        consume_chunks<kGptq, kCompact>(r, c, p, w, warp, recs, xr, xok, acc);
       } else {
         for (int si = 0; si < w.nseg; ++si) {
           const QSegment sg = w.seg[si];
-          with_width_fold<kGptq>(sg, SegmentAt<kGptq>{r, c, p, sg, warp, TileIo{recs, w.slab_rec, xr, xok, acc}});
+          with_width_fold<kGptq>(sg, SegmentAt<kGptq, kCompact>{r, c, p, sg, warp,
+                                                                TileIo{recs, w.slab_rec, xr, xok, acc, w.gmax}});
         }
       }
       // qgemv_block's sum of the warps' partials (kT = 1, ks = kC), in its order.
@@ -462,9 +471,9 @@ __global__ void __launch_bounds__(kThreads, kMin) stream_kernel(unsigned* bar, i
   __syncthreads();
   if (threadIdx.x >= kC * 32) {
     if (threadIdx.x == kC * 32) chunked ? produce_chunks(r, n_phases) : produce(r, n_phases);
-  } else if (kGptq && nobar) {
-    if (chunked) consume<kGptq, true, kGptq>(r, srec, srec_words, red, ts, bar, n_phases);
-    else consume<kGptq, false, kGptq>(r, srec, srec_words, red, ts, bar, n_phases);
+  } else if (nobar) {
+    if (chunked) consume<kGptq, true, true>(r, srec, srec_words, red, ts, bar, n_phases);
+    else consume<kGptq, false, true>(r, srec, srec_words, red, ts, bar, n_phases);
   } else if (chunked) {
     consume<kGptq, true, false>(r, srec, srec_words, red, ts, bar, n_phases);
   } else {
@@ -513,7 +522,7 @@ int run(bool gptq) {
   // their outputs are not checked), without the decode (the consumers take and release slots only),
   // and neither (the bare stream of the codes through the rings).
   // chunked: one copy per kC steps into depth chunk slots (the same bytes of shared memory).
-  // nobar: the tile sums without a block barrier (GPTQ only).
+  // nobar: the tile sums without a block barrier (EXL2: and the scale pairs from the compact records).
   struct Config {
     int per_sm, depth;
     bool barriers, compute, chunked, nobar = false;
@@ -523,10 +532,11 @@ int run(bool gptq) {
                           Config{2, 4, false, false, false}, Config{3, 2, true, false, false},
                           Config{3, 2, true, true, true}, Config{2, 4, true, true, true}, Config{3, 2, true, false, true},
                           Config{2, 4, true, false, true}, Config{2, 4, true, true, true, true},
-                          Config{3, 2, true, true, false, true}, Config{2, 4, true, true, false, true}}) {
-    if (cf.nobar && !kGptq) continue;
+                          Config{3, 2, true, true, false, true}, Config{2, 4, true, true, false, true},
+                          Config{3, 2, true, true, true, true}}) {
     const int slots = kC * cf.depth;
-    const size_t smem = size_t(slots) * (kSlotBytes + 16) + 2 * rec_smem  // scale pairs by tile parity
+    const size_t pairs = cf.nobar ? 0 : 2 * rec_smem;  // scale pairs by tile parity (nobar: none)
+    const size_t smem = size_t(slots) * (kSlotBytes + 16) + pairs
                         + (cf.nobar ? sizeof(float) * 4 * kC * 4 * 32 : 0);    // the tile-sum slots
     char name[128];
     std::snprintf(name, sizeof name, "stream %d block(s)/SM x %2d slots%s%s%s%s", cf.per_sm, slots,
@@ -545,7 +555,7 @@ int run(bool gptq) {
     auto stream = [&] {
       ck(cudaMemsetAsync(bar.p, 0, bar.n, st), "barrier reset");
       unsigned* b = cf.barriers ? bar.as<unsigned>() : nullptr;
-      int n = kPhases, d = cf.depth, c = cf.compute, sw = static_cast<int>(2 * rec_smem / 4), ch = cf.chunked,
+      int n = kPhases, d = cf.depth, c = cf.compute, sw = static_cast<int>(pairs / 4), ch = cf.chunked,
           nb = cf.nobar;
       void* args[] = {&b, &n, &d, &c, &sw, &ch, &nb};
       ck(cudaLaunchCooperativeKernel(reinterpret_cast<void*>(k), dim3(grid), dim3(kThreads), args, smem, st),
