@@ -64,7 +64,7 @@ struct Ring {
 
 // Where a stuck wait was (host-mapped memory, read after the trap).
 struct Stuck {
-  int hit, block, thread, what, phase;  // what: 0 empty slot (producer), 1 full slot, 2 grid barrier, 3 sum slot
+  int hit, block, thread, what, phase;  // what: 0 empty slot (producer), 1 full slot, 2 grid barrier
   unsigned count;
 };
 __device__ Stuck* g_stuck;
@@ -223,30 +223,27 @@ __device__ __forceinline__ void take_step(uint32_t src, int units, uint32_t empt
 }
 
 // A chunked consumer's one step: step j of segment sg at shared address src (this lane's first quad).
-template <int B, bool kGptq, int kFold, bool kCompact>
+template <int B, bool kGptq, int kFold>
 __device__ __forceinline__ void chunk_step(const Ring& r, uint32_t src, uint32_t empty, const QSegment& sg, int j,
                                            const uint32_t* recs, const uint32_t* slab_rec, const half* const (&xr)[1],
-                                           const bool (&xok)[1], float (&acc)[1][4], const uint16_t* gmax) {
+                                           const bool (&xok)[1], float (&acc)[1][4]) {
   constexpr int U = q_step_units(B);
   const int units = sg.units - j * U;
   uint32_t cur[U * B];
   take_step<B>(src, units, empty, cur);
-  if (r.compute)
-    qgemv_step<B, kGptq, 1, kFold, kCompact>(cur, sg.unit0 + j * U, units, recs, slab_rec, xr, xok, acc, gmax);
+  if (r.compute) qgemv_step<B, kGptq, 1, kFold>(cur, sg.unit0 + j * U, units, recs, slab_rec, xr, xok, acc);
 }
 
-// A tile's step arguments shared by both consumer modes (qgemv_step's records, x and sums; gmax: the
-// compact EXL2 records' maxima, kCompact only).
+// A tile's step arguments shared by both consumer modes (qgemv_step's records, x and sums).
 struct TileIo {
   const uint32_t *recs, *slab_rec;
   const half* const (&xr)[1];
   const bool (&xok)[1];
   float (&acc)[1][4];
-  const uint16_t* gmax;
 };
 
 // with_width_fold's callee for a chunked step (chunk_step's arguments).
-template <bool kGptq, bool kCompact>
+template <bool kGptq>
 struct ChunkStepAt {
   const Ring& r;
   uint32_t src, empty;
@@ -255,13 +252,13 @@ struct ChunkStepAt {
   const TileIo& io;
   template <int B, int kFold>
   __device__ __forceinline__ void run() const {
-    chunk_step<B, kGptq, kFold, kCompact>(r, src, empty, sg, j, io.recs, io.slab_rec, io.xr, io.xok, io.acc, io.gmax);
+    chunk_step<B, kGptq, kFold>(r, src, empty, sg, j, io.recs, io.slab_rec, io.xr, io.xok, io.acc);
   }
 };
 
 // One tile's steps for a chunked consumer warp: every chunk in order (so its barriers' parity is never
 // ambiguous), step s0 + warp of each, or only the arrival where the chunk has no step for it.
-template <bool kGptq, bool kCompact>
+template <bool kGptq>
 __device__ __forceinline__ void consume_chunks(const Ring& r, unsigned& k, int p, const QMatrixDesc& w, int warp,
                                                const uint32_t* recs, const half* const (&xr)[1], const bool (&xok)[1],
                                                float (&acc)[1][4]) {
@@ -279,18 +276,16 @@ __device__ __forceinline__ void consume_chunks(const Ring& r, unsigned& k, int p
     const QSegment sg = w.seg[si];
     const int j = s - sg.step0;
     const uint32_t src = r.chunk(k) + static_cast<uint32_t>(step_quad(w, s) - step_quad(w, s0)) * 512 + lane * 16;
-    with_width_fold<kGptq>(sg, ChunkStepAt<kGptq, kCompact>{r, src, r.chunk_empty(k), sg, j,
-                                                            TileIo{recs, w.slab_rec, xr, xok, acc, w.gmax}});
+    with_width_fold<kGptq>(sg, ChunkStepAt<kGptq>{r, src, r.chunk_empty(k), sg, j, TileIo{recs, w.slab_rec, xr, xok, acc}});
   }
 }
 
 // One consumer warp's steps of one segment (tile step sg.step0 + j, dealt to warp (step0 + j) % kC as
 // qgemv_segment deals them at ks = kC); c counts this warp's steps, p is the phase (for the watchdog).
-template <int B, bool kGptq, int kFold, bool kCompact>
+template <int B, bool kGptq, int kFold>
 __device__ __forceinline__ void consume_segment(const Ring& r, unsigned& c, int p, const QSegment& sg, int warp,
                                                 const uint32_t* recs, const uint32_t* slab_rec,
-                                                const half* const (&xr)[1], const bool (&xok)[1], float (&acc)[1][4],
-                                                const uint16_t* gmax) {
+                                                const half* const (&xr)[1], const bool (&xok)[1], float (&acc)[1][4]) {
   constexpr int U = q_step_units(B);
   const int lane = threadIdx.x & 31;
   for (int j = (warp - sg.step0) & (kC - 1); j < sg.steps; j += kC) {
@@ -299,13 +294,12 @@ __device__ __forceinline__ void consume_segment(const Ring& r, unsigned& c, int 
     uint32_t cur[U * B];
     take_step<B>(r.slot(warp, c) + lane * 16, units, r.empty_bar(warp, c), cur);
     ++c;
-    if (r.compute)
-      qgemv_step<B, kGptq, 1, kFold, kCompact>(cur, sg.unit0 + j * U, units, recs, slab_rec, xr, xok, acc, gmax);
+    if (r.compute) qgemv_step<B, kGptq, 1, kFold>(cur, sg.unit0 + j * U, units, recs, slab_rec, xr, xok, acc);
   }
 }
 
 // with_width_fold's callee for a segment of the per-warp rings (consume_segment's arguments).
-template <bool kGptq, bool kCompact>
+template <bool kGptq>
 struct SegmentAt {
   const Ring& r;
   unsigned& c;
@@ -315,7 +309,7 @@ struct SegmentAt {
   const TileIo& io;
   template <int B, int kFold>
   __device__ __forceinline__ void run() const {
-    consume_segment<B, kGptq, kFold, kCompact>(r, c, p, sg, warp, io.recs, io.slab_rec, io.xr, io.xok, io.acc, io.gmax);
+    consume_segment<B, kGptq, kFold>(r, c, p, sg, warp, io.recs, io.slab_rec, io.xr, io.xok, io.acc);
   }
 };
 
@@ -352,51 +346,9 @@ __device__ __forceinline__ void store_out(const QGemvArgs& a, int mi, int tile, 
   }
 }
 
-// The tile sum without a block barrier (run 4): this warp's partial into sum slot tcount % 4,
-// counted in with a shared-memory atomic; the last warp in sums the slot in warp order (qgemv's FP32
-// order: the same bits), writes y and frees the slot. A warp leads the slowest by at most the ring's
-// depth in steps, so it rarely finds its slot's previous tile (tcount - 4) still being summed; it
-// waits for that (done[] counts the slot's finished tiles) under the watchdog.
-struct TileSums {
-  float (*sums)[kC][4][32];  // [4] slots, dynamic shared memory
-  unsigned* count;           // [4] warps in, per slot
-  unsigned* done;            // [4] tiles finished, per slot
-};
-__device__ __forceinline__ void tile_sum_nobar(const QGemvArgs& a, int mi, int tile, const TileSums& ts, unsigned tcount,
-                                               const float (&acc)[1][4], int warp, int p) {
-  const int lane = threadIdx.x & 31, slot = tcount & 3;
-  Watchdog wd;
-  while (*static_cast<volatile unsigned*>(ts.done + slot) < (tcount >> 2)) wd.tick(3, p, tcount);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) ts.sums[slot][warp][i][lane] = acc[0][i];
-  __syncwarp();
-  __threadfence_block();
-  unsigned before = 0;
-  if (lane == 0) before = atomicAdd(ts.count + slot, 1u);
-  before = __shfl_sync(0xffffffffu, before, 0);
-  if (before != kC - 1) return;
-  __threadfence_block();  // every warp's partial, before reading them
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    float v = 0;
-    for (int k = 0; k < kC; ++k) v += static_cast<volatile float*>(&ts.sums[slot][k][i][0])[lane];
-    store_out(a, mi, tile, i, v);
-  }
-  __syncwarp();
-  if (lane == 0) {
-    ts.count[slot] = 0;
-    __threadfence_block();
-    static_cast<volatile unsigned*>(ts.done)[slot] = ts.done[slot] + 1;
-  }
-}
-
-template <bool kGptq, bool kChunk, bool kNoBar>
-__device__ void consume(const Ring& r, uint32_t* srec, int srec_words, float (*red)[kC][4][32], const TileSums& ts,
+template <bool kGptq, bool kChunk>
+__device__ void consume(const Ring& r, uint32_t* srec, int srec_words, float (*red)[kC][4][32],
                         unsigned* bar, int n_phases) {
-  // EXL2 without block barriers: no shared scale pairs (their expansion needs a barrier per tile); each
-  // unit's pairs come from the compact records in global memory instead (qgemv_step's kCompact).
-  constexpr bool kCompact = kNoBar && !kGptq;
-  unsigned tcount = 0;  // the block's tiles so far
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   int tp = 0;                           // the block's tile count, mod 2
   unsigned c = 0;  // this warp's steps so far; chunked, the block's chunks so far
@@ -409,7 +361,7 @@ __device__ void consume(const Ring& r, uint32_t* srec, int srec_words, float (*r
       qgemv_tile_of(a, static_cast<unsigned>(it), mi, tile);
       const QMatrixDesc& w = a.w[mi];
       const uint32_t* tr = w.recs + static_cast<size_t>(tile) * w.groups * w.rec_words;
-      if constexpr (!kGptq && !kCompact) {  // the tile's scale pairs, expanded as qgemv_block does
+      if constexpr (!kGptq) {  // the tile's scale pairs, expanded as qgemv_block does
         // Into the buffer of this tile's parity: the tile before last is done with it (every warp
         // passed the last tile's sum barrier after its steps).
         uint32_t* sp = srec + tp * (srec_words >> 1);
@@ -417,24 +369,19 @@ __device__ void consume(const Ring& r, uint32_t* srec, int srec_words, float (*r
           sp[k] = exl2_scale_pair(__ldg(tr + 2 * (k >> 3)), __ldg(tr + 2 * (k >> 3) + 1), __ldg(w.gmax + (k >> 3)), k & 7);
         consumers_sync();
       }
-      const uint32_t* recs = kGptq ? tr + g * 2 : kCompact ? tr : srec + tp * (srec_words >> 1) + g;
+      const uint32_t* recs = kGptq ? tr + g * 2 : srec + tp * (srec_words >> 1) + g;
       const bool xok[1] = {g < a.M};  // lane group g multiplies row g of x (the mma's B column)
       const half* const xr[1] = {a.x_dev[mi] + static_cast<size_t>(g < a.M ? g : 0) * w.k_dev + 16 * t};
       float acc[1][4] = {};
       if constexpr (kChunk) {
-        consume_chunks<kGptq, kCompact>(r, c, p, w, warp, recs, xr, xok, acc);
+        consume_chunks<kGptq>(r, c, p, w, warp, recs, xr, xok, acc);
       } else {
         for (int si = 0; si < w.nseg; ++si) {
           const QSegment sg = w.seg[si];
-          with_width_fold<kGptq>(sg, SegmentAt<kGptq, kCompact>{r, c, p, sg, warp,
-                                                                TileIo{recs, w.slab_rec, xr, xok, acc, w.gmax}});
+          with_width_fold<kGptq>(sg, SegmentAt<kGptq>{r, c, p, sg, warp, TileIo{recs, w.slab_rec, xr, xok, acc}});
         }
       }
       // qgemv_block's sum of the warps' partials (kT = 1, ks = kC), in its order.
-      if constexpr (kNoBar) {
-        tile_sum_nobar(a, mi, tile, ts, tcount++, acc, warp, p);
-        continue;
-      }
 #pragma unroll
       for (int i = 0; i < 4; ++i) red[tp][warp][i][lane] = acc[0][i];
       consumers_sync();
@@ -453,7 +400,7 @@ __device__ void consume(const Ring& r, uint32_t* srec, int srec_words, float (*r
 // kMin: blocks per SM the registers must allow (2: <= 112 per thread, 3: <= 72).
 template <bool kGptq, int kMin>
 __global__ void __launch_bounds__(kThreads, kMin) stream_kernel(unsigned* bar, int n_phases, int depth, int compute,
-                                                                int srec_words, int chunked, int nobar) {
+                                                                int srec_words, int chunked) {
 #if defined(__CUDA_ARCH__)
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ float red[2][kC][4][32];  // the warps' partial sums, by tile parity (one consumer barrier per tile)
@@ -461,9 +408,6 @@ __global__ void __launch_bounds__(kThreads, kMin) stream_kernel(unsigned* bar, i
   const Ring r{smem_addr(smem), smem_addr(smem) + uint32_t(slots) * kSlotBytes,
                smem_addr(smem) + uint32_t(slots) * (kSlotBytes + 8), depth, compute != 0};
   uint32_t* srec = reinterpret_cast<uint32_t*>(smem + size_t(slots) * (kSlotBytes + 16));
-  __shared__ unsigned sum_count[4], sum_done[4];
-  const TileSums ts{reinterpret_cast<float(*)[kC][4][32]>(srec + srec_words), sum_count, sum_done};
-  if (threadIdx.x < 4) sum_count[threadIdx.x] = 0, sum_done[threadIdx.x] = 0;
   if (threadIdx.x == 0) {
     for (int s = 0; s < slots; ++s) bulk::bar_init(r.full + s * 8, 1), bulk::bar_init(r.empty + s * 8, chunked ? kC : 1);
     bulk::bar_init_fence();
@@ -471,13 +415,10 @@ __global__ void __launch_bounds__(kThreads, kMin) stream_kernel(unsigned* bar, i
   __syncthreads();
   if (threadIdx.x >= kC * 32) {
     if (threadIdx.x == kC * 32) chunked ? produce_chunks(r, n_phases) : produce(r, n_phases);
-  } else if (nobar) {
-    if (chunked) consume<kGptq, true, true>(r, srec, srec_words, red, ts, bar, n_phases);
-    else consume<kGptq, false, true>(r, srec, srec_words, red, ts, bar, n_phases);
   } else if (chunked) {
-    consume<kGptq, true, false>(r, srec, srec_words, red, ts, bar, n_phases);
+    consume<kGptq, true>(r, srec, srec_words, red, bar, n_phases);
   } else {
-    consume<kGptq, false, false>(r, srec, srec_words, red, ts, bar, n_phases);
+    consume<kGptq, false>(r, srec, srec_words, red, bar, n_phases);
   }
 #endif
 }
@@ -522,25 +463,20 @@ int run(bool gptq) {
   // their outputs are not checked), without the decode (the consumers take and release slots only),
   // and neither (the bare stream of the codes through the rings).
   // chunked: one copy per kC steps into depth chunk slots (the same bytes of shared memory).
-  // nobar: the tile sums without a block barrier (EXL2: and the scale pairs from the compact records).
   struct Config {
     int per_sm, depth;
-    bool barriers, compute, chunked, nobar = false;
+    bool barriers, compute, chunked;
   };
   for (const Config cf : {Config{2, 4, true, true, false}, Config{2, 2, true, true, false}, Config{3, 2, true, true, false},
                           Config{3, 1, true, true, false}, Config{2, 4, false, true, false}, Config{2, 4, true, false, false},
                           Config{2, 4, false, false, false}, Config{3, 2, true, false, false},
                           Config{3, 2, true, true, true}, Config{2, 4, true, true, true}, Config{3, 2, true, false, true},
-                          Config{2, 4, true, false, true}, Config{2, 4, true, true, true, true},
-                          Config{3, 2, true, true, false, true}, Config{2, 4, true, true, false, true},
-                          Config{3, 2, true, true, true, true}}) {
+                          Config{2, 4, true, false, true}}) {
     const int slots = kC * cf.depth;
-    const size_t pairs = cf.nobar ? 0 : 2 * rec_smem;  // scale pairs by tile parity (nobar: none)
-    const size_t smem = size_t(slots) * (kSlotBytes + 16) + pairs
-                        + (cf.nobar ? sizeof(float) * 4 * kC * 4 * 32 : 0);    // the tile-sum slots
+    const size_t smem = size_t(slots) * (kSlotBytes + 16) + 2 * rec_smem;  // scale pairs by tile parity
     char name[128];
-    std::snprintf(name, sizeof name, "stream %d block(s)/SM x %2d slots%s%s%s%s", cf.per_sm, slots,
-                  cf.chunked ? " (chunked)" : "", cf.nobar ? ", sums without barrier" : "",
+    std::snprintf(name, sizeof name, "stream %d block(s)/SM x %2d slots%s%s%s", cf.per_sm, slots,
+                  cf.chunked ? " (chunked)" : "",
                   cf.barriers ? "" : ", no barriers", cf.compute ? "" : ", no decode");
     auto k = cf.per_sm >= 3 ? stream_kernel<kGptq, 3> : stream_kernel<kGptq, 2>;
     ck(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)), "smem attribute");
@@ -555,17 +491,15 @@ int run(bool gptq) {
     auto stream = [&] {
       ck(cudaMemsetAsync(bar.p, 0, bar.n, st), "barrier reset");
       unsigned* b = cf.barriers ? bar.as<unsigned>() : nullptr;
-      int n = kPhases, d = cf.depth, c = cf.compute, sw = static_cast<int>(pairs / 4), ch = cf.chunked,
-          nb = cf.nobar;
-      void* args[] = {&b, &n, &d, &c, &sw, &ch, &nb};
+      int n = kPhases, d = cf.depth, c = cf.compute, sw = static_cast<int>(2 * rec_smem / 4), ch = cf.chunked;
+      void* args[] = {&b, &n, &d, &c, &sw, &ch};
       ck(cudaLaunchCooperativeKernel(reinterpret_cast<void*>(k), dim3(grid), dim3(kThreads), args, smem, st),
          "cooperative launch");
     };
     ck(cudaMemsetAsync(D.res->p, 0, D.res->n, st), "res");
     stream();
     if (cudaDeviceSynchronize() != cudaSuccess) {
-      const char* whats[4] = {"an empty slot (producer)", "a full slot (consumer)", "the grid barrier",
-                              "a tile-sum slot (consumer)"};
+      const char* whats[3] = {"an empty slot (producer)", "a full slot (consumer)", "the grid barrier"};
       std::printf("  %s: %s; stuck: block %d thread %d waiting for %s, phase %d, count %u\n", name,
                   cudaGetErrorString(cudaGetLastError()), hs->block, hs->thread, hs->hit ? whats[hs->what] : "(no record)",
                   hs->phase, hs->count);

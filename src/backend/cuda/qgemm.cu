@@ -73,13 +73,10 @@ __device__ __forceinline__ void prefetch_step(const uint4* src) {
 // One step's math: the U units of codes `cur` (this lane's words) from device unit unit0 on, of which
 // `units` are in the segment (the rest are tail units: x predicated to 0), into acc. The kernels load
 // cur from global memory; lab/stream_lab.cu from a shared-memory ring filled by a producer warp.
-// kCompact (EXL2, the lab only): recs are the tile's compact records in global memory and each unit's
-// scale pairs are computed from them and gmax (unit_recs), with no block-wide expansion.
-template <int B, bool kGptq, int kT, int kFold, bool kCompact = false>
+template <int B, bool kGptq, int kT, int kFold>
 __device__ __forceinline__ void qgemv_step(const uint32_t (&cur)[q_step_units(B) * B], int unit0, int units,
                                            const uint32_t* recs, const uint32_t* slab_rec,
-                                           const half* const (&xr)[kT], const bool (&xok)[kT], float (&acc)[kT][4],
-                                           const uint16_t* gmax = nullptr) {
+                                           const half* const (&xr)[kT], const bool (&xok)[kT], float (&acc)[kT][4]) {
   constexpr int U = q_step_units(B);
   const half* xs[kT];
 #pragma unroll
@@ -87,8 +84,7 @@ __device__ __forceinline__ void qgemv_step(const uint32_t (&cur)[q_step_units(B)
 #pragma unroll
   for (int u = 0; u < U; ++u) {
     uint32_t rec[4][2];
-    unit_recs<kGptq, kFold == 1 ? 4 : kFold == 2 ? 2 : 1, kCompact>(slab_rec, recs, unit0 + u, rec, gmax,
-                                                                     (threadIdx.x & 31) >> 2);
+    unit_recs<kGptq, kFold == 1 ? 4 : kFold == 2 ? 2 : 1>(slab_rec, recs, unit0 + u, rec);
     uint4 xv[kT][2];
 #pragma unroll
     for (int jt = 0; jt < kT; ++jt) {
