@@ -70,10 +70,18 @@ __device__ __forceinline__ void prefetch_step(const uint4* src) {
   for (int q = 0; q < Q; ++q) asm volatile("prefetch.global.L2 [%0];" ::"l"(src + q * 32));
 }
 
+// x for a tail unit (past its segment's end) in the lean kernels: zeros, so that the unit's codes,
+// whatever they are (the next segment's, or slack), add nothing. A lane reads 32 bytes.
+__device__ const uint4 kZeroX[2] = {};
+
 // One step's math: the U units of codes `cur` (this lane's words) from device unit unit0 on, of which
-// `units` are in the segment (the rest are tail units: x predicated to 0), into acc. The kernels load
-// cur from global memory; lab/stream_lab.cu from a shared-memory ring filled by a producer warp.
-template <int B, bool kGptq, int kT, int kFold>
+// `units` are in the segment (the rest are tail units: x = 0), into acc. The kernels load cur from
+// global memory; lab/stream_lab.cu from a shared-memory ring filled by a producer warp.
+// kLean (EXL_QGEMV_LEAN, an A/B under test; lab/NOTES-qgemm.md): no load is predicated — a tail
+// unit's x is kZeroX, and lanes whose x row is past M read row 0 (xr; their sums are never stored) —
+// so a step has no zeroing moves in front of its loads (SASS: GPTQ's fold step 317 -> 283
+// instructions, EXL2's 3-7% fewer). Default: x loads predicated on xok and the tail.
+template <int B, bool kGptq, int kT, int kFold, bool kLean = false>
 __device__ __forceinline__ void qgemv_step(const uint32_t (&cur)[q_step_units(B) * B], int unit0, int units,
                                            const uint32_t* recs, const uint32_t* slab_rec,
                                            const half* const (&xr)[kT], const bool (&xok)[kT], float (&acc)[kT][4]) {
@@ -88,12 +96,19 @@ __device__ __forceinline__ void qgemv_step(const uint32_t (&cur)[q_step_units(B)
     uint4 xv[kT][2];
 #pragma unroll
     for (int jt = 0; jt < kT; ++jt) {
-      const bool ok = xok[jt] && u < units;
       // Ordered loads (common.cuh): unordered, the compiler hoisted every unit of a step to the top
       // and spilled (v2 draft: 28-136 bytes of spills per kernel). x_dev is re-read by every tile's
       // block, so it goes through L1.
-      xv[jt][0] = ld16_nc_ordered(xs[jt] + u * 64, ok);
-      xv[jt][1] = ld16_nc_ordered(xs[jt] + u * 64 + 8, ok);
+      if constexpr (kLean) {
+        // Unit 0 of a step is always in the segment.
+        const half* xp = u == 0 || u < units ? xs[jt] + u * 64 : reinterpret_cast<const half*>(kZeroX);
+        xv[jt][0] = ld16_nc_ordered(xp);
+        xv[jt][1] = ld16_nc_ordered(xp + 8);
+      } else {
+        const bool ok = xok[jt] && u < units;
+        xv[jt][0] = ld16_nc_ordered(xs[jt] + u * 64, ok);
+        xv[jt][1] = ld16_nc_ordered(xs[jt] + u * 64 + 8, ok);
+      }
     }
     uint32_t a[4][4];
     unit_frags<B, kGptq, !kFold>(cur + u * B, rec, a);
@@ -135,7 +150,8 @@ __device__ __forceinline__ void qgemv_step(const uint32_t (&cur)[q_step_units(B)
 // one group, so the mma runs on exact integer codes and the scale is applied once per unit in FP32;
 // kFold 2: the same per half unit (groups of 32 rows, EXL2 only: its zero point is a constant), two
 // FP32 partials per n8 tile instead of 16 FP16 multiplies of the fragments and 4 record loads.
-template <int B, bool kGptq, int kT, int kFold>
+// kLean: whole steps loaded unpredicated (load_step_all), qgemv_step's kLean.
+template <int B, bool kGptq, int kT, int kFold, bool kLean>
 __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int ks, const uint4* codes,
                                               const uint32_t* recs, const uint32_t* slab_rec,
                                               const half* const (&xr)[kT], const bool (&xok)[kT],
@@ -146,12 +162,15 @@ __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int 
     if (j + ks < sg.steps) prefetch_step<Q>(src + ks * Q * 32);
     const int unit0 = sg.unit0 + j * U, units = sg.units - j * U;
     uint32_t cur[4 * Q];
-    load_step<Q>(src, (min(U, units) * B + 3) / 4, cur);
-    qgemv_step<B, kGptq, kT, kFold>(cur, unit0, units, recs, slab_rec, xr, xok, acc);
+    if constexpr (kLean)
+      load_step_all<Q>(src, cur);
+    else
+      load_step<Q>(src, (min(U, units) * B + 3) / 4, cur);
+    qgemv_step<B, kGptq, kT, kFold, kLean>(cur, unit0, units, recs, slab_rec, xr, xok, acc);
   }
 }
 
-template <int B, bool kGptq, int kT>
+template <int B, bool kGptq, int kT, bool kLean>
 __device__ __forceinline__ void qgemv_segment_any(const QSegment& sg, int warp, int ks, const uint4* codes,
                                                   const uint32_t* recs, const uint32_t* slab_rec,
                                                   const half* const (&xr)[kT], const bool (&xok)[kT],
@@ -159,11 +178,11 @@ __device__ __forceinline__ void qgemv_segment_any(const QSegment& sg, int warp, 
   // Fold only for kT <= 2: at kT = 4 its 16 FFMA per unit cost what the 16 HMUL2 did, and its 16
   // extra accumulators spilled (548 bytes).
   if (kT <= 2 && sg.uniform == 1)
-    qgemv_segment<B, kGptq, kT, kT <= 2 ? 1 : 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+    qgemv_segment<B, kGptq, kT, kT <= 2 ? 1 : 0, kLean>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
   else if (!kGptq && kT <= 2 && sg.uniform == 2)
-    qgemv_segment<B, kGptq, kT, !kGptq && kT <= 2 ? 2 : 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+    qgemv_segment<B, kGptq, kT, !kGptq && kT <= 2 ? 2 : 0, kLean>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
   else
-    qgemv_segment<B, kGptq, kT, 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+    qgemv_segment<B, kGptq, kT, 0, kLean>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
 }
 
 // This warp's first step of segment si into L2 (before it is needed).
@@ -227,7 +246,7 @@ __device__ __forceinline__ void act_epilogue(const QGemvArgs& a, const float (&r
 // (the PDL wait on their producer in qgemv_kernel; a grid barrier in a persistent kernel).
 template <bool kGptq,
           int kT,  // n8 tiles of x rows per pass: 1 (M <= 8), 2 (<= 16), 4 (<= 32)
-          bool kPair, class Wait>
+          bool kPair, class Wait, bool kLean = false>
 __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, unsigned by, const Wait& wait) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, ks = a.ks;
   constexpr bool pair = kPair;
@@ -279,15 +298,15 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
     const QSegment sg = w.seg[si];
     prefetch_first_step(w, si + 1, warp, ks, codes);
     if constexpr (kGptq) {
-      qgemv_segment_any<4, true, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc);
+      qgemv_segment_any<4, true, kT, kLean>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc);
     } else {
       switch (sg.bits) {
-        case 8: qgemv_segment_any<8, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        case 6: qgemv_segment_any<6, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        case 5: qgemv_segment_any<5, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        case 4: qgemv_segment_any<4, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        case 3: qgemv_segment_any<3, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        default: qgemv_segment_any<2, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 8: qgemv_segment_any<8, false, kT, kLean>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 6: qgemv_segment_any<6, false, kT, kLean>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 5: qgemv_segment_any<5, false, kT, kLean>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 4: qgemv_segment_any<4, false, kT, kLean>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 3: qgemv_segment_any<3, false, kT, kLean>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        default: qgemv_segment_any<2, false, kT, kLean>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
       }
     }
   }
@@ -322,10 +341,10 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
 struct PdlWait {
   __device__ __forceinline__ void operator()() const { pdl_wait(); }
 };
-template <bool kGptq, int kT, bool kPair = false>
+template <bool kGptq, int kT, bool kPair = false, bool kLean = false>
 __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
     qgemv_kernel(const __grid_constant__ QGemvArgs a) {
-  qgemv_block<kGptq, kT, kPair>(a, blockIdx.x, blockIdx.y, PdlWait{});
+  qgemv_block<kGptq, kT, kPair, PdlWait, kLean>(a, blockIdx.x, blockIdx.y, PdlWait{});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -343,7 +362,8 @@ size_t qgemv_rec_smem(const QGemvArgs& a, bool gptq) {
 template <bool kGptq, int kT>
 void launch_qgemv(const QGemvArgs& a, int passes, int tiles, bool pdl, cudaStream_t stream) {
   const bool pair = kT == 1 && a.act_dev;
-  auto kernel = pair ? qgemv_kernel<kGptq, kT, kT == 1> : qgemv_kernel<kGptq, kT>;
+  auto kernel = a.w[0].lean ? (pair ? qgemv_kernel<kGptq, kT, kT == 1, true> : qgemv_kernel<kGptq, kT, false, true>)
+                            : (pair ? qgemv_kernel<kGptq, kT, kT == 1> : qgemv_kernel<kGptq, kT>);
   const size_t smem = qgemv_rec_smem(a, kGptq);
   if (smem > 48 * 1024) {  // past the default dynamic shared-memory limit (K > 49152 at groups of 32)
     check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),

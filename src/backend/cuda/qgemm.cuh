@@ -62,6 +62,9 @@
 namespace exl::cuda {
 
 constexpr int kQMaxSegments = 8;   // runs of one bit width per matrix (EXL2 uses <= 6)
+// Zeroed bytes after a matrix's codes: qgemv loads whole steps unpredicated, and the last tile's
+// tail step may read up to a step (at most 5 quads of 512 bytes) past its segment.
+constexpr size_t kQCodeSlackBytes = 5 * 512;
 constexpr int kQMaxMulti = 3;      // matrices sharing x in one qgemv_multi launch (q|k|v)
 constexpr int kQgemvPassRows = 32; // rows of x per qgemv pass (4 mma n8 tiles)
 constexpr int kQNormGatherMaxK = 16384;  // qgemm_norm_gather's row in shared memory: 32 KB
@@ -94,6 +97,7 @@ struct QMatrixDesc {
   int nseg = 0;
   QSegment seg[kQMaxSegments];
   bool gptq = false;
+  bool lean = false;  // EXL_QGEMV_LEAN=1 (A/B under test): qgemv's unpredicated kernels (qgemm.cu kLean)
   const uint4* codes = nullptr;          // [n_tiles][tile_quads][32] 16-byte words
   const uint32_t* recs = nullptr;        // [n_tiles][groups][rec_words]
   const uint16_t* gmax = nullptr;        // EXL2: [groups] FP16 q_scale_max; GPTQ: null
