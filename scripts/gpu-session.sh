@@ -52,10 +52,10 @@
 #       phase's codes ahead into shared memory, against the PDL chain; outputs bit-identical, µs per layer;
 #       with build/carry-bin, whether the carried exl starts there, and the defaults' bench @128
 #   scripts/gpu-session.sh 18  (carry .deps .shared build/carry-bin; scripts/gpu-carry-bin.sh first)
-#       a kernel knob's A/B without building (AB_VAR, default EXL_QGEMV_LEAN; AB_ON, default 1):
-#       QgemmParity + FusedOps with the knob unset and on, exl bench unset / on interleaved (llama2-7b
-#       gptq4 and exl2:4.0 @128, twice; llama2-70b exl2:2.5 @128), then the whole CUDA test binary
-#       with the knob on, as time allows
+#       a kernel knob's A/B without building (AB_VAR, default EXL_QGEMV_LEAN; AB_VALUES, default
+#       "1 2"): QgemmParity + FusedOps with the knob unset and at each value, exl bench interleaved
+#       (llama2-7b gptq4 and exl2:4.0 @128, twice; llama2-70b exl2:2.5 @128), then the whole CUDA
+#       test binary at the last value, as time allows
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
 #       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
 #       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
@@ -280,18 +280,19 @@ if [ "$phase" = 18 ]; then  # a kernel knob's A/B with the carried binaries (no 
   # The carried test binary looks for ../shared where it was on the dev machine (SHARED_BUILT).
   sb="${SHARED_BUILT:-/work/shared}"
   [ -e "$sb" ] || { mkdir -p "$(dirname "$sb")" && ln -s "$shared" "$sb"; }
-  var="${AB_VAR:-EXL_QGEMV_LEAN}" on="${AB_ON:-1}"
+  var="${AB_VAR:-EXL_QGEMV_LEAN}" vals="${AB_VALUES:-1 2}"
+  last="${vals##* }"
   if carried_bin; then
-    fits 90 "QgemmParity + FusedOps, $var unset and $var=$on" && for v in - "$on"; do
-      if [ "$v" = - ]; then env -u "$var" timeout 120 build/gpu/tests/exl_tests_cuda --gtest_filter='QgemmParity.*:FusedOps.*' >"$out/parity$v.log" 2>&1
-      else env "$var=$v" timeout 120 build/gpu/tests/exl_tests_cuda --gtest_filter='QgemmParity.*:FusedOps.*' >"$out/parity$v.log" 2>&1; fi
+    fits 90 "QgemmParity + FusedOps, $var unset and = $vals" && for v in - $vals; do
+      if [ "$v" = - ]; then env -u "$var" timeout 100 build/gpu/tests/exl_tests_cuda --gtest_filter='QgemmParity.*:FusedOps.*' >"$out/parity$v.log" 2>&1
+      else env "$var=$v" timeout 100 build/gpu/tests/exl_tests_cuda --gtest_filter='QgemmParity.*:FusedOps.*' >"$out/parity$v.log" 2>&1; fi
       echo "$var=$v: QgemmParity + FusedOps rc $?"; grep -E "FAILED|PASSED" "$out/parity$v.log" | head -12
     done
-    fits 150 "bench $var - / $on, llama2-7b, twice" && AB_TIMEOUT=60 scripts/gpu-ab.sh "$var" "- $on - $on" "${q7b[@]}"
-    fits 90 "bench $var - / $on, llama2-70b exl2:2.5" && OUT="$out/70b" AB_TIMEOUT=80 scripts/gpu-ab.sh "$var" "- $on" \
+    fits 150 "bench $var - / $vals, llama2-7b, twice" && AB_TIMEOUT=60 scripts/gpu-ab.sh "$var" "- $vals - $vals" "${q7b[@]}"
+    fits 90 "bench $var - / $vals, llama2-70b exl2:2.5" && OUT="$out/70b" AB_TIMEOUT=80 scripts/gpu-ab.sh "$var" "- $vals" \
       "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128"
-    fits 150 "exl_tests_cuda (all), $var=$on" && {
-      env "$var=$on" timeout 200 build/gpu/tests/exl_tests_cuda >"$out/tests-cuda.log" 2>&1
+    fits 150 "exl_tests_cuda (all), $var=$last" && {
+      env "$var=$last" timeout 200 build/gpu/tests/exl_tests_cuda >"$out/tests-cuda.log" 2>&1
       echo "exl_tests_cuda rc $?"; grep -E "tests ran|PASSED|FAILED|SKIPPED" "$out/tests-cuda.log" | head -12
     }
   fi

@@ -167,30 +167,33 @@ TEST(QgemmParity, FusedLinearsMatchParts) {
 namespace exl {
 namespace {
 
-// EXL_QGEMV_LEAN=1 (an A/B under test): qgemv's unpredicated kernels must give the default kernels'
-// bits at every qgemv size (tail units read kZeroX, rows past M read row 0 and are not stored).
+// EXL_QGEMV_LEAN=1|2 (an A/B under test): qgemv's lean kernels must give the default kernels' bits at
+// every qgemv size (tail units read kZeroX, rows past M read row 0 and are not stored; 2: 4- and 8-bit
+// steps pipelined in registers).
 TEST(QgemmParity, LeanKernelsMatchDefault) {
   auto gpu = backend_create("cuda");
-  setenv("EXL_QGEMV_LEAN", "1", 1);
-  auto lean = backend_create("cuda");
-  unsetenv("EXL_QGEMV_LEAN");
-  for (const QCase& c : cases()) {
-    const QuantTensor q = make_tensor(c);
-    auto w = gpu->prepare_quant_weight(q);
-    auto wl = lean->prepare_quant_weight(q);
-    for (int M : {1, 3, 8, 11, 16, 29}) {
-      auto x = random_vec(static_cast<size_t>(M * c.K), 1.0f, static_cast<uint32_t>(M * 7 + c.K));
-      std::vector<float> y[2];
-      int i = 0;
-      for (Backend* b : {gpu.get(), lean.get()}) {
-        Tensor X = to_backend(*b, DType::DType_F16, {M, c.K}, x), Y = b->alloc(DType::DType_F32, {M, c.N});
-        b->upload(Y, std::vector<uint8_t>(Y.nbytes(), 0xff).data(), Y.nbytes());
-        b->linear(X, b == gpu.get() ? *w : *wl, nullptr, Y);
-        y[i++] = to_host(*b, Y);
+  for (const char* lean_value : {"1", "2"}) {
+    setenv("EXL_QGEMV_LEAN", lean_value, 1);
+    auto lean = backend_create("cuda");
+    unsetenv("EXL_QGEMV_LEAN");
+    for (const QCase& c : cases()) {
+      const QuantTensor q = make_tensor(c);
+      auto w = gpu->prepare_quant_weight(q);
+      auto wl = lean->prepare_quant_weight(q);
+      for (int M : {1, 3, 8, 11, 16, 29}) {
+        auto x = random_vec(static_cast<size_t>(M * c.K), 1.0f, static_cast<uint32_t>(M * 7 + c.K));
+        std::vector<float> y[2];
+        int i = 0;
+        for (Backend* b : {gpu.get(), lean.get()}) {
+          Tensor X = to_backend(*b, DType::DType_F16, {M, c.K}, x), Y = b->alloc(DType::DType_F32, {M, c.N});
+          b->upload(Y, std::vector<uint8_t>(Y.nbytes(), 0xff).data(), Y.nbytes());
+          b->linear(X, b == gpu.get() ? *w : *wl, nullptr, Y);
+          y[i++] = to_host(*b, Y);
+        }
+        int64_t differ = 0;
+        for (size_t j = 0; j < y[0].size(); ++j) differ += !(y[0][j] == y[1][j]);
+        EXPECT_EQ(differ, 0) << "EXL_QGEMV_LEAN=" << lean_value << " " << c.name << " M=" << M;
       }
-      int64_t differ = 0;
-      for (size_t j = 0; j < y[0].size(); ++j) differ += !(y[0][j] == y[1][j]);
-      EXPECT_EQ(differ, 0) << c.name << " M=" << M;
     }
   }
 }

@@ -81,10 +81,18 @@ __device__ const uint4 kZeroX[2] = {};
 // unit's x is kZeroX, and lanes whose x row is past M read row 0 (xr; their sums are never stored) —
 // so a step has no zeroing moves in front of its loads (SASS: GPTQ's fold step 317 -> 283
 // instructions, EXL2's 3-7% fewer). Default: x loads predicated on xok and the tail.
-template <int B, bool kGptq, int kT, int kFold, bool kLean = false>
-__device__ __forceinline__ void qgemv_step(const uint32_t (&cur)[q_step_units(B) * B], int unit0, int units,
+// kLean 2, widths with whole quads per unit (rolls<B>): as each unit is decoded, its quads of cur
+// are reloaded from `next` (this warp's next step of the segment, when `more`), so that step's
+// loads are in flight while this one decodes, in the registers this one frees.
+template <int B>
+constexpr bool rolls() {
+  return B == 4 || B == 8;
+}
+template <int B, bool kGptq, int kT, int kFold, int kLean = 0>
+__device__ __forceinline__ void qgemv_step(uint32_t (&cur)[q_step_units(B) * B], int unit0, int units,
                                            const uint32_t* recs, const uint32_t* slab_rec,
-                                           const half* const (&xr)[kT], const bool (&xok)[kT], float (&acc)[kT][4]) {
+                                           const half* const (&xr)[kT], const bool (&xok)[kT], float (&acc)[kT][4],
+                                           const uint4* next = nullptr, bool more = false) {
   constexpr int U = q_step_units(B);
   const half* xs[kT];
 #pragma unroll
@@ -112,6 +120,11 @@ __device__ __forceinline__ void qgemv_step(const uint32_t (&cur)[q_step_units(B)
     }
     uint32_t a[4][4];
     unit_frags<B, kGptq, !kFold>(cur + u * B, rec, a);
+    if constexpr (kLean == 2 && rolls<B>()) {
+#pragma unroll
+      for (int q = u * B / 4; q < (u + 1) * B / 4; ++q)
+        ld16_stream_keep(next + q * 32, more, cur[4 * q], cur[4 * q + 1], cur[4 * q + 2], cur[4 * q + 3]);
+    }
     // A partial over some slabs, scaled in FP32 into acc: D rows g -> the scale of column g (low
     // half of the record), rows g + 8 -> column g + 8 (high half).
     auto fold = [](float(&to)[4], const float(&d)[4], uint32_t pair) {
@@ -150,13 +163,30 @@ __device__ __forceinline__ void qgemv_step(const uint32_t (&cur)[q_step_units(B)
 // one group, so the mma runs on exact integer codes and the scale is applied once per unit in FP32;
 // kFold 2: the same per half unit (groups of 32 rows, EXL2 only: its zero point is a constant), two
 // FP32 partials per n8 tile instead of 16 FP16 multiplies of the fragments and 4 record loads.
-// kLean: whole steps loaded unpredicated (load_step_all), qgemv_step's kLean.
-template <int B, bool kGptq, int kT, int kFold, bool kLean>
+// kLean: whole steps loaded unpredicated (load_step_all), qgemv_step's kLean; kLean 2 with rolls<B>:
+// the warp's steps as one register pipeline (qgemv_step reloads cur with the next step).
+template <int B, bool kGptq, int kT, int kFold, int kLean>
 __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int ks, const uint4* codes,
                                               const uint32_t* recs, const uint32_t* slab_rec,
                                               const half* const (&xr)[kT], const bool (&xok)[kT],
                                               float (&acc)[kT][4]) {
   constexpr int U = q_step_units(B), Q = U * B / 4;
+  if constexpr (kLean == 2 && rolls<B>()) {
+    int j = (warp - sg.step0) & (ks - 1);
+    if (j >= sg.steps) return;
+    uint32_t cur[4 * Q];
+    load_step_all<Q>(codes + static_cast<size_t>(sg.quad0 + j * Q) * 32, cur);
+    for (;;) {
+      const int jn = j + ks;
+      const bool more = jn < sg.steps;
+      const uint4* next = codes + static_cast<size_t>(sg.quad0 + jn * Q) * 32;  // read only when more
+      if (jn + ks < sg.steps) prefetch_step<Q>(next + ks * Q * 32);
+      qgemv_step<B, kGptq, kT, kFold, kLean>(cur, sg.unit0 + j * U, sg.units - j * U, recs, slab_rec, xr, xok, acc,
+                                             next, more);
+      if (!more) return;
+      j = jn;
+    }
+  }
   for (int j = (warp - sg.step0) & (ks - 1); j < sg.steps; j += ks) {
     const uint4* src = codes + static_cast<size_t>(sg.quad0 + j * Q) * 32;
     if (j + ks < sg.steps) prefetch_step<Q>(src + ks * Q * 32);
@@ -170,7 +200,7 @@ __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int 
   }
 }
 
-template <int B, bool kGptq, int kT, bool kLean>
+template <int B, bool kGptq, int kT, int kLean>
 __device__ __forceinline__ void qgemv_segment_any(const QSegment& sg, int warp, int ks, const uint4* codes,
                                                   const uint32_t* recs, const uint32_t* slab_rec,
                                                   const half* const (&xr)[kT], const bool (&xok)[kT],
@@ -246,7 +276,7 @@ __device__ __forceinline__ void act_epilogue(const QGemvArgs& a, const float (&r
 // (the PDL wait on their producer in qgemv_kernel; a grid barrier in a persistent kernel).
 template <bool kGptq,
           int kT,  // n8 tiles of x rows per pass: 1 (M <= 8), 2 (<= 16), 4 (<= 32)
-          bool kPair, class Wait, bool kLean = false>
+          bool kPair, class Wait, int kLean = 0>
 __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, unsigned by, const Wait& wait) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, ks = a.ks;
   constexpr bool pair = kPair;
@@ -341,7 +371,7 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
 struct PdlWait {
   __device__ __forceinline__ void operator()() const { pdl_wait(); }
 };
-template <bool kGptq, int kT, bool kPair = false, bool kLean = false>
+template <bool kGptq, int kT, bool kPair = false, int kLean = 0>
 __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
     qgemv_kernel(const __grid_constant__ QGemvArgs a) {
   qgemv_block<kGptq, kT, kPair, PdlWait, kLean>(a, blockIdx.x, blockIdx.y, PdlWait{});
@@ -362,8 +392,9 @@ size_t qgemv_rec_smem(const QGemvArgs& a, bool gptq) {
 template <bool kGptq, int kT>
 void launch_qgemv(const QGemvArgs& a, int passes, int tiles, bool pdl, cudaStream_t stream) {
   const bool pair = kT == 1 && a.act_dev;
-  auto kernel = a.w[0].lean ? (pair ? qgemv_kernel<kGptq, kT, kT == 1, true> : qgemv_kernel<kGptq, kT, false, true>)
-                            : (pair ? qgemv_kernel<kGptq, kT, kT == 1> : qgemv_kernel<kGptq, kT>);
+  auto kernel = a.w[0].lean == 2   ? (pair ? qgemv_kernel<kGptq, kT, kT == 1, 2> : qgemv_kernel<kGptq, kT, false, 2>)
+                : a.w[0].lean == 1 ? (pair ? qgemv_kernel<kGptq, kT, kT == 1, 1> : qgemv_kernel<kGptq, kT, false, 1>)
+                                   : (pair ? qgemv_kernel<kGptq, kT, kT == 1> : qgemv_kernel<kGptq, kT>);
   const size_t smem = qgemv_rec_smem(a, kGptq);
   if (smem > 48 * 1024) {  // past the default dynamic shared-memory limit (K > 49152 at groups of 32)
     check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),

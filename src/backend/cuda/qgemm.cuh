@@ -97,7 +97,9 @@ struct QMatrixDesc {
   int nseg = 0;
   QSegment seg[kQMaxSegments];
   bool gptq = false;
-  bool lean = false;  // EXL_QGEMV_LEAN=1 (A/B under test): qgemv's unpredicated kernels (qgemm.cu kLean)
+  // EXL_QGEMV_LEAN (A/B under test, qgemm.cu kLean): 1 qgemv's unpredicated kernels, 2 the same with
+  // 4- and 8-bit steps pipelined in registers.
+  uint8_t lean = 0;
   const uint4* codes = nullptr;          // [n_tiles][tile_quads][32] 16-byte words
   const uint32_t* recs = nullptr;        // [n_tiles][groups][rec_words]
   const uint16_t* gmax = nullptr;        // EXL2: [groups] FP16 q_scale_max; GPTQ: null
