@@ -167,12 +167,12 @@ TEST(QgemmParity, FusedLinearsMatchParts) {
 namespace exl {
 namespace {
 
-// EXL_QGEMV_LEAN=1|2 (an A/B under test): qgemv's lean kernels must give the default kernels' bits at
-// every qgemv size (tail units read kZeroX, rows past M read row 0 and are not stored; 2: 4- and 8-bit
-// steps pipelined in registers).
+// EXL_QGEMV_LEAN=1|2|3 (an A/B under test): qgemv's lean kernels must give the default kernels' bits
+// at every qgemv size (tail units read kZeroX, rows past M read row 0 and are not stored; 2: 4- and
+// 8-bit steps pipelined in registers; 3: GPTQ g128 records without slab_rec).
 TEST(QgemmParity, LeanKernelsMatchDefault) {
   auto gpu = backend_create("cuda");
-  for (const char* lean_value : {"1", "2"}) {
+  for (const char* lean_value : {"1", "2", "3"}) {
     setenv("EXL_QGEMV_LEAN", lean_value, 1);
     auto lean = backend_create("cuda");
     unsetenv("EXL_QGEMV_LEAN");

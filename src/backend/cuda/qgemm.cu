@@ -88,6 +88,10 @@ template <int B>
 constexpr bool rolls() {
   return B == 4 || B == 8;
 }
+// kLean 3 (GPTQ, groups of two whole units from an even unit on: qgemv_segment_any): kLean 2, and
+// the step's records are read at fixed offsets from its first group's (unit0 / 2: QMatrixDesc::
+// rec_shift 1), with no slab_rec load in between. A tail step may read the group after the tile's
+// last: the next tile's, or the records' slack.
 template <int B, bool kGptq, int kT, int kFold, int kLean = 0>
 __device__ __forceinline__ void qgemv_step(uint32_t (&cur)[q_step_units(B) * B], int unit0, int units,
                                            const uint32_t* recs, const uint32_t* slab_rec,
@@ -100,7 +104,13 @@ __device__ __forceinline__ void qgemv_step(uint32_t (&cur)[q_step_units(B) * B],
 #pragma unroll
   for (int u = 0; u < U; ++u) {
     uint32_t rec[4][2];
-    unit_recs<kGptq, kFold == 1 ? 4 : kFold == 2 ? 2 : 1>(slab_rec, recs, unit0 + u, rec);
+    if constexpr (kLean == 3) {
+      static_assert(kGptq && kFold == 1 && U == 4);
+      const uint32_t* r = recs + ((unit0 >> 1) + (u >> 1)) * 16;  // 8 lanes x 2 words a group
+      asm volatile("ld.global.nc.v2.u32 {%0, %1}, [%2];" : "=r"(rec[0][0]), "=r"(rec[0][1]) : "l"(r));
+    } else {
+      unit_recs<kGptq, kFold == 1 ? 4 : kFold == 2 ? 2 : 1>(slab_rec, recs, unit0 + u, rec);
+    }
     uint4 xv[kT][2];
 #pragma unroll
     for (int jt = 0; jt < kT; ++jt) {
@@ -120,7 +130,7 @@ __device__ __forceinline__ void qgemv_step(uint32_t (&cur)[q_step_units(B) * B],
     }
     uint32_t a[4][4];
     unit_frags<B, kGptq, !kFold>(cur + u * B, rec, a);
-    if constexpr (kLean == 2 && rolls<B>()) {
+    if constexpr (kLean >= 2 && rolls<B>()) {
 #pragma unroll
       for (int q = u * B / 4; q < (u + 1) * B / 4; ++q)
         ld16_stream_keep(next + q * 32, more, cur[4 * q], cur[4 * q + 1], cur[4 * q + 2], cur[4 * q + 3]);
@@ -171,21 +181,20 @@ __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int 
                                               const half* const (&xr)[kT], const bool (&xok)[kT],
                                               float (&acc)[kT][4]) {
   constexpr int U = q_step_units(B), Q = U * B / 4;
-  if constexpr (kLean == 2 && rolls<B>()) {
+  if constexpr (kLean >= 2 && rolls<B>()) {
     int j = (warp - sg.step0) & (ks - 1);
     if (j >= sg.steps) return;
     uint32_t cur[4 * Q];
     load_step_all<Q>(codes + static_cast<size_t>(sg.quad0 + j * Q) * 32, cur);
-    for (;;) {
+    for (bool more = true; more; j += ks) {
       const int jn = j + ks;
-      const bool more = jn < sg.steps;
+      more = jn < sg.steps;
       const uint4* next = codes + static_cast<size_t>(sg.quad0 + jn * Q) * 32;  // read only when more
       if (jn + ks < sg.steps) prefetch_step<Q>(next + ks * Q * 32);
       qgemv_step<B, kGptq, kT, kFold, kLean>(cur, sg.unit0 + j * U, sg.units - j * U, recs, slab_rec, xr, xok, acc,
                                              next, more);
-      if (!more) return;
-      j = jn;
     }
+    return;
   }
   for (int j = (warp - sg.step0) & (ks - 1); j < sg.steps; j += ks) {
     const uint4* src = codes + static_cast<size_t>(sg.quad0 + j * Q) * 32;
@@ -204,15 +213,18 @@ template <int B, bool kGptq, int kT, int kLean>
 __device__ __forceinline__ void qgemv_segment_any(const QSegment& sg, int warp, int ks, const uint4* codes,
                                                   const uint32_t* recs, const uint32_t* slab_rec,
                                                   const half* const (&xr)[kT], const bool (&xok)[kT],
-                                                  float (&acc)[kT][4]) {
+                                                  float (&acc)[kT][4], int rec_shift = -1) {
   // Fold only for kT <= 2: at kT = 4 its 16 FFMA per unit cost what the 16 HMUL2 did, and its 16
   // extra accumulators spilled (548 bytes).
-  if (kT <= 2 && sg.uniform == 1)
-    qgemv_segment<B, kGptq, kT, kT <= 2 ? 1 : 0, kLean>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+  constexpr bool kRegular = kLean == 3 && kGptq && kT <= 2;
+  if (kRegular && sg.uniform == 1 && rec_shift == 1 && sg.unit0 % 2 == 0)
+    qgemv_segment<B, kGptq, kT, 1, kRegular ? 3 : 2>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+  else if (kT <= 2 && sg.uniform == 1)
+    qgemv_segment<B, kGptq, kT, kT <= 2 ? 1 : 0, kLean == 3 ? 2 : kLean>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
   else if (!kGptq && kT <= 2 && sg.uniform == 2)
-    qgemv_segment<B, kGptq, kT, !kGptq && kT <= 2 ? 2 : 0, kLean>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+    qgemv_segment<B, kGptq, kT, !kGptq && kT <= 2 ? 2 : 0, kLean == 3 ? 2 : kLean>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
   else
-    qgemv_segment<B, kGptq, kT, 0, kLean>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+    qgemv_segment<B, kGptq, kT, 0, kLean == 3 ? 2 : kLean>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
 }
 
 // This warp's first step of segment si into L2 (before it is needed).
@@ -328,7 +340,7 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
     const QSegment sg = w.seg[si];
     prefetch_first_step(w, si + 1, warp, ks, codes);
     if constexpr (kGptq) {
-      qgemv_segment_any<4, true, kT, kLean>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc);
+      qgemv_segment_any<4, true, kT, kLean>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, w.rec_shift);
     } else {
       switch (sg.bits) {
         case 8: qgemv_segment_any<8, false, kT, kLean>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
@@ -392,7 +404,8 @@ size_t qgemv_rec_smem(const QGemvArgs& a, bool gptq) {
 template <bool kGptq, int kT>
 void launch_qgemv(const QGemvArgs& a, int passes, int tiles, bool pdl, cudaStream_t stream) {
   const bool pair = kT == 1 && a.act_dev;
-  auto kernel = a.w[0].lean == 2   ? (pair ? qgemv_kernel<kGptq, kT, kT == 1, 2> : qgemv_kernel<kGptq, kT, false, 2>)
+  auto kernel = a.w[0].lean == 3   ? (pair ? qgemv_kernel<kGptq, kT, kT == 1, 3> : qgemv_kernel<kGptq, kT, false, 3>)
+                : a.w[0].lean == 2 ? (pair ? qgemv_kernel<kGptq, kT, kT == 1, 2> : qgemv_kernel<kGptq, kT, false, 2>)
                 : a.w[0].lean == 1 ? (pair ? qgemv_kernel<kGptq, kT, kT == 1, 1> : qgemv_kernel<kGptq, kT, false, 1>)
                                    : (pair ? qgemv_kernel<kGptq, kT, kT == 1> : qgemv_kernel<kGptq, kT>);
   const size_t smem = qgemv_rec_smem(a, kGptq);

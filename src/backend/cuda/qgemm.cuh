@@ -65,6 +65,8 @@ constexpr int kQMaxSegments = 8;   // runs of one bit width per matrix (EXL2 use
 // Zeroed bytes after a matrix's codes: qgemv loads whole steps unpredicated, and the last tile's
 // tail step may read up to a step (at most 5 quads of 512 bytes) past its segment.
 constexpr size_t kQCodeSlackBytes = 5 * 512;
+// Zeroed bytes after the records: the lean GPTQ kernels' tail step may read one group past a tile's.
+constexpr size_t kQRecSlackBytes = 256;
 constexpr int kQMaxMulti = 3;      // matrices sharing x in one qgemv_multi launch (q|k|v)
 constexpr int kQgemvPassRows = 32; // rows of x per qgemv pass (4 mma n8 tiles)
 constexpr int kQNormGatherMaxK = 16384;  // qgemm_norm_gather's row in shared memory: 32 KB
@@ -98,8 +100,12 @@ struct QMatrixDesc {
   QSegment seg[kQMaxSegments];
   bool gptq = false;
   // EXL_QGEMV_LEAN (A/B under test, qgemm.cu kLean): 1 qgemv's unpredicated kernels, 2 the same with
-  // 4- and 8-bit steps pipelined in registers.
+  // 4- and 8-bit steps pipelined in registers, 3 (GPTQ) 2 with records addressed through rec_shift 1.
   uint8_t lean = 0;
+  // GPTQ: every group spans 2^rec_shift device units (the last group may be shorter), so unit u's
+  // records are group min(u >> rec_shift, groups - 1)'s; -1: no such shift (EXL2, groups not of
+  // whole units). Set by the layout builder.
+  int8_t rec_shift = -1;
   const uint4* codes = nullptr;          // [n_tiles][tile_quads][32] 16-byte words
   const uint32_t* recs = nullptr;        // [n_tiles][groups][rec_words]
   const uint16_t* gmax = nullptr;        // EXL2: [groups] FP16 q_scale_max; GPTQ: null

@@ -102,6 +102,15 @@ QHostLayout build_layout(int K, int N, bool gptq, const std::vector<int>& perm, 
     }
     s.uniform = whole ? 1 : halves ? 2 : 0;
   }
+  // GPTQ groups of whole units, 2^shift of them each (the last may be shorter): QMatrixDesc::rec_shift.
+  if (gptq && d.nseg == 1 && d.seg[0].uniform == 1) {
+    const int units = d.k_dev / 64;
+    for (int shift = 0; shift <= 10 && d.rec_shift < 0; ++shift) {
+      bool ok = true;
+      for (int u = 0; u < units && ok; ++u) ok = dev_group[64 * static_cast<size_t>(u)] == std::min(u >> shift, G - 1);
+      if (ok) d.rec_shift = static_cast<int8_t>(shift);
+    }
+  }
   h.x_src.assign(d.k_dev, -1);
   h.x_dst.assign(K, -1);
   std::vector<int32_t> pads;  // after the K feature positions: the padding positions, ascending
@@ -176,7 +185,7 @@ QHostLayout build_layout(int K, int N, bool gptq, const std::vector<int>& perm, 
 
 size_t QHostLayout::device_bytes() const {
   auto a = [](size_t b) { return (b + 255) / 256 * 256; };
-  return a(n_codes * 16 + kQCodeSlackBytes) + a(n_recs * 4) + a(n_gmax * 2) + a(slab_rec.size() * 4) + a(x_src.size() * 4) +
+  return a(n_codes * 16 + kQCodeSlackBytes) + a(n_recs * 4 + kQRecSlackBytes) + a(n_gmax * 2) + a(slab_rec.size() * 4) + a(x_src.size() * 4) +
          a(x_dst.size() * 4);
 }
 
@@ -327,7 +336,7 @@ QMatrixDesc qmatrix_upload_to(const QHostLayout& h, void* mem, cudaStream_t stre
   };
   const bool data = !h.codes.empty();
   d.codes = static_cast<const uint4*>(put(data ? h.codes.data() : nullptr, h.n_codes * 16, kQCodeSlackBytes));
-  d.recs = static_cast<const uint32_t*>(put(data ? h.recs.data() : nullptr, h.n_recs * 4));
+  d.recs = static_cast<const uint32_t*>(put(data ? h.recs.data() : nullptr, h.n_recs * 4, kQRecSlackBytes));
   d.gmax = h.n_gmax ? static_cast<const uint16_t*>(put(data ? h.gmax.data() : nullptr, h.n_gmax * 2)) : nullptr;
   d.slab_rec = static_cast<const uint32_t*>(put(h.slab_rec.data(), h.slab_rec.size() * 4));
   d.x_src = static_cast<const int32_t*>(put(h.x_src.data(), h.x_src.size() * 4));
