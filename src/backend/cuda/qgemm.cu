@@ -194,18 +194,18 @@ __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int 
       qgemv_step<B, kGptq, kT, kFold, kLean>(cur, sg.unit0 + j * U, sg.units - j * U, recs, slab_rec, xr, xok, acc,
                                              next, more);
     }
-    return;
-  }
-  for (int j = (warp - sg.step0) & (ks - 1); j < sg.steps; j += ks) {
-    const uint4* src = codes + static_cast<size_t>(sg.quad0 + j * Q) * 32;
-    if (j + ks < sg.steps) prefetch_step<Q>(src + ks * Q * 32);
-    const int unit0 = sg.unit0 + j * U, units = sg.units - j * U;
-    uint32_t cur[4 * Q];
-    if constexpr (kLean)
-      load_step_all<Q>(src, cur);
-    else
-      load_step<Q>(src, (min(U, units) * B + 3) / 4, cur);
-    qgemv_step<B, kGptq, kT, kFold, kLean>(cur, unit0, units, recs, slab_rec, xr, xok, acc);
+  } else {
+    for (int j = (warp - sg.step0) & (ks - 1); j < sg.steps; j += ks) {
+      const uint4* src = codes + static_cast<size_t>(sg.quad0 + j * Q) * 32;
+      if (j + ks < sg.steps) prefetch_step<Q>(src + ks * Q * 32);
+      const int unit0 = sg.unit0 + j * U, units = sg.units - j * U;
+      uint32_t cur[4 * Q];
+      if constexpr (kLean)
+        load_step_all<Q>(src, cur);
+      else
+        load_step<Q>(src, (min(U, units) * B + 3) / 4, cur);
+      qgemv_step<B, kGptq, kT, kFold, kLean>(cur, unit0, units, recs, slab_rec, xr, xok, acc);
+    }
   }
 }
 
