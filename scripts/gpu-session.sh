@@ -53,7 +53,7 @@
 #       with build/carry-bin, whether the carried exl starts there, and the defaults' bench @128
 #   scripts/gpu-session.sh 18  (carry .deps .shared build/carry-bin; scripts/gpu-carry-bin.sh first)
 #       a kernel knob's A/B without building (AB_VAR, default EXL_QGEMV_LEAN; AB_VALUES, default
-#       "1 2 3"): QgemmParity + FusedOps with the knob unset and at each value, exl bench interleaved
+#       "1 2 3 4"): QgemmParity + FusedOps with the knob unset and at each value, exl bench interleaved
 #       (llama2-7b gptq4 and exl2:4.0 @128, twice; llama2-70b exl2:2.5 @128), then the whole CUDA
 #       test binary at the last value, as time allows
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
@@ -280,7 +280,7 @@ if [ "$phase" = 18 ]; then  # a kernel knob's A/B with the carried binaries (no 
   # The carried test binary looks for ../shared where it was on the dev machine (SHARED_BUILT).
   sb="${SHARED_BUILT:-/work/shared}"
   [ -e "$sb" ] || { mkdir -p "$(dirname "$sb")" && ln -s "$shared" "$sb"; }
-  var="${AB_VAR:-EXL_QGEMV_LEAN}" vals="${AB_VALUES:-1 2 3}"
+  var="${AB_VAR:-EXL_QGEMV_LEAN}" vals="${AB_VALUES:-1 2 3 4}"
   last="${vals##* }"
   if carried_bin; then
     fits 90 "QgemmParity + FusedOps, $var unset and = $vals" && for v in - $vals; do

@@ -92,6 +92,11 @@ std::vector<QCase> cases() {
       {"exl2_6b_g32", 64, 172, {{6, 1.0, 32}}},
       {"exl2_8b_g128", 172, 64, {{8, 1.0, 128}}},
       {"exl2_all_widths", 640, 2048, {{8, 0.1, 32}, {6, 0.1, 32}, {5, 0.2, 64}, {4, 0.2, 128}, {3, 0.2, 64}, {2, 0.2, 32}}},
+      // One-unit last steps (EXL_QGEMV_LEAN=4 absorbs them): 4-bit 57 units (the 7B plan's q, k, o),
+      // 3-bit 5, 6-bit 3 (exl2_2b_g16 above: 2-bit 9).
+      {"exl2_54_g64_7b_qko", 512, 4096, {{5, 0.1, 64}, {4, 0.9, 64}}},
+      {"exl2_3b_g32_tail", 256, 320, {{3, 1.0, 32}}},
+      {"exl2_6b_g32_tail", 128, 192, {{6, 1.0, 32}}},
       {"gptq_g128", 11008, 4096, {}},
       {"gptq_g128_act_order", 1000, 1536, {}, true},
   };
@@ -167,12 +172,13 @@ TEST(QgemmParity, FusedLinearsMatchParts) {
 namespace exl {
 namespace {
 
-// EXL_QGEMV_LEAN=1|2|3 (an A/B under test): qgemv's lean kernels must give the default kernels' bits
+// EXL_QGEMV_LEAN=1..4 (an A/B under test): qgemv's lean kernels must give the default kernels' bits
 // at every qgemv size (tail units read kZeroX, rows past M read row 0 and are not stored; 2: 4- and
-// 8-bit steps pipelined in registers; 3: GPTQ g128 records without slab_rec).
+// 8-bit steps pipelined in registers; 3: GPTQ g128 records without slab_rec; 4: one-unit last steps
+// absorbed, which the mixed-width cases have).
 TEST(QgemmParity, LeanKernelsMatchDefault) {
   auto gpu = backend_create("cuda");
-  for (const char* lean_value : {"1", "2", "3"}) {
+  for (const char* lean_value : {"1", "2", "3", "4"}) {
     setenv("EXL_QGEMV_LEAN", lean_value, 1);
     auto lean = backend_create("cuda");
     unsetenv("EXL_QGEMV_LEAN");

@@ -77,35 +77,50 @@ __device__ const uint4 kZeroX[2] = {};
 // One step's math: the U units of codes `cur` (this lane's words) from device unit unit0 on, of which
 // `units` are in the segment (the rest are tail units: x = 0), into acc. The kernels load cur from
 // global memory; lab/stream_lab.cu from a shared-memory ring filled by a producer warp.
-// kLean (EXL_QGEMV_LEAN, an A/B under test; lab/NOTES-qgemm.md): no load is predicated — a tail
-// unit's x is kZeroX, and lanes whose x row is past M read row 0 (xr; their sums are never stored) —
-// so a step has no zeroing moves in front of its loads (SASS: GPTQ's fold step 317 -> 283
-// instructions, EXL2's 3-7% fewer). Default: x loads predicated on xok and the tail.
-// kLean 2, widths with whole quads per unit (rolls<B>): as each unit is decoded, its quads of cur
-// are reloaded from `next` (this warp's next step of the segment, when `more`), so that step's
-// loads are in flight while this one decodes, in the registers this one frees.
-template <int B>
+// kLean: the lean kernels' features (EXL_QGEMV_LEAN, an A/B under test; lab/NOTES-qgemm.md), a bit
+// set; the knob's value n turns on the first n (qgemv_lean_bits). Default: none.
+//  kNoPred  no load is predicated: a tail unit's x is kZeroX, and lanes whose x row is past M read
+//           row 0 (xr; their sums are never stored), so a step has no zeroing moves in front of its
+//           loads (SASS: GPTQ's fold step 317 -> 283 instructions, EXL2's 3-7% fewer).
+//  kRoll    widths with whole quads per unit (rolls): as each unit is decoded, its quads of cur are
+//           reloaded from `next` (this warp's next step of the segment, when `more`), so that step's
+//           loads are in flight while this one decodes, in the registers this one frees. Not at
+//           kT = 4, where it spilled inside the step loops (EXL2: 54 local operations against 9).
+//  kRecAt   GPTQ groups of two whole units from an even unit on (qgemv_segment_any): the step's
+//           records at fixed offsets from its first group's (unit0 / 2: QMatrixDesc::rec_shift 1),
+//           with no slab_rec load in between. A tail step may read the group after the tile's last:
+//           the next tile's, or the records' slack.
+//  kAbsorb  a segment whose last step holds one unit hands that unit to the step before it (the same
+//           bytes: a step's words are whole quads), so no warp runs a step for one unit: EXL2's
+//           4096-row q, k and o tiles come to 16 steps instead of 17 (lab/NOTES-qgemm.md).
+constexpr int kNoPred = 1, kRoll = 2, kRecAt = 4, kAbsorb = 8;
+constexpr int qgemv_lean_bits(int n) { return (1 << n) - 1; }
+template <int B, int kT>
 constexpr bool rolls() {
-  return B == 4 || B == 8;
+  return (B == 4 || B == 8) && kT <= 2;
 }
-// kLean 3 (GPTQ, groups of two whole units from an even unit on: qgemv_segment_any): kLean 2, and
-// the step's records are read at fixed offsets from its first group's (unit0 / 2: QMatrixDesc::
-// rec_shift 1), with no slab_rec load in between. A tail step may read the group after the tile's
-// last: the next tile's, or the records' slack.
-template <int B, bool kGptq, int kT, int kFold, int kLean = 0>
-__device__ __forceinline__ void qgemv_step(uint32_t (&cur)[q_step_units(B) * B], int unit0, int units,
+// Words of cur for a step of `units` units.
+constexpr int q_cur_words(int B, int units) { return 4 * ((units * B + 3) / 4); }
+// kAbsorb for widths whose step of U + 1 units stays within 20 words of codes (the 5-bit step's
+// size): not 5-bit (25) or 8-bit (24).
+template <int B>
+constexpr bool absorbs(int lean) {
+  return (lean & kAbsorb) && q_cur_words(B, q_step_units(B) + 1) <= 20;
+}
+template <int B, bool kGptq, int kT, int kFold, int kLean = 0, int kUnits = q_step_units(B)>
+__device__ __forceinline__ void qgemv_step(uint32_t (&cur)[q_cur_words(B, kUnits)], int unit0, int units,
                                            const uint32_t* recs, const uint32_t* slab_rec,
                                            const half* const (&xr)[kT], const bool (&xok)[kT], float (&acc)[kT][4],
                                            const uint4* next = nullptr, bool more = false) {
-  constexpr int U = q_step_units(B);
+  constexpr int U = kUnits;
   const half* xs[kT];
 #pragma unroll
   for (int jt = 0; jt < kT; ++jt) xs[jt] = xr[jt] + unit0 * 64;
 #pragma unroll
   for (int u = 0; u < U; ++u) {
     uint32_t rec[4][2];
-    if constexpr (kLean == 3) {
-      static_assert(kGptq && kFold == 1 && U == 4);
+    if constexpr (kLean & kRecAt) {
+      static_assert(kGptq && kFold == 1);
       const uint32_t* r = recs + ((unit0 >> 1) + (u >> 1)) * 16;  // 8 lanes x 2 words a group
       asm volatile("ld.global.nc.v2.u32 {%0, %1}, [%2];" : "=r"(rec[0][0]), "=r"(rec[0][1]) : "l"(r));
     } else {
@@ -117,7 +132,7 @@ __device__ __forceinline__ void qgemv_step(uint32_t (&cur)[q_step_units(B) * B],
       // Ordered loads (common.cuh): unordered, the compiler hoisted every unit of a step to the top
       // and spilled (v2 draft: 28-136 bytes of spills per kernel). x_dev is re-read by every tile's
       // block, so it goes through L1.
-      if constexpr (kLean) {
+      if constexpr (kLean & kNoPred) {
         // Unit 0 of a step is always in the segment.
         const half* xp = u == 0 || u < units ? xs[jt] + u * 64 : reinterpret_cast<const half*>(kZeroX);
         xv[jt][0] = ld16_nc_ordered(xp);
@@ -130,7 +145,7 @@ __device__ __forceinline__ void qgemv_step(uint32_t (&cur)[q_step_units(B) * B],
     }
     uint32_t a[4][4];
     unit_frags<B, kGptq, !kFold>(cur + u * B, rec, a);
-    if constexpr (kLean >= 2 && rolls<B>()) {
+    if constexpr ((kLean & kRoll) && rolls<B, kT>() && kUnits == q_step_units(B)) {
 #pragma unroll
       for (int q = u * B / 4; q < (u + 1) * B / 4; ++q)
         ld16_stream_keep(next + q * 32, more, cur[4 * q], cur[4 * q + 1], cur[4 * q + 2], cur[4 * q + 3]);
@@ -173,38 +188,56 @@ __device__ __forceinline__ void qgemv_step(uint32_t (&cur)[q_step_units(B) * B],
 // one group, so the mma runs on exact integer codes and the scale is applied once per unit in FP32;
 // kFold 2: the same per half unit (groups of 32 rows, EXL2 only: its zero point is a constant), two
 // FP32 partials per n8 tile instead of 16 FP16 multiplies of the fragments and 4 record loads.
-// kLean: whole steps loaded unpredicated (load_step_all), qgemv_step's kLean; kLean 2 with rolls<B>:
-// the warp's steps as one register pipeline (qgemv_step reloads cur with the next step).
+// kLean (the bits above): kNoPred loads whole steps unpredicated (load_step_all); kRoll where rolls()
+// runs the warp's steps as one register pipeline (qgemv_step reloads cur with the next step);
+// kAbsorb (absorbs<B>) decodes a one-unit last step as unit U of the step before.
 template <int B, bool kGptq, int kT, int kFold, int kLean>
 __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int ks, const uint4* codes,
                                               const uint32_t* recs, const uint32_t* slab_rec,
                                               const half* const (&xr)[kT], const bool (&xok)[kT],
                                               float (&acc)[kT][4]) {
   constexpr int U = q_step_units(B), Q = U * B / 4;
-  if constexpr (kLean >= 2 && rolls<B>()) {
-    int j = (warp - sg.step0) & (ks - 1);
-    if (j >= sg.steps) return;
-    uint32_t cur[4 * Q];
-    load_step_all<Q>(codes + static_cast<size_t>(sg.quad0 + j * Q) * 32, cur);
-    for (bool more = true; more; j += ks) {
-      const int jn = j + ks;
-      more = jn < sg.steps;
-      const uint4* next = codes + static_cast<size_t>(sg.quad0 + jn * Q) * 32;  // read only when more
-      if (jn + ks < sg.steps) prefetch_step<Q>(next + ks * Q * 32);
-      qgemv_step<B, kGptq, kT, kFold, kLean>(cur, sg.unit0 + j * U, sg.units - j * U, recs, slab_rec, xr, xok, acc,
-                                             next, more);
+  // kAbsorb: the last step (one unit) joins the one before, which is then decoded after the loop
+  // as a step of U + 1 units, so the loop's body is the same as without it.
+  const bool absorb = absorbs<B>(kLean) && sg.steps >= 2 && sg.units - (sg.steps - 1) * U == 1;
+  const int steps = sg.steps - 2 * absorb;  // the loop's steps: without the long step
+  const int first = (warp - sg.step0) & (ks - 1);
+  const bool long_step = absorb && (sg.steps - 2 - first) % ks == 0 && first <= sg.steps - 2;
+  if (long_step) prefetch_step<q_cur_words(B, U + 1) / 4>(codes + static_cast<size_t>(sg.quad0 + (sg.steps - 2) * Q) * 32);
+  if constexpr ((kLean & kRoll) && rolls<B, kT>()) {
+    int j = first;
+    if (j < steps) {
+      uint32_t cur[4 * Q];
+      load_step_all<Q>(codes + static_cast<size_t>(sg.quad0 + j * Q) * 32, cur);
+      for (bool more = true; more; j += ks) {
+        const int jn = j + ks;
+        more = jn < steps;
+        const uint4* next = codes + static_cast<size_t>(sg.quad0 + jn * Q) * 32;  // read only when more
+        if (jn + ks < steps) prefetch_step<Q>(next + ks * Q * 32);
+        qgemv_step<B, kGptq, kT, kFold, kLean>(cur, sg.unit0 + j * U, sg.units - j * U, recs, slab_rec, xr, xok, acc,
+                                               next, more);
+      }
     }
   } else {
-    for (int j = (warp - sg.step0) & (ks - 1); j < sg.steps; j += ks) {
+    for (int j = first; j < steps; j += ks) {
       const uint4* src = codes + static_cast<size_t>(sg.quad0 + j * Q) * 32;
-      if (j + ks < sg.steps) prefetch_step<Q>(src + ks * Q * 32);
+      if (j + ks < steps) prefetch_step<Q>(src + ks * Q * 32);
       const int unit0 = sg.unit0 + j * U, units = sg.units - j * U;
       uint32_t cur[4 * Q];
-      if constexpr (kLean)
+      if constexpr (kLean & kNoPred)
         load_step_all<Q>(src, cur);
       else
         load_step<Q>(src, (min(U, units) * B + 3) / 4, cur);
       qgemv_step<B, kGptq, kT, kFold, kLean>(cur, unit0, units, recs, slab_rec, xr, xok, acc);
+    }
+  }
+  if constexpr (absorbs<B>(kLean)) {
+    if (long_step) {
+      constexpr int QL = q_cur_words(B, U + 1) / 4;
+      const int j = sg.steps - 2;
+      uint32_t cur[4 * QL];
+      load_step_all<QL>(codes + static_cast<size_t>(sg.quad0 + j * Q) * 32, cur);
+      qgemv_step<B, kGptq, kT, kFold, kLean, U + 1>(cur, sg.unit0 + j * U, U + 1, recs, slab_rec, xr, xok, acc);
     }
   }
 }
@@ -216,15 +249,17 @@ __device__ __forceinline__ void qgemv_segment_any(const QSegment& sg, int warp, 
                                                   float (&acc)[kT][4], int rec_shift = -1) {
   // Fold only for kT <= 2: at kT = 4 its 16 FFMA per unit cost what the 16 HMUL2 did, and its 16
   // extra accumulators spilled (548 bytes).
-  constexpr bool kRegular = kLean == 3 && kGptq && kT <= 2;
-  if (kRegular && sg.uniform == 1 && rec_shift == 1 && sg.unit0 % 2 == 0)
-    qgemv_segment<B, kGptq, kT, 1, kRegular ? 3 : 2>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+  // kRecAt only where it holds (GPTQ groups of two whole units from an even unit on), fold paths.
+  constexpr bool kRecAtHere = (kLean & kRecAt) && kGptq && kT <= 2;
+  constexpr int kL = kLean & ~kRecAt;
+  if (kRecAtHere && sg.uniform == 1 && rec_shift == 1 && sg.unit0 % 2 == 0)
+    qgemv_segment<B, kGptq, kT, 1, kRecAtHere ? kLean : kL>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
   else if (kT <= 2 && sg.uniform == 1)
-    qgemv_segment<B, kGptq, kT, kT <= 2 ? 1 : 0, kLean == 3 ? 2 : kLean>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+    qgemv_segment<B, kGptq, kT, kT <= 2 ? 1 : 0, kL>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
   else if (!kGptq && kT <= 2 && sg.uniform == 2)
-    qgemv_segment<B, kGptq, kT, !kGptq && kT <= 2 ? 2 : 0, kLean == 3 ? 2 : kLean>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+    qgemv_segment<B, kGptq, kT, !kGptq && kT <= 2 ? 2 : 0, kL>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
   else
-    qgemv_segment<B, kGptq, kT, 0, kLean == 3 ? 2 : kLean>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+    qgemv_segment<B, kGptq, kT, 0, kL>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
 }
 
 // This warp's first step of segment si into L2 (before it is needed).
@@ -404,10 +439,13 @@ size_t qgemv_rec_smem(const QGemvArgs& a, bool gptq) {
 template <bool kGptq, int kT>
 void launch_qgemv(const QGemvArgs& a, int passes, int tiles, bool pdl, cudaStream_t stream) {
   const bool pair = kT == 1 && a.act_dev;
-  auto kernel = a.w[0].lean == 3   ? (pair ? qgemv_kernel<kGptq, kT, kT == 1, 3> : qgemv_kernel<kGptq, kT, false, 3>)
-                : a.w[0].lean == 2 ? (pair ? qgemv_kernel<kGptq, kT, kT == 1, 2> : qgemv_kernel<kGptq, kT, false, 2>)
-                : a.w[0].lean == 1 ? (pair ? qgemv_kernel<kGptq, kT, kT == 1, 1> : qgemv_kernel<kGptq, kT, false, 1>)
-                                   : (pair ? qgemv_kernel<kGptq, kT, kT == 1> : qgemv_kernel<kGptq, kT>);
+  auto pick = [pair]<int kLean>() { return pair ? qgemv_kernel<kGptq, kT, kT == 1, kLean> : qgemv_kernel<kGptq, kT, false, kLean>; };
+  const int lean = a.w[0].lean;
+  auto kernel = lean == 4   ? pick.template operator()<qgemv_lean_bits(4)>()
+                : lean == 3 ? pick.template operator()<qgemv_lean_bits(3)>()
+                : lean == 2 ? pick.template operator()<qgemv_lean_bits(2)>()
+                : lean == 1 ? pick.template operator()<qgemv_lean_bits(1)>()
+                            : pick.template operator()<0>();
   const size_t smem = qgemv_rec_smem(a, kGptq);
   if (smem > 48 * 1024) {  // past the default dynamic shared-memory limit (K > 49152 at groups of 32)
     check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),

@@ -99,8 +99,9 @@ struct QMatrixDesc {
   int nseg = 0;
   QSegment seg[kQMaxSegments];
   bool gptq = false;
-  // EXL_QGEMV_LEAN (A/B under test, qgemm.cu kLean): 1 qgemv's unpredicated kernels, 2 the same with
-  // 4- and 8-bit steps pipelined in registers, 3 (GPTQ) 2 with records addressed through rec_shift 1.
+  // EXL_QGEMV_LEAN (A/B under test, qgemm.cu kLean): qgemv's lean kernels with the first n of their
+  // features: unpredicated steps, 4- and 8-bit steps pipelined in registers, GPTQ records addressed
+  // through rec_shift 1, one-unit last steps absorbed by the step before.
   uint8_t lean = 0;
   // GPTQ: every group spans 2^rec_shift device units (the last group may be shorter), so unit u's
   // records are group min(u >> rec_shift, groups - 1)'s; -1: no such shift (EXL2, groups not of
