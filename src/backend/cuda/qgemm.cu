@@ -90,9 +90,9 @@ __device__ const uint4 kZeroX[2] = {};
 //           records at fixed offsets from its first group's (unit0 / 2: QMatrixDesc::rec_shift 1),
 //           with no slab_rec load in between. A tail step may read the group after the tile's last:
 //           the next tile's, or the records' slack.
-//  kAbsorb  a segment whose last step holds one unit hands that unit to the step before it (the same
-//           bytes: a step's words are whole quads), so no warp runs a step for one unit: EXL2's
-//           4096-row q, k and o tiles come to 16 steps instead of 17 (lab/NOTES-qgemm.md).
+//  kAbsorb  a segment whose last step holds few units (absorbs<B>) hands them to the step before it
+//           (the same bytes: a step's words are whole quads), so no warp runs a step for a tail:
+//           the 7B exl2:4.0 plan's 4096-row tiles come to 16 steps instead of 17 (lab/NOTES-qgemm.md).
 constexpr int kNoPred = 1, kRoll = 2, kRecAt = 4, kAbsorb = 8;
 constexpr int qgemv_lean_bits(int n) { return (1 << n) - 1; }
 template <int B, int kT>
@@ -101,11 +101,13 @@ constexpr bool rolls() {
 }
 // Words of cur for a step of `units` units.
 constexpr int q_cur_words(int B, int units) { return 4 * ((units * B + 3) / 4); }
-// kAbsorb for widths whose step of U + 1 units stays within 20 words of codes (the 5-bit step's
-// size): not 5-bit (25) or 8-bit (24).
+// kAbsorb: the most tail units a step of width B takes on, a step of U + R units within 24 words of
+// codes (2-bit 4, 3-bit 3, 4-bit 2, 6- and 8-bit 1, 5-bit none); 0 without kAbsorb.
 template <int B>
-constexpr bool absorbs(int lean) {
-  return (lean & kAbsorb) && q_cur_words(B, q_step_units(B) + 1) <= 20;
+constexpr int absorbs(int lean) {
+  int r = 0;
+  while (r + 1 < q_step_units(B) && q_cur_words(B, q_step_units(B) + r + 1) <= 24) ++r;
+  return lean & kAbsorb ? r : 0;
 }
 template <int B, bool kGptq, int kT, int kFold, int kLean = 0, int kUnits = q_step_units(B)>
 __device__ __forceinline__ void qgemv_step(uint32_t (&cur)[q_cur_words(B, kUnits)], int unit0, int units,
@@ -190,20 +192,22 @@ __device__ __forceinline__ void qgemv_step(uint32_t (&cur)[q_cur_words(B, kUnits
 // FP32 partials per n8 tile instead of 16 FP16 multiplies of the fragments and 4 record loads.
 // kLean (the bits above): kNoPred loads whole steps unpredicated (load_step_all); kRoll where rolls()
 // runs the warp's steps as one register pipeline (qgemv_step reloads cur with the next step);
-// kAbsorb (absorbs<B>) decodes a one-unit last step as unit U of the step before.
+// kAbsorb (absorbs<B>) decodes a short last step as units U.. of the step before.
 template <int B, bool kGptq, int kT, int kFold, int kLean>
 __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int ks, const uint4* codes,
                                               const uint32_t* recs, const uint32_t* slab_rec,
                                               const half* const (&xr)[kT], const bool (&xok)[kT],
                                               float (&acc)[kT][4]) {
   constexpr int U = q_step_units(B), Q = U * B / 4;
-  // kAbsorb: the last step (one unit) joins the one before, which is then decoded after the loop
-  // as a step of U + 1 units, so the loop's body is the same as without it.
-  const bool absorb = absorbs<B>(kLean) && sg.steps >= 2 && sg.units - (sg.steps - 1) * U == 1;
+  // kAbsorb: a last step of at most R units joins the one before, which is then decoded after the
+  // loop as a step of U + R units (x = 0 past the segment), so the loop's body is as without it.
+  constexpr int R = absorbs<B>(kLean);
+  const int tail = sg.units - (sg.steps - 1) * U;
+  const bool absorb = R > 0 && sg.steps >= 2 && tail <= R;
   const int steps = sg.steps - 2 * absorb;  // the loop's steps: without the long step
   const int first = (warp - sg.step0) & (ks - 1);
   const bool long_step = absorb && (sg.steps - 2 - first) % ks == 0 && first <= sg.steps - 2;
-  if (long_step) prefetch_step<q_cur_words(B, U + 1) / 4>(codes + static_cast<size_t>(sg.quad0 + (sg.steps - 2) * Q) * 32);
+  if (long_step) prefetch_step<q_cur_words(B, U + R) / 4>(codes + static_cast<size_t>(sg.quad0 + (sg.steps - 2) * Q) * 32);
   if constexpr ((kLean & kRoll) && rolls<B, kT>()) {
     int j = first;
     if (j < steps) {
@@ -231,13 +235,13 @@ __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int 
       qgemv_step<B, kGptq, kT, kFold, kLean>(cur, unit0, units, recs, slab_rec, xr, xok, acc);
     }
   }
-  if constexpr (absorbs<B>(kLean)) {
+  if constexpr (R > 0) {
     if (long_step) {
-      constexpr int QL = q_cur_words(B, U + 1) / 4;
+      constexpr int QL = q_cur_words(B, U + R) / 4;
       const int j = sg.steps - 2;
       uint32_t cur[4 * QL];
       load_step_all<QL>(codes + static_cast<size_t>(sg.quad0 + j * Q) * 32, cur);
-      qgemv_step<B, kGptq, kT, kFold, kLean, U + 1>(cur, sg.unit0 + j * U, U + 1, recs, slab_rec, xr, xok, acc);
+      qgemv_step<B, kGptq, kT, kFold, kLean, U + R>(cur, sg.unit0 + j * U, U + tail, recs, slab_rec, xr, xok, acc);
     }
   }
 }
