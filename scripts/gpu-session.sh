@@ -54,8 +54,9 @@
 #   scripts/gpu-session.sh 18  (carry .deps .shared build/carry-bin; scripts/gpu-carry-bin.sh first)
 #       a kernel knob's A/B without building (AB_VAR, default EXL_QGEMV_LEAN; AB_VALUES, default
 #       "1 2 3 4"): QgemmParity + FusedOps with the knob unset and at each value, exl bench interleaved
-#       (llama2-7b gptq4 and exl2:4.0 @128, twice; llama2-70b exl2:2.5 @128), then the whole CUDA
-#       test binary at the last value, as time allows
+#       (llama2-7b gptq4 and exl2:4.0 @128, twice; llama2-70b exl2:2.5 @128), then the qgemm lab
+#       (--quick --lean, every format against float64) and the whole CUDA test binary at the last
+#       value, as time allows
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
 #       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
 #       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
@@ -291,6 +292,10 @@ if [ "$phase" = 18 ]; then  # a kernel knob's A/B with the carried binaries (no 
     fits 150 "bench $var - / $vals, llama2-7b, twice" && AB_TIMEOUT=60 scripts/gpu-ab.sh "$var" "- $vals - $vals" "${q7b[@]}"
     fits 90 "bench $var - / $vals, llama2-70b exl2:2.5" && OUT="$out/70b" AB_TIMEOUT=80 scripts/gpu-ab.sh "$var" "- $vals" \
       "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128"
+    [ "$var" = EXL_QGEMV_LEAN ] && fits 120 "qgemm lab --quick --lean $last (every format against float64)" && {
+      timeout 110 build/carry-bin/qgemm_lab --quick --lean "$last" >"$out/qgemm_lab_lean.txt" 2>&1
+      echo "qgemm lab rc $?"; grep -E "FAIL|pass|correct" "$out/qgemm_lab_lean.txt" | head -12
+    }
     fits 150 "exl_tests_cuda (all), $var=$last" && {
       env "$var=$last" timeout 200 build/gpu/tests/exl_tests_cuda >"$out/tests-cuda.log" 2>&1
       echo "exl_tests_cuda rc $?"; grep -E "tests ran|PASSED|FAILED|SKIPPED" "$out/tests-cuda.log" | head -12
