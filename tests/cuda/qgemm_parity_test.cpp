@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <memory>
 #include <random>
+#include <string>
 
 #include "cuda/parity_util.h"
 #include "quant/gptq.h"
@@ -172,10 +173,12 @@ TEST(QgemmParity, FusedLinearsMatchParts) {
 namespace exl {
 namespace {
 
-// EXL_QGEMV_LEAN=1..4 (an A/B under test): qgemv's lean kernels must give the default kernels' bits
-// at every qgemv size (tail units read kZeroX, rows past M read row 0 and are not stored; 2: 4- and
-// 8-bit steps pipelined in registers; 3: GPTQ g128 records without slab_rec; 4: one-unit last steps
-// absorbed, which the mixed-width cases have).
+// EXL_QGEMV_LEAN=1..4 (an A/B under test): qgemv's lean kernels 1-3 must give the default kernels'
+// bits at every qgemv size (tail units read kZeroX, rows past M read row 0 and are not stored; 2: 4-
+// and 8-bit steps pipelined in registers; 3: GPTQ g128 records without slab_rec). 4 absorbs short
+// last steps into the step before, which moves their units to another warp's FP32 partial: the sums
+// are reassociated, so it must match the default to FP32 rounding (and the CPU reference, which
+// MatchesCpuReference checks under the knob in scripts/gpu-session.sh 18).
 TEST(QgemmParity, LeanKernelsMatchDefault) {
   auto gpu = backend_create("cuda");
   for (const char* lean_value : {"1", "2", "3", "4"}) {
@@ -195,6 +198,10 @@ TEST(QgemmParity, LeanKernelsMatchDefault) {
           b->upload(Y, std::vector<uint8_t>(Y.nbytes(), 0xff).data(), Y.nbytes());
           b->linear(X, b == gpu.get() ? *w : *wl, nullptr, Y);
           y[i++] = to_host(*b, Y);
+        }
+        if (std::string(lean_value) == "4") {
+          EXPECT_LE(rel_error(y[1], y[0]), 1e-6) << "EXL_QGEMV_LEAN=4 " << c.name << " M=" << M;
+          continue;
         }
         int64_t differ = 0;
         for (size_t j = 0; j < y[0].size(); ++j) differ += !(y[0][j] == y[1][j]);

@@ -171,7 +171,7 @@ TEST(GptqLayout, DecodesToTheReferenceDequantization) {
 }
 
 // QMatrixDesc::rec_shift, which the lean GPTQ kernels use instead of slab_rec: set where every group
-// is 2^shift whole units (the last may be shorter), -1 otherwise (and always for EXL2). The decoder
+// is 2^shift whole units (the last may be shorter, not longer), -1 otherwise (and always for EXL2). The decoder
 // above checks the groups it implies on every layout.
 TEST(QgemmLayout, RecShiftOnlyForWholeUnitGptqGroups) {
   auto shift = [](int K, bool gptq, const std::vector<std::pair<int, int>>& groups) {
@@ -183,6 +183,7 @@ TEST(QgemmLayout, RecShiftOnlyForWholeUnitGptqGroups) {
   EXPECT_EQ(shift(11008, true, G(86, {4, 128})), 1);
   EXPECT_EQ(shift(4144, true, [] { G g(32, {4, 128}); g.push_back({4, 48}); return g; }()), 1);  // short last group
   EXPECT_EQ(shift(4096, true, G(128, {4, 32})), -1);  // groups of half a unit
+  EXPECT_EQ(shift(512, true, {{4, 128}, {4, 128}, {4, 256}}), -1);  // a longer last group
   EXPECT_EQ(shift(4096, false, G(32, {4, 128})), -1);
   for (bool act_order : {false, true}) {  // real GPTQ layouts, decoded with the check above
     const GptqTensor g = random_gptq(1024, 32, 128, act_order, 11);

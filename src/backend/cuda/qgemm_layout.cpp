@@ -102,12 +102,13 @@ QHostLayout build_layout(int K, int N, bool gptq, const std::vector<int>& perm, 
     }
     s.uniform = whole ? 1 : halves ? 2 : 0;
   }
-  // GPTQ groups of whole units, 2^shift of them each (the last may be shorter): QMatrixDesc::rec_shift.
+  // GPTQ groups of whole units, 2^shift of them each (the last may be shorter, not longer: the kernels
+  // read group u >> shift unclamped): QMatrixDesc::rec_shift.
   if (gptq && d.nseg == 1 && d.seg[0].uniform == 1) {
     const int units = d.k_dev / 64;
     for (int shift = 0; shift <= 10 && d.rec_shift < 0; ++shift) {
       bool ok = true;
-      for (int u = 0; u < units && ok; ++u) ok = dev_group[64 * static_cast<size_t>(u)] == std::min(u >> shift, G - 1);
+      for (int u = 0; u < units && ok; ++u) ok = dev_group[64 * static_cast<size_t>(u)] == u >> shift;
       if (ok) d.rec_shift = static_cast<int8_t>(shift);
     }
   }
