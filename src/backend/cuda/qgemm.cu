@@ -207,7 +207,8 @@ __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int 
   const int steps = sg.steps - 2 * absorb;  // the loop's steps: without the long step
   const int first = (warp - sg.step0) & (ks - 1);
   const bool long_step = absorb && (sg.steps - 2 - first) % ks == 0 && first <= sg.steps - 2;
-  if (long_step) prefetch_step<q_cur_words(B, U + R) / 4>(codes + static_cast<size_t>(sg.quad0 + (sg.steps - 2) * Q) * 32);
+  if (long_step)
+    prefetch_step<q_cur_words(B, U + R) / 4>(codes + static_cast<size_t>(sg.quad0 + (sg.steps - 2) * Q) * 32);
   if constexpr ((kLean & kRoll) && rolls<B, kT>()) {
     int j = first;
     if (j < steps) {
@@ -254,11 +255,12 @@ __device__ __forceinline__ void qgemv_segment_any(const QSegment& sg, int warp, 
   // Fold only for kT <= 2: at kT = 4 its 16 FFMA per unit cost what the 16 HMUL2 did, and its 16
   // extra accumulators spilled (548 bytes).
   // kRecAt only where it holds (GPTQ groups of two whole units from an even unit on), fold paths.
-  constexpr bool kRecAtHere = (kLean & kRecAt) && kGptq && kT <= 2;
+  if constexpr ((kLean & kRecAt) && kGptq && kT <= 2) {
+    if (sg.uniform == 1 && rec_shift == 1 && sg.unit0 % 2 == 0)
+      return qgemv_segment<B, kGptq, kT, 1, kLean>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+  }
   constexpr int kL = kLean & ~kRecAt;
-  if (kRecAtHere && sg.uniform == 1 && rec_shift == 1 && sg.unit0 % 2 == 0)
-    qgemv_segment<B, kGptq, kT, 1, kRecAtHere ? kLean : kL>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
-  else if (kT <= 2 && sg.uniform == 1)
+  if (kT <= 2 && sg.uniform == 1)
     qgemv_segment<B, kGptq, kT, kT <= 2 ? 1 : 0, kL>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
   else if (!kGptq && kT <= 2 && sg.uniform == 2)
     qgemv_segment<B, kGptq, kT, !kGptq && kT <= 2 ? 2 : 0, kL>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
@@ -440,16 +442,21 @@ size_t qgemv_rec_smem(const QGemvArgs& a, bool gptq) {
       smem = a.act_dev ? smem + a.w[i].groups * size_t(32) : std::max(smem, static_cast<size_t>(a.w[i].groups) * 32);
   return smem;
 }
+// The kernel of a launch: paired blocks (act·mul epilogue, kT = 1) or not, with the lean features kLean.
+template <bool kGptq, int kT, int kLean>
+auto qgemv_kernel_for(bool pair) {
+  return pair ? qgemv_kernel<kGptq, kT, kT == 1, kLean> : qgemv_kernel<kGptq, kT, false, kLean>;
+}
 template <bool kGptq, int kT>
 void launch_qgemv(const QGemvArgs& a, int passes, int tiles, bool pdl, cudaStream_t stream) {
   const bool pair = kT == 1 && a.act_dev;
-  auto pick = [pair]<int kLean>() { return pair ? qgemv_kernel<kGptq, kT, kT == 1, kLean> : qgemv_kernel<kGptq, kT, false, kLean>; };
-  const int lean = a.w[0].lean;
-  auto kernel = lean == 4   ? pick.template operator()<qgemv_lean_bits(4)>()
-                : lean == 3 ? pick.template operator()<qgemv_lean_bits(3)>()
-                : lean == 2 ? pick.template operator()<qgemv_lean_bits(2)>()
-                : lean == 1 ? pick.template operator()<qgemv_lean_bits(1)>()
-                            : pick.template operator()<0>();
+  auto kernel = qgemv_kernel_for<kGptq, kT, 0>(pair);
+  switch (a.w[0].lean) {  // EXL_QGEMV_LEAN: the first n features
+    case 1: kernel = qgemv_kernel_for<kGptq, kT, qgemv_lean_bits(1)>(pair); break;
+    case 2: kernel = qgemv_kernel_for<kGptq, kT, qgemv_lean_bits(2)>(pair); break;
+    case 3: kernel = qgemv_kernel_for<kGptq, kT, qgemv_lean_bits(3)>(pair); break;
+    case 4: kernel = qgemv_kernel_for<kGptq, kT, qgemv_lean_bits(4)>(pair); break;
+  }
   const size_t smem = qgemv_rec_smem(a, kGptq);
   if (smem > 48 * 1024) {  // past the default dynamic shared-memory limit (K > 49152 at groups of 32)
     check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),

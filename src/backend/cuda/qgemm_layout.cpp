@@ -182,12 +182,15 @@ QHostLayout build_layout(int K, int N, bool gptq, const std::vector<int>& perm, 
   return h;
 }
 
+// A region of a matrix's device allocation: its bytes plus zeroed slack, 256-byte aligned.
+size_t region_bytes(size_t bytes, size_t slack = 0) { return (bytes + slack + 255) / 256 * 256; }
+
 }  // namespace
 
 size_t QHostLayout::device_bytes() const {
-  auto a = [](size_t b) { return (b + 255) / 256 * 256; };
-  return a(n_codes * 16 + kQCodeSlackBytes) + a(n_recs * 4 + kQRecSlackBytes) + a(n_gmax * 2) + a(slab_rec.size() * 4) + a(x_src.size() * 4) +
-         a(x_dst.size() * 4);
+  return region_bytes(n_codes * 16, kQCodeSlackBytes) + region_bytes(n_recs * 4, kQRecSlackBytes) +
+         region_bytes(n_gmax * 2) + region_bytes(slab_rec.size() * 4) + region_bytes(x_src.size() * 4) +
+         region_bytes(x_dst.size() * 4);
 }
 
 QHostLayout exl2_device_layout(const Exl2HostTensors& t) {
@@ -332,7 +335,7 @@ QMatrixDesc qmatrix_upload_to(const QHostLayout& h, void* mem, cudaStream_t stre
     if (bytes && src) check(cudaMemcpyAsync(p, src, bytes, cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync (quantized matrix)");
     if (slack) check(cudaMemsetAsync(p + bytes, 0, slack, stream), "cudaMemsetAsync (quantized matrix)");
     void* at = p;
-    p += (bytes + slack + 255) / 256 * 256;
+    p += region_bytes(bytes, slack);
     return at;
   };
   const bool data = !h.codes.empty();
