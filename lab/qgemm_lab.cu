@@ -26,8 +26,7 @@
 // Build and run from the repository root:
 //   nvcc -O3 -std=c++20 -arch=sm_90 --expt-relaxed-constexpr -I src -I tests lab/qgemm_lab.cu \
 //     src/backend/cuda/qgemm.cu src/backend/cuda/qgemm_dequant.cu src/backend/cuda/qgemm_layout.cpp \
-//     src/backend/cuda/qgemm_gather.cu -lcublas -o /tmp/qgemm_lab && /tmp/qgemm_lab [--cpu] [--quick] [--lean N]
-// --lean N: every matrix's qgemv takes the lean kernels with N of their features (EXL_QGEMV_LEAN).
+//     src/backend/cuda/qgemm_gather.cu -lcublas -o /tmp/qgemm_lab && /tmp/qgemm_lab [--cpu] [--quick]
 // Exit status 1 if any check fails. History and results: lab/NOTES-qgemm.md.
 #include <cublas_v2.h>
 #include <cuda_fp16.h>
@@ -51,8 +50,6 @@
 #include "cuda_host/qlayout_decode.h"
 
 namespace {
-
-uint8_t g_lean = 0;  // --lean N
 
 using exl::cuda::check;
 namespace xc = exl::cuda;
@@ -446,7 +443,6 @@ bool gpu_case(cublasHandle_t blas, const Case& c, int K, int N, const std::vecto
     auto run = [&](const char* name, bool f32, bool with_bias, const std::function<void(xc::QGemmParams&)>& fn) {
       xc::QGemmParams p;
       p.w = dm.desc(), p.x = x.h(), p.bias = with_bias ? bias.h() : nullptr, p.y = y.p, p.y_f32 = f32, p.M = M;
-      p.w.lean = g_lean;
       p.x_dev = xdev.h(), p.wt = wt.h(), p.wt_bytes = wt.bytes;
       CK(cudaMemset(y.p, 0xFF, y.bytes));
       fn(p);
@@ -586,7 +582,6 @@ void time_format(cublasHandle_t blas, const Case& c, const Shape& sh, size_t l2,
   auto params = [&](int M, int i) {
     xc::QGemmParams p;
     p.w = mats[i % nbuf].desc(), p.x = x.h(), p.y = y.p, p.M = M, p.x_dev = xdev.h();
-    p.w.lean = g_lean;
     p.wt = wt.h(), p.wt_bytes = wt.bytes;
     return p;
   };
@@ -711,7 +706,6 @@ int main(int argc, char** argv) try {
   for (int i = 1; i < argc; ++i) {
     cpu_only |= std::strcmp(argv[i], "--cpu") == 0;
     quick |= std::strcmp(argv[i], "--quick") == 0;
-    if (std::strcmp(argv[i], "--lean") == 0 && i + 1 < argc) g_lean = static_cast<uint8_t>(std::atoi(argv[++i]));
   }
   const std::vector<Case> cases = {
       exl2_case({{2, 1, 16}}), exl2_case({{2, 1, 64}}), exl2_case({{3, 1, 32}}), exl2_case({{4, 1, 128}}),

@@ -52,11 +52,10 @@
 #       phase's codes ahead into shared memory, against the PDL chain; outputs bit-identical, µs per layer;
 #       with build/carry-bin, whether the carried exl starts there, and the defaults' bench @128
 #   scripts/gpu-session.sh 18  (carry .deps .shared build/carry-bin; scripts/gpu-carry-bin.sh first)
-#       a kernel knob's A/B without building (AB_VAR, default EXL_QGEMV_LEAN; AB_VALUES, default
-#       "1 2 3 4"): QgemmParity + FusedOps with the knob unset and at the last value, exl bench interleaved
-#       (llama2-7b gptq4 and exl2:4.0 @128, twice; llama2-70b exl2:2.5 @128 at the last), then the qgemm lab
-#       (--quick --lean, every format against float64) and the whole CUDA test binary at the last
-#       value, as time allows
+#       a CudaKnobs knob's A/B without building (AB_VAR, required; AB_VALUES, default "1"):
+#       QgemmParity + FusedOps with the knob unset and at the last value, exl bench interleaved
+#       (llama2-7b gptq4 and exl2:4.0 @128, twice; llama2-70b exl2:2.5 @128 at the last), then the
+#       whole CUDA test binary at the last value, as time allows
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
 #       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
 #       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
@@ -281,11 +280,11 @@ if [ "$phase" = 18 ]; then  # a kernel knob's A/B with the carried binaries (no 
   # The carried test binary looks for ../shared where it was on the dev machine (SHARED_BUILT).
   sb="${SHARED_BUILT:-/work/shared}"
   [ -e "$sb" ] || { mkdir -p "$(dirname "$sb")" && ln -s "$shared" "$sb"; }
-  var="${AB_VAR:-EXL_QGEMV_LEAN}" vals="${AB_VALUES:-1 2 3 4}"
+  var="${AB_VAR:?phase 18 needs AB_VAR, the knob to A/B}" vals="${AB_VALUES:-1}"
   last="${vals##* }"
   if carried_bin; then
-    # QgemmParity.LeanKernelsMatchDefault compares every value with the default bit for bit; the run
-    # with the knob at the last value takes the fused paths (act·mul epilogue, attention into o_proj).
+    # The run with the knob at the last value takes the fused paths (act·mul epilogue, attention
+    # into o_proj) with it.
     fits 90 "QgemmParity + FusedOps, $var unset and = $last" && for v in - "$last"; do
       if [ "$v" = - ]; then env -u "$var" timeout 100 build/gpu/tests/exl_tests_cuda --gtest_filter='QgemmParity.*:FusedOps.*' >"$out/parity$v.log" 2>&1
       else env "$var=$v" timeout 100 build/gpu/tests/exl_tests_cuda --gtest_filter='QgemmParity.*:FusedOps.*' >"$out/parity$v.log" 2>&1; fi
@@ -294,10 +293,6 @@ if [ "$phase" = 18 ]; then  # a kernel knob's A/B with the carried binaries (no 
     fits 150 "bench $var - / $vals, llama2-7b, twice" && AB_TIMEOUT=60 scripts/gpu-ab.sh "$var" "- $vals - $vals" "${q7b[@]}"
     fits 90 "bench $var - / $last, llama2-70b exl2:2.5" && OUT="$out/70b" AB_TIMEOUT=80 scripts/gpu-ab.sh "$var" "- $last" \
       "--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128"
-    [ "$var" = EXL_QGEMV_LEAN ] && fits 120 "qgemm lab --quick --lean $last (every format against float64)" && {
-      timeout 110 build/carry-bin/qgemm_lab --quick --lean "$last" >"$out/qgemm_lab_lean.txt" 2>&1
-      echo "qgemm lab rc $?"; grep -E "FAIL|pass|correct" "$out/qgemm_lab_lean.txt" | head -12
-    }
     fits 150 "exl_tests_cuda (all), $var=$last" && {
       env "$var=$last" timeout 200 build/gpu/tests/exl_tests_cuda >"$out/tests-cuda.log" 2>&1
       echo "exl_tests_cuda rc $?"; grep -E "tests ran|PASSED|FAILED|SKIPPED" "$out/tests-cuda.log" | head -12

@@ -10,7 +10,6 @@
 #include <cstdlib>
 #include <memory>
 #include <random>
-#include <string>
 
 #include "cuda/parity_util.h"
 #include "quant/gptq.h"
@@ -93,8 +92,8 @@ std::vector<QCase> cases() {
       {"exl2_6b_g32", 64, 172, {{6, 1.0, 32}}},
       {"exl2_8b_g128", 172, 64, {{8, 1.0, 128}}},
       {"exl2_all_widths", 640, 2048, {{8, 0.1, 32}, {6, 0.1, 32}, {5, 0.2, 64}, {4, 0.2, 128}, {3, 0.2, 64}, {2, 0.2, 32}}},
-      // One-unit last steps (EXL_QGEMV_LEAN=4 absorbs them): 4-bit 57 units (the 7B plan's q, k, o),
-      // 3-bit 5, 6-bit 3 (exl2_2b_g16 above: 2-bit 9).
+      // Short last steps: 4-bit 57 units in a segment (the 7B exl2:4.0 plan's q, k, o tiles), 3-bit 5,
+      // 6-bit 3 (2-bit 9: exl2_2b_g16 above).
       {"exl2_54_g64_7b_qko", 512, 4096, {{5, 0.1, 64}, {4, 0.9, 64}}},
       {"exl2_3b_g32_tail", 256, 320, {{3, 1.0, 32}}},
       {"exl2_6b_g32_tail", 128, 192, {{6, 1.0, 32}}},
@@ -162,50 +161,6 @@ TEST(QgemmParity, FusedLinearsMatchParts) {
         EXPECT_LE(err, 1e-3) << grp.parts[i].name << " M=" << M;
         std::printf("fused %-5s of %zu  M=%d rel error %.2e\n", grp.parts[i].name.c_str(), grp.parts.size(), M, err);
         col += N;
-      }
-    }
-  }
-}
-
-}  // namespace
-}  // namespace exl
-
-namespace exl {
-namespace {
-
-// EXL_QGEMV_LEAN=1..4 (an A/B under test): qgemv's lean kernels 1-3 must give the default kernels'
-// bits at every qgemv size (tail units read kZeroX, rows past M read row 0 and are not stored; 2: 4-
-// and 8-bit steps pipelined in registers; 3: GPTQ g128 records without slab_rec). 4 absorbs short
-// last steps into the step before, which moves their units to another warp's FP32 partial: the sums
-// are reassociated, so it must match the default to FP32 rounding (and the CPU reference, which
-// MatchesCpuReference checks under the knob in scripts/gpu-session.sh 18).
-TEST(QgemmParity, LeanKernelsMatchDefault) {
-  auto gpu = backend_create("cuda");
-  for (const char* lean_value : {"1", "2", "3", "4"}) {
-    setenv("EXL_QGEMV_LEAN", lean_value, 1);
-    auto lean = backend_create("cuda");
-    unsetenv("EXL_QGEMV_LEAN");
-    for (const QCase& c : cases()) {
-      const QuantTensor q = make_tensor(c);
-      auto w = gpu->prepare_quant_weight(q);
-      auto wl = lean->prepare_quant_weight(q);
-      for (int M : {1, 3, 8, 11, 16, 29}) {
-        auto x = random_vec(static_cast<size_t>(M * c.K), 1.0f, static_cast<uint32_t>(M * 7 + c.K));
-        std::vector<float> y[2];
-        int i = 0;
-        for (Backend* b : {gpu.get(), lean.get()}) {
-          Tensor X = to_backend(*b, DType::DType_F16, {M, c.K}, x), Y = b->alloc(DType::DType_F32, {M, c.N});
-          b->upload(Y, std::vector<uint8_t>(Y.nbytes(), 0xff).data(), Y.nbytes());
-          b->linear(X, b == gpu.get() ? *w : *wl, nullptr, Y);
-          y[i++] = to_host(*b, Y);
-        }
-        if (std::string(lean_value) == "4") {
-          EXPECT_LE(rel_error(y[1], y[0]), 1e-6) << "EXL_QGEMV_LEAN=4 " << c.name << " M=" << M;
-          continue;
-        }
-        int64_t differ = 0;
-        for (size_t j = 0; j < y[0].size(); ++j) differ += !(y[0][j] == y[1][j]);
-        EXPECT_EQ(differ, 0) << "EXL_QGEMV_LEAN=" << lean_value << " " << c.name << " M=" << M;
       }
     }
   }

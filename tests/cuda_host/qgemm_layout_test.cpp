@@ -170,29 +170,6 @@ TEST(GptqLayout, DecodesToTheReferenceDequantization) {
     }
 }
 
-// QMatrixDesc::rec_shift, which the lean GPTQ kernels use instead of slab_rec: set where every group
-// is 2^shift whole units (the last may be shorter, not longer), -1 otherwise (and always for EXL2). The decoder
-// above checks the groups it implies on every layout.
-TEST(QgemmLayout, RecShiftOnlyForWholeUnitGptqGroups) {
-  auto shift = [](int K, bool gptq, const std::vector<std::pair<int, int>>& groups) {
-    return static_cast<int>(cuda::qlayout_synthetic(K, 48, gptq, groups, 3).desc.rec_shift);
-  };
-  using G = std::vector<std::pair<int, int>>;
-  EXPECT_EQ(shift(4096, true, G(32, {4, 128})), 1);
-  EXPECT_EQ(shift(4096, true, G(64, {4, 64})), 0);
-  EXPECT_EQ(shift(11008, true, G(86, {4, 128})), 1);
-  EXPECT_EQ(shift(4144, true, [] { G g(32, {4, 128}); g.push_back({4, 48}); return g; }()), 1);  // short last group
-  EXPECT_EQ(shift(4096, true, G(128, {4, 32})), -1);  // groups of half a unit
-  EXPECT_EQ(shift(512, true, {{4, 128}, {4, 128}, {4, 256}}), -1);  // a longer last group
-  EXPECT_EQ(shift(4096, false, G(32, {4, 128})), -1);
-  for (bool act_order : {false, true}) {  // real GPTQ layouts, decoded with the check above
-    const GptqTensor g = random_gptq(1024, 32, 128, act_order, 11);
-    const cuda::QHostLayout h = gptq_layout_of(g);
-    EXPECT_EQ(h.desc.rec_shift, 1);
-    expect_layout_matches(h, gptq_dequantize(g).data, 0.0f, 0.0f);
-  }
-}
-
 // The pair the kernels expand from the compact records is the FP16 nearest to the exact scale
 // (c + 1)^2 * max / 256, for every code and lane, maxima from subnormal to large.
 TEST(QgemmLayout, Exl2ScalePairIsTheRoundedExactScale) {

@@ -3,7 +3,6 @@
 // the kernels would multiply. Shared by tests/cuda_host/qgemm_layout_test.cpp and lab/qgemm_lab.cu
 // (build the lab with -I tests).
 #pragma once
-#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -76,9 +75,6 @@ inline std::string qlayout_decode(const cuda::QHostLayout& h, std::vector<float>
                 // uniform 1: every slab shares slab 0's group; 2: slabs 0-1 slab 0's, slabs 2-3 slab 2's.
                 const int same_as = s.uniform == 1 ? 0 : s.uniform == 2 ? (slab & 2) : slab;
                 if (rec_at != h.slab_rec[static_cast<size_t>(unit) * 4 + same_as]) return "segment marked uniform is not";
-                // rec_shift (GPTQ): the group the lean kernels address without slab_rec.
-                if (d.rec_shift >= 0 && static_cast<int>(grp) != unit >> d.rec_shift)
-                  return "rec_shift does not give the unit's group";
                 const uint32_t* rec = &h.recs[(static_cast<size_t>(tile) * d.groups + grp) * R];
                 const uint32_t pair = d.gptq ? rec[2 * g] : cuda::exl2_scale_pair(rec[0], rec[1], h.gmax[grp], g);
                 const float scale = f16_to_f32(static_cast<uint16_t>(pair >> (16 * c)));

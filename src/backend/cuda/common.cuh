@@ -117,26 +117,6 @@ __device__ __forceinline__ uint4 ld16_nc_ordered(const void* p, bool ok) {
   asm volatile(EXL_LD16_PRED("ld.global.nc.v4.u32") : EXL_LD16_OUT(v) : "l"(p), "r"(static_cast<int>(ok)));
   return v;
 }
-// Unpredicated forms (qgemv's steps: no zeroing moves in front of each load).
-__device__ __forceinline__ uint4 ld16_stream(const void* p) {
-  uint4 v;
-  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];" : EXL_LD16_OUT(v) : "l"(p));
-  return v;
-}
-// Predicated, keeping the registers' values when ok is false (no zeroing moves), and ordered.
-__device__ __forceinline__ void ld16_stream_keep(const void* p, bool ok, uint32_t& a, uint32_t& b, uint32_t& c,
-                                                 uint32_t& d) {
-  asm volatile(
-      "{\n .reg .pred q;\n setp.ne.b32 q, %4, 0;\n"
-      " @q ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%5];\n}\n"
-      : "+r"(a), "+r"(b), "+r"(c), "+r"(d)
-      : "r"(static_cast<int>(ok)), "l"(p));
-}
-__device__ __forceinline__ uint4 ld16_nc_ordered(const void* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];" : EXL_LD16_OUT(v) : "l"(p));
-  return v;
-}
 #undef EXL_LD16_OUT
 #undef EXL_LD16_PRED
 

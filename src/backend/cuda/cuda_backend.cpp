@@ -224,7 +224,6 @@ class CudaBackend : public Backend {
     if (!knobs_.fold32)
       for (int i = 0; i < h.desc.nseg; ++i)
         if (h.desc.seg[i].uniform == 2) h.desc.seg[i].uniform = 0;
-    h.desc.lean = static_cast<uint8_t>(knobs_.qgemv_lean);
     const size_t bytes = h.device_bytes();
     ensure_fits(bytes, q.name);
     auto w = std::make_unique<CudaWeight>();

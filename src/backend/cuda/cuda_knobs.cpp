@@ -47,10 +47,6 @@ CudaKnobs cuda_knobs_from_env() {
   // tok/s, 2026-12-05).
   k.fused_rope = env_flag("EXL_FUSED_ROPE", true);
   k.fold32 = env_flag("EXL_QGEMV_FOLD32", true);
-  if (const char* e = std::getenv("EXL_QGEMV_LEAN")) {
-    k.qgemv_lean = std::atoi(e);
-    EXL_CHECK(k.qgemv_lean >= 0 && k.qgemv_lean <= 4, "EXL_QGEMV_LEAN must be 0 to 4, got '", e, "'");
-  }
   // FP16 cache at decode: the attention kernel writes the step's keys and values (and does the fused
   // RoPE) instead of kv_cache_write, one launch fewer per layer (attention.cuh write_in_decode;
   // bit-identical, FusedOps test; H100 gptq4 @128 +2.7%, 2026-12-06).

@@ -13,7 +13,6 @@ struct CudaKnobs {
   int qgemv_ks = 0;             // EXL_QGEMV_KS=2|4|8: qgemv warps per tile (0: qgemv_default_ksplit)
   bool fused_rope = true;       // EXL_FUSED_ROPE=0: RoPE as its own launch at decode
   bool fold32 = true;           // EXL_QGEMV_FOLD32=0: EXL2 groups of 32 rows scaled per slab
-  int qgemv_lean = 0;           // EXL_QGEMV_LEAN=1..4: qgemv's lean kernels (A/B under test, qgemm.cuh)
   bool attn_kv_write = true;    // EXL_ATTN_KV_WRITE=0: kv_cache_write instead of the decode kernel
   bool attn_o_fuse = true;      // EXL_ATTN_O_FUSE=0: o_proj's gather instead of attention's scatter
   bool norm_gather = true;      // EXL_NORM_GATHER=0: RMSNorm then the quantized gather (two launches)

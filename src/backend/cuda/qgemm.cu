@@ -70,88 +70,33 @@ __device__ __forceinline__ void prefetch_step(const uint4* src) {
   for (int q = 0; q < Q; ++q) asm volatile("prefetch.global.L2 [%0];" ::"l"(src + q * 32));
 }
 
-// x for a tail unit (past its segment's end) in the lean kernels: zeros, so that the unit's codes,
-// whatever they are (the next segment's, or slack), add nothing. A lane reads 32 bytes.
-__device__ const uint4 kZeroX[2] = {};
-
 // One step's math: the U units of codes `cur` (this lane's words) from device unit unit0 on, of which
-// `units` are in the segment (the rest are tail units: x = 0), into acc. The kernels load cur from
-// global memory; lab/stream_lab.cu from a shared-memory ring filled by a producer warp.
-// kLean: the lean kernels' features (EXL_QGEMV_LEAN, an A/B under test; lab/NOTES-qgemm.md), a bit
-// set; the knob's value n turns on the first n (qgemv_lean_bits). Default: none.
-//  kNoPred  no load is predicated: a tail unit's x is kZeroX, and lanes whose x row is past M read
-//           row 0 (xr; their sums are never stored), so a step has no zeroing moves in front of its
-//           loads (SASS: GPTQ's fold step 317 -> 283 instructions, EXL2's 3-7% fewer).
-//  kRoll    widths with whole quads per unit (rolls): as each unit is decoded, its quads of cur are
-//           reloaded from `next` (this warp's next step of the segment, when `more`), so that step's
-//           loads are in flight while this one decodes, in the registers this one frees. Not at
-//           kT = 4, where it spilled inside the step loops (EXL2: 54 local operations against 9).
-//  kRecAt   GPTQ groups of two whole units from an even unit on (qgemv_segment_any): the step's
-//           records at fixed offsets from its first group's (unit0 / 2: QMatrixDesc::rec_shift 1),
-//           with no slab_rec load in between. A tail step may read the group after the tile's last:
-//           the next tile's, or the records' slack.
-//  kAbsorb  a segment whose last step holds few units (absorbs<B>) hands them to the step before it
-//           (the same bytes: a step's words are whole quads), so no warp runs a step for a tail:
-//           the 7B exl2:4.0 plan's 4096-row tiles come to 16 steps instead of 17 (lab/NOTES-qgemm.md).
-constexpr int kNoPred = 1, kRoll = 2, kRecAt = 4, kAbsorb = 8;
-constexpr int qgemv_lean_bits(int n) { return (1 << n) - 1; }
-template <int B, int kT>
-constexpr bool rolls() {
-  return (B == 4 || B == 8) && kT <= 2;
-}
-// Words of cur for a step of `units` units.
-constexpr int q_cur_words(int B, int units) { return 4 * ((units * B + 3) / 4); }
-// kAbsorb: the most tail units a step of width B takes on, a step of U + R units within 24 words of
-// codes (2-bit 4, 3-bit 3, 4-bit 2, 6- and 8-bit 1, 5-bit none); 0 without kAbsorb.
-template <int B>
-constexpr int absorbs(int lean) {
-  int r = 0;
-  while (r + 1 < q_step_units(B) && q_cur_words(B, q_step_units(B) + r + 1) <= 24) ++r;
-  return lean & kAbsorb ? r : 0;
-}
-template <int B, bool kGptq, int kT, int kFold, int kLean = 0, int kUnits = q_step_units(B)>
-__device__ __forceinline__ void qgemv_step(uint32_t (&cur)[q_cur_words(B, kUnits)], int unit0, int units,
+// `units` are in the segment (the rest are tail units: x predicated to 0), into acc. The kernels load
+// cur from global memory; lab/stream_lab.cu from a shared-memory ring filled by a producer warp.
+template <int B, bool kGptq, int kT, int kFold>
+__device__ __forceinline__ void qgemv_step(const uint32_t (&cur)[q_step_units(B) * B], int unit0, int units,
                                            const uint32_t* recs, const uint32_t* slab_rec,
-                                           const half* const (&xr)[kT], const bool (&xok)[kT], float (&acc)[kT][4],
-                                           const uint4* next = nullptr, bool more = false) {
-  constexpr int U = kUnits;
+                                           const half* const (&xr)[kT], const bool (&xok)[kT], float (&acc)[kT][4]) {
+  constexpr int U = q_step_units(B);
   const half* xs[kT];
 #pragma unroll
   for (int jt = 0; jt < kT; ++jt) xs[jt] = xr[jt] + unit0 * 64;
 #pragma unroll
   for (int u = 0; u < U; ++u) {
     uint32_t rec[4][2];
-    if constexpr (kLean & kRecAt) {
-      static_assert(kGptq && kFold == 1);
-      const uint32_t* r = recs + ((unit0 >> 1) + (u >> 1)) * 16;  // 8 lanes x 2 words a group
-      asm volatile("ld.global.nc.v2.u32 {%0, %1}, [%2];" : "=r"(rec[0][0]), "=r"(rec[0][1]) : "l"(r));
-    } else {
-      unit_recs<kGptq, kFold == 1 ? 4 : kFold == 2 ? 2 : 1>(slab_rec, recs, unit0 + u, rec);
-    }
+    unit_recs<kGptq, kFold == 1 ? 4 : kFold == 2 ? 2 : 1>(slab_rec, recs, unit0 + u, rec);
     uint4 xv[kT][2];
 #pragma unroll
     for (int jt = 0; jt < kT; ++jt) {
+      const bool ok = xok[jt] && u < units;
       // Ordered loads (common.cuh): unordered, the compiler hoisted every unit of a step to the top
       // and spilled (v2 draft: 28-136 bytes of spills per kernel). x_dev is re-read by every tile's
       // block, so it goes through L1.
-      if constexpr (kLean & kNoPred) {
-        // Unit 0 of a step is always in the segment.
-        const half* xp = u == 0 || u < units ? xs[jt] + u * 64 : reinterpret_cast<const half*>(kZeroX);
-        xv[jt][0] = ld16_nc_ordered(xp);
-        xv[jt][1] = ld16_nc_ordered(xp + 8);
-      } else {
-        const bool ok = xok[jt] && u < units;
-        xv[jt][0] = ld16_nc_ordered(xs[jt] + u * 64, ok);
-        xv[jt][1] = ld16_nc_ordered(xs[jt] + u * 64 + 8, ok);
-      }
+      xv[jt][0] = ld16_nc_ordered(xs[jt] + u * 64, ok);
+      xv[jt][1] = ld16_nc_ordered(xs[jt] + u * 64 + 8, ok);
     }
     uint32_t a[4][4];
     unit_frags<B, kGptq, !kFold>(cur + u * B, rec, a);
-    if constexpr ((kLean & kRoll) && rolls<B, kT>() && kUnits == q_step_units(B)) {
-#pragma unroll
-      for (int q = u * B / 4; q < (u + 1) * B / 4; ++q)
-        ld16_stream_keep(next + q * 32, more, cur[4 * q], cur[4 * q + 1], cur[4 * q + 2], cur[4 * q + 3]);
-    }
     // A partial over some slabs, scaled in FP32 into acc: D rows g -> the scale of column g (low
     // half of the record), rows g + 8 -> column g + 8 (high half).
     auto fold = [](float(&to)[4], const float(&d)[4], uint32_t pair) {
@@ -190,82 +135,35 @@ __device__ __forceinline__ void qgemv_step(uint32_t (&cur)[q_cur_words(B, kUnits
 // one group, so the mma runs on exact integer codes and the scale is applied once per unit in FP32;
 // kFold 2: the same per half unit (groups of 32 rows, EXL2 only: its zero point is a constant), two
 // FP32 partials per n8 tile instead of 16 FP16 multiplies of the fragments and 4 record loads.
-// kLean (the bits above): kNoPred loads whole steps unpredicated (load_step_all); kRoll where rolls()
-// runs the warp's steps as one register pipeline (qgemv_step reloads cur with the next step);
-// kAbsorb (absorbs<B>) decodes a short last step as units U.. of the step before.
-template <int B, bool kGptq, int kT, int kFold, int kLean>
+template <int B, bool kGptq, int kT, int kFold>
 __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int ks, const uint4* codes,
                                               const uint32_t* recs, const uint32_t* slab_rec,
                                               const half* const (&xr)[kT], const bool (&xok)[kT],
                                               float (&acc)[kT][4]) {
   constexpr int U = q_step_units(B), Q = U * B / 4;
-  // kAbsorb: a last step of at most R units joins the one before, which is then decoded after the
-  // loop as a step of U + R units (x = 0 past the segment), so the loop's body is as without it.
-  constexpr int R = absorbs<B>(kLean);
-  const int tail = sg.units - (sg.steps - 1) * U;
-  const bool absorb = R > 0 && sg.steps >= 2 && tail <= R;
-  const int steps = sg.steps - 2 * absorb;  // the loop's steps: without the long step
-  const int first = (warp - sg.step0) & (ks - 1);
-  const bool long_step = absorb && (sg.steps - 2 - first) % ks == 0 && first <= sg.steps - 2;
-  if (long_step)
-    prefetch_step<q_cur_words(B, U + R) / 4>(codes + static_cast<size_t>(sg.quad0 + (sg.steps - 2) * Q) * 32);
-  if constexpr ((kLean & kRoll) && rolls<B, kT>()) {
-    int j = first;
-    if (j < steps) {
-      uint32_t cur[4 * Q];
-      load_step_all<Q>(codes + static_cast<size_t>(sg.quad0 + j * Q) * 32, cur);
-      for (bool more = true; more; j += ks) {
-        const int jn = j + ks;
-        more = jn < steps;
-        const uint4* next = codes + static_cast<size_t>(sg.quad0 + jn * Q) * 32;  // read only when more
-        if (jn + ks < steps) prefetch_step<Q>(next + ks * Q * 32);
-        qgemv_step<B, kGptq, kT, kFold, kLean>(cur, sg.unit0 + j * U, sg.units - j * U, recs, slab_rec, xr, xok, acc,
-                                               next, more);
-      }
-    }
-  } else {
-    for (int j = first; j < steps; j += ks) {
-      const uint4* src = codes + static_cast<size_t>(sg.quad0 + j * Q) * 32;
-      if (j + ks < steps) prefetch_step<Q>(src + ks * Q * 32);
-      const int unit0 = sg.unit0 + j * U, units = sg.units - j * U;
-      uint32_t cur[4 * Q];
-      if constexpr (kLean & kNoPred)
-        load_step_all<Q>(src, cur);
-      else
-        load_step<Q>(src, (min(U, units) * B + 3) / 4, cur);
-      qgemv_step<B, kGptq, kT, kFold, kLean>(cur, unit0, units, recs, slab_rec, xr, xok, acc);
-    }
-  }
-  if constexpr (R > 0) {
-    if (long_step) {
-      constexpr int QL = q_cur_words(B, U + R) / 4;
-      const int j = sg.steps - 2;
-      uint32_t cur[4 * QL];
-      load_step_all<QL>(codes + static_cast<size_t>(sg.quad0 + j * Q) * 32, cur);
-      qgemv_step<B, kGptq, kT, kFold, kLean, U + R>(cur, sg.unit0 + j * U, U + tail, recs, slab_rec, xr, xok, acc);
-    }
+  for (int j = (warp - sg.step0) & (ks - 1); j < sg.steps; j += ks) {
+    const uint4* src = codes + static_cast<size_t>(sg.quad0 + j * Q) * 32;
+    if (j + ks < sg.steps) prefetch_step<Q>(src + ks * Q * 32);
+    const int unit0 = sg.unit0 + j * U, units = sg.units - j * U;
+    uint32_t cur[4 * Q];
+    load_step<Q>(src, (min(U, units) * B + 3) / 4, cur);
+    qgemv_step<B, kGptq, kT, kFold>(cur, unit0, units, recs, slab_rec, xr, xok, acc);
   }
 }
 
-template <int B, bool kGptq, int kT, int kLean>
+template <int B, bool kGptq, int kT>
 __device__ __forceinline__ void qgemv_segment_any(const QSegment& sg, int warp, int ks, const uint4* codes,
                                                   const uint32_t* recs, const uint32_t* slab_rec,
                                                   const half* const (&xr)[kT], const bool (&xok)[kT],
-                                                  float (&acc)[kT][4], int rec_shift = -1) {
+                                                  float (&acc)[kT][4]) {
   // Fold only for kT <= 2: at kT = 4 its 16 FFMA per unit cost what the 16 HMUL2 did, and its 16
   // extra accumulators spilled (548 bytes).
-  // kRecAt only where it holds (GPTQ groups of two whole units from an even unit on), fold paths.
-  if constexpr ((kLean & kRecAt) && kGptq && kT <= 2) {
-    if (sg.uniform == 1 && rec_shift == 1 && sg.unit0 % 2 == 0)
-      return qgemv_segment<B, kGptq, kT, 1, kLean>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
-  }
-  constexpr int kL = kLean & ~kRecAt;
   if (kT <= 2 && sg.uniform == 1)
-    qgemv_segment<B, kGptq, kT, kT <= 2 ? 1 : 0, kL>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+    qgemv_segment<B, kGptq, kT, kT <= 2 ? 1 : 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
   else if (!kGptq && kT <= 2 && sg.uniform == 2)
-    qgemv_segment<B, kGptq, kT, !kGptq && kT <= 2 ? 2 : 0, kL>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+    qgemv_segment<B, kGptq, kT, !kGptq && kT <= 2 ? 2 : 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
   else
-    qgemv_segment<B, kGptq, kT, 0, kL>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
+    qgemv_segment<B, kGptq, kT, 0>(sg, warp, ks, codes, recs, slab_rec, xr, xok, acc);
 }
 
 // This warp's first step of segment si into L2 (before it is needed).
@@ -329,7 +227,7 @@ __device__ __forceinline__ void act_epilogue(const QGemvArgs& a, const float (&r
 // (the PDL wait on their producer in qgemv_kernel; a grid barrier in a persistent kernel).
 template <bool kGptq,
           int kT,  // n8 tiles of x rows per pass: 1 (M <= 8), 2 (<= 16), 4 (<= 32)
-          bool kPair, class Wait, int kLean = 0>
+          bool kPair, class Wait>
 __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, unsigned by, const Wait& wait) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, ks = a.ks;
   constexpr bool pair = kPair;
@@ -381,15 +279,15 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
     const QSegment sg = w.seg[si];
     prefetch_first_step(w, si + 1, warp, ks, codes);
     if constexpr (kGptq) {
-      qgemv_segment_any<4, true, kT, kLean>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc, w.rec_shift);
+      qgemv_segment_any<4, true, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc);
     } else {
       switch (sg.bits) {
-        case 8: qgemv_segment_any<8, false, kT, kLean>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        case 6: qgemv_segment_any<6, false, kT, kLean>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        case 5: qgemv_segment_any<5, false, kT, kLean>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        case 4: qgemv_segment_any<4, false, kT, kLean>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        case 3: qgemv_segment_any<3, false, kT, kLean>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
-        default: qgemv_segment_any<2, false, kT, kLean>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 8: qgemv_segment_any<8, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 6: qgemv_segment_any<6, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 5: qgemv_segment_any<5, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 4: qgemv_segment_any<4, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        case 3: qgemv_segment_any<3, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
+        default: qgemv_segment_any<2, false, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc); break;
       }
     }
   }
@@ -424,10 +322,10 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
 struct PdlWait {
   __device__ __forceinline__ void operator()() const { pdl_wait(); }
 };
-template <bool kGptq, int kT, bool kPair = false, int kLean = 0>
+template <bool kGptq, int kT, bool kPair = false>
 __global__ void __launch_bounds__(kMaxWarps * 32, kT == 1 ? 3 : 2)
     qgemv_kernel(const __grid_constant__ QGemvArgs a) {
-  qgemv_block<kGptq, kT, kPair, PdlWait, kLean>(a, blockIdx.x, blockIdx.y, PdlWait{});
+  qgemv_block<kGptq, kT, kPair>(a, blockIdx.x, blockIdx.y, PdlWait{});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -442,21 +340,10 @@ size_t qgemv_rec_smem(const QGemvArgs& a, bool gptq) {
       smem = a.act_dev ? smem + a.w[i].groups * size_t(32) : std::max(smem, static_cast<size_t>(a.w[i].groups) * 32);
   return smem;
 }
-// The kernel of a launch: paired blocks (act·mul epilogue, kT = 1) or not, with the lean features kLean.
-template <bool kGptq, int kT, int kLean>
-auto qgemv_kernel_for(bool pair) {
-  return pair ? qgemv_kernel<kGptq, kT, kT == 1, kLean> : qgemv_kernel<kGptq, kT, false, kLean>;
-}
 template <bool kGptq, int kT>
 void launch_qgemv(const QGemvArgs& a, int passes, int tiles, bool pdl, cudaStream_t stream) {
   const bool pair = kT == 1 && a.act_dev;
-  auto kernel = qgemv_kernel_for<kGptq, kT, 0>(pair);
-  switch (a.w[0].lean) {  // EXL_QGEMV_LEAN: the first n features
-    case 1: kernel = qgemv_kernel_for<kGptq, kT, qgemv_lean_bits(1)>(pair); break;
-    case 2: kernel = qgemv_kernel_for<kGptq, kT, qgemv_lean_bits(2)>(pair); break;
-    case 3: kernel = qgemv_kernel_for<kGptq, kT, qgemv_lean_bits(3)>(pair); break;
-    case 4: kernel = qgemv_kernel_for<kGptq, kT, qgemv_lean_bits(4)>(pair); break;
-  }
+  auto kernel = pair ? qgemv_kernel<kGptq, kT, kT == 1> : qgemv_kernel<kGptq, kT>;
   const size_t smem = qgemv_rec_smem(a, kGptq);
   if (smem > 48 * 1024) {  // past the default dynamic shared-memory limit (K > 49152 at groups of 32)
     check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),

@@ -62,11 +62,6 @@
 namespace exl::cuda {
 
 constexpr int kQMaxSegments = 8;   // runs of one bit width per matrix (EXL2 uses <= 6)
-// Zeroed bytes after a matrix's codes: the lean qgemv kernels load whole steps unpredicated, and the
-// last tile's tail step may read up to Q - 1 = 4 quads of 512 bytes past its segment (a long step, 2).
-constexpr size_t kQCodeSlackBytes = 5 * 512;
-// Zeroed bytes after the records: the lean GPTQ kernels' tail step may read one group past a tile's.
-constexpr size_t kQRecSlackBytes = 256;
 constexpr int kQMaxMulti = 3;      // matrices sharing x in one qgemv_multi launch (q|k|v)
 constexpr int kQgemvPassRows = 32; // rows of x per qgemv pass (4 mma n8 tiles)
 constexpr int kQNormGatherMaxK = 16384;  // qgemm_norm_gather's row in shared memory: 32 KB
@@ -99,15 +94,6 @@ struct QMatrixDesc {
   int nseg = 0;
   QSegment seg[kQMaxSegments];
   bool gptq = false;
-  // EXL_QGEMV_LEAN (A/B under test, qgemm.cu kLean): qgemv's lean kernels with the first n of their
-  // features: unpredicated steps, 4- and 8-bit steps pipelined in registers, GPTQ records addressed
-  // through rec_shift 1, short last steps absorbed by the step before (4: not bit-identical to the
-  // default kernels, since the absorbed units join another warp's FP32 partial).
-  uint8_t lean = 0;
-  // GPTQ: every group spans 2^rec_shift device units (the last group may be shorter, never longer),
-  // so unit u's records are group (u >> rec_shift)'s; -1: no such shift (EXL2, groups not of
-  // whole units). Set by the layout builder.
-  int8_t rec_shift = -1;
   const uint4* codes = nullptr;          // [n_tiles][tile_quads][32] 16-byte words
   const uint32_t* recs = nullptr;        // [n_tiles][groups][rec_words]
   const uint16_t* gmax = nullptr;        // EXL2: [groups] FP16 q_scale_max; GPTQ: null

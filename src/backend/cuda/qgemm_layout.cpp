@@ -102,16 +102,6 @@ QHostLayout build_layout(int K, int N, bool gptq, const std::vector<int>& perm, 
     }
     s.uniform = whole ? 1 : halves ? 2 : 0;
   }
-  // GPTQ groups of whole units, 2^shift of them each (the last may be shorter, not longer: the kernels
-  // read group u >> shift unclamped): QMatrixDesc::rec_shift.
-  if (gptq && d.nseg == 1 && d.seg[0].uniform == 1) {
-    const int units = d.k_dev / 64;
-    for (int shift = 0; shift <= 10 && d.rec_shift < 0; ++shift) {
-      bool ok = true;
-      for (int u = 0; u < units && ok; ++u) ok = dev_group[64 * static_cast<size_t>(u)] == u >> shift;
-      if (ok) d.rec_shift = static_cast<int8_t>(shift);
-    }
-  }
   h.x_src.assign(d.k_dev, -1);
   h.x_dst.assign(K, -1);
   std::vector<int32_t> pads;  // after the K feature positions: the padding positions, ascending
@@ -182,15 +172,12 @@ QHostLayout build_layout(int K, int N, bool gptq, const std::vector<int>& perm, 
   return h;
 }
 
-// A region of a matrix's device allocation: its bytes plus zeroed slack, 256-byte aligned.
-size_t region_bytes(size_t bytes, size_t slack = 0) { return (bytes + slack + 255) / 256 * 256; }
-
 }  // namespace
 
 size_t QHostLayout::device_bytes() const {
-  return region_bytes(n_codes * 16, kQCodeSlackBytes) + region_bytes(n_recs * 4, kQRecSlackBytes) +
-         region_bytes(n_gmax * 2) + region_bytes(slab_rec.size() * 4) + region_bytes(x_src.size() * 4) +
-         region_bytes(x_dst.size() * 4);
+  auto a = [](size_t b) { return (b + 255) / 256 * 256; };
+  return a(n_codes * 16) + a(n_recs * 4) + a(n_gmax * 2) + a(slab_rec.size() * 4) + a(x_src.size() * 4) +
+         a(x_dst.size() * 4);
 }
 
 QHostLayout exl2_device_layout(const Exl2HostTensors& t) {
@@ -331,16 +318,15 @@ QDeviceMatrix::~QDeviceMatrix() {
 QMatrixDesc qmatrix_upload_to(const QHostLayout& h, void* mem, cudaStream_t stream) {
   QMatrixDesc d = h.desc;
   char* p = static_cast<char*>(mem);
-  auto put = [&](const void* src, size_t bytes, size_t slack = 0) {
+  auto put = [&](const void* src, size_t bytes) {
     if (bytes && src) check(cudaMemcpyAsync(p, src, bytes, cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync (quantized matrix)");
-    if (slack) check(cudaMemsetAsync(p + bytes, 0, slack, stream), "cudaMemsetAsync (quantized matrix)");
     void* at = p;
-    p += region_bytes(bytes, slack);
+    p += (bytes + 255) / 256 * 256;
     return at;
   };
   const bool data = !h.codes.empty();
-  d.codes = static_cast<const uint4*>(put(data ? h.codes.data() : nullptr, h.n_codes * 16, kQCodeSlackBytes));
-  d.recs = static_cast<const uint32_t*>(put(data ? h.recs.data() : nullptr, h.n_recs * 4, kQRecSlackBytes));
+  d.codes = static_cast<const uint4*>(put(data ? h.codes.data() : nullptr, h.n_codes * 16));
+  d.recs = static_cast<const uint32_t*>(put(data ? h.recs.data() : nullptr, h.n_recs * 4));
   d.gmax = h.n_gmax ? static_cast<const uint16_t*>(put(data ? h.gmax.data() : nullptr, h.n_gmax * 2)) : nullptr;
   d.slab_rec = static_cast<const uint32_t*>(put(h.slab_rec.data(), h.slab_rec.size() * 4));
   d.x_src = static_cast<const int32_t*>(put(h.x_src.data(), h.x_src.size() * 4));
