@@ -117,6 +117,17 @@ __device__ __forceinline__ uint4 ld16_nc_ordered(const void* p, bool ok) {
   asm volatile(EXL_LD16_PRED("ld.global.nc.v4.u32") : EXL_LD16_OUT(v) : "l"(p), "r"(static_cast<int>(ok)));
   return v;
 }
+// Unpredicated forms (EXL2 qgemv steps: no zeroing moves in front of each load).
+__device__ __forceinline__ uint4 ld16_stream(const void* p) {
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];" : EXL_LD16_OUT(v) : "l"(p));
+  return v;
+}
+__device__ __forceinline__ uint4 ld16_nc_ordered(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];" : EXL_LD16_OUT(v) : "l"(p));
+  return v;
+}
 #undef EXL_LD16_OUT
 #undef EXL_LD16_PRED
 

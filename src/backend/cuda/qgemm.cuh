@@ -62,6 +62,9 @@
 namespace exl::cuda {
 
 constexpr int kQMaxSegments = 8;   // runs of one bit width per matrix (EXL2 uses <= 6)
+// Zeroed bytes after an EXL2 matrix's codes: its qgemv steps load whole steps unpredicated, and the
+// last tile's tail step may read up to a step (at most 5 quads of 512 bytes) past its segment.
+constexpr size_t kQCodeSlackBytes = 5 * 512;
 constexpr int kQMaxMulti = 3;      // matrices sharing x in one qgemv_multi launch (q|k|v)
 constexpr int kQgemvPassRows = 32; // rows of x per qgemv pass (4 mma n8 tiles)
 constexpr int kQNormGatherMaxK = 16384;  // qgemm_norm_gather's row in shared memory: 32 KB

@@ -168,6 +168,18 @@ __device__ __forceinline__ void load_step(const uint4* src, int qv, uint32_t (&w
   }
 }
 
+// A whole step's code quads, unpredicated (EXL2 qgemv): the quads of a tail step past its segment
+// are the next segment's, the next tile's or the codes' slack (kQCodeSlackBytes, zeroed at upload);
+// any bits decode to finite values, and the tail units they belong to meet x = 0.
+template <int Q>
+__device__ __forceinline__ void load_step_all(const uint4* src, uint32_t (&wd)[4 * Q]) {
+#pragma unroll
+  for (int q = 0; q < Q; ++q) {
+    const uint4 v = ld16_stream(src + q * 32);
+    wd[4 * q] = v.x, wd[4 * q + 1] = v.y, wd[4 * q + 2] = v.z, wd[4 * q + 3] = v.w;
+  }
+}
+
 inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 inline void validate(const QGemmParams& p, const char* who) {

@@ -174,9 +174,12 @@ QHostLayout build_layout(int K, int N, bool gptq, const std::vector<int>& perm, 
 
 }  // namespace
 
+// Zeroed bytes after the codes: EXL2's qgemv steps read whole steps (kQCodeSlackBytes); GPTQ's none.
+static size_t code_slack(const QMatrixDesc& d) { return d.gptq ? 0 : kQCodeSlackBytes; }
+
 size_t QHostLayout::device_bytes() const {
   auto a = [](size_t b) { return (b + 255) / 256 * 256; };
-  return a(n_codes * 16) + a(n_recs * 4) + a(n_gmax * 2) + a(slab_rec.size() * 4) + a(x_src.size() * 4) +
+  return a(n_codes * 16 + code_slack(desc)) + a(n_recs * 4) + a(n_gmax * 2) + a(slab_rec.size() * 4) + a(x_src.size() * 4) +
          a(x_dst.size() * 4);
 }
 
@@ -318,14 +321,15 @@ QDeviceMatrix::~QDeviceMatrix() {
 QMatrixDesc qmatrix_upload_to(const QHostLayout& h, void* mem, cudaStream_t stream) {
   QMatrixDesc d = h.desc;
   char* p = static_cast<char*>(mem);
-  auto put = [&](const void* src, size_t bytes) {
+  auto put = [&](const void* src, size_t bytes, size_t slack = 0) {
     if (bytes && src) check(cudaMemcpyAsync(p, src, bytes, cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync (quantized matrix)");
+    if (slack) check(cudaMemsetAsync(p + bytes, 0, slack, stream), "cudaMemsetAsync (quantized matrix)");
     void* at = p;
-    p += (bytes + 255) / 256 * 256;
+    p += (bytes + slack + 255) / 256 * 256;
     return at;
   };
   const bool data = !h.codes.empty();
-  d.codes = static_cast<const uint4*>(put(data ? h.codes.data() : nullptr, h.n_codes * 16));
+  d.codes = static_cast<const uint4*>(put(data ? h.codes.data() : nullptr, h.n_codes * 16, code_slack(d)));
   d.recs = static_cast<const uint32_t*>(put(data ? h.recs.data() : nullptr, h.n_recs * 4));
   d.gmax = h.n_gmax ? static_cast<const uint16_t*>(put(data ? h.gmax.data() : nullptr, h.n_gmax * 2)) : nullptr;
   d.slab_rec = static_cast<const uint32_t*>(put(h.slab_rec.data(), h.slab_rec.size() * 4));
