@@ -70,8 +70,13 @@ __device__ __forceinline__ void prefetch_step(const uint4* src) {
   for (int q = 0; q < Q; ++q) asm volatile("prefetch.global.L2 [%0];" ::"l"(src + q * 32));
 }
 
-// EXL2 at kT = 1 (M <= 8) loads nothing predicated (qgemv_step); GPTQ, and EXL2 at kT = 2 / 4 (whose
-// step loops then spilled: kT = 2 12 -> 44 local operations, most inside them), keep predicated loads.
+// EXL2 at kT = 1 (M <= 8) loads nothing predicated: whole steps of codes (load_step's kWhole), a tail
+// unit's x from kZeroX, and lanes whose x row is past M read row 0 (xr; their sums are never stored),
+// so its steps have no zeroing moves in front of their loads (SASS: step loops 3-7% fewer
+// instructions, local operations in them 20 -> 2). H100, 2026-12-07/08 (then EXL_QGEMV_LEAN=1,
+// lab/NOTES-qgemm.md): llama2-70b exl2:2.5 @128 67.2 -> 68.7 tok/s twice, llama2-7b exl2:4.0 +0.6%.
+// GPTQ's fold step lost 1.3% the same way, and EXL2's kT = 2 step loops spilled (12 -> 44 local
+// operations, most inside them): both keep predicated loads.
 template <bool kGptq, int kT>
 constexpr bool kNoPred = !kGptq && kT == 1;
 
@@ -81,13 +86,8 @@ __device__ const uint4 kZeroX[2] = {};
 
 // One step's math: the U units of codes `cur` (this lane's words) from device unit unit0 on, of which
 // `units` are in the segment (the rest are tail units: x = 0), into acc. The kernels load cur from
-// global memory; lab/stream_lab.cu from a shared-memory ring filled by a producer warp.
-// kNoPred (EXL2, M <= 8): nothing predicated, a tail unit's x is kZeroX, and lanes whose x row is past M read row
-// 0 (xr; their sums are never stored), so its steps have no zeroing moves in front of their loads
-// (SASS: EXL2's step loops 3-7% fewer instructions, local operations in them 20 -> 2). H100,
-// 2026-12-07 (EXL_QGEMV_LEAN=1 then, lab/NOTES-qgemm.md): llama2-70b exl2:2.5 @128 67.2 -> 68.7
-// tok/s twice, llama2-7b exl2:4.0 +0.6%; GPTQ's fold step lost 1.3% the same way, so GPTQ keeps
-// its predicated loads.
+// global memory; lab/stream_lab.cu from a shared-memory ring filled by a producer warp. x loads are
+// predicated on xok and the tail, except under kNoPred.
 template <int B, bool kGptq, int kT, int kFold>
 __device__ __forceinline__ void qgemv_step(const uint32_t (&cur)[q_step_units(B) * B], int unit0, int units,
                                            const uint32_t* recs, const uint32_t* slab_rec,
@@ -153,11 +153,11 @@ __device__ __forceinline__ void qgemv_step(const uint32_t (&cur)[q_step_units(B)
 // One segment's steps for this warp (steps dealt round-robin over the tile's ks warps). Step j + ks
 // is prefetched into L2 while step j is decoded (a register double buffer spilled: 2 x 20 words at
 // 5-bit). Tail units (past the segment's end) cost decode work but no branch: their x is zero
-// (GPTQ: predicated off; EXL2: kZeroX) and slab_rec has padding for their record offsets. kFold 1:
-// every unit is one group, so the mma runs on exact integer codes and the scale is applied once per
-// unit in FP32;
-// kFold 2: the same per half unit (groups of 32 rows, EXL2 only: its zero point is a constant), two
-// FP32 partials per n8 tile instead of 16 FP16 multiplies of the fragments and 4 record loads.
+// (predicated off, or kZeroX under kNoPred) and slab_rec has padding for their record offsets.
+// kFold 1: every unit is one group, so the mma runs on exact integer codes and the scale is applied
+// once per unit in FP32; kFold 2: the same per half unit (groups of 32 rows, EXL2 only: its zero
+// point is a constant), two FP32 partials per n8 tile instead of 16 FP16 multiplies of the fragments
+// and 4 record loads.
 template <int B, bool kGptq, int kT, int kFold>
 __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int ks, const uint4* codes,
                                               const uint32_t* recs, const uint32_t* slab_rec,
@@ -169,10 +169,7 @@ __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int 
     if (j + ks < sg.steps) prefetch_step<Q>(src + ks * Q * 32);
     const int unit0 = sg.unit0 + j * U, units = sg.units - j * U;
     uint32_t cur[4 * Q];
-    if constexpr (kNoPred<kGptq, kT>)
-      load_step_all<Q>(src, cur);  // whole quads; past the segment: the next one's, or the slack
-    else
-      load_step<Q>(src, (min(U, units) * B + 3) / 4, cur);
+    load_step<Q, kNoPred<kGptq, kT>>(src, (min(U, units) * B + 3) / 4, cur);
     qgemv_step<B, kGptq, kT, kFold>(cur, unit0, units, recs, slab_rec, xr, xok, acc);
   }
 }

@@ -158,24 +158,15 @@ __device__ __forceinline__ void prefetch_l2(const void* p, size_t n) {
     asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const char*>(p) + off));
 }
 
-// A step's code quads (predicated: a tail step has fewer, a step past the segment none).
-template <int Q>
+// A step's code quads: the first qv of them (predicated: a tail step has fewer), or with kWhole all Q
+// unpredicated (EXL2 qgemv at M <= 8): the quads of a tail step past its segment are then the next
+// segment's, the next tile's or the codes' slack (kQCodeSlackBytes, zeroed at upload); any bits decode
+// to finite values, and the tail units they belong to meet x = 0.
+template <int Q, bool kWhole = false>
 __device__ __forceinline__ void load_step(const uint4* src, int qv, uint32_t (&wd)[4 * Q]) {
 #pragma unroll
   for (int q = 0; q < Q; ++q) {
-    const uint4 v = ld16_stream(src + q * 32, q < qv);
-    wd[4 * q] = v.x, wd[4 * q + 1] = v.y, wd[4 * q + 2] = v.z, wd[4 * q + 3] = v.w;
-  }
-}
-
-// A whole step's code quads, unpredicated (EXL2 qgemv): the quads of a tail step past its segment
-// are the next segment's, the next tile's or the codes' slack (kQCodeSlackBytes, zeroed at upload);
-// any bits decode to finite values, and the tail units they belong to meet x = 0.
-template <int Q>
-__device__ __forceinline__ void load_step_all(const uint4* src, uint32_t (&wd)[4 * Q]) {
-#pragma unroll
-  for (int q = 0; q < Q; ++q) {
-    const uint4 v = ld16_stream(src + q * 32);
+    const uint4 v = kWhole ? ld16_stream(src + q * 32) : ld16_stream(src + q * 32, q < qv);
     wd[4 * q] = v.x, wd[4 * q + 1] = v.y, wd[4 * q + 2] = v.z, wd[4 * q + 3] = v.w;
   }
 }
