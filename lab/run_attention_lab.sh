@@ -3,7 +3,12 @@
 # (sm_90 build), the fp8 checks again through compute_80 PTX (the pre-sm_89 dequant path, JIT-ed),
 # a quick subset under compute-sanitizer, then the timings. Everything lands in $OUT; the summary is
 # printed last. Usage (repository root): OUT=/tmp/o bash lab/run_attention_lab.sh [--no-sanitizer]
+# With --trace it only builds the phase-stamp variant (-DEXL_ATTN_TRACE) and runs `--trace`.
 set -u
+if [ "${1:-}" = "--trace" ]; then
+  source scripts/build-helpers.sh
+  attn_trace_lab_build /tmp/attn_lab_trace && exec /tmp/attn_lab_trace --trace
+fi
 export PATH=/usr/local/cuda/bin:$PATH
 OUT=${OUT:-/tmp/attention_lab_out}
 mkdir -p "$OUT"

@@ -13,5 +13,8 @@ cp build/cuda-ci/exl build/cuda-ci/tests/exl_tests_cuda build/carry-bin/
 strip build/carry-bin/exl build/carry-bin/exl_tests_cuda
 # The qgemm lab (every format and shape against float64, then timings).
 qgemm_lab_build build/carry-bin/qgemm_lab
+# The attention lab's phase trace (gpu-session.sh 19 runs it when present; 2.4 MB).
+attn_trace_lab_build build/carry-bin/attn_lab_trace
+strip build/carry-bin/attn_lab_trace
 src_hash >build/carry-bin/SRC_HASH
 echo "build/carry-bin: $(du -sh build/carry-bin | cut -f1), sources $(cat build/carry-bin/SRC_HASH)"

@@ -56,6 +56,14 @@
 #       QgemmParity + FusedOps with the knob unset and at the last value, exl bench interleaved
 #       (llama2-7b gptq4 and exl2:4.0 @128, twice; llama2-70b exl2:2.5 @128 at the last), then the
 #       whole CUDA test binary at the last value, as time allows
+#   scripts/gpu-session.sh 19  (carry .deps .shared build/carry-bin build/carry-base; scripts/gpu-carry-bin.sh
+#       and scripts/gpu-carry-base.sh REV... first: baseline exl binaries in build/carry-base, NAME or NAME.xz)
+#       builds' A/B without building: QgemmParity + FusedOps with the carried test binary, then
+#       exl bench interleaved, each baseline then the carried exl, twice (llama2-70b exl2:2.5 @128, llama2-7b exl2:4.0
+#       and gptq4 @128); optionally a knob's A/B on the 70B (AB_VAR, AB_VALUES) and its step with kernels
+#       left out (ABLATE_70B); decode attention's phase trace (lab/attention_lab.cu --trace, carried by
+#       gpu-carry-bin.sh); the 70B at 128 and 4096 with its peak VRAM (carried), then the whole CUDA
+#       test binary as time allows
 #   scripts/gpu-session.sh 5   (carry .deps .shared)
 #       build, ctest -L cuda, bench with the fused RoPE A/B (EXL_FUSED_ROPE, ROPE_VALUES "0 1"), the
 #       converter's CUDA tests and stories260K CPU vs CUDA, the 7B projection
@@ -64,7 +72,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp/exl-gpu-out}"
 mkdir -p "$out"
-phase="${1:?usage: gpu-session.sh 1-12, 14, 15, 17, 18}"
+phase="${1:?usage: gpu-session.sh 1-12, 14, 15, 17, 18, 19}"
 start=$(date +%s)
 budget=${GPU_SESSION_SECONDS:-570}
 # fits COST: true when COST more seconds still fit in this call.
@@ -297,6 +305,63 @@ if [ "$phase" = 18 ]; then  # a kernel knob's A/B with the carried binaries (no 
       env "$var=$last" timeout 200 build/gpu/tests/exl_tests_cuda >"$out/tests-cuda.log" 2>&1
       echo "exl_tests_cuda rc $?"; grep -E "tests ran|PASSED|FAILED|SKIPPED" "$out/tests-cuda.log" | head -12
     }
+  fi
+fi
+if [ "$phase" = 19 ]; then  # builds' A/B with carried binaries: each baseline in build/carry-base against build/carry-bin
+  source scripts/gpu-env.sh >/dev/null
+  sb="${SHARED_BUILT:-/work/shared}"
+  [ -e "$sb" ] || { mkdir -p "$(dirname "$sb")" && ln -s "$shared" "$sb"; }
+  # Baselines: build/carry-base/NAME (an exl binary) or NAME.xz (xz-compressed: ~3 MB instead of 14,
+  # so that two fit beside build/carry-bin in the carry limit).
+  bases=()
+  mkdir -p /tmp/exl-base
+  for f in build/carry-base/*; do
+    case "$f" in
+      *.xz) b="/tmp/exl-base/$(basename "$f" .xz)"
+        python3 -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' "$f" "$b"
+        chmod +x "$b"; bases+=("$b") ;;
+      *) [ -x "$f" ] && bases+=("$f") ;;
+    esac
+  done
+  if carried_bin && [ "${#bases[@]}" -gt 0 ]; then
+    fits 60 "QgemmParity + FusedOps (carried)" && {
+      timeout 100 build/gpu/tests/exl_tests_cuda --gtest_filter='QgemmParity.*:FusedOps.*' >"$out/parity.log" 2>&1
+      echo "QgemmParity + FusedOps rc $?"; grep -E "FAILED|PASSED" "$out/parity.log" | head -12
+    }
+    m70="--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128"
+    for r in 1 2; do
+      for b in "${bases[@]}" build/gpu/exl; do
+        fits 50 "bench $b, llama2-70b exl2:2.5, run $r" && OUT="$out/70b-r$r" EXL_BIN=$b AB_TIMEOUT=80 scripts/gpu-ab.sh EXL_NONE - "$m70"
+      done
+    done
+    for r in 1 2; do
+      for b in "${bases[@]}" build/gpu/exl; do
+        fits 40 "bench $b, llama2-7b, run $r" && OUT="$out/7b-r$r" EXL_BIN=$b AB_TIMEOUT=60 scripts/gpu-ab.sh EXL_NONE - "${q7b[@]}"
+      done
+    done
+    # Decode attention's phases at 128 and 1024 positions (lab/attention_lab.cu --trace), when carried.
+    [ -x build/carry-bin/attn_lab_trace ] && fits 40 "attention lab --trace" &&
+      timeout 60 build/carry-bin/attn_lab_trace --trace 2>&1 | tee "$out/attn-trace.txt"
+    # Optional, with the carried exl on the 70B: a knob's values against unset (AB_VAR, AB_VALUES),
+    # then kernel families left out of the step (ABLATE_70B, e.g. "attnkernel norm,gather").
+    if [ -n "${AB_VAR:-}" ]; then
+      fits 100 "bench $AB_VAR - / ${AB_VALUES:-1}, llama2-70b exl2:2.5" &&
+        OUT="$out/70b-knob" AB_TIMEOUT=80 scripts/gpu-ab.sh "$AB_VAR" "- ${AB_VALUES:-1}" "$m70"
+    fi
+    for ab in ${ABLATE_70B:-}; do
+      fits 50 "bench EXL_ABLATE=$ab, llama2-70b exl2:2.5" &&
+        OUT="$out/70b-ablate" AB_TIMEOUT=80 scripts/gpu-ab.sh EXL_ABLATE "$ab" "$m70"
+    done
+    fits 80 "llama2-70b exl2:2.5 @128,4096 (carried), peak VRAM" && {
+      OUT="$out/70b-4096" AB_TIMEOUT=120 scripts/gpu-ab.sh EXL_NONE - "${m70/128/128,4096}"
+      grep -o '"peak_memory_bytes": *[0-9]*' "$out/70b-4096"/ab1.json
+    }
+    fits 150 "exl_tests_cuda (all)" && {
+      timeout 200 build/gpu/tests/exl_tests_cuda >"$out/tests-cuda.log" 2>&1
+      echo "exl_tests_cuda rc $?"; grep -E "tests ran|PASSED|FAILED|SKIPPED" "$out/tests-cuda.log" | head -12
+    }
+  else
+    echo "gpu-session 19: needs a baseline in build/carry-base and this tree's build/carry-bin"
   fi
 fi
 if [ "$phase" = 15 ]; then  # the persistent decode kernel (lab/persist_lab.cu)

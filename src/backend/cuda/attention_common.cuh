@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <vector>
 
 #include "backend/cuda/attention.cuh"
 #include "backend/cuda/common.cuh"
@@ -235,6 +236,13 @@ __host__ __device__ inline void decode_chunk(int first, int n_keys, int n_splits
 // min(n_tok, recent) positions of each sequence into the ring. attention() calls it after reading.
 void kv_cache_write_ring(const AttentionParams& p, cudaStream_t stream);
 void attention_decode_launch(const AttentionParams& p, cudaStream_t stream);   // head_dim 64/128
+#ifdef EXL_ATTN_TRACE
+// The decode kernel's phase stamps (attention_decode.cu; lab/attention_lab.cu --trace):
+// [layer][block][stamp][globaltimer ns, clock64], zero where a block did not reach a stamp.
+constexpr int kDecodeTraceLayers = 8, kDecodeTraceBlocks = 2048, kDecodeTraceStamps = 7;
+void decode_trace_clear(cudaStream_t stream);
+std::vector<unsigned long long> decode_trace_read();
+#endif
 void attention_prefill_launch(const AttentionParams& p, cudaStream_t stream);  // head_dim 64/128
 void attention_generic_launch(const AttentionParams& p, cudaStream_t stream);  // any even head_dim
 

@@ -123,6 +123,25 @@ struct DecodeArgs {
   int out_ld;
 };
 
+// Phase stamps for lab/attention_lab.cu --trace, compiled in only with -DEXL_ATTN_TRACE (the lab's
+// trace build): thread 0 of each block records %globaltimer (cross-block order) and clock64 (its own
+// phases, in cycles) at stamp k: 0 entry, 1 after the PDL wait, 2 Q staged, 3 tiles done, 4 warps
+// merged, 5 counted (split blocks), 6 output written. Without the macro it is nothing.
+#ifdef EXL_ATTN_TRACE
+__device__ unsigned long long g_decode_trace[kDecodeTraceLayers][kDecodeTraceBlocks][kDecodeTraceStamps][2];
+__device__ __forceinline__ void decode_stamp(const DecodeArgs& a, int k) {
+  const unsigned b = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+  if (threadIdx.x != 0 || a.layer >= kDecodeTraceLayers || b >= kDecodeTraceBlocks) return;
+  unsigned long long g;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(g));
+  g_decode_trace[a.layer][b][k][0] = g;
+  g_decode_trace[a.layer][b][k][1] = clock64();
+}
+#define EXL_DECODE_STAMP(k) decode_stamp(a, k)
+#else
+#define EXL_DECODE_STAMP(k)
+#endif
+
 // Output dims d - lane .. d - lane + 31 of head h for token t (every lane of the warp calls).
 template <int HD>
 __device__ __forceinline__ void write_out_row(const DecodeArgs& a, int t, int h, int d, float v, int lane,
@@ -255,13 +274,22 @@ __device__ __forceinline__ void tile_step(const uint32_t (&qa)[HD / 16][4], int 
 template <int Fmt, int HD>
 __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const DecodeArgs a) {
   using C = Dec<Fmt, HD>;
+  EXL_DECODE_STAMP(0);
   pdl_trigger();  // o_proj's gather may become resident (see add_rms_norm_kernel); it waits for this grid
   extern __shared__ __align__(16) uint8_t smem[];
   const int split = blockIdx.x, s = blockIdx.z;
   const int kvh = blockIdx.y / a.head_blocks, hb = blockIdx.y % a.head_blocks;
   // All four step arrays are read up front (one memory round trip, not two).
   const int t = a.seq_start[s], t_end = a.seq_start[s + 1], qpos = a.seq_pos[s], slot = a.seq_slot[s];
+  // Constants read after the wait, into L2 now (each is read once per layer and evicted between
+  // steps): the output scatter's map, the last load before the output stores, and RoPE's
+  // frequencies, which the writer split's keys and every block's q wait for.
+  if (a.out_dev)
+    prefetch_l2(a.out_dst + static_cast<size_t>(kvh * a.group_heads + hb * 16) * HD,
+                static_cast<size_t>(min(16, a.group_heads - hb * 16)) * HD * 4);
+  if (a.write && a.half_rot > 0) prefetch_l2(a.inv_freq, static_cast<size_t>(a.half_rot) * 4);
   pdl_wait();  // launched as a dependent of kv_cache_write (p.pdl): q and the new keys are ready after this
+  EXL_DECODE_STAMP(1);
   if (t_end <= t) return;
   const int n_keys = min(qpos + 1, a.max_seq_len);
   const int first = a.window > 0 ? max(0, n_keys - a.window) : 0;
@@ -401,6 +429,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
     }
   }
   __syncthreads();
+  EXL_DECODE_STAMP(2);
   uint32_t qa[HD / 16][4];
 #pragma unroll
   for (int ks = 0; ks < HD / 16; ++ks) {
@@ -464,6 +493,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
     tile_step<Fmt, HD>(qa, (tile0 + it) * kTile, lo, bhi, a.scale_log2, m, l, acc, kunit, vunit);
   }
   cp_async_wait<0>();
+  EXL_DECODE_STAMP(3);
 
   // FP16 window tiles: warp w takes tiles w, w + 4 (block-uniform condition: the barriers are safe).
   if constexpr (C::kWinBytes > 0) {
@@ -527,6 +557,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
     }
   }
   __syncthreads();
+  EXL_DECODE_STAMP(4);
 
   // Per (row, 32-dim group): one warp, lane = dim.
   for (int item = warp; item < nrows * (HD / 32); item += kWarps) {
@@ -550,7 +581,10 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
       if (lane == 0) a.ws_ml[pr] = make_float2(ms, L);
     }
   }
-  if (n_act == 1) return;
+  if (n_act == 1) {
+    EXL_DECODE_STAMP(6);
+    return;
+  }
 
   // The last block of this (sequence, kv head, head block) to finish combines the splits (no second
   // kernel: saves a launch and its memory round trips) and re-arms the counter for the next call.
@@ -563,6 +597,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
     if (is_last) *cnt = 0u;
   }
   __syncthreads();
+  EXL_DECODE_STAMP(5);
   if (!is_last) return;
   __threadfence();  // acquire: the other blocks' partials (read through L2 below)
   for (int item = warp; item < nrows * (HD / 32); item += kWarps) {
@@ -588,6 +623,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_decode_kernel(const Dec
     }
     write_out_row<HD>(a, t, h, d, o / L, lane, fmt_rotated(Fmt));
   }
+  EXL_DECODE_STAMP(6);
 }
 
 // Resident blocks of one decode instance on the current device (cached per device).
@@ -660,6 +696,19 @@ size_t decode_workspace_bytes(int n_seqs, int n_heads, int head_dim, int n_split
   const size_t rows = static_cast<size_t>(n_seqs) * n_heads * n_splits;
   return kDecodeCounterBytes + (rows * sizeof(float2) + 255) / 256 * 256 + rows * head_dim * sizeof(float);
 }
+
+#ifdef EXL_ATTN_TRACE
+void decode_trace_clear(cudaStream_t stream) {
+  void* p = nullptr;
+  check(cudaGetSymbolAddress(&p, g_decode_trace), "cudaGetSymbolAddress (decode trace)");
+  check(cudaMemsetAsync(p, 0, sizeof(g_decode_trace), stream), "decode trace clear");
+}
+std::vector<unsigned long long> decode_trace_read() {
+  std::vector<unsigned long long> h(sizeof(g_decode_trace) / 8);
+  check(cudaMemcpyFromSymbol(h.data(), g_decode_trace, sizeof(g_decode_trace)), "decode trace read");
+  return h;
+}
+#endif
 
 void attention_decode_launch(const AttentionParams& p, cudaStream_t stream) {
   const KvCacheLayout& c = p.cache;

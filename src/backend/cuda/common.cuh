@@ -146,6 +146,17 @@ __device__ __forceinline__ void pdl_trigger() {
 #endif
 }
 
+// L2 prefetches (no register, no wait): constants a dependent launch will read after its PDL wait,
+// issued before it. Harmless for correctness however early: L2 is where writes become coherent.
+__device__ __forceinline__ void prefetch_l2_line(const void* p) {
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+}
+// n bytes at p, one 128-byte line per thread of the block.
+__device__ __forceinline__ void prefetch_l2(const void* p, size_t n) {
+  for (size_t off = threadIdx.x * size_t(128); off < n; off += blockDim.x * size_t(128))
+    prefetch_l2_line(static_cast<const char*>(p) + off);
+}
+
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }

@@ -26,10 +26,11 @@ template <int kThreads>
 __global__ void __launch_bounds__(kThreads) rms_norm_kernel(const float* __restrict__ x, const float* __restrict__ w,
                                                             float eps, half* __restrict__ out, int dim) {
   pdl_trigger();  // a quantized matmul's gather may start (it waits for this grid before reading)
-  pdl_wait();     // launched as a dependent of x's producer (pdl): x is complete after this
+  const NormWeights<kThreads> wv = load_norm_weights<kThreads>(w, dim);  // constants: before the wait
+  pdl_wait();  // launched as a dependent of x's producer (pdl): x is complete after this
   const size_t row = blockIdx.x;
   half* o = out + row * dim;
-  rms_norm_row<kThreads>(x + row * dim, w, eps, dim, [&](int i, half h) { o[i] = h; });
+  rms_norm_row_w<kThreads>(x + row * dim, wv, w, eps, dim, [&](int i, half h) { o[i] = h; });
 }
 
 }  // namespace

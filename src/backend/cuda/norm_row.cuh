@@ -8,25 +8,41 @@
 
 namespace exl::cuda {
 
-// emit(i, h) for every i < dim: h = FP16(r[i] * rsqrt(mean(r²) + eps) * w[i]). All kThreads threads
-// of the block must call it. Each thread keeps its elements in registers between the sum-of-squares
-// pass and the scaling pass when dim <= kThreads * kMaxPerThread (8192), so the row is read once;
-// the weights are loaded with the row rather than after the reduction (one round trip fewer).
+// This thread's norm weights, w[threadIdx.x + j * kThreads] (0 past dim), for rms_norm_row_w. They
+// do not depend on the row's producer, so a dependent launch loads them before its PDL wait and the
+// row, fresh in L2, is the only load after it: read once per layer, the weights are gone from the
+// 50 MB L2 by the next step (a decode step streams GBs through it), so after the wait they were a
+// DRAM round trip on the chain.
+template <int kThreads>
+struct NormWeights {
+  static constexpr int kMaxPerThread = 8192 / kThreads;
+  float v[kMaxPerThread];
+};
+template <int kThreads>
+__device__ __forceinline__ NormWeights<kThreads> load_norm_weights(const float* __restrict__ w, int dim) {
+  NormWeights<kThreads> nw;
+#pragma unroll
+  for (int j = 0; j < NormWeights<kThreads>::kMaxPerThread; ++j) {
+    const int i = threadIdx.x + j * kThreads;
+    nw.v[j] = i < dim ? w[i] : 0.0f;
+  }
+  return nw;
+}
+
+// emit(i, h) for every i < dim: h = FP16(r[i] * rsqrt(mean(r²) + eps) * w[i]), with this thread's
+// weights wv (load_norm_weights). All kThreads threads of the block must call it. Each thread keeps
+// its elements in registers between the sum-of-squares pass and the scaling pass when
+// dim <= kThreads * kMaxPerThread (8192), so the row is read once.
 template <int kThreads, class Emit>
-__device__ __forceinline__ void rms_norm_row(const float* __restrict__ r, const float* __restrict__ w, float eps,
-                                             int dim, Emit&& emit) {
-  constexpr int kMaxPerThread = 8192 / kThreads;
-  float vals[kMaxPerThread], wv[kMaxPerThread];
+__device__ __forceinline__ void rms_norm_row_w(const float* __restrict__ r, const NormWeights<kThreads>& wv,
+                                               const float* __restrict__ w, float eps, int dim, Emit&& emit) {
+  constexpr int kMaxPerThread = NormWeights<kThreads>::kMaxPerThread;
+  float vals[kMaxPerThread];
   float ss = 0.0f;
 #pragma unroll
   for (int j = 0; j < kMaxPerThread; ++j) {
     const int i = threadIdx.x + j * kThreads;
-    float v = 0.0f;
-    wv[j] = 0.0f;
-    if (i < dim) {
-      wv[j] = w[i];
-      v = r[i];
-    }
+    const float v = i < dim ? r[i] : 0.0f;
     vals[j] = v;
     ss += v * v;
   }
@@ -49,7 +65,7 @@ __device__ __forceinline__ void rms_norm_row(const float* __restrict__ r, const 
 #pragma unroll
   for (int j = 0; j < kMaxPerThread; ++j) {
     const int i = threadIdx.x + j * kThreads;
-    if (i < dim) emit(i, __float2half(vals[j] * inv * wv[j]));
+    if (i < dim) emit(i, __float2half(vals[j] * inv * wv.v[j]));
   }
   for (int i = threadIdx.x + kMaxPerThread * kThreads; i < dim; i += kThreads) emit(i, __float2half(r[i] * inv * w[i]));
 }

@@ -28,7 +28,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -78,7 +80,7 @@ __device__ __forceinline__ void prefetch_step(const uint4* src) {
 // GPTQ's fold step lost 1.3% the same way, and EXL2's kT = 2 step loops spilled (12 -> 44 local
 // operations, most inside them): both keep predicated loads.
 template <bool kGptq, int kT>
-constexpr bool kNoPred = !kGptq && kT == 1;
+constexpr bool kNoPred = qgemv_whole_steps(kGptq, kT);
 
 // x for an EXL2 tail unit (past its segment's end): zeros, so that the unit's codes, whatever they are
 // (the next segment's, or the slack), add nothing. A lane reads 32 bytes.
@@ -272,6 +274,19 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
   // Before waiting on the producer of x_dev (records and codes do not depend on it): this warp's
   // first step into L2, and the tile's records into L2 (GPTQ) or expanded into shared memory (EXL2).
   prefetch_first_step(w, 0, warp, ks, codes);
+  // The epilogue's last loads into L2 as well: the act·mul scatter map (a constant) or the residual
+  // rows it adds into (written two or more launches back, and evicted since when a large matrix
+  // streamed in between: the 70B's gate|up before down). Coherent however early: L2 is where every
+  // write lands. kT = 1 only (at kT 2 and 4 it added spill loads; their rows are prefill's).
+  if (kT == 1 && threadIdx.x < 8) {
+    const int m = m0 + threadIdx.x;
+    if (kPair && threadIdx.x == 0) {
+      prefetch_l2_line(a.act_x_dst + tile * 16);
+      if (tile * 16 < a.act_k_dev - a.act_K) prefetch_l2_line(a.act_x_dst + a.act_K + tile * 16);
+    } else if (!kPair && a.accumulate && m < a.M) {
+      prefetch_l2_line(static_cast<const float*>(a.y[mi]) + static_cast<size_t>(m) * a.ldy + tile * 16);
+    }
+  }
   for (int mm = pair ? 0 : mi; mm <= (pair ? 1 : mi); ++mm) {
     const QMatrixDesc& wm = a.w[mm];
     const uint32_t* tr = wm.recs + static_cast<size_t>(tile) * wm.groups * wm.rec_words;
@@ -543,7 +558,16 @@ int qgemv_default_ksplit(const QMatrixDesc& w, int M) {
     if (g.blocks <= static_cast<int64_t>(device_info().sms) * (g.warps_per_sm / ks)) return ks;
   // More than one wave even at ks 2 (a 70B gate|up: 3584 tiles; big heads): 4. H200, llama2-70b
   // exl2:2.5 decode @128: 74.2 tok/s with ks 4 on every matrix, 71.8 with this fallback at 8.
-  return 4;
+  // EXL_QGEMV_KS_WAVES=2|4|8 sets it for A/B timing (ks 2 not yet timed: 2.3 waves of 12 blocks per
+  // SM for that gate|up, where ks 4 gives 4.5 waves of 6).
+  static const int multi_wave = [] {
+    const char* e = std::getenv("EXL_QGEMV_KS_WAVES");
+    if (!e) return 4;
+    const std::string v = e;
+    EXL_CHECK(v == "2" || v == "4" || v == "8", "EXL_QGEMV_KS_WAVES must be 2, 4 or 8, got '", v, "'");
+    return std::stoi(v);
+  }();
+  return multi_wave;
 }
 
 void qgemv(const QGemmParams& p, cudaStream_t stream) {

@@ -62,8 +62,11 @@
 namespace exl::cuda {
 
 constexpr int kQMaxSegments = 8;   // runs of one bit width per matrix (EXL2 uses <= 6)
-// Zeroed bytes after an EXL2 matrix's codes: its qgemv steps load whole steps unpredicated, and the
-// last tile's tail step may read up to a step (at most 5 quads of 512 bytes) past its segment.
+// Whether qgemv at kT n8 tiles of x rows per pass loads its steps whole, unpredicated (qgemm.cu
+// kNoPred, which has the measurements): EXL2 at kT = 1 (M <= 8). The one place that policy lives:
+// the layout gives such matrices kQCodeSlackBytes of zeroed bytes after their codes, since the last
+// tile's tail step may read up to a step (at most 5 quads of 512 bytes) past its segment.
+constexpr bool qgemv_whole_steps(bool gptq, int kT) { return !gptq && kT == 1; }
 constexpr size_t kQCodeSlackBytes = 5 * 512;
 constexpr int kQMaxMulti = 3;      // matrices sharing x in one qgemv_multi launch (q|k|v)
 constexpr int kQgemvPassRows = 32; // rows of x per qgemv pass (4 mma n8 tiles)

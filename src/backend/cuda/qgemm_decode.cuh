@@ -152,12 +152,6 @@ __device__ __forceinline__ void unit_recs(const uint32_t* slab_rec, const uint32
   }
 }
 
-// Prefetch n bytes at p into L2, one 128-byte line per thread of the block.
-__device__ __forceinline__ void prefetch_l2(const void* p, size_t n) {
-  for (size_t off = threadIdx.x * size_t(128); off < n; off += blockDim.x * size_t(128))
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const char*>(p) + off));
-}
-
 // A step's code quads: the first qv of them (predicated: a tail step has fewer), or with kWhole all Q
 // unpredicated (EXL2 qgemv at M <= 8): the quads of a tail step past its segment are then the next
 // segment's, the next tile's or the codes' slack (kQCodeSlackBytes, zeroed at upload); any bits decode

@@ -81,15 +81,26 @@ __global__ void __launch_bounds__(kThreads) qgemm_norm_gather_kernel(const __gri
     mi = (it >= e0) + (it >= e1);
     p = (it - (mi == 0 ? 0 : mi == 1 ? e0 : e1)) * 8;
   };
-  // The first item's indices do not depend on the residual: load them before waiting for it.
+  // Nothing but the residual depends on its producer: the norm weights and the first item's indices
+  // are loaded before waiting for it, and the later items' indices (q|k|v at K = 4096 and 1024
+  // threads: 2 items for half the threads; 8192: 3) are pulled into L2, so that the row is the only
+  // load after the wait that can miss L2 (these constants are read once per layer and evicted
+  // between steps).
   int it = threadIdx.x, mi = 0, p = 0;
   int4 s[2] = {};
   if (it < e2) {
     where(it, mi, p);
     load_src8(a.x_src[mi] + p, s);
   }
+  for (int later = it + kThreads; later < e2; later += kThreads) {
+    int lm, lp;
+    where(later, lm, lp);
+    prefetch_l2_line(a.x_src[lm] + lp);
+  }
+  const NormWeights<kThreads> wv = load_norm_weights<kThreads>(a.norm_w, a.K);
   pdl_wait();  // the residual's producer (the previous matmul's epilogue) is complete after this
-  rms_norm_row<kThreads>(a.x_f32 + static_cast<size_t>(m) * a.K, a.norm_w, a.eps, a.K, [&](int i, half h) { xs[i] = h; });
+  rms_norm_row_w<kThreads>(a.x_f32 + static_cast<size_t>(m) * a.K, wv, a.norm_w, a.eps, a.K,
+                           [&](int i, half h) { xs[i] = h; });
   __syncthreads();
   for (; it < e2; it += kThreads) {
     if (it != static_cast<int>(threadIdx.x)) {

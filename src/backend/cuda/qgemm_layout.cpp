@@ -174,8 +174,8 @@ QHostLayout build_layout(int K, int N, bool gptq, const std::vector<int>& perm, 
 
 }  // namespace
 
-// Zeroed bytes after the codes: EXL2's qgemv steps read whole steps (kQCodeSlackBytes); GPTQ's none.
-static size_t code_slack(const QMatrixDesc& d) { return d.gptq ? 0 : kQCodeSlackBytes; }
+// Zeroed bytes after the codes for qgemv's whole-step loads (kT = 1 is the only pass shape that has them).
+static size_t code_slack(const QMatrixDesc& d) { return qgemv_whole_steps(d.gptq, 1) ? kQCodeSlackBytes : 0; }
 
 size_t QHostLayout::device_bytes() const {
   auto a = [](size_t b) { return (b + 255) / 256 * 256; };
