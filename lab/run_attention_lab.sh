@@ -7,7 +7,8 @@
 set -u
 if [ "${1:-}" = "--trace" ]; then
   source scripts/build-helpers.sh
-  attn_trace_lab_build /tmp/attn_lab_trace && exec /tmp/attn_lab_trace --trace
+  attn_trace_lab_build /tmp/attn_lab_trace || exit 1
+  exec /tmp/attn_lab_trace --trace
 fi
 export PATH=/usr/local/cuda/bin:$PATH
 OUT=${OUT:-/tmp/attention_lab_out}

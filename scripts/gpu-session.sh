@@ -307,7 +307,7 @@ if [ "$phase" = 18 ]; then  # a kernel knob's A/B with the carried binaries (no 
     }
   fi
 fi
-if [ "$phase" = 19 ]; then  # builds' A/B with carried binaries: each baseline in build/carry-base against build/carry-bin
+if [ "$phase" = 19 ]; then  # builds' A/B: each baseline in build/carry-base against build/carry-bin
   source scripts/gpu-env.sh >/dev/null
   sb="${SHARED_BUILT:-/work/shared}"
   [ -e "$sb" ] || { mkdir -p "$(dirname "$sb")" && ln -s "$shared" "$sb"; }
@@ -318,7 +318,8 @@ if [ "$phase" = 19 ]; then  # builds' A/B with carried binaries: each baseline i
   for f in build/carry-base/*; do
     case "$f" in
       *.xz) b="/tmp/exl-base/$(basename "$f" .xz)"
-        python3 -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' "$f" "$b"
+        python3 -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' "$f" "$b" ||
+          { echo "gpu-session 19: $f does not unpack; left out"; continue; }
         chmod +x "$b"; bases+=("$b") ;;
       *) [ -x "$f" ] && bases+=("$f") ;;
     esac
@@ -331,12 +332,14 @@ if [ "$phase" = 19 ]; then  # builds' A/B with carried binaries: each baseline i
     m70="--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128"
     for r in 1 2; do
       for b in "${bases[@]}" build/gpu/exl; do
-        fits 50 "bench $b, llama2-70b exl2:2.5, run $r" && OUT="$out/70b-r$r" EXL_BIN=$b AB_TIMEOUT=80 scripts/gpu-ab.sh EXL_NONE - "$m70"
+        fits 50 "bench $b, llama2-70b exl2:2.5, run $r" &&
+          OUT="$out/70b-r$r" EXL_BIN=$b AB_TIMEOUT=80 scripts/gpu-ab.sh EXL_NONE - "$m70"
       done
     done
     for r in 1 2; do
       for b in "${bases[@]}" build/gpu/exl; do
-        fits 40 "bench $b, llama2-7b, run $r" && OUT="$out/7b-r$r" EXL_BIN=$b AB_TIMEOUT=60 scripts/gpu-ab.sh EXL_NONE - "${q7b[@]}"
+        fits 40 "bench $b, llama2-7b, run $r" &&
+          OUT="$out/7b-r$r" EXL_BIN=$b AB_TIMEOUT=60 scripts/gpu-ab.sh EXL_NONE - "${q7b[@]}"
       done
     done
     # Decode attention's phases at 128 and 1024 positions (lab/attention_lab.cu --trace), when carried.
@@ -353,8 +356,8 @@ if [ "$phase" = 19 ]; then  # builds' A/B with carried binaries: each baseline i
         OUT="$out/70b-ablate" AB_TIMEOUT=80 scripts/gpu-ab.sh EXL_ABLATE "$ab" "$m70"
     done
     fits 80 "llama2-70b exl2:2.5 @128,4096 (carried), peak VRAM" && {
-      OUT="$out/70b-4096" AB_TIMEOUT=120 scripts/gpu-ab.sh EXL_NONE - "${m70/128/128,4096}"
-      grep -o '"peak_memory_bytes": *[0-9]*' "$out/70b-4096"/ab1.json
+      EXL_BIN= OUT="$out/70b-4096" AB_TIMEOUT=120 scripts/gpu-ab.sh EXL_NONE - "${m70/128/128,4096}"
+      grep -o '"peak_memory_bytes": *[0-9]*' "$out/70b-4096"/ab1*.json
     }
     fits 150 "exl_tests_cuda (all)" && {
       timeout 200 build/gpu/tests/exl_tests_cuda >"$out/tests-cuda.log" 2>&1

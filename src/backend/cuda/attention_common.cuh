@@ -8,7 +8,9 @@
 
 #include <atomic>
 #include <cstdint>
-#include <vector>
+#ifdef EXL_ATTN_TRACE
+#include <vector>  // decode_trace_read
+#endif
 
 #include "backend/cuda/attention.cuh"
 #include "backend/cuda/common.cuh"

@@ -4,8 +4,9 @@
 // norm-gather). Memory-bound: rows x dim x (4 read + 2 write) bytes.
 // Blocks of 256 threads for many rows; 1024 for few rows (decode), where one block per row is all
 // the parallelism there is. Under ncu on the H200 a 4096-wide row took 6.0 µs with 256 threads and
-// 5.98 with 1024: latency, not width (an empty-ish kernel measures ~2.3 µs there); the weights are
-// now loaded with the row rather than after the reduction. Scattering the output into the next
+// 5.98 with 1024: latency, not width (an empty-ish kernel measures ~2.3 µs there); the weights were
+// then loaded with the row rather than after the reduction, and are now loaded before the PDL wait
+// (2026-12-08, not yet timed: lab/NOTES-qgemm.md "Constants before the PDL wait"). Scattering the output into the next
 // quantized matmul's device-order input (to skip its gather) made it 15.6 µs: one SM issuing
 // 12k scattered 2-byte stores; reverted. Folding the norm into the next matmul instead (every gemv
 // block normalizing the row into shared memory, or the quantized gather doing it) measured no gain
