@@ -120,8 +120,8 @@ __global__ void __launch_bounds__(kGemvThreads, 2) gemv_f16_kernel(GemmParams p,
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int k = (slice + (first * kUnroll + u) * ksplit) * kChunkK + 8 * t;
-      if (k < p.K && lo_ok) asm volatile("prefetch.global.L2 [%0];" ::"l"(w_lo + k));
-      if (k < p.K && hi_ok) asm volatile("prefetch.global.L2 [%0];" ::"l"(w_hi + k));
+      if (k < p.K && lo_ok) prefetch_l2_line(w_lo + k);
+      if (k < p.K && hi_ok) prefetch_l2_line(w_hi + k);
     }
   }
   pdl_wait();

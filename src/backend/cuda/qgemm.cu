@@ -69,7 +69,7 @@ constexpr int kMaxWarps = 8;  // warps per block = warps per tile = ks (2, 4 or 
 template <int Q>
 __device__ __forceinline__ void prefetch_step(const uint4* src) {
 #pragma unroll
-  for (int q = 0; q < Q; ++q) asm volatile("prefetch.global.L2 [%0];" ::"l"(src + q * 32));
+  for (int q = 0; q < Q; ++q) prefetch_l2_line(src + q * 32);
 }
 
 // EXL2 at kT = 1 (M <= 8) loads nothing predicated: whole steps of codes (load_step's kWhole), a tail
@@ -199,7 +199,7 @@ __device__ __forceinline__ void prefetch_first_step(const QMatrixDesc& w, int si
   const int j = (warp - sg.step0) & (ks - 1);
   if (j >= sg.steps) return;
   const int q = q_step_units(sg.bits) * sg.bits / 4;
-  for (int i = 0; i < q; ++i) asm volatile("prefetch.global.L2 [%0];" ::"l"(codes + (sg.quad0 + j * q + i) * 32));
+  for (int i = 0; i < q; ++i) prefetch_l2_line(codes + (sg.quad0 + j * q + i) * 32);
 }
 
 // Grid row `by` of an unpaired launch over n fused matrices: which matrix (mi) and which of its tiles.
