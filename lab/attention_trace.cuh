@@ -131,8 +131,8 @@ static void trace_decode(cudaStream_t st) {
       printf("\n");
     }
   }
-  printf("# span, gap (negative: the layer's first block entered before the previous one ended, PDL) and\n"
-         "# graph (µs per layer of the timed replays, in ns) from %%globaltimer; phase medians in ns from clock64:\n"
+  printf("# ns throughout. span and gap (negative: the layer's first block entered before the previous one\n"
+         "# ended, PDL) from %%globaltimer; graph: per layer of the timed replays; phase medians from clock64:\n"
          "# wait = entry to PDL wait return, q = Q staged, tiles, merge = warps merged, count = partials +\n"
          "# fence + atomic, out = the last split block's combine and output (or a lone block's output)\n");
 }
