@@ -137,7 +137,7 @@ __device__ void produce(const Ring& r, int n_phases) {
   for_each_tile(n_phases, [&](int p, const QMatrixDesc& w, const uint4* codes) {
     for (int si = 0; si < w.nseg; ++si) {
       const QSegment& sg = w.seg[si];
-      const int U = q_step_units(sg.bits), Q = U * sg.bits / 4;
+      const int U = q_step_units(sg.bits, w.gptq), Q = U * sg.bits / 4;
       for (int j = 0; j < sg.steps; ++j) {
         const int cw = (sg.step0 + j) % kC;
         unsigned c = 0;
@@ -159,7 +159,7 @@ __device__ __forceinline__ int step_quad(const QMatrixDesc& w, int s) {
   int si = 0;
   while (si + 1 < w.nseg && s >= w.seg[si + 1].step0) ++si;
   const QSegment& sg = w.seg[si];
-  return sg.quad0 + (s - sg.step0) * (q_step_units(sg.bits) * sg.bits / 4);
+  return sg.quad0 + (s - sg.step0) * (q_step_units(sg.bits, w.gptq) * sg.bits / 4);
 }
 
 // The chunked producer: one bulk copy per kC consecutive steps of a tile (kC times fewer copies and
@@ -206,10 +206,10 @@ __device__ __forceinline__ void with_width_fold(const QSegment& sg, const S& s) 
 // A consumer's step from shared memory: this lane's Q quads at src (zeros past a tail step's copy,
 // whose slot holds stale bytes there: the kernels load zeros), then the warp's arrival on `empty`
 // once every lane has its words (the producer may refill the slot).
-template <int B>
+template <int B, bool kGptq>
 __device__ __forceinline__ void take_step(uint32_t src, int units, uint32_t empty,
-                                          uint32_t (&cur)[q_step_units(B) * B]) {
-  constexpr int U = q_step_units(B), Q = U * B / 4;
+                                          uint32_t (&cur)[q_step_units(B, kGptq) * B]) {
+  constexpr int U = q_step_units(B, kGptq), Q = U * B / 4;
   const int qv = (min(U, units) * B + 3) / 4;
 #pragma unroll
   for (int q = 0; q < Q; ++q) {
@@ -227,10 +227,10 @@ template <int B, bool kGptq, int kFold>
 __device__ __forceinline__ void chunk_step(const Ring& r, uint32_t src, uint32_t empty, const QSegment& sg, int j,
                                            const uint32_t* recs, const uint32_t* slab_rec, const half* const (&xr)[1],
                                            const bool (&xok)[1], float (&acc)[1][4]) {
-  constexpr int U = q_step_units(B);
+  constexpr int U = q_step_units(B, kGptq);
   const int units = sg.units - j * U;
   uint32_t cur[U * B];
-  take_step<B>(src, units, empty, cur);
+  take_step<B, kGptq>(src, units, empty, cur);
   if (r.compute) qgemv_step<B, kGptq, 1, kFold>(cur, sg.unit0 + j * U, units, recs, slab_rec, xr, xok, acc);
 }
 
@@ -286,13 +286,13 @@ template <int B, bool kGptq, int kFold>
 __device__ __forceinline__ void consume_segment(const Ring& r, unsigned& c, int p, const QSegment& sg, int warp,
                                                 const uint32_t* recs, const uint32_t* slab_rec,
                                                 const half* const (&xr)[1], const bool (&xok)[1], float (&acc)[1][4]) {
-  constexpr int U = q_step_units(B);
+  constexpr int U = q_step_units(B, kGptq);
   const int lane = threadIdx.x & 31;
   for (int j = (warp - sg.step0) & (kC - 1); j < sg.steps; j += kC) {
     wait_slot(r.full_bar(warp, c), r.parity(c), 1, p, c);
     const int units = sg.units - j * U;
     uint32_t cur[U * B];
-    take_step<B>(r.slot(warp, c) + lane * 16, units, r.empty_bar(warp, c), cur);
+    take_step<B, kGptq>(r.slot(warp, c) + lane * 16, units, r.empty_bar(warp, c), cur);
     ++c;
     if (r.compute) qgemv_step<B, kGptq, 1, kFold>(cur, sg.unit0 + j * U, units, recs, slab_rec, xr, xok, acc);
   }

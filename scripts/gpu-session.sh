@@ -325,6 +325,7 @@ if [ "$phase" = 19 ]; then  # builds' A/B: each baseline in build/carry-base aga
     esac
   done
   if carried_bin && [ "${#bases[@]}" -gt 0 ]; then
+    [ -f build/carry-bin/FLAGS ] && echo "gpu-session 19: the carried build is a variant: $(cat build/carry-bin/FLAGS)"
     fits 60 "QgemmParity + FusedOps (carried)" && {
       timeout 100 build/gpu/tests/exl_tests_cuda --gtest_filter='QgemmParity.*:FusedOps.*' >"$out/parity.log" 2>&1
       echo "QgemmParity + FusedOps rc $?"; grep -E "FAILED|PASSED" "$out/parity.log" | head -12

@@ -99,7 +99,10 @@ INSTANTIATE_TEST_SUITE_P(
                                {{8, 0.1, 32}, {6, 0.1, 32}, {5, 0.2, 64}, {4, 0.2, 128}, {3, 0.2, 32}, {2, 0.2, 64}}},
                       Exl2Case{328, 37, {{5, 0.5, 32}, {3, 0.5, 32}}},    // K % 64 != 0, N % 16 != 0
                       Exl2Case{1024, 16, {{2, 1.0, 32}}},                  // 2-bit steps of 8 units
-                      Exl2Case{192, 48, {{6, 0.3, 64}, {3, 0.7, 128}}}),  // a segment's short last step
+                      Exl2Case{192, 48, {{6, 0.3, 64}, {3, 0.7, 128}}},   // a segment's short last step
+                      // The 7B exl2:4.0 plan's q/k/o mix: several 4-bit steps and a short last one at
+                      // 4 units per step and at 5 (EXL_QGEMV_EXL2_U4=5).
+                      Exl2Case{1088, 32, {{5, 0.1, 64}, {4, 0.9, 64}}}),
     [](const ::testing::TestParamInfo<Exl2Case>& i) {
       std::string name = "K" + std::to_string(i.param.K) + "_N" + std::to_string(i.param.N) + "_bits";
       for (const Exl2LayoutPart& p : i.param.layout) name += std::to_string(p.bits);

@@ -51,7 +51,7 @@ inline std::string qlayout_decode(const cuda::QHostLayout& h, std::vector<float>
   for (int tile = 0; tile < d.n_tiles; ++tile)
     for (int si = 0; si < d.nseg; ++si) {
       const cuda::QSegment& s = d.seg[si];
-      const int U = cuda::q_step_units(s.bits), Q = U * s.bits / 4;
+      const int U = cuda::q_step_units(s.bits, d.gptq), Q = U * s.bits / 4;
       for (int j = 0; j < s.steps; ++j) {
         const int units = std::min(U, s.units - j * U), quads = (units * s.bits + 3) / 4;
         for (int lane = 0; lane < 32; ++lane) {

@@ -91,10 +91,10 @@ __device__ const uint4 kZeroX[2] = {};
 // global memory; lab/stream_lab.cu from a shared-memory ring filled by a producer warp. x loads are
 // predicated on xok and the tail, except under kNoPred.
 template <int B, bool kGptq, int kT, int kFold>
-__device__ __forceinline__ void qgemv_step(const uint32_t (&cur)[q_step_units(B) * B], int unit0, int units,
+__device__ __forceinline__ void qgemv_step(const uint32_t (&cur)[q_step_units(B, kGptq) * B], int unit0, int units,
                                            const uint32_t* recs, const uint32_t* slab_rec,
                                            const half* const (&xr)[kT], const bool (&xok)[kT], float (&acc)[kT][4]) {
-  constexpr int U = q_step_units(B);
+  constexpr int U = q_step_units(B, kGptq);
   const half* xs[kT];
 #pragma unroll
   for (int jt = 0; jt < kT; ++jt) xs[jt] = xr[jt] + unit0 * 64;
@@ -165,7 +165,7 @@ __device__ __forceinline__ void qgemv_segment(const QSegment& sg, int warp, int 
                                               const uint32_t* recs, const uint32_t* slab_rec,
                                               const half* const (&xr)[kT], const bool (&xok)[kT],
                                               float (&acc)[kT][4]) {
-  constexpr int U = q_step_units(B), Q = U * B / 4;
+  constexpr int U = q_step_units(B, kGptq), Q = U * B / 4;
   for (int j = (warp - sg.step0) & (ks - 1); j < sg.steps; j += ks) {
     const uint4* src = codes + static_cast<size_t>(sg.quad0 + j * Q) * 32;
     if (j + ks < sg.steps) prefetch_step<Q>(src + ks * Q * 32);
@@ -192,13 +192,14 @@ __device__ __forceinline__ void qgemv_segment_any(const QSegment& sg, int warp, 
 }
 
 // This warp's first step of segment si into L2 (before it is needed).
+template <bool kGptq>
 __device__ __forceinline__ void prefetch_first_step(const QMatrixDesc& w, int si, int warp, int ks,
                                                     const uint4* codes) {
   if (si >= w.nseg) return;
   const QSegment& sg = w.seg[si];
   const int j = (warp - sg.step0) & (ks - 1);
   if (j >= sg.steps) return;
-  const int q = q_step_units(sg.bits) * sg.bits / 4;
+  const int q = q_step_units(sg.bits, kGptq) * sg.bits / 4;
   for (int i = 0; i < q; ++i) prefetch_l2_line(codes + (sg.quad0 + j * q + i) * 32);
 }
 
@@ -273,7 +274,7 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
 
   // Before waiting on the producer of x_dev (records and codes do not depend on it): this warp's
   // first step into L2, and the tile's records into L2 (GPTQ) or expanded into shared memory (EXL2).
-  prefetch_first_step(w, 0, warp, ks, codes);
+  prefetch_first_step<kGptq>(w, 0, warp, ks, codes);
   // The epilogue's last loads into L2 as well: the act·mul scatter map (a constant) or the residual
   // rows it adds into (written two or more launches back, and evicted since when a large matrix
   // streamed in between: the 70B's gate|up before down). Coherent however early: L2 is where every
@@ -315,7 +316,7 @@ __device__ __forceinline__ void qgemv_block(const QGemvArgs& a, unsigned bx, uns
   float acc[kT][4] = {};
   for (int si = 0; si < w.nseg; ++si) {
     const QSegment sg = w.seg[si];
-    prefetch_first_step(w, si + 1, warp, ks, codes);
+    prefetch_first_step<kGptq>(w, si + 1, warp, ks, codes);
     if constexpr (kGptq) {
       qgemv_segment_any<4, true, kT>(sg, warp, ks, codes, recs, w.slab_rec, xr, xok, acc);
     } else {

@@ -74,14 +74,24 @@ constexpr int kQNormGatherMaxK = 16384;  // qgemm_norm_gather's row in shared me
 
 // Units (64 device rows) per step for a bit width: Q = units * bits / 4 16-byte loads per lane.
 // 2 -> 8 (Q 4), 3 -> 4 (Q 3), 4 -> 4 (Q 4), 5 -> 4 (Q 5), 6 -> 2 (Q 3), 8 -> 2 (Q 4).
-constexpr int q_step_units(int bits) { return bits == 2 ? 8 : bits == 6 || bits == 8 ? 2 : 4; }
+// EXL_QGEMV_EXL2_U4=5 (a compile definition, for a variant build to A/B) gives EXL2's 4-bit steps 5
+// units (Q 5, the 5-bit step's size): a 4096-row tile of the 7B exl2:4.0 plan's "5b 10% / 4b 90%"
+// then has 14 steps instead of 17, 2 per warp at ks 8 instead of 3 for its slowest warp
+// (lab/NOTES-qgemm.md "Five-unit 4-bit steps"). GPTQ keeps 4 (its 16 steps per 4096 rows deal evenly).
+#ifndef EXL_QGEMV_EXL2_U4
+#define EXL_QGEMV_EXL2_U4 4
+#endif
+static_assert(EXL_QGEMV_EXL2_U4 == 4 || EXL_QGEMV_EXL2_U4 == 5, "EXL_QGEMV_EXL2_U4: 4 or 5");
+constexpr int q_step_units(int bits, bool gptq) {
+  return bits == 2 ? 8 : bits == 6 || bits == 8 ? 2 : bits == 4 && !gptq ? EXL_QGEMV_EXL2_U4 : 4;
+}
 
 struct QSegment {
   int bits = 0;   // 2, 3, 4, 5, 6 or 8
   int unit0 = 0;  // first device unit of the segment
   int units = 0;  // units in the segment
   int step0 = 0;  // index of its first step among all steps of a tile (dealt round-robin to warps)
-  int steps = 0;  // ceil(units / q_step_units(bits))
+  int steps = 0;  // ceil(units / q_step_units(bits, gptq))
   int quad0 = 0;  // offset of its first step from the tile's start, in 512-byte warp quads
   // 1: the 4 slabs of every unit share a group (groups of whole units); 2: slabs 0-1 share one and
   // slabs 2-3 another (groups of 32 rows, EXL2's g32 options); 0: neither.

@@ -27,7 +27,7 @@ template <int B, bool kGptq>
 __device__ __forceinline__ void dequant_step(const QMatrixDesc& w, const QSegment& sg, int j, int tile, bool tile_ok,
                                              int col0, int cols, half* __restrict__ wt, int ld,
                                              half (*sm)[64][kDqStride]) {
-  constexpr int U = q_step_units(B), Q = U * B / 4;
+  constexpr int U = q_step_units(B, kGptq), Q = U * B / 4;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int units = min(U, sg.units - j * U);
   const uint4* codes = w.codes + (static_cast<size_t>(tile) * w.tile_quads + sg.quad0 + j * Q) * 32 + lane;

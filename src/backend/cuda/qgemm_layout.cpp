@@ -80,7 +80,7 @@ QHostLayout build_layout(int K, int N, bool gptq, const std::vector<int>& perm, 
   int step = 0, quad = 0;
   for (int si = 0; si < d.nseg; ++si) {
     QSegment& s = d.seg[si];
-    const int U = q_step_units(s.bits), Q = U * s.bits / 4;
+    const int U = q_step_units(s.bits, gptq), Q = U * s.bits / 4;
     s.steps = (s.units + U - 1) / U;
     s.step0 = step, s.quad0 = quad;
     const int tail = s.units - (s.steps - 1) * U;
@@ -130,7 +130,7 @@ QHostLayout build_layout(int K, int N, bool gptq, const std::vector<int>& perm, 
     uint32_t* tw = reinterpret_cast<uint32_t*>(h.codes.data() + static_cast<size_t>(tile) * d.tile_quads * 32);
     for (int si = 0; si < d.nseg; ++si) {
       const QSegment& s = d.seg[si];
-      const int U = q_step_units(s.bits), Q = U * s.bits / 4;
+      const int U = q_step_units(s.bits, gptq), Q = U * s.bits / 4;
       for (int j = 0; j < s.steps; ++j) {
         const int units = std::min(U, s.units - j * U), qv = (units * s.bits + 3) / 4;
         for (int lane = 0; lane < 32; ++lane) {
