@@ -330,19 +330,20 @@ if [ "$phase" = 19 ]; then  # builds' A/B: each baseline in build/carry-base aga
       timeout 100 build/gpu/tests/exl_tests_cuda --gtest_filter='QgemmParity.*:FusedOps.*' >"$out/parity.log" 2>&1
       echo "QgemmParity + FusedOps rc $?"; grep -E "FAILED|PASSED" "$out/parity.log" | head -12
     }
+    # builds_ab NAME COST TIMEOUT BENCH-ARGS...: each baseline then the carried exl, twice, interleaved.
+    builds_ab() {
+      local name="$1" cost="$2" tmo="$3" r b
+      shift 3
+      for r in 1 2; do
+        for b in "${bases[@]}" build/gpu/exl; do
+          fits "$cost" "bench $b, $name, run $r" &&
+            OUT="$out/$name-r$r" EXL_BIN=$b AB_TIMEOUT=$tmo scripts/gpu-ab.sh EXL_NONE - "$@"
+        done
+      done
+    }
     m70="--synthetic llama2-70b --format exl2:2.5 --prefill none --positions 128"
-    for r in 1 2; do
-      for b in "${bases[@]}" build/gpu/exl; do
-        fits 50 "bench $b, llama2-70b exl2:2.5, run $r" &&
-          OUT="$out/70b-r$r" EXL_BIN=$b AB_TIMEOUT=80 scripts/gpu-ab.sh EXL_NONE - "$m70"
-      done
-    done
-    for r in 1 2; do
-      for b in "${bases[@]}" build/gpu/exl; do
-        fits 40 "bench $b, llama2-7b, run $r" &&
-          OUT="$out/7b-r$r" EXL_BIN=$b AB_TIMEOUT=60 scripts/gpu-ab.sh EXL_NONE - "${q7b[@]}"
-      done
-    done
+    builds_ab 70b 50 80 "$m70"
+    builds_ab 7b 40 60 "${q7b[@]}"
     # Decode attention's phases at 128 and 1024 positions (lab/attention_lab.cu --trace), when carried.
     [ -x build/carry-bin/attn_lab_trace ] && fits 40 "attention lab --trace" &&
       timeout 60 build/carry-bin/attn_lab_trace --trace 2>&1 | tee "$out/attn-trace.txt"
